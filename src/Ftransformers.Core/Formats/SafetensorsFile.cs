@@ -1,0 +1,204 @@
+using System.IO.MemoryMappedFiles;
+using System.Text.Json;
+
+namespace Ftransformers.Formats;
+
+/// <summary>
+/// A safetensors file mapped into memory: the header is parsed and validated once, tensor bytes are
+/// read in place through the mapping and never copied into managed memory.
+/// </summary>
+public sealed unsafe class SafetensorsFile : IDisposable
+{
+    // Headers of real checkpoints are a few hundred KiB; anything far larger is a corrupt length field.
+    private const long MaxHeaderBytes = 256L << 20;
+
+    private readonly MemoryMappedFile? _map;
+    private readonly MemoryMappedViewAccessor? _view;
+    private readonly byte[]? _pinnedBytes;
+    private byte* _base;
+    private readonly long _dataStart;
+    private readonly Dictionary<string, TensorInfo> _tensors;
+
+    /// <summary>Where the file came from, used in every error message.</summary>
+    public string Path { get; }
+
+    /// <summary>The tensors of the file, by name.</summary>
+    public IReadOnlyDictionary<string, TensorInfo> Tensors => _tensors;
+
+    /// <summary>The free-form string metadata of the header (<c>__metadata__</c>).</summary>
+    public IReadOnlyDictionary<string, string> Metadata { get; }
+
+    private SafetensorsFile(string path, byte* start, long length, MemoryMappedFile? map, MemoryMappedViewAccessor? view, byte[]? pinned)
+    {
+        Path = path;
+        _map = map;
+        _view = view;
+        _pinnedBytes = pinned;
+        _base = start;
+        try
+        {
+            (_tensors, Metadata, _dataStart) = ParseHeader(path, new ReadOnlySpan<byte>(start, (int)Math.Min(length, int.MaxValue)), length);
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Maps a safetensors file read-only and validates its header.</summary>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="InvalidDataException">The file is truncated or its header is malformed.</exception>
+    public static SafetensorsFile Open(string path)
+    {
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"Safetensors file '{path}' does not exist.", path);
+        long length = new FileInfo(path).Length;
+        if (length < 8)
+            throw new InvalidDataException($"{path}: file is truncated ({length} bytes; a safetensors file starts with an 8-byte header length).");
+        var map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+        MemoryMappedViewAccessor? view = null;
+        try
+        {
+            view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+            byte* ptr = null;
+            view.SafeMemoryMappedViewHandle.AcquirePointer(ref ptr);
+            return new SafetensorsFile(path, ptr + view.PointerOffset, length, map, view, null);
+        }
+        catch
+        {
+            view?.Dispose();
+            map.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Reads a safetensors image held in memory (synthetic models, tests).</summary>
+    /// <param name="name">A name for messages.</param>
+    /// <param name="bytes">The file's bytes; must be allocated pinned (<see cref="GC.AllocateArray{T}(int, bool)"/>).</param>
+    public static SafetensorsFile FromPinnedBytes(string name, byte[] bytes)
+    {
+        if (bytes.Length < 8)
+            throw new InvalidDataException($"{name}: file is truncated ({bytes.Length} bytes).");
+        // The array lives on the pinned object heap, so its address is stable for the file's lifetime.
+        byte* ptr = (byte*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref bytes[0]);
+        return new SafetensorsFile(name, ptr, bytes.Length, null, null, bytes);
+    }
+
+    /// <summary>Whether the file holds a tensor of this name.</summary>
+    public bool Contains(string name) => _tensors.ContainsKey(name);
+
+    /// <summary>The raw bytes of a tensor, read in place.</summary>
+    public ReadOnlySpan<byte> GetBytes(TensorInfo tensor) => new(GetPointer(tensor), checked((int)tensor.ByteLength));
+
+    /// <summary>Address of a tensor's first byte; valid until the file is disposed.</summary>
+    internal byte* GetPointer(TensorInfo tensor)
+    {
+        ObjectDisposedException.ThrowIf(_base == null, this);
+        return _base + _dataStart + tensor.Offset;
+    }
+
+    /// <summary>Unmaps the file.</summary>
+    public void Dispose()
+    {
+        if (_view != null && _base != null)
+            _view.SafeMemoryMappedViewHandle.ReleasePointer();
+        _base = null;
+        _view?.Dispose();
+        _map?.Dispose();
+        GC.KeepAlive(_pinnedBytes);
+    }
+
+    private static (Dictionary<string, TensorInfo>, IReadOnlyDictionary<string, string>, long) ParseHeader(string path, ReadOnlySpan<byte> file, long fileLength)
+    {
+        ulong headerLength = BitConverter.ToUInt64(file[..8]);
+        if (headerLength > MaxHeaderBytes || 8 + (long)headerLength > fileLength)
+            throw new InvalidDataException($"{path}: header length {headerLength} runs past the end of the file ({fileLength} bytes); the file is truncated or not safetensors.");
+        long dataStart = 8 + (long)headerLength;
+        long dataLength = fileLength - dataStart;
+
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(file.Slice(8, (int)headerLength).ToArray());
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: header is not valid JSON: {e.Message}", e);
+        }
+
+        using (doc)
+        {
+            if (doc.RootElement.ValueKind != JsonValueKind.Object)
+                throw new InvalidDataException($"{path}: header must be a JSON object.");
+            var tensors = new Dictionary<string, TensorInfo>(StringComparer.Ordinal);
+            var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (JsonProperty entry in doc.RootElement.EnumerateObject())
+            {
+                if (entry.Name == "__metadata__")
+                {
+                    if (entry.Value.ValueKind == JsonValueKind.Object)
+                        foreach (JsonProperty m in entry.Value.EnumerateObject())
+                            metadata[m.Name] = m.Value.ValueKind == JsonValueKind.String ? m.Value.GetString()! : m.Value.GetRawText();
+                    continue;
+                }
+                tensors.Add(entry.Name, ParseTensor(path, entry, dataLength));
+            }
+            CheckNoOverlap(path, tensors.Values);
+            return (tensors, metadata, dataStart);
+        }
+    }
+
+    private static TensorInfo ParseTensor(string path, JsonProperty entry, long dataLength)
+    {
+        string name = entry.Name;
+        JsonElement e = entry.Value;
+        string where = $"{path}: tensor '{name}'";
+        if (e.ValueKind != JsonValueKind.Object)
+            throw new InvalidDataException($"{where}: entry must be an object.");
+        if (!e.TryGetProperty("dtype", out JsonElement dtypeElement) || dtypeElement.ValueKind != JsonValueKind.String)
+            throw new InvalidDataException($"{where}: missing 'dtype'.");
+        string dtypeText = dtypeElement.GetString()!;
+        if (!TensorDTypes.TryParse(dtypeText, out TensorDType dtype))
+            throw new InvalidDataException($"{where}: unknown dtype '{dtypeText}'.");
+        if (!e.TryGetProperty("shape", out JsonElement shapeElement) || shapeElement.ValueKind != JsonValueKind.Array)
+            throw new InvalidDataException($"{where}: missing 'shape'.");
+        var shape = new long[shapeElement.GetArrayLength()];
+        int i = 0;
+        foreach (JsonElement d in shapeElement.EnumerateArray())
+        {
+            if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out long dim) || dim < 0)
+                throw new InvalidDataException($"{where}: shape must hold non-negative integers, got {shapeElement.GetRawText()}.");
+            shape[i++] = dim;
+        }
+        if (!e.TryGetProperty("data_offsets", out JsonElement offsets) || offsets.ValueKind != JsonValueKind.Array || offsets.GetArrayLength() != 2
+            || !offsets[0].TryGetInt64(out long begin) || !offsets[1].TryGetInt64(out long end))
+            throw new InvalidDataException($"{where}: 'data_offsets' must be [begin, end].");
+        if (begin < 0 || end < begin || end > dataLength)
+            throw new InvalidDataException($"{where}: data_offsets [{begin}, {end}] lie outside the data section ({dataLength} bytes); the file is truncated or corrupt.");
+        var info = new TensorInfo(name, dtype, shape, begin, end - begin);
+        long expected;
+        try
+        {
+            expected = checked(info.ElementCount * TensorDTypes.SizeOf(dtype));
+        }
+        catch (OverflowException)
+        {
+            throw new InvalidDataException($"{where}: shape {info.ShapeText} is too large.");
+        }
+        if (expected != info.ByteLength)
+            throw new InvalidDataException($"{where}: shape {info.ShapeText} of {dtypeText} needs {expected} bytes but data_offsets give {info.ByteLength}.");
+        return info;
+    }
+
+    private static void CheckNoOverlap(string path, IEnumerable<TensorInfo> tensors)
+    {
+        TensorInfo? previous = null;
+        foreach (TensorInfo t in tensors.Where(t => t.ByteLength > 0).OrderBy(t => t.Offset))
+        {
+            if (previous != null && t.Offset < previous.Offset + previous.ByteLength)
+                throw new InvalidDataException($"{path}: tensors '{previous.Name}' and '{t.Name}' overlap in the data section.");
+            previous = t;
+        }
+    }
+}

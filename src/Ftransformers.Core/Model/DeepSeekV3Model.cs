@@ -1,0 +1,123 @@
+using System.Numerics.Tensors;
+using Ftransformers.Formats;
+using Ftransformers.Kernels;
+
+namespace Ftransformers.Model;
+
+/// <summary>
+/// A DeepSeek-V3-class transformer over a checkpoint: embeddings, layers of MLA attention with a dense MLP or a
+/// MoE block, final norm and lm_head, computed in F32. Holds the checkpoint's mapping open until disposed.
+/// </summary>
+public sealed class DeepSeekV3Model : IDisposable
+{
+    private readonly Checkpoint _checkpoint;
+    private readonly WeightMatrix _embedding, _lmHead;
+    private readonly float[] _finalNorm;
+    private readonly Layer[] _layers;
+
+    private sealed record Layer(float[] AttentionNorm, MlaAttention Attention, float[] FeedForwardNorm, Mlp? Dense, MoeBlock? Moe);
+
+    /// <summary>The architecture.</summary>
+    public DeepSeekV3Config Config { get; }
+
+    private DeepSeekV3Model(DeepSeekV3Config config, Checkpoint checkpoint)
+    {
+        Config = config;
+        _checkpoint = checkpoint;
+        var weights = new WeightLoader(checkpoint, config.Fp8BlockSize);
+        int hidden = config.HiddenSize;
+        _embedding = weights.Matrix("model.embed_tokens.weight", config.VocabSize, hidden);
+        _lmHead = config.TieWordEmbeddings && !weights.Contains("lm_head.weight") ? _embedding : weights.Matrix("lm_head.weight", config.VocabSize, hidden);
+        _finalNorm = weights.Vector("model.norm.weight", hidden);
+        var rope = new RotaryEmbedding(config.QkRopeHeadDim, config.RopeTheta, config.RopeScaling);
+        _layers = new Layer[config.NumHiddenLayers];
+        for (int i = 0; i < _layers.Length; i++)
+        {
+            string p = $"model.layers.{i}";
+            bool moe = config.IsMoeLayer(i);
+            _layers[i] = new Layer(
+                weights.Vector(p + ".input_layernorm.weight", hidden),
+                new MlaAttention(weights, config, rope, i),
+                weights.Vector(p + ".post_attention_layernorm.weight", hidden),
+                moe ? null : Mlp.Load(weights, p + ".mlp", hidden, config.IntermediateSize),
+                moe ? MoeBlock.Load(weights, config, i) : null);
+        }
+    }
+
+    /// <summary>Loads a Hugging Face checkpoint folder (config.json and safetensors, single or sharded).</summary>
+    /// <exception cref="FileNotFoundException">config.json or the safetensors are missing.</exception>
+    /// <exception cref="InvalidDataException">The config or a tensor is malformed, missing or misshapen.</exception>
+    public static DeepSeekV3Model Load(string directory) => FromCheckpoint(DeepSeekV3Config.Load(directory), Checkpoint.Open(directory));
+
+    /// <summary>Builds the model over an open checkpoint, taking ownership of it.</summary>
+    public static DeepSeekV3Model FromCheckpoint(DeepSeekV3Config config, Checkpoint checkpoint)
+    {
+        try
+        {
+            return new DeepSeekV3Model(config, checkpoint);
+        }
+        catch
+        {
+            checkpoint.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="tokens"/> after the tokens already in <paramref name="cache"/>, appending their KV, and
+    /// writes logits for every new position (<paramref name="allPositions"/>) or only the last one.
+    /// </summary>
+    /// <returns>Row-major logits: [tokens, vocab] or [1, vocab].</returns>
+    /// <exception cref="ArgumentOutOfRangeException">A token id is outside the vocabulary or the context is full.</exception>
+    public float[] Forward(ReadOnlySpan<int> tokens, SequenceKvCache cache, bool allPositions = false, CancellationToken cancellationToken = default)
+    {
+        int n = tokens.Length, hidden = Config.HiddenSize;
+        if (n == 0)
+            throw new ArgumentException("Forward needs at least one token.", nameof(tokens));
+        foreach (int id in tokens)
+            if ((uint)id >= (uint)Config.VocabSize)
+                throw new ArgumentOutOfRangeException(nameof(tokens), $"Token id {id} is outside the vocabulary (size {Config.VocabSize}).");
+        cache.Reserve(n);
+
+        var h = new float[n * hidden];
+        for (int t = 0; t < n; t++)
+            _embedding.CopyRow(tokens[t], h.AsSpan(t * hidden, hidden));
+
+        var normed = new float[n * hidden];
+        var delta = new float[n * hidden];
+        float eps = (float)Config.RmsNormEps;
+        for (int i = 0; i < _layers.Length; i++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            Layer layer = _layers[i];
+            NormRows(h, layer.AttentionNorm, eps, normed);
+            layer.Attention.Forward(normed, delta, n, cache, i);
+            TensorPrimitives.Add(h, delta, h);
+
+            NormRows(h, layer.FeedForwardNorm, eps, normed);
+            if (layer.Moe != null)
+                layer.Moe.Forward(normed, delta, n);
+            else
+                layer.Dense!.Forward(normed, delta, n);
+            TensorPrimitives.Add(h, delta, h);
+        }
+        cache.Commit(n);
+
+        int first = allPositions ? 0 : n - 1, rows = n - first;
+        var final = new float[rows * hidden];
+        NormRows(h.AsSpan(first * hidden), _finalNorm, eps, final);
+        var logits = new float[rows * Config.VocabSize];
+        _lmHead.Multiply(final, logits, rows);
+        return logits;
+    }
+
+    private static void NormRows(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float eps, Span<float> destination)
+    {
+        int width = weight.Length;
+        for (int offset = 0; offset < x.Length; offset += width)
+            RmsNorm.Apply(x.Slice(offset, width), weight, eps, destination.Slice(offset, width));
+    }
+
+    /// <summary>Releases the checkpoint's mapping.</summary>
+    public void Dispose() => _checkpoint.Dispose();
+}

@@ -1,0 +1,25 @@
+using Ftransformers.Kernels;
+
+namespace Ftransformers.Model;
+
+/// <summary>The SwiGLU feed-forward block: down(silu(gate x) * up x). Dense layers, shared and routed experts use it.</summary>
+internal sealed class Mlp(WeightMatrix gate, WeightMatrix up, WeightMatrix down)
+{
+    public int Width => gate.Rows;
+
+    public static Mlp Load(WeightLoader weights, string prefix, int hidden, int width) => new(
+        weights.Matrix(prefix + ".gate_proj.weight", width, hidden),
+        weights.Matrix(prefix + ".up_proj.weight", width, hidden),
+        weights.Matrix(prefix + ".down_proj.weight", hidden, width));
+
+    /// <summary>y[t] = mlp(x[t]) for <paramref name="tokens"/> rows.</summary>
+    public void Forward(ReadOnlySpan<float> x, Span<float> y, int tokens)
+    {
+        var g = new float[tokens * Width];
+        var u = new float[tokens * Width];
+        gate.Multiply(x, g, tokens);
+        up.Multiply(x, u, tokens);
+        Activations.SiluMultiply(g, u, g);
+        down.Multiply(g, y, tokens);
+    }
+}
