@@ -27,6 +27,42 @@ public sealed class SafetensorsWriter
     /// <summary>Adds an I32 tensor.</summary>
     public void AddI32(string name, long[] shape, ReadOnlySpan<int> values) => Add(name, TensorDType.I32, shape, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values).ToArray());
 
+    /// <summary>
+    /// Writes tensors into <paramref name="shards"/> files named as Hugging Face does
+    /// (<c>model-00001-of-00003.safetensors</c>, ...) with a <c>model.safetensors.index.json</c>,
+    /// or a single <c>model.safetensors</c> when <paramref name="shards"/> is 1.
+    /// </summary>
+    public static void WriteCheckpoint(string directory, IReadOnlyList<(string Name, TensorDType DType, long[] Shape, byte[] Data)> tensors, int shards = 1)
+    {
+        if (shards < 1 || shards > Math.Max(1, tensors.Count))
+            throw new ArgumentOutOfRangeException(nameof(shards), shards, $"Shard count must be between 1 and the tensor count ({tensors.Count}).");
+        Directory.CreateDirectory(directory);
+        var weightMap = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        for (int s = 0; s < shards; s++)
+        {
+            string file = shards == 1 ? "model.safetensors" : $"model-{s + 1:D5}-of-{shards:D5}.safetensors";
+            var writer = new SafetensorsWriter();
+            // Contiguous runs of tensors per shard, as the reference exporter splits them.
+            int begin = (int)((long)tensors.Count * s / shards), end = (int)((long)tensors.Count * (s + 1) / shards);
+            for (int i = begin; i < end; i++)
+            {
+                writer.Add(tensors[i].Name, tensors[i].DType, tensors[i].Shape, tensors[i].Data);
+                weightMap[tensors[i].Name] = file;
+            }
+            writer.SetMetadata("format", "pt");
+            writer.WriteTo(Path.Combine(directory, file));
+        }
+        if (shards > 1)
+        {
+            var index = new System.Text.Json.Nodes.JsonObject
+            {
+                ["metadata"] = new System.Text.Json.Nodes.JsonObject { ["total_size"] = tensors.Sum(t => (long)t.Data.Length) },
+                ["weight_map"] = new System.Text.Json.Nodes.JsonObject(weightMap.Select(kv => KeyValuePair.Create(kv.Key, (System.Text.Json.Nodes.JsonNode?)kv.Value))),
+            };
+            File.WriteAllText(Path.Combine(directory, Checkpoint.IndexFileName), index.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        }
+    }
+
     /// <summary>Sets a string entry of the header's <c>__metadata__</c>.</summary>
     public void SetMetadata(string key, string value) => _metadata[key] = value;
 

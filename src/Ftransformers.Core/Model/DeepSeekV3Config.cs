@@ -189,6 +189,58 @@ public sealed record DeepSeekV3Config
         }
     }
 
+    /// <summary>Writes the config as a Hugging Face <c>config.json</c> that <see cref="Parse"/> reads back.</summary>
+    public string ToJson()
+    {
+        var root = new JsonObject
+        {
+            ["architectures"] = new JsonArray("DeepseekV3ForCausalLM"),
+            ["model_type"] = "deepseek_v3",
+            ["vocab_size"] = VocabSize,
+            ["hidden_size"] = HiddenSize,
+            ["intermediate_size"] = IntermediateSize,
+            ["moe_intermediate_size"] = MoeIntermediateSize,
+            ["num_hidden_layers"] = NumHiddenLayers,
+            ["first_k_dense_replace"] = FirstKDenseReplace,
+            ["moe_layer_freq"] = MoeLayerFreq,
+            ["num_attention_heads"] = NumAttentionHeads,
+            ["num_key_value_heads"] = NumAttentionHeads,
+            ["n_routed_experts"] = NRoutedExperts,
+            ["n_shared_experts"] = NSharedExperts,
+            ["num_experts_per_tok"] = NumExpertsPerTok,
+            ["n_group"] = NGroup,
+            ["topk_group"] = TopkGroup,
+            ["topk_method"] = "noaux_tc",
+            ["scoring_func"] = ScoringFunc,
+            ["norm_topk_prob"] = NormTopkProb,
+            ["routed_scaling_factor"] = RoutedScalingFactor,
+            ["q_lora_rank"] = QLoraRank,
+            ["kv_lora_rank"] = KvLoraRank,
+            ["qk_nope_head_dim"] = QkNopeHeadDim,
+            ["qk_rope_head_dim"] = QkRopeHeadDim,
+            ["v_head_dim"] = VHeadDim,
+            ["hidden_act"] = "silu",
+            ["max_position_embeddings"] = MaxPositionEmbeddings,
+            ["rope_theta"] = RopeTheta,
+            ["rope_scaling"] = RopeScaling is { } y ? new JsonObject
+            {
+                ["type"] = "yarn",
+                ["factor"] = y.Factor,
+                ["original_max_position_embeddings"] = y.OriginalMaxPositionEmbeddings,
+                ["beta_fast"] = y.BetaFast,
+                ["beta_slow"] = y.BetaSlow,
+                ["mscale"] = y.Mscale,
+                ["mscale_all_dim"] = y.MscaleAllDim,
+            } : null,
+            ["rms_norm_eps"] = RmsNormEps,
+            ["tie_word_embeddings"] = TieWordEmbeddings,
+            ["bos_token_id"] = BosTokenId,
+            ["eos_token_id"] = EosTokenIds.Count == 1 ? JsonValue.Create(EosTokenIds[0]) : new JsonArray(EosTokenIds.Select(i => (JsonNode?)i).ToArray()),
+            ["torch_dtype"] = "bfloat16",
+        };
+        return root.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+    }
+
     private static RopeScaling? ReadRopeScaling(JsonObject root, string source)
     {
         if (root["rope_scaling"] is not JsonObject scaling)
