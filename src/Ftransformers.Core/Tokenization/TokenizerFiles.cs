@@ -1,0 +1,140 @@
+using System.Text.Json;
+
+namespace Ftransformers.Tokenization;
+
+/// <summary>An added token of <c>tokenizer.json</c>: matched whole in text, never split by BPE.</summary>
+internal readonly record struct AddedTokenEntry(int Id, string Content, bool Special);
+
+/// <summary>What <see cref="DeepSeekTokenizer"/> needs from a Hugging Face tokenizer folder.</summary>
+internal sealed record TokenizerDefinition(
+    IReadOnlyDictionary<string, int> Vocabulary,
+    IReadOnlyList<string> Merges,
+    IReadOnlyList<AddedTokenEntry> AddedTokens,
+    string BosToken,
+    string EosToken);
+
+/// <summary>
+/// Reads <c>tokenizer.json</c> and <c>tokenizer_config.json</c>. Every error names the file and the
+/// field at fault, since a half-read tokenizer would silently produce wrong ids.
+/// </summary>
+internal static class TokenizerFiles
+{
+    public const string TokenizerFileName = "tokenizer.json";
+    public const string ConfigFileName = "tokenizer_config.json";
+
+    // The split patterns of DeepSeek-V3's pre_tokenizer, which DeepSeekPreTokenizer implements.
+    private static readonly string[] ExpectedSplitPatterns =
+    [
+        @"\p{N}{1,3}",
+        "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+",
+        "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+",
+    ];
+
+    public static TokenizerDefinition Read(string directory)
+    {
+        string tokenizerPath = Path.Combine(directory, TokenizerFileName);
+        string configPath = Path.Combine(directory, ConfigFileName);
+
+        using JsonDocument tokenizer = Parse(tokenizerPath);
+        JsonElement root = tokenizer.RootElement;
+        JsonElement model = Field(root, "model", tokenizerPath, "model", JsonValueKind.Object);
+        string modelType = Field(model, "type", tokenizerPath, "model.type", JsonValueKind.String).GetString()!;
+        if (modelType != "BPE")
+            throw new InvalidDataException($"'{tokenizerPath}': field 'model.type' is '{modelType}', expected 'BPE'.");
+        CheckPreTokenizer(root, tokenizerPath);
+
+        var vocabulary = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (JsonProperty entry in Field(model, "vocab", tokenizerPath, "model.vocab", JsonValueKind.Object).EnumerateObject())
+        {
+            if (entry.Value.ValueKind != JsonValueKind.Number || !entry.Value.TryGetInt32(out int id) || id < 0)
+                throw new InvalidDataException($"'{tokenizerPath}': field 'model.vocab' maps '{entry.Name}' to {entry.Value.GetRawText()}, expected a non-negative integer id.");
+            vocabulary[entry.Name] = id;
+        }
+
+        var merges = new List<string>();
+        foreach (JsonElement merge in Field(model, "merges", tokenizerPath, "model.merges", JsonValueKind.Array).EnumerateArray())
+        {
+            // Older files store "a b", newer ones ["a", "b"].
+            string? pair = merge.ValueKind switch
+            {
+                JsonValueKind.String => merge.GetString(),
+                JsonValueKind.Array when merge.GetArrayLength() == 2 && merge.EnumerateArray().All(p => p.ValueKind == JsonValueKind.String)
+                    => $"{merge[0].GetString()} {merge[1].GetString()}",
+                _ => null,
+            };
+            if (pair is null)
+                throw new InvalidDataException($"'{tokenizerPath}': field 'model.merges' holds {merge.GetRawText()}, expected \"a b\" or [\"a\", \"b\"].");
+            merges.Add(pair);
+        }
+
+        var addedTokens = new List<AddedTokenEntry>();
+        foreach (JsonElement token in Field(root, "added_tokens", tokenizerPath, "added_tokens", JsonValueKind.Array).EnumerateArray())
+        {
+            if (!Field(token, "id", tokenizerPath, "added_tokens[].id", JsonValueKind.Number).TryGetInt32(out int id) || id < 0)
+                throw new InvalidDataException($"'{tokenizerPath}': field 'added_tokens[].id' of {token.GetRawText()} is not a non-negative integer.");
+            string content = Field(token, "content", tokenizerPath, "added_tokens[].content", JsonValueKind.String).GetString()!;
+            bool special = token.TryGetProperty("special", out JsonElement s) && s.ValueKind == JsonValueKind.True;
+            addedTokens.Add(new AddedTokenEntry(id, content, special));
+        }
+
+        using JsonDocument config = Parse(configPath);
+        string bos = TokenText(config.RootElement, "bos_token", configPath);
+        string eos = TokenText(config.RootElement, "eos_token", configPath);
+        return new TokenizerDefinition(vocabulary, merges, addedTokens, bos, eos);
+    }
+
+    private static JsonDocument Parse(string path)
+    {
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"Tokenizer file not found: '{path}'.", path);
+        try
+        {
+            using FileStream stream = File.OpenRead(path);
+            return JsonDocument.Parse(stream);
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"'{path}' is not valid JSON: {e.Message}", e);
+        }
+    }
+
+    private static JsonElement Field(JsonElement parent, string name, string path, string fieldPath, JsonValueKind kind)
+    {
+        if (parent.ValueKind != JsonValueKind.Object || !parent.TryGetProperty(name, out JsonElement value))
+            throw new InvalidDataException($"'{path}': missing field '{fieldPath}'.");
+        if (value.ValueKind != kind)
+            throw new InvalidDataException($"'{path}': field '{fieldPath}' is {value.ValueKind}, expected {kind}.");
+        return value;
+    }
+
+    // bos_token/eos_token is either the token text or an AddedToken object with "content".
+    private static string TokenText(JsonElement config, string name, string path)
+    {
+        if (!config.TryGetProperty(name, out JsonElement value))
+            throw new InvalidDataException($"'{path}': missing field '{name}'.");
+        return value.ValueKind switch
+        {
+            JsonValueKind.String => value.GetString()!,
+            JsonValueKind.Object => Field(value, "content", path, name + ".content", JsonValueKind.String).GetString()!,
+            _ => throw new InvalidDataException($"'{path}': field '{name}' is {value.ValueKind}, expected a string or an object with 'content'."),
+        };
+    }
+
+    // The pre-tokenizer is code, not data: refuse a tokenizer.json whose splits differ from it.
+    private static void CheckPreTokenizer(JsonElement root, string path)
+    {
+        JsonElement preTokenizer = Field(root, "pre_tokenizer", path, "pre_tokenizer", JsonValueKind.Object);
+        var patterns = new List<string>();
+        if (preTokenizer.TryGetProperty("pretokenizers", out JsonElement steps) && steps.ValueKind == JsonValueKind.Array)
+        {
+            foreach (JsonElement step in steps.EnumerateArray())
+            {
+                if (step.ValueKind == JsonValueKind.Object && step.TryGetProperty("pattern", out JsonElement pattern)
+                    && pattern.ValueKind == JsonValueKind.Object && pattern.TryGetProperty("Regex", out JsonElement regex))
+                    patterns.Add(regex.GetString() ?? "");
+            }
+        }
+        if (!patterns.SequenceEqual(ExpectedSplitPatterns))
+            throw new InvalidDataException($"'{path}': field 'pre_tokenizer' is not DeepSeek-V3's split sequence (digits, CJK, words); this tokenizer cannot reproduce it.");
+    }
+}
