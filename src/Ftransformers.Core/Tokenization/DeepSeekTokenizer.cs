@@ -9,7 +9,7 @@ namespace Ftransformers.Tokenization;
 /// loaded from a Hugging Face tokenizer folder. It produces the same ids as Hugging Face
 /// <c>tokenizers</c> with <c>add_special_tokens=false</c>. Instances are immutable and thread-safe.
 /// </summary>
-public sealed class DeepSeekTokenizer
+public sealed class DeepSeekTokenizer : ITextTokenizer
 {
     private readonly BpeTokenizer _bpe;
     // Id -> the bytes it stands for, packed: bytes of id i are _bytes[_byteStarts[i].._byteStarts[i + 1]].
@@ -128,7 +128,7 @@ public sealed class DeepSeekTokenizer
     public IncrementalDecoder CreateIncrementalDecoder() => new(this);
 
     /// <summary>The bytes that <paramref name="id"/> stands for; empty for an id without a token.</summary>
-    internal ReadOnlySpan<byte> TokenBytes(int id) =>
+    public ReadOnlySpan<byte> TokenBytes(int id) =>
         (uint)id < (uint)VocabSize ? _bytes.AsSpan(_byteStarts[id], _byteStarts[id + 1] - _byteStarts[id]) : default;
 
     private static int IdOf(string token, TokenizerDefinition definition, string configPath, string field)

@@ -11,12 +11,12 @@ namespace Ftransformers.Tokenization;
 /// </summary>
 public sealed class IncrementalDecoder
 {
-    private readonly DeepSeekTokenizer _tokenizer;
+    private readonly ITextTokenizer _tokenizer;
     // A stateful UTF-8 decoder holds the bytes of an unfinished character between calls and replaces
     // invalid bytes exactly as a one-shot decode of the whole stream would.
     private readonly Decoder _utf8 = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: false).GetDecoder();
 
-    internal IncrementalDecoder(DeepSeekTokenizer tokenizer) => _tokenizer = tokenizer;
+    internal IncrementalDecoder(ITextTokenizer tokenizer) => _tokenizer = tokenizer;
 
     /// <summary>Adds one token and returns the text it completes (possibly empty).</summary>
     public string Append(int tokenId) => Convert(_tokenizer.TokenBytes(tokenId), flush: false);

@@ -1,0 +1,34 @@
+namespace Ftransformers.Generation;
+
+/// <summary>Why generation ended.</summary>
+public enum FinishReason
+{
+    /// <summary>The model emitted end-of-sentence, or a stop string was reached.</summary>
+    Stop,
+    /// <summary>max_tokens, or the model's context, was reached.</summary>
+    Length,
+}
+
+/// <summary>Token counts of a finished request.</summary>
+/// <param name="PromptTokens">Tokens of the input.</param>
+/// <param name="CompletionTokens">Tokens generated (the end-of-sentence token included).</param>
+public sealed record GenerationUsage(int PromptTokens, int CompletionTokens)
+{
+    /// <summary>Input plus generated tokens.</summary>
+    public int TotalTokens => PromptTokens + CompletionTokens;
+}
+
+/// <summary>
+/// One piece of a streamed generation: the text it adds and the tokens behind it. The last chunk carries the
+/// finish reason and the usage (its text may be empty).
+/// </summary>
+/// <param name="Text">Newly completed text (never half a character, never part of a stop string).</param>
+/// <param name="TokenIds">Tokens generated since the previous chunk.</param>
+public sealed record GenerationChunk(string Text, IReadOnlyList<int> TokenIds)
+{
+    /// <summary>Set on the last chunk.</summary>
+    public FinishReason? FinishReason { get; init; }
+
+    /// <summary>Set on the last chunk.</summary>
+    public GenerationUsage? Usage { get; init; }
+}
