@@ -29,20 +29,46 @@ public static class BFloat16
     {
         if (destination.Length < source.Length)
             throw new ArgumentException("Destination is shorter than source.", nameof(destination));
-        int i = 0;
         if (Vector256.IsHardwareAccelerated)
-        {
-            ref ushort s = ref MemoryMarshal.GetReference(source);
-            ref float d = ref MemoryMarshal.GetReference(destination);
-            for (; i + 16 <= source.Length; i += 16)
-            {
-                (Vector256<uint> lo, Vector256<uint> hi) = Vector256.Widen(Vector256.LoadUnsafe(ref s, (nuint)i));
-                Vector256.ShiftLeft(lo, 16).AsSingle().StoreUnsafe(ref d, (nuint)i);
-                Vector256.ShiftLeft(hi, 16).AsSingle().StoreUnsafe(ref d, (nuint)(i + 8));
-            }
-        }
-        for (; i < source.Length; i++)
+            ToSingleVector256(source, destination);
+        else if (Vector128.IsHardwareAccelerated)
+            ToSingleVector128(source, destination);
+        else
+            ToSingleScalar(source, destination, 0);
+    }
+
+    internal static void ToSingleScalar(ReadOnlySpan<ushort> source, Span<float> destination, int start)
+    {
+        for (int i = start; i < source.Length; i++)
             destination[i] = ToSingle(source[i]);
+    }
+
+    internal static void ToSingleVector128(ReadOnlySpan<ushort> source, Span<float> destination)
+    {
+        ref ushort s = ref MemoryMarshal.GetReference(source);
+        ref float d = ref MemoryMarshal.GetReference(destination);
+        int i = 0;
+        for (; i + 8 <= source.Length; i += 8)
+        {
+            (Vector128<uint> lo, Vector128<uint> hi) = Vector128.Widen(Vector128.LoadUnsafe(ref s, (nuint)i));
+            Vector128.ShiftLeft(lo, 16).AsSingle().StoreUnsafe(ref d, (nuint)i);
+            Vector128.ShiftLeft(hi, 16).AsSingle().StoreUnsafe(ref d, (nuint)(i + 4));
+        }
+        ToSingleScalar(source, destination, i);
+    }
+
+    internal static void ToSingleVector256(ReadOnlySpan<ushort> source, Span<float> destination)
+    {
+        ref ushort s = ref MemoryMarshal.GetReference(source);
+        ref float d = ref MemoryMarshal.GetReference(destination);
+        int i = 0;
+        for (; i + 16 <= source.Length; i += 16)
+        {
+            (Vector256<uint> lo, Vector256<uint> hi) = Vector256.Widen(Vector256.LoadUnsafe(ref s, (nuint)i));
+            Vector256.ShiftLeft(lo, 16).AsSingle().StoreUnsafe(ref d, (nuint)i);
+            Vector256.ShiftLeft(hi, 16).AsSingle().StoreUnsafe(ref d, (nuint)(i + 8));
+        }
+        ToSingleScalar(source, destination, i);
     }
 
     /// <summary>Rounds F32 values to BF16.</summary>
@@ -71,21 +97,48 @@ public static class BFloat16
     {
         if (row.Length != accumulator.Length)
             throw new ArgumentException($"Lengths differ: {row.Length} weights, {accumulator.Length} accumulators.");
-        int i = 0;
         if (Vector256.IsHardwareAccelerated)
-        {
-            ref ushort w = ref MemoryMarshal.GetReference(row);
-            ref float a = ref MemoryMarshal.GetReference(accumulator);
-            var s = Vector256.Create(scale);
-            for (; i + 16 <= row.Length; i += 16)
-            {
-                (Vector256<uint> lo, Vector256<uint> hi) = Vector256.Widen(Vector256.LoadUnsafe(ref w, (nuint)i));
-                Vector256.FusedMultiplyAdd(Vector256.ShiftLeft(lo, 16).AsSingle(), s, Vector256.LoadUnsafe(ref a, (nuint)i)).StoreUnsafe(ref a, (nuint)i);
-                Vector256.FusedMultiplyAdd(Vector256.ShiftLeft(hi, 16).AsSingle(), s, Vector256.LoadUnsafe(ref a, (nuint)(i + 8))).StoreUnsafe(ref a, (nuint)(i + 8));
-            }
-        }
-        for (; i < row.Length; i++)
+            MultiplyAddVector256(row, scale, accumulator);
+        else if (Vector128.IsHardwareAccelerated)
+            MultiplyAddVector128(row, scale, accumulator);
+        else
+            MultiplyAddScalar(row, scale, accumulator, 0);
+    }
+
+    internal static void MultiplyAddScalar(ReadOnlySpan<ushort> row, float scale, Span<float> accumulator, int start)
+    {
+        for (int i = start; i < row.Length; i++)
             accumulator[i] = MathF.FusedMultiplyAdd(ToSingle(row[i]), scale, accumulator[i]);
+    }
+
+    internal static void MultiplyAddVector128(ReadOnlySpan<ushort> row, float scale, Span<float> accumulator)
+    {
+        ref ushort w = ref MemoryMarshal.GetReference(row);
+        ref float a = ref MemoryMarshal.GetReference(accumulator);
+        var s = Vector128.Create(scale);
+        int i = 0;
+        for (; i + 8 <= row.Length; i += 8)
+        {
+            (Vector128<uint> lo, Vector128<uint> hi) = Vector128.Widen(Vector128.LoadUnsafe(ref w, (nuint)i));
+            Vector128.FusedMultiplyAdd(Vector128.ShiftLeft(lo, 16).AsSingle(), s, Vector128.LoadUnsafe(ref a, (nuint)i)).StoreUnsafe(ref a, (nuint)i);
+            Vector128.FusedMultiplyAdd(Vector128.ShiftLeft(hi, 16).AsSingle(), s, Vector128.LoadUnsafe(ref a, (nuint)(i + 4))).StoreUnsafe(ref a, (nuint)(i + 4));
+        }
+        MultiplyAddScalar(row, scale, accumulator, i);
+    }
+
+    internal static void MultiplyAddVector256(ReadOnlySpan<ushort> row, float scale, Span<float> accumulator)
+    {
+        ref ushort w = ref MemoryMarshal.GetReference(row);
+        ref float a = ref MemoryMarshal.GetReference(accumulator);
+        var s = Vector256.Create(scale);
+        int i = 0;
+        for (; i + 16 <= row.Length; i += 16)
+        {
+            (Vector256<uint> lo, Vector256<uint> hi) = Vector256.Widen(Vector256.LoadUnsafe(ref w, (nuint)i));
+            Vector256.FusedMultiplyAdd(Vector256.ShiftLeft(lo, 16).AsSingle(), s, Vector256.LoadUnsafe(ref a, (nuint)i)).StoreUnsafe(ref a, (nuint)i);
+            Vector256.FusedMultiplyAdd(Vector256.ShiftLeft(hi, 16).AsSingle(), s, Vector256.LoadUnsafe(ref a, (nuint)(i + 8))).StoreUnsafe(ref a, (nuint)(i + 8));
+        }
+        MultiplyAddScalar(row, scale, accumulator, i);
     }
 
     internal static float DotScalar(ReadOnlySpan<ushort> weights, ReadOnlySpan<float> x)
