@@ -24,13 +24,24 @@ internal sealed partial class DeepSeekPreTokenizer : PreTokenizer
 
     public DeepSeekPreTokenizer(AddedTokenMatcher addedTokens) => _addedTokens = addedTokens;
 
-    [GeneratedRegex(@"\p{N}{1,3}")]
+    /// <summary>Runs of up to three digits.</summary>
+    internal const string DigitsPattern = @"\p{N}{1,3}";
+
+    /// <summary>Runs of CJK ideographs (BMP block) and kana.</summary>
+    internal const string CjkAndKanaPattern = "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+";
+
+    /// <summary>Words with their leading character, punctuation runs, line breaks and other whitespace.
+    /// The CR and LF in it are the characters themselves, as in <c>tokenizer.json</c> once JSON-decoded.</summary>
+    internal const string WordsPattern =
+        "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+";
+
+    [GeneratedRegex(DigitsPattern)]
     private static partial Regex Digits();
 
-    [GeneratedRegex(@"[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+")]
+    [GeneratedRegex(CjkAndKanaPattern)]
     private static partial Regex CjkAndKana();
 
-    [GeneratedRegex(@"[!""#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")]
+    [GeneratedRegex(WordsPattern)]
     private static partial Regex Words();
 
     /// <inheritdoc/>
