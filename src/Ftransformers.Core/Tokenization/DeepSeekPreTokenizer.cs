@@ -10,7 +10,9 @@ namespace Ftransformers.Tokenization;
 /// first, then the rest goes through a sequence of three isolating splits (runs of up to three
 /// digits, runs of CJK ideographs and kana, then the GPT-4-like word regex). Each split works inside
 /// the pieces of the one before, so no match crosses an earlier boundary. The byte-level step is
-/// done by <see cref="BpeTokenizer"/> itself (<see cref="BpeOptions.ByteLevel"/>).
+/// done by <see cref="BpeTokenizer"/> itself (<see cref="BpeOptions.ByteLevel"/>). The stages are one
+/// class rather than a <see cref="CompositePreTokenizer"/>, whose offsets go wrong when text remains
+/// after the last match.
 /// </summary>
 /// <remarks>
 /// .NET regular expressions see UTF-16 code units, so a code point above U+FFFF would look like two
@@ -53,6 +55,8 @@ internal sealed partial class DeepSeekPreTokenizer : PreTokenizer
     /// <summary>Splits <paramref name="text"/> into added tokens and pre-tokens, in order, as (offset, length) pairs.</summary>
     public List<(int Offset, int Length)> Split(ReadOnlySpan<char> text)
     {
+        // BpeTokenizer turns a piece equal to one of its SpecialTokens into that id, so an added
+        // token only has to be a piece of its own.
         var pieces = new List<(int, int)>();
         int position = 0;
         while (position < text.Length)

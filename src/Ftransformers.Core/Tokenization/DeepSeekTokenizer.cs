@@ -6,8 +6,9 @@ namespace Ftransformers.Tokenization;
 
 /// <summary>
 /// The DeepSeek-V3/R1 tokenizer: byte-level BPE with DeepSeek's pre-tokenizer and added tokens,
-/// loaded from a Hugging Face tokenizer folder. It produces the same ids as Hugging Face
-/// <c>tokenizers</c> with <c>add_special_tokens=false</c>. Instances are immutable and thread-safe.
+/// loaded from a Hugging Face tokenizer folder. Its ids are those of the reference tokenizers called
+/// with <c>add_special_tokens=false</c> (checked against <c>golden_encodings.json</c>). Safe to share
+/// between threads.
 /// </summary>
 public sealed class DeepSeekTokenizer
 {

@@ -122,4 +122,16 @@ public class DeepSeekTokenizerTests
             Assert.That(Tokenizer.Decode(Tokenizer.Encode(text.ToString())), Is.EqualTo(text.ToString()));
         }
     }
+
+    [Test]
+    public void ConcurrentEncodesGiveTheSameIdsAsSequentialOnes()
+    {
+        string[] texts = Enumerable.Range(0, 64).Select(i => $"request {i}: 你好 {i * 7919} world🌍 {new string('x', i % 17)}").ToArray();
+        IReadOnlyList<int>[] sequential = texts.Select(Tokenizer.Encode).ToArray();
+
+        var concurrent = new IReadOnlyList<int>[texts.Length];
+        Parallel.For(0, texts.Length, new ParallelOptions { MaxDegreeOfParallelism = 4 }, i => concurrent[i] = Tokenizer.Encode(texts[i]));
+
+        Assert.That(concurrent, Is.EqualTo(sequential));
+    }
 }
