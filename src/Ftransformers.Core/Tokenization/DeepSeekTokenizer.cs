@@ -18,21 +18,30 @@ public sealed class DeepSeekTokenizer
     private readonly int[] _byteStarts;
     private readonly bool[] _special;
 
-    private DeepSeekTokenizer(TokenizerDefinition definition, string configPath)
+    private DeepSeekTokenizer(TokenizerDefinition definition, string directory)
     {
+        string tokenizerPath = Path.Combine(directory, TokenizerFiles.TokenizerFileName);
+        string configPath = Path.Combine(directory, TokenizerFiles.ConfigFileName);
         var addedTokens = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (AddedTokenEntry token in definition.AddedTokens)
             addedTokens[token.Content] = token.Id;
 
-        _bpe = BpeTokenizer.Create(new BpeOptions(definition.Vocabulary)
+        try
         {
-            Merges = definition.Merges,
-            SpecialTokens = addedTokens,
-            PreTokenizer = new DeepSeekPreTokenizer(new AddedTokenMatcher(addedTokens.Keys)),
-            ByteLevel = true,
-            // No BeginningOfSentenceToken: BpeTokenizer would prepend it to every Encode call,
-            // while the chat template already writes it.
-        });
+            _bpe = BpeTokenizer.Create(new BpeOptions(definition.Vocabulary)
+            {
+                Merges = definition.Merges,
+                SpecialTokens = addedTokens,
+                PreTokenizer = new DeepSeekPreTokenizer(new AddedTokenMatcher(addedTokens.Keys)),
+                ByteLevel = true,
+                // No BeginningOfSentenceToken: BpeTokenizer would prepend it to every Encode call,
+                // while the chat template already writes it.
+            });
+        }
+        catch (InvalidOperationException e) // e.g. a merge of tokens missing from the vocabulary
+        {
+            throw new InvalidDataException($"'{tokenizerPath}': field 'model': {e.Message}", e);
+        }
 
         int maxId = Math.Max(definition.Vocabulary.Values.DefaultIfEmpty(-1).Max(), definition.AddedTokens.Select(t => t.Id).DefaultIfEmpty(-1).Max());
         VocabSize = maxId + 1;
@@ -76,7 +85,7 @@ public sealed class DeepSeekTokenizer
     {
         ArgumentNullException.ThrowIfNull(directory);
         TokenizerDefinition definition = TokenizerFiles.Read(directory);
-        return new DeepSeekTokenizer(definition, Path.Combine(directory, TokenizerFiles.ConfigFileName));
+        return new DeepSeekTokenizer(definition, directory);
     }
 
     /// <summary>The beginning-of-sentence token text, <c>&lt;｜begin▁of▁sentence｜&gt;</c> for DeepSeek-V3.</summary>

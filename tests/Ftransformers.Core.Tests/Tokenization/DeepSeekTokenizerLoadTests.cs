@@ -112,4 +112,14 @@ public class DeepSeekTokenizerLoadTests
 
         Assert.That(error!.Message, Does.Contain(TokenizerJson).And.Contain("'pre_tokenizer'"));
     }
+
+    [Test]
+    public void AMergeOfUnknownTokensIsReportedWithTheFile()
+    {
+        WriteFixturesWith(editTokenizer: t => t["model"]!["merges"]!.AsArray().Add("qqqq zzzz"));
+
+        var error = Assert.Throws<InvalidDataException>(() => DeepSeekTokenizer.Load(_directory));
+
+        Assert.That(error!.Message, Does.Contain(TokenizerJson).And.Contain("qqqq"));
+    }
 }
