@@ -10,7 +10,9 @@ namespace Ftransformers.Tokenization;
 /// first, then the rest goes through a sequence of three isolating splits (runs of up to three
 /// digits, runs of CJK ideographs and kana, then the GPT-4-like word regex). Each split works inside
 /// the pieces of the one before, so no match crosses an earlier boundary. The byte-level step is
-/// done by <see cref="BpeTokenizer"/> itself (<see cref="BpeOptions.ByteLevel"/>).
+/// done by <see cref="BpeTokenizer"/> itself (<see cref="BpeOptions.ByteLevel"/>). The stages are one
+/// class rather than a <see cref="CompositePreTokenizer"/>, whose offsets go wrong when text remains
+/// after the last match.
 /// </summary>
 /// <remarks>
 /// .NET regular expressions see UTF-16 code units, so a code point above U+FFFF would look like two
@@ -24,13 +26,24 @@ internal sealed partial class DeepSeekPreTokenizer : PreTokenizer
 
     public DeepSeekPreTokenizer(AddedTokenMatcher addedTokens) => _addedTokens = addedTokens;
 
-    [GeneratedRegex(@"\p{N}{1,3}")]
+    /// <summary>Runs of up to three digits.</summary>
+    internal const string DigitsPattern = @"\p{N}{1,3}";
+
+    /// <summary>Runs of CJK ideographs (BMP block) and kana.</summary>
+    internal const string CjkAndKanaPattern = "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+";
+
+    /// <summary>Words with their leading character, punctuation runs, line breaks and other whitespace.
+    /// The CR and LF in it are the characters themselves, as in <c>tokenizer.json</c> once JSON-decoded.</summary>
+    internal const string WordsPattern =
+        "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+";
+
+    [GeneratedRegex(DigitsPattern)]
     private static partial Regex Digits();
 
-    [GeneratedRegex(@"[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+")]
+    [GeneratedRegex(CjkAndKanaPattern)]
     private static partial Regex CjkAndKana();
 
-    [GeneratedRegex(@"[!""#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")]
+    [GeneratedRegex(WordsPattern)]
     private static partial Regex Words();
 
     /// <inheritdoc/>
@@ -42,6 +55,8 @@ internal sealed partial class DeepSeekPreTokenizer : PreTokenizer
     /// <summary>Splits <paramref name="text"/> into added tokens and pre-tokens, in order, as (offset, length) pairs.</summary>
     public List<(int Offset, int Length)> Split(ReadOnlySpan<char> text)
     {
+        // BpeTokenizer turns a piece equal to one of its SpecialTokens into that id, so an added
+        // token only has to be a piece of its own.
         var pieces = new List<(int, int)>();
         int position = 0;
         while (position < text.Length)

@@ -6,8 +6,9 @@ namespace Ftransformers.Tokenization;
 
 /// <summary>
 /// The DeepSeek-V3/R1 tokenizer: byte-level BPE with DeepSeek's pre-tokenizer and added tokens,
-/// loaded from a Hugging Face tokenizer folder. It produces the same ids as Hugging Face
-/// <c>tokenizers</c> with <c>add_special_tokens=false</c>. Instances are immutable and thread-safe.
+/// loaded from a Hugging Face tokenizer folder. Its ids are those of the reference tokenizers called
+/// with <c>add_special_tokens=false</c> (checked against <c>golden_encodings.json</c>). Safe to share
+/// between threads.
 /// </summary>
 public sealed class DeepSeekTokenizer : ITextTokenizer
 {
@@ -17,21 +18,30 @@ public sealed class DeepSeekTokenizer : ITextTokenizer
     private readonly int[] _byteStarts;
     private readonly bool[] _special;
 
-    private DeepSeekTokenizer(TokenizerDefinition definition, string configPath)
+    private DeepSeekTokenizer(TokenizerDefinition definition, string directory)
     {
+        string tokenizerPath = Path.Combine(directory, TokenizerFiles.TokenizerFileName);
+        string configPath = Path.Combine(directory, TokenizerFiles.ConfigFileName);
         var addedTokens = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (AddedTokenEntry token in definition.AddedTokens)
             addedTokens[token.Content] = token.Id;
 
-        _bpe = BpeTokenizer.Create(new BpeOptions(definition.Vocabulary)
+        try
         {
-            Merges = definition.Merges,
-            SpecialTokens = addedTokens,
-            PreTokenizer = new DeepSeekPreTokenizer(new AddedTokenMatcher(addedTokens.Keys)),
-            ByteLevel = true,
-            // No BeginningOfSentenceToken: BpeTokenizer would prepend it to every Encode call,
-            // while the chat template already writes it.
-        });
+            _bpe = BpeTokenizer.Create(new BpeOptions(definition.Vocabulary)
+            {
+                Merges = definition.Merges,
+                SpecialTokens = addedTokens,
+                PreTokenizer = new DeepSeekPreTokenizer(new AddedTokenMatcher(addedTokens.Keys)),
+                ByteLevel = true,
+                // No BeginningOfSentenceToken: BpeTokenizer would prepend it to every Encode call,
+                // while the chat template already writes it.
+            });
+        }
+        catch (InvalidOperationException e) // e.g. a merge of tokens missing from the vocabulary
+        {
+            throw new InvalidDataException($"'{tokenizerPath}': field 'model': {e.Message}", e);
+        }
 
         int maxId = Math.Max(definition.Vocabulary.Values.DefaultIfEmpty(-1).Max(), definition.AddedTokens.Select(t => t.Id).DefaultIfEmpty(-1).Max());
         VocabSize = maxId + 1;
@@ -75,7 +85,7 @@ public sealed class DeepSeekTokenizer : ITextTokenizer
     {
         ArgumentNullException.ThrowIfNull(directory);
         TokenizerDefinition definition = TokenizerFiles.Read(directory);
-        return new DeepSeekTokenizer(definition, Path.Combine(directory, TokenizerFiles.ConfigFileName));
+        return new DeepSeekTokenizer(definition, directory);
     }
 
     /// <summary>The beginning-of-sentence token text, <c>&lt;｜begin▁of▁sentence｜&gt;</c> for DeepSeek-V3.</summary>

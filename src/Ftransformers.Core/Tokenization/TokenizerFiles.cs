@@ -24,27 +24,23 @@ internal static class TokenizerFiles
 
     // The split patterns of DeepSeek-V3's pre_tokenizer, which DeepSeekPreTokenizer implements.
     private static readonly string[] ExpectedSplitPatterns =
-    [
-        @"\p{N}{1,3}",
-        "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+",
-        "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+",
-    ];
+        [DeepSeekPreTokenizer.DigitsPattern, DeepSeekPreTokenizer.CjkAndKanaPattern, DeepSeekPreTokenizer.WordsPattern];
 
     public static TokenizerDefinition Read(string directory)
     {
         string tokenizerPath = Path.Combine(directory, TokenizerFileName);
         string configPath = Path.Combine(directory, ConfigFileName);
 
-        using JsonDocument tokenizer = Parse(tokenizerPath);
+        using JsonDocument tokenizer = JsonFields.Parse(tokenizerPath, "Tokenizer file");
         JsonElement root = tokenizer.RootElement;
-        JsonElement model = Field(root, "model", tokenizerPath, "model", JsonValueKind.Object);
-        string modelType = Field(model, "type", tokenizerPath, "model.type", JsonValueKind.String).GetString()!;
+        JsonElement model = JsonFields.Required(root, "model", tokenizerPath, "model", JsonValueKind.Object);
+        string modelType = JsonFields.Required(model, "type", tokenizerPath, "model.type", JsonValueKind.String).GetString()!;
         if (modelType != "BPE")
             throw new InvalidDataException($"'{tokenizerPath}': field 'model.type' is '{modelType}', expected 'BPE'.");
         CheckPreTokenizer(root, tokenizerPath);
 
         var vocabulary = new Dictionary<string, int>(StringComparer.Ordinal);
-        foreach (JsonProperty entry in Field(model, "vocab", tokenizerPath, "model.vocab", JsonValueKind.Object).EnumerateObject())
+        foreach (JsonProperty entry in JsonFields.Required(model, "vocab", tokenizerPath, "model.vocab", JsonValueKind.Object).EnumerateObject())
         {
             if (entry.Value.ValueKind != JsonValueKind.Number || !entry.Value.TryGetInt32(out int id) || id < 0)
                 throw new InvalidDataException($"'{tokenizerPath}': field 'model.vocab' maps '{entry.Name}' to {entry.Value.GetRawText()}, expected a non-negative integer id.");
@@ -52,7 +48,7 @@ internal static class TokenizerFiles
         }
 
         var merges = new List<string>();
-        foreach (JsonElement merge in Field(model, "merges", tokenizerPath, "model.merges", JsonValueKind.Array).EnumerateArray())
+        foreach (JsonElement merge in JsonFields.Required(model, "merges", tokenizerPath, "model.merges", JsonValueKind.Array).EnumerateArray())
         {
             // Older files store "a b", newer ones ["a", "b"].
             string? pair = merge.ValueKind switch
@@ -68,43 +64,19 @@ internal static class TokenizerFiles
         }
 
         var addedTokens = new List<AddedTokenEntry>();
-        foreach (JsonElement token in Field(root, "added_tokens", tokenizerPath, "added_tokens", JsonValueKind.Array).EnumerateArray())
+        foreach (JsonElement token in JsonFields.Required(root, "added_tokens", tokenizerPath, "added_tokens", JsonValueKind.Array).EnumerateArray())
         {
-            if (!Field(token, "id", tokenizerPath, "added_tokens[].id", JsonValueKind.Number).TryGetInt32(out int id) || id < 0)
+            if (!JsonFields.Required(token, "id", tokenizerPath, "added_tokens[].id", JsonValueKind.Number).TryGetInt32(out int id) || id < 0)
                 throw new InvalidDataException($"'{tokenizerPath}': field 'added_tokens[].id' of {token.GetRawText()} is not a non-negative integer.");
-            string content = Field(token, "content", tokenizerPath, "added_tokens[].content", JsonValueKind.String).GetString()!;
+            string content = JsonFields.Required(token, "content", tokenizerPath, "added_tokens[].content", JsonValueKind.String).GetString()!;
             bool special = token.TryGetProperty("special", out JsonElement s) && s.ValueKind == JsonValueKind.True;
             addedTokens.Add(new AddedTokenEntry(id, content, special));
         }
 
-        using JsonDocument config = Parse(configPath);
+        using JsonDocument config = JsonFields.Parse(configPath, "Tokenizer config");
         string bos = TokenText(config.RootElement, "bos_token", configPath);
         string eos = TokenText(config.RootElement, "eos_token", configPath);
         return new TokenizerDefinition(vocabulary, merges, addedTokens, bos, eos);
-    }
-
-    private static JsonDocument Parse(string path)
-    {
-        if (!File.Exists(path))
-            throw new FileNotFoundException($"Tokenizer file not found: '{path}'.", path);
-        try
-        {
-            using FileStream stream = File.OpenRead(path);
-            return JsonDocument.Parse(stream);
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"'{path}' is not valid JSON: {e.Message}", e);
-        }
-    }
-
-    private static JsonElement Field(JsonElement parent, string name, string path, string fieldPath, JsonValueKind kind)
-    {
-        if (parent.ValueKind != JsonValueKind.Object || !parent.TryGetProperty(name, out JsonElement value))
-            throw new InvalidDataException($"'{path}': missing field '{fieldPath}'.");
-        if (value.ValueKind != kind)
-            throw new InvalidDataException($"'{path}': field '{fieldPath}' is {value.ValueKind}, expected {kind}.");
-        return value;
     }
 
     // bos_token/eos_token is either the token text or an AddedToken object with "content".
@@ -115,7 +87,7 @@ internal static class TokenizerFiles
         return value.ValueKind switch
         {
             JsonValueKind.String => value.GetString()!,
-            JsonValueKind.Object => Field(value, "content", path, name + ".content", JsonValueKind.String).GetString()!,
+            JsonValueKind.Object => JsonFields.Required(value, "content", path, name + ".content", JsonValueKind.String).GetString()!,
             _ => throw new InvalidDataException($"'{path}': field '{name}' is {value.ValueKind}, expected a string or an object with 'content'."),
         };
     }
@@ -123,7 +95,7 @@ internal static class TokenizerFiles
     // The pre-tokenizer is code, not data: refuse a tokenizer.json whose splits differ from it.
     private static void CheckPreTokenizer(JsonElement root, string path)
     {
-        JsonElement preTokenizer = Field(root, "pre_tokenizer", path, "pre_tokenizer", JsonValueKind.Object);
+        JsonElement preTokenizer = JsonFields.Required(root, "pre_tokenizer", path, "pre_tokenizer", JsonValueKind.Object);
         var patterns = new List<string>();
         if (preTokenizer.TryGetProperty("pretokenizers", out JsonElement steps) && steps.ValueKind == JsonValueKind.Array)
         {
