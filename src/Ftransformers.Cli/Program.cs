@@ -20,8 +20,17 @@ public static class Program
         {
             GenerateCommand.Create(),
             VerifyCommand.Create(),
+            VerifyTokenizerCommand.Create(),
         };
-        return root.Parse(args).InvokeAsync(new InvocationConfiguration { Output = output, Error = error }, cancellationToken);
+        ParseResult parse = root.Parse(args);
+        // A missing or malformed option is bad input (exit 2), not a verification mismatch (exit 1).
+        if (parse.Errors.Count > 0 && parse.Action is not System.CommandLine.Help.HelpAction)
+        {
+            foreach (var parseError in parse.Errors)
+                error.WriteLine($"error: {parseError.Message}");
+            return Task.FromResult(ExitBadInput);
+        }
+        return parse.InvokeAsync(new InvocationConfiguration { Output = output, Error = error }, cancellationToken);
     }
 
     /// <summary>Runs <paramref name="body"/>, turning input errors into a message on stderr and <see cref="ExitBadInput"/>.</summary>
