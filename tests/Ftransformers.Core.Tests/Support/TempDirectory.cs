@@ -1,7 +1,7 @@
 namespace Ftransformers.Tests.Support;
 
 /// <summary>A scratch folder deleted on dispose.</summary>
-internal sealed class TempDirectory : IDisposable
+public sealed class TempDirectory : IDisposable
 {
     public string Path { get; } = Directory.CreateTempSubdirectory("ftransformers-test-").FullName;
 

@@ -1,26 +1,15 @@
 using System.Text.Json.Nodes;
 using Ftransformers.Tokenization;
+using Ftransformers.Tests.Support;
 using NUnit.Framework;
 
 namespace Ftransformers.Tests.Tokenization;
 
 [TestFixture]
-public class DeepSeekTokenizerLoadTests
+public class DeepSeekTokenizerLoadTests : TempDirectoryTest
 {
-    private string _directory = "";
-
-    [SetUp]
-    public void CreateDirectory()
-    {
-        _directory = Path.Combine(Path.GetTempPath(), "ftransformers-tokenizer-" + Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(_directory);
-    }
-
-    [TearDown]
-    public void DeleteDirectory() => Directory.Delete(_directory, recursive: true);
-
-    private string TokenizerJson => Path.Combine(_directory, "tokenizer.json");
-    private string ConfigJson => Path.Combine(_directory, "tokenizer_config.json");
+    private string TokenizerJson => Path.Combine(TempPath, "tokenizer.json");
+    private string ConfigJson => Path.Combine(TempPath, "tokenizer_config.json");
 
     private static JsonNode ReadFixture(string name) => JsonNode.Parse(File.ReadAllText(Path.Combine(Fixtures.Tokenizer, name)))!;
 
@@ -39,7 +28,7 @@ public class DeepSeekTokenizerLoadTests
     {
         WriteFixturesWith();
 
-        DeepSeekTokenizer tokenizer = DeepSeekTokenizer.Load(_directory);
+        DeepSeekTokenizer tokenizer = DeepSeekTokenizer.Load(TempPath);
 
         Assert.That(tokenizer.Encode("Hello world!"), Is.EqualTo(new[] { 19923, 2058, 3 }));
     }
@@ -47,7 +36,7 @@ public class DeepSeekTokenizerLoadTests
     [Test]
     public void MissingTokenizerJsonIsReportedWithItsPath()
     {
-        var error = Assert.Throws<FileNotFoundException>(() => DeepSeekTokenizer.Load(_directory));
+        var error = Assert.Throws<FileNotFoundException>(() => DeepSeekTokenizer.Load(TempPath));
 
         Assert.That(error!.Message, Does.Contain(TokenizerJson));
     }
@@ -58,7 +47,7 @@ public class DeepSeekTokenizerLoadTests
         WriteFixturesWith();
         File.Delete(ConfigJson);
 
-        var error = Assert.Throws<FileNotFoundException>(() => DeepSeekTokenizer.Load(_directory));
+        var error = Assert.Throws<FileNotFoundException>(() => DeepSeekTokenizer.Load(TempPath));
 
         Assert.That(error!.Message, Does.Contain(ConfigJson));
     }
@@ -68,7 +57,7 @@ public class DeepSeekTokenizerLoadTests
     {
         File.WriteAllText(TokenizerJson, "{ \"model\": ");
 
-        var error = Assert.Throws<InvalidDataException>(() => DeepSeekTokenizer.Load(_directory));
+        var error = Assert.Throws<InvalidDataException>(() => DeepSeekTokenizer.Load(TempPath));
 
         Assert.That(error!.Message, Does.Contain(TokenizerJson).And.Contain("not valid JSON"));
     }
@@ -78,7 +67,7 @@ public class DeepSeekTokenizerLoadTests
     {
         WriteFixturesWith(editTokenizer: t => t["model"]!.AsObject().Remove("merges"));
 
-        var error = Assert.Throws<InvalidDataException>(() => DeepSeekTokenizer.Load(_directory));
+        var error = Assert.Throws<InvalidDataException>(() => DeepSeekTokenizer.Load(TempPath));
 
         Assert.That(error!.Message, Does.Contain(TokenizerJson).And.Contain("'model.merges'"));
     }
@@ -88,7 +77,7 @@ public class DeepSeekTokenizerLoadTests
     {
         WriteFixturesWith(editConfig: c => c.AsObject().Remove("bos_token"));
 
-        var error = Assert.Throws<InvalidDataException>(() => DeepSeekTokenizer.Load(_directory));
+        var error = Assert.Throws<InvalidDataException>(() => DeepSeekTokenizer.Load(TempPath));
 
         Assert.That(error!.Message, Does.Contain(ConfigJson).And.Contain("'bos_token'"));
     }
@@ -98,7 +87,7 @@ public class DeepSeekTokenizerLoadTests
     {
         WriteFixturesWith(editConfig: c => c["bos_token"] = "<s>");
 
-        var error = Assert.Throws<InvalidDataException>(() => DeepSeekTokenizer.Load(_directory));
+        var error = Assert.Throws<InvalidDataException>(() => DeepSeekTokenizer.Load(TempPath));
 
         Assert.That(error!.Message, Does.Contain(ConfigJson).And.Contain("'bos_token'").And.Contain("<s>"));
     }
@@ -108,7 +97,7 @@ public class DeepSeekTokenizerLoadTests
     {
         WriteFixturesWith(editTokenizer: t => t["pre_tokenizer"] = JsonNode.Parse("""{"type":"ByteLevel","add_prefix_space":false,"use_regex":true}"""));
 
-        var error = Assert.Throws<InvalidDataException>(() => DeepSeekTokenizer.Load(_directory));
+        var error = Assert.Throws<InvalidDataException>(() => DeepSeekTokenizer.Load(TempPath));
 
         Assert.That(error!.Message, Does.Contain(TokenizerJson).And.Contain("'pre_tokenizer'"));
     }
@@ -118,7 +107,7 @@ public class DeepSeekTokenizerLoadTests
     {
         WriteFixturesWith(editTokenizer: t => t["model"]!["merges"]!.AsArray().Add("qqqq zzzz"));
 
-        var error = Assert.Throws<InvalidDataException>(() => DeepSeekTokenizer.Load(_directory));
+        var error = Assert.Throws<InvalidDataException>(() => DeepSeekTokenizer.Load(TempPath));
 
         Assert.That(error!.Message, Does.Contain(TokenizerJson).And.Contain("qqqq"));
     }

@@ -1,24 +1,13 @@
 using System.Text.Json.Nodes;
 using Ftransformers.Tokenization;
+using Ftransformers.Tests.Support;
 using NUnit.Framework;
 
 namespace Ftransformers.Tests.Tokenization;
 
 [TestFixture]
-public class TokenizerVerifierTests
+public class TokenizerVerifierTests : TempDirectoryTest
 {
-    private string _directory = "";
-
-    [SetUp]
-    public void CreateDirectory()
-    {
-        _directory = Path.Combine(Path.GetTempPath(), "ftransformers-golden-" + Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(_directory);
-    }
-
-    [TearDown]
-    public void DeleteDirectory() => Directory.Delete(_directory, recursive: true);
-
     /// <summary>Writes a copy of the golden file changed by <paramref name="edit"/> and returns its path.</summary>
     internal static string WriteAlteredGolden(string directory, Action<JsonNode> edit)
     {
@@ -44,7 +33,7 @@ public class TokenizerVerifierTests
     [Test]
     public void AnAlteredIdIsCountedAndDescribed()
     {
-        string golden = WriteAlteredGolden(_directory, g => g["cases"]![0]!["ids"]![1] = 2059);
+        string golden = WriteAlteredGolden(TempPath, g => g["cases"]![0]!["ids"]![1] = 2059);
 
         TokenizerVerificationResult result = TokenizerVerifier.Verify(Fixtures.Tokenizer, golden);
 
@@ -57,7 +46,7 @@ public class TokenizerVerifierTests
     [Test]
     public void AnAlteredChatTextFailsTheChatTemplateCheck()
     {
-        string golden = WriteAlteredGolden(_directory, g => g["chat_template"]!["text"] = g["chat_template"]!["text"]!.GetValue<string>().Replace("Paris.", "Lyon."));
+        string golden = WriteAlteredGolden(TempPath, g => g["chat_template"]!["text"] = g["chat_template"]!["text"]!.GetValue<string>().Replace("Paris.", "Lyon."));
 
         TokenizerVerificationResult result = TokenizerVerifier.Verify(Fixtures.Tokenizer, golden);
 
@@ -70,7 +59,7 @@ public class TokenizerVerifierTests
     [Test]
     public void AMissingGoldenFileIsReportedWithItsPath()
     {
-        string missing = Path.Combine(_directory, "none.json");
+        string missing = Path.Combine(TempPath, "none.json");
 
         var error = Assert.Throws<FileNotFoundException>(() => TokenizerVerifier.Verify(Fixtures.Tokenizer, missing));
 
@@ -80,7 +69,7 @@ public class TokenizerVerifierTests
     [Test]
     public void AGoldenFileWithoutCasesIsReportedWithTheField()
     {
-        string golden = WriteAlteredGolden(_directory, g => g.AsObject().Remove("cases"));
+        string golden = WriteAlteredGolden(TempPath, g => g.AsObject().Remove("cases"));
 
         var error = Assert.Throws<InvalidDataException>(() => TokenizerVerifier.Verify(Fixtures.Tokenizer, golden));
 

@@ -1,24 +1,13 @@
 using System.CommandLine;
 using Ftransformers.Cli;
+using Ftransformers.Tests.Support;
 using NUnit.Framework;
 
 namespace Ftransformers.Tests.Tokenization;
 
 [TestFixture]
-public class VerifyTokenizerCommandTests
+public class VerifyTokenizerCommandTests : TempDirectoryTest
 {
-    private string _directory = "";
-
-    [SetUp]
-    public void CreateDirectory()
-    {
-        _directory = Path.Combine(Path.GetTempPath(), "ftransformers-cli-" + Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(_directory);
-    }
-
-    [TearDown]
-    public void DeleteDirectory() => Directory.Delete(_directory, recursive: true);
-
     private static (int ExitCode, string Output, string Error) Invoke(params string[] args)
     {
         var output = new StringWriter();
@@ -50,7 +39,7 @@ public class VerifyTokenizerCommandTests
     [Test]
     public void AMismatchPrintsALinePerMismatchAndExitsOne()
     {
-        string golden = TokenizerVerifierTests.WriteAlteredGolden(_directory, g => g["cases"]![3]!["ids"]![0] = 1);
+        string golden = TokenizerVerifierTests.WriteAlteredGolden(TempPath, g => g["cases"]![3]!["ids"]![0] = 1);
 
         (int exitCode, string output, _) = Invoke("--tokenizer", Fixtures.Tokenizer, "--golden", golden);
 
@@ -62,7 +51,7 @@ public class VerifyTokenizerCommandTests
     [Test]
     public void AMissingGoldenFileExitsTwoWithTheErrorOnStandardError()
     {
-        string missing = Path.Combine(_directory, "missing.json");
+        string missing = Path.Combine(TempPath, "missing.json");
 
         (int exitCode, string output, string error) = Invoke("--tokenizer", Fixtures.Tokenizer, "--golden", missing, "--json");
 
@@ -74,7 +63,7 @@ public class VerifyTokenizerCommandTests
     [Test]
     public void AMissingTokenizerFolderExitsTwo()
     {
-        string missing = Path.Combine(_directory, "no-tokenizer");
+        string missing = Path.Combine(TempPath, "no-tokenizer");
 
         (int exitCode, _, string error) = Invoke("--tokenizer", missing, "--golden", GoldenEncodings.FilePath);
 
