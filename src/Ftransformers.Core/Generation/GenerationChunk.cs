@@ -9,13 +9,25 @@ public enum FinishReason
     Length,
 }
 
-/// <summary>Token counts of a finished request.</summary>
+/// <summary>Token counts and timings of a finished request.</summary>
 /// <param name="PromptTokens">Tokens of the input.</param>
 /// <param name="CompletionTokens">Tokens generated (the end-of-sentence token included).</param>
 public sealed record GenerationUsage(int PromptTokens, int CompletionTokens)
 {
     /// <summary>Input plus generated tokens.</summary>
     public int TotalTokens => PromptTokens + CompletionTokens;
+
+    /// <summary>Prompt tokens whose KV came from the prefix cache instead of being computed.</summary>
+    public int CachedPromptTokens { get; init; }
+
+    /// <summary>Time from submission until the request started running.</summary>
+    public TimeSpan QueueTime { get; init; }
+
+    /// <summary>Time from submission until the first generated token.</summary>
+    public TimeSpan TimeToFirstToken { get; init; }
+
+    /// <summary>Generated tokens after the first, per second of decoding.</summary>
+    public double DecodeTokensPerSecond { get; init; }
 }
 
 /// <summary>

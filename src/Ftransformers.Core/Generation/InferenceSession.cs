@@ -35,8 +35,15 @@ public sealed class InferenceSession : IInferenceSession
     /// Loads a session: <paramref name="model"/> is a checkpoint folder or <c>synthetic:NAME</c>. The tokenizer comes
     /// from <paramref name="tokenizerDirectory"/>, else the model folder's tokenizer.json, else the byte tokenizer.
     /// </summary>
-    public static InferenceSession Load(string model, string? tokenizerDirectory = null)
+    public static InferenceSession Load(string model, string? tokenizerDirectory = null) =>
+        Load(new InferenceSessionOptions { Model = model, Tokenizer = tokenizerDirectory });
+
+    /// <summary>Loads a session as <paramref name="options"/> describe.</summary>
+    public static InferenceSession Load(InferenceSessionOptions options)
     {
+        options.Validate();
+        string model = options.Model;
+        string? tokenizerDirectory = options.Tokenizer;
         DeepSeekV3Model loaded = model.StartsWith(SyntheticModels.Prefix, StringComparison.Ordinal)
             ? SyntheticModel(model[SyntheticModels.Prefix.Length..])
             : DeepSeekV3Model.Load(model);

@@ -1,0 +1,18 @@
+namespace Ftransformers.Generation;
+
+/// <summary>How a session is loaded and run.</summary>
+public sealed record InferenceSessionOptions
+{
+    /// <summary>A checkpoint folder, or <c>synthetic:NAME</c> for a built-in random-weight model.</summary>
+    public string Model { get; init; } = "synthetic:tiny";
+
+    /// <summary>Tokenizer folder; null uses the model folder's tokenizer.json, else the byte tokenizer.</summary>
+    public string? Tokenizer { get; init; }
+
+    /// <summary>Throws when a value is out of range, naming the option.</summary>
+    public void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(Model))
+            throw new ArgumentException("Model must name a checkpoint folder or synthetic:NAME.", nameof(Model));
+    }
+}
