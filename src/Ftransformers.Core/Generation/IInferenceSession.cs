@@ -18,4 +18,7 @@ public interface IInferenceSession : IDisposable
     /// </summary>
     /// <exception cref="ArgumentException">The request is malformed or its prompt does not fit the context.</exception>
     IAsyncEnumerable<GenerationChunk> GenerateAsync(GenerationRequest request, CancellationToken cancellationToken = default);
+
+    /// <summary>The session's current load.</summary>
+    SessionStatistics GetStatistics();
 }

@@ -13,6 +13,8 @@ public sealed class InferenceSession : IInferenceSession
     private readonly DeepSeekV3Model _model;
     private readonly SemaphoreSlim _oneAtATime = new(1, 1);
     private readonly HashSet<int> _eos;
+    private int _requests;
+    private SequenceKvCache? _running;
 
     /// <inheritdoc/>
     public DeepSeekV3Config Config => _model.Config;
@@ -94,9 +96,11 @@ public sealed class InferenceSession : IInferenceSession
         var cache = new SequenceKvCache(Config);
         int[] promptArray = [.. prompt];
 
-        await _oneAtATime.WaitAsync(cancellationToken);
+        Interlocked.Increment(ref _requests);
+        await _oneAtATime.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
+            _running = cache;
             float[] logits = await Task.Run(() => _model.Forward(promptArray, cache, cancellationToken: cancellationToken), cancellationToken);
             for (int generated = 1; ; generated++)
             {
@@ -120,8 +124,18 @@ public sealed class InferenceSession : IInferenceSession
         }
         finally
         {
+            _running = null;
             _oneAtATime.Release();
+            Interlocked.Decrement(ref _requests);
         }
+    }
+
+    /// <inheritdoc/>
+    public SessionStatistics GetStatistics()
+    {
+        // One request runs at a time; the others wait on the gate.
+        int requests = Volatile.Read(ref _requests);
+        return new SessionStatistics(Math.Min(requests, 1), Math.Max(requests - 1, 0), _running?.Length ?? 0, 0);
     }
 
     /// <summary>Releases the model.</summary>
