@@ -14,20 +14,29 @@ public sealed class DeepSeekV3Model : IDisposable
     private readonly WeightMatrix _embedding, _lmHead;
     private readonly float[] _finalNorm;
     private readonly Layer[] _layers;
+    private readonly Kernels.ComputePool? _pool;
 
     private sealed record Layer(float[] AttentionNorm, MlaAttention Attention, float[] FeedForwardNorm, Mlp? Dense, MoeBlock? Moe);
 
     /// <summary>The architecture.</summary>
     public DeepSeekV3Config Config { get; }
 
-    private DeepSeekV3Model(DeepSeekV3Config config, Checkpoint checkpoint)
+    /// <summary>The weight formats the model computes with.</summary>
+    public Precision Precision { get; }
+
+    private DeepSeekV3Model(DeepSeekV3Config config, Checkpoint checkpoint, ModelLoadOptions options)
     {
+        options.Validate();
         Config = config;
         _checkpoint = checkpoint;
-        var weights = new WeightLoader(checkpoint, config.Fp8BlockSize);
+        Precision = options.Precision;
+        _pool = options.CreatePool();
+        var weights = new WeightLoader(checkpoint, config.Fp8BlockSize, options.Precision, _pool);
         int hidden = config.HiddenSize;
         _embedding = weights.Matrix("model.embed_tokens.weight", config.VocabSize, hidden);
-        _lmHead = config.TieWordEmbeddings && !weights.Contains("lm_head.weight") ? _embedding : weights.Matrix("lm_head.weight", config.VocabSize, hidden);
+        _lmHead = config.TieWordEmbeddings && !weights.Contains("lm_head.weight")
+            ? weights.Matrix("model.embed_tokens.weight", config.VocabSize, hidden, options.Precision.LmHead)
+            : weights.Matrix("lm_head.weight", config.VocabSize, hidden, options.Precision.LmHead);
         _finalNorm = weights.Vector("model.norm.weight", hidden);
         var rope = new RotaryEmbedding(config.QkRopeHeadDim, config.RopeTheta, config.RopeScaling);
         _layers = new Layer[config.NumHiddenLayers];
@@ -39,7 +48,7 @@ public sealed class DeepSeekV3Model : IDisposable
                 weights.Vector(p + ".input_layernorm.weight", hidden),
                 new MlaAttention(weights, config, rope, i),
                 weights.Vector(p + ".post_attention_layernorm.weight", hidden),
-                moe ? null : Mlp.Load(weights, p + ".mlp", hidden, config.IntermediateSize),
+                moe ? null : Mlp.Load(weights, p + ".mlp", hidden, config.IntermediateSize, options.Precision.DenseMlp),
                 moe ? MoeBlock.Load(weights, config, i) : null);
         }
     }
@@ -47,14 +56,15 @@ public sealed class DeepSeekV3Model : IDisposable
     /// <summary>Loads a Hugging Face checkpoint folder (config.json and safetensors, single or sharded).</summary>
     /// <exception cref="FileNotFoundException">config.json or the safetensors are missing.</exception>
     /// <exception cref="InvalidDataException">The config or a tensor is malformed, missing or misshapen.</exception>
-    public static DeepSeekV3Model Load(string directory) => FromCheckpoint(DeepSeekV3Config.Load(directory), Checkpoint.Open(directory));
+    public static DeepSeekV3Model Load(string directory, ModelLoadOptions? options = null) =>
+        FromCheckpoint(DeepSeekV3Config.Load(directory), Checkpoint.Open(directory), options);
 
     /// <summary>Builds the model over an open checkpoint, taking ownership of it.</summary>
-    public static DeepSeekV3Model FromCheckpoint(DeepSeekV3Config config, Checkpoint checkpoint)
+    public static DeepSeekV3Model FromCheckpoint(DeepSeekV3Config config, Checkpoint checkpoint, ModelLoadOptions? options = null)
     {
         try
         {
-            return new DeepSeekV3Model(config, checkpoint);
+            return new DeepSeekV3Model(config, checkpoint, options ?? new ModelLoadOptions());
         }
         catch
         {
@@ -119,5 +129,9 @@ public sealed class DeepSeekV3Model : IDisposable
     }
 
     /// <summary>Releases the checkpoint's mapping.</summary>
-    public void Dispose() => _checkpoint.Dispose();
+    public void Dispose()
+    {
+        _pool?.Dispose();
+        _checkpoint.Dispose();
+    }
 }

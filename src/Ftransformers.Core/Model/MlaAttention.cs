@@ -24,20 +24,21 @@ internal sealed class MlaAttention
         _rope = rope;
         string p = $"model.layers.{layer}.self_attn";
         int hidden = config.HiddenSize, heads = config.NumAttentionHeads;
+        WeightFormat format = weights.Precision.Attention;
         if (config.QLoraRank is int qRank)
         {
-            _qA = weights.Matrix(p + ".q_a_proj.weight", qRank, hidden);
+            _qA = weights.Matrix(p + ".q_a_proj.weight", qRank, hidden, format);
             _qANorm = weights.Vector(p + ".q_a_layernorm.weight", qRank);
-            _q = weights.Matrix(p + ".q_b_proj.weight", heads * config.QkHeadDim, qRank);
+            _q = weights.Matrix(p + ".q_b_proj.weight", heads * config.QkHeadDim, qRank, format);
         }
         else
         {
-            _q = weights.Matrix(p + ".q_proj.weight", heads * config.QkHeadDim, hidden);
+            _q = weights.Matrix(p + ".q_proj.weight", heads * config.QkHeadDim, hidden, format);
         }
-        _kvA = weights.Matrix(p + ".kv_a_proj_with_mqa.weight", config.KvLoraRank + config.QkRopeHeadDim, hidden);
+        _kvA = weights.Matrix(p + ".kv_a_proj_with_mqa.weight", config.KvLoraRank + config.QkRopeHeadDim, hidden, format);
         _kvANorm = weights.Vector(p + ".kv_a_layernorm.weight", config.KvLoraRank);
-        _kvB = weights.Matrix(p + ".kv_b_proj.weight", heads * (config.QkNopeHeadDim + config.VHeadDim), config.KvLoraRank);
-        _o = weights.Matrix(p + ".o_proj.weight", hidden, heads * config.VHeadDim);
+        _kvB = weights.Matrix(p + ".kv_b_proj.weight", heads * (config.QkNopeHeadDim + config.VHeadDim), config.KvLoraRank, format);
+        _o = weights.Matrix(p + ".o_proj.weight", hidden, heads * config.VHeadDim, format);
         _softmaxScale = (float)config.SoftmaxScale;
     }
 

@@ -7,10 +7,10 @@ internal sealed class Mlp(WeightMatrix gate, WeightMatrix up, WeightMatrix down)
 {
     public int Width => gate.Rows;
 
-    public static Mlp Load(WeightLoader weights, string prefix, int hidden, int width) => new(
-        weights.Matrix(prefix + ".gate_proj.weight", width, hidden),
-        weights.Matrix(prefix + ".up_proj.weight", width, hidden),
-        weights.Matrix(prefix + ".down_proj.weight", hidden, width));
+    public static Mlp Load(WeightLoader weights, string prefix, int hidden, int width, WeightFormat format) => new(
+        weights.Matrix(prefix + ".gate_proj.weight", width, hidden, format),
+        weights.Matrix(prefix + ".up_proj.weight", width, hidden, format),
+        weights.Matrix(prefix + ".down_proj.weight", hidden, width, format));
 
     /// <summary>y[t] = mlp(x[t]) for <paramref name="tokens"/> rows.</summary>
     public void Forward(ReadOnlySpan<float> x, Span<float> y, int tokens)

@@ -16,9 +16,9 @@ internal sealed class MoeBlock(WeightMatrix gate, MoeRouter router, Mlp[] expert
         float[]? bias = weights.Contains(biasName) ? weights.Vector(biasName, config.NRoutedExperts) : null;
         var experts = new Mlp[config.NRoutedExperts];
         for (int e = 0; e < experts.Length; e++)
-            experts[e] = Mlp.Load(weights, $"{prefix}.experts.{e}", hidden, config.MoeIntermediateSize);
+            experts[e] = Mlp.Load(weights, $"{prefix}.experts.{e}", hidden, config.MoeIntermediateSize, weights.Precision.RoutedExperts);
         Mlp? shared = config.NSharedExperts > 0
-            ? Mlp.Load(weights, prefix + ".shared_experts", hidden, config.MoeIntermediateSize * config.NSharedExperts)
+            ? Mlp.Load(weights, prefix + ".shared_experts", hidden, config.MoeIntermediateSize * config.NSharedExperts, weights.Precision.SharedExperts)
             : null;
         return new MoeBlock(weights.Matrix(prefix + ".gate.weight", config.NRoutedExperts, hidden), new MoeRouter(config, bias), experts, shared);
     }

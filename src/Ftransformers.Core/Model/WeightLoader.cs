@@ -1,29 +1,83 @@
 using Ftransformers.Formats;
+using Ftransformers.Kernels;
+using Ftransformers.Quantization;
 
 namespace Ftransformers.Model;
 
-/// <summary>Reads model tensors from a checkpoint, checking each one's shape against the config.</summary>
-internal sealed class WeightLoader(Checkpoint checkpoint, int fp8BlockSize)
+/// <summary>
+/// Reads model tensors from a checkpoint in the requested formats, checking each shape against the config.
+/// Tensors of a converted checkpoint (<c>X.qweight</c>, <c>X.scales</c>, <c>X.mins</c>) are mapped as stored.
+/// </summary>
+internal sealed class WeightLoader(Checkpoint checkpoint, int fp8BlockSize, Precision precision, ComputePool? pool)
 {
-    public bool Contains(string name) => checkpoint.Contains(name);
+    public Precision Precision => precision;
 
-    /// <summary>A [rows, cols] matrix: BF16 and F32 stay mapped; F16 and FP8 are decoded to F32.</summary>
-    public unsafe WeightMatrix Matrix(string name, int rows, int cols)
+    public bool Contains(string name) => checkpoint.Contains(name) || checkpoint.Contains(QuantizedName(name, "qweight"));
+
+    /// <summary>A [rows, cols] matrix in <paramref name="format"/>, computing on the loader's pool.</summary>
+    public WeightMatrix Matrix(string name, int rows, int cols, WeightFormat format = WeightFormat.Native)
+    {
+        WeightMatrix matrix = checkpoint.Contains(QuantizedName(name, "qweight")) ? Converted(name, rows, cols) : Load(name, rows, cols, format);
+        matrix.Pool = pool;
+        return matrix;
+    }
+
+    private unsafe WeightMatrix Load(string name, int rows, int cols, WeightFormat format)
     {
         TensorInfo info = CheckShape(name, rows, cols);
-        return info.DType switch
+        return (format, info.DType) switch
         {
-            TensorDType.BF16 => new Bf16WeightMatrix(name, rows, cols, (ushort*)checkpoint.Pointer(name)),
-            TensorDType.F32 => new F32WeightMatrix(name, rows, cols, (float*)checkpoint.Pointer(name)),
-            _ => new F32WeightMatrix(name, rows, cols, checkpoint.ReadSingle(name, fp8BlockSize)),
+            (WeightFormat.Native or WeightFormat.Bf16, TensorDType.BF16) => new Bf16WeightMatrix(name, rows, cols, (ushort*)checkpoint.Pointer(name)),
+            (WeightFormat.Native, TensorDType.F32) => new F32WeightMatrix(name, rows, cols, (float*)checkpoint.Pointer(name)),
+            (WeightFormat.Native, _) => new F32WeightMatrix(name, rows, cols, Decode(name)),
+            (WeightFormat.Bf16, _) => new Bf16WeightMatrix(name, rows, cols, Decode(name)),
+            (WeightFormat.W8A8, _) => new Int8WeightMatrix(name, Int8Quantizer.Quantize(Decode(name), rows, cols)),
+            _ => new Int4WeightMatrix(name, Int4Quantizer.Quantize(Decode(name), rows, cols, precision.Int4, precision.SearchInt4Scales)),
         };
+    }
+
+    /// <summary>The F32 values of a stored (not converted) tensor.</summary>
+    public float[] Decode(string name) => checkpoint.ReadSingle(name, fp8BlockSize);
+
+    private unsafe WeightMatrix Converted(string name, int rows, int cols)
+    {
+        string qweight = QuantizedName(name, "qweight"), scales = QuantizedName(name, "scales"), mins = QuantizedName(name, "mins");
+        TensorInfo codes = checkpoint.Info(qweight);
+        if (codes.DType == TensorDType.I8)
+        {
+            Expect(qweight, codes, TensorDType.I8, rows, cols);
+            Expect(scales, checkpoint.Info(scales), TensorDType.F32, rows);
+            return new Int8WeightMatrix(name, new Int8Weights(rows, cols, (sbyte*)checkpoint.Pointer(qweight), (float*)checkpoint.Pointer(scales), checkpoint));
+        }
+        Expect(qweight, codes, TensorDType.U8, rows, cols / 2);
+        TensorInfo scaleInfo = checkpoint.Info(scales);
+        if (scaleInfo.Shape.Length != 2 || scaleInfo.Shape[0] != rows || scaleInfo.Shape[1] == 0 || cols % scaleInfo.Shape[1] != 0)
+            throw new InvalidDataException($"{checkpoint.Location}: tensor '{scales}' has shape {scaleInfo.ShapeText}, expected [{rows}, groups] for {cols} columns.");
+        int groups = (int)scaleInfo.Shape[1];
+        bool symmetric = !checkpoint.Contains(mins);
+        var format = new Int4Format(cols / groups, symmetric);
+        Expect(scales, scaleInfo, TensorDType.F32, rows, groups);
+        if (!symmetric)
+            Expect(mins, checkpoint.Info(mins), TensorDType.F32, rows, groups);
+        return new Int4WeightMatrix(name, new Int4Weights(rows, cols, format, checkpoint.Pointer(qweight),
+            (float*)checkpoint.Pointer(scales), symmetric ? null : (float*)checkpoint.Pointer(mins), checkpoint));
     }
 
     /// <summary>A 1-D tensor decoded to F32.</summary>
     public float[] Vector(string name, int length)
     {
         CheckShape(name, length);
-        return checkpoint.ReadSingle(name, fp8BlockSize);
+        return Decode(name);
+    }
+
+    /// <summary>The name of a converted tensor's part: <c>a.b.weight</c> → <c>a.b.qweight</c>.</summary>
+    public static string QuantizedName(string weightName, string part) =>
+        (weightName.EndsWith(".weight", StringComparison.Ordinal) ? weightName[..^".weight".Length] : weightName) + "." + part;
+
+    private void Expect(string name, TensorInfo info, TensorDType dtype, params long[] shape)
+    {
+        if (info.DType != dtype || !info.Shape.SequenceEqual(shape))
+            throw new InvalidDataException($"{checkpoint.Location}: tensor '{name}' is {info.DType} {info.ShapeText}, expected {dtype} [{string.Join(", ", shape)}].");
     }
 
     private TensorInfo CheckShape(string name, params long[] expected)

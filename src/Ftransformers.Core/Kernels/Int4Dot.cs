@@ -1,0 +1,190 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
+using System.Runtime.Intrinsics.X86;
+using Ftransformers.Quantization;
+
+namespace Ftransformers.Kernels;
+
+/// <summary>
+/// One row of grouped INT4 weights against INT8 block-quantized activations of one or more tokens, the inner
+/// loop of the routed experts. With codes q (0..15), block dots D_b = Σ q·x_code are taken in integers; then
+/// row · x ≈ Σ_b scale_g(b) · xscale_b · D_b + Σ_b min_g(b) · (xscale_b · Σ x_code), where a symmetric
+/// format's min is −8 · scale. A block's nibbles are unpacked once for all tokens, so a few tokens sharing an
+/// expert cost little more than one.
+/// </summary>
+public static class Int4Dot
+{
+    /// <summary>Most tokens one call handles (accumulators live on the stack).</summary>
+    public const int MaxTokens = 64;
+
+    /// <summary>The path <see cref="RowDot"/> takes on this CPU.</summary>
+    public static KernelPath ActivePath { get; } =
+        Avx2.IsSupported ? KernelPath.Avx2
+        : Dp.IsSupported ? KernelPath.Dp
+        : AdvSimd.IsSupported ? KernelPath.AdvSimd
+        : Vector128.IsHardwareAccelerated ? KernelPath.Vector128
+        : KernelPath.Scalar;
+
+    /// <summary>
+    /// results[t] = row <paramref name="row"/> of <paramref name="weights"/> · token t of <paramref name="x"/>,
+    /// for every token of <paramref name="x"/> (at most <see cref="MaxTokens"/>).
+    /// </summary>
+    public static void RowDot(Int4Weights weights, int row, Int8Activations x, Span<float> results) =>
+        RowDotOn(ActivePath, weights, row, x, results);
+
+    internal static void RowDotOn(KernelPath path, Int4Weights weights, int row, Int8Activations x, Span<float> results)
+    {
+        if (x.Cols != weights.Cols || x.BlockSize != Int4Weights.BlockSize)
+            throw new ArgumentException($"Activations must be {weights.Cols} values per token in blocks of {Int4Weights.BlockSize}, got {x.Cols} in blocks of {x.BlockSize}.");
+        if (x.Tokens > MaxTokens || results.Length < x.Tokens)
+            throw new ArgumentException($"At most {MaxTokens} tokens per call, with a result per token.");
+        ReadOnlySpan<byte> packed = weights.PackedRow(row);
+        ReadOnlySpan<float> scales = weights.ScalesRow(row);
+        int blocksPerGroup = weights.Format.GroupSize / Int4Weights.BlockSize;
+        switch (path)
+        {
+            case KernelPath.Avx2: MainTermAvx2(packed, scales, blocksPerGroup, x, results); break;
+            case KernelPath.Dp: MainTermDp(packed, scales, blocksPerGroup, x, results); break;
+            case KernelPath.AdvSimd: MainTermAdvSimd(packed, scales, blocksPerGroup, x, results); break;
+            case KernelPath.Vector128: MainTermVector128(packed, scales, blocksPerGroup, x, results); break;
+            default: MainTermScalar(packed, scales, blocksPerGroup, x, results); break;
+        }
+        AddOffsetTerm(weights.Format.Symmetric ? scales : weights.MinsRow(row), weights.Format.Symmetric ? -8f : 1f, blocksPerGroup, x, results);
+    }
+
+    // Σ_b offset_g(b) · xscale_b · Σ x_code: the min (or the zero point −8 · scale) times each block's sum.
+    private static void AddOffsetTerm(ReadOnlySpan<float> perGroup, float factor, int blocksPerGroup, Int8Activations x, Span<float> results)
+    {
+        for (int t = 0; t < x.Tokens; t++)
+        {
+            ReadOnlySpan<float> sums = x.ScaledSums(t);
+            float offset = 0;
+            for (int b = 0; b < sums.Length; b++)
+                offset += perGroup[b / blocksPerGroup] * sums[b];
+            results[t] += factor * offset;
+        }
+    }
+
+    private static void MainTermScalar(ReadOnlySpan<byte> packed, ReadOnlySpan<float> scales, int blocksPerGroup, Int8Activations x, Span<float> results)
+    {
+        for (int t = 0; t < x.Tokens; t++)
+        {
+            ReadOnlySpan<sbyte> codes = x.Values(t);
+            ReadOnlySpan<float> xScales = x.Scales(t);
+            float sum = 0;
+            for (int b = 0; b < xScales.Length; b++)
+            {
+                int dot = 0;
+                for (int j = 0; j < 16; j++)
+                {
+                    byte pair = packed[b * 16 + j];
+                    dot += (pair & 0xF) * codes[b * 32 + j] + (pair >> 4) * codes[b * 32 + 16 + j];
+                }
+                sum += scales[b / blocksPerGroup] * xScales[b] * dot;
+            }
+            results[t] = sum;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector128<byte> Low, Vector128<byte> High) Unpack(ReadOnlySpan<byte> packed, int block)
+    {
+        Vector128<byte> bytes = Vector128.LoadUnsafe(ref MemoryMarshal.GetReference(packed), (nuint)(block * 16));
+        Vector128<byte> mask = Vector128.Create((byte)0xF);
+        return (bytes & mask, Vector128.ShiftRightLogical(bytes.AsUInt16(), 4).AsByte() & mask);
+    }
+
+    private static void MainTermVector128(ReadOnlySpan<byte> packed, ReadOnlySpan<float> scales, int blocksPerGroup, Int8Activations x, Span<float> results)
+    {
+        results[..x.Tokens].Clear();
+        int blocks = x.BlocksPerToken;
+        for (int b = 0; b < blocks; b++)
+        {
+            (Vector128<byte> low, Vector128<byte> high) = Unpack(packed, b);
+            (Vector128<ushort> q0, Vector128<ushort> q1) = Vector128.Widen(low);
+            (Vector128<ushort> q2, Vector128<ushort> q3) = Vector128.Widen(high);
+            float scale = scales[b / blocksPerGroup];
+            for (int t = 0; t < x.Tokens; t++)
+            {
+                ref sbyte codes = ref MemoryMarshal.GetReference(x.Values(t));
+                (Vector128<short> x0, Vector128<short> x1) = Vector128.Widen(Vector128.LoadUnsafe(ref codes, (nuint)(b * 32)));
+                (Vector128<short> x2, Vector128<short> x3) = Vector128.Widen(Vector128.LoadUnsafe(ref codes, (nuint)(b * 32 + 16)));
+                // 15 * 127 * 4 terms fits a short; widen once per block.
+                Vector128<short> p = q0.AsInt16() * x0 + q1.AsInt16() * x1 + q2.AsInt16() * x2 + q3.AsInt16() * x3;
+                (Vector128<int> lo, Vector128<int> hi) = Vector128.Widen(p);
+                results[t] += scale * x.Scales(t)[b] * Vector128.Sum(lo + hi);
+            }
+        }
+    }
+
+    private static void MainTermAvx2(ReadOnlySpan<byte> packed, ReadOnlySpan<float> scales, int blocksPerGroup, Int8Activations x, Span<float> results)
+    {
+        int tokens = x.Tokens, blocks = x.BlocksPerToken;
+        Span<Vector256<float>> acc = stackalloc Vector256<float>[tokens];
+        acc.Clear();
+        Vector256<short> ones = Vector256.Create((short)1);
+        for (int b = 0; b < blocks; b++)
+        {
+            (Vector128<byte> low, Vector128<byte> high) = Unpack(packed, b);
+            Vector256<byte> q = Vector256.Create(low, high);
+            float scale = scales[b / blocksPerGroup];
+            for (int t = 0; t < tokens; t++)
+            {
+                Vector256<sbyte> codes = Vector256.LoadUnsafe(ref MemoryMarshal.GetReference(x.Values(t)), (nuint)(b * 32));
+                Vector256<int> dot = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, codes), ones);
+                acc[t] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(dot), Vector256.Create(scale * x.Scales(t)[b]), acc[t]);
+            }
+        }
+        for (int t = 0; t < tokens; t++)
+            results[t] = Vector256.Sum(acc[t]);
+    }
+
+    private static void MainTermDp(ReadOnlySpan<byte> packed, ReadOnlySpan<float> scales, int blocksPerGroup, Int8Activations x, Span<float> results)
+    {
+        int tokens = x.Tokens, blocks = x.BlocksPerToken;
+        Span<Vector128<float>> acc = stackalloc Vector128<float>[tokens];
+        acc.Clear();
+        for (int b = 0; b < blocks; b++)
+        {
+            (Vector128<byte> low, Vector128<byte> high) = Unpack(packed, b);
+            float scale = scales[b / blocksPerGroup];
+            for (int t = 0; t < tokens; t++)
+            {
+                ref sbyte codes = ref MemoryMarshal.GetReference(x.Values(t));
+                Vector128<int> dot = Dp.DotProduct(Vector128<int>.Zero, low.AsSByte(), Vector128.LoadUnsafe(ref codes, (nuint)(b * 32)));
+                dot = Dp.DotProduct(dot, high.AsSByte(), Vector128.LoadUnsafe(ref codes, (nuint)(b * 32 + 16)));
+                acc[t] = Vector128.FusedMultiplyAdd(Vector128.ConvertToSingle(dot), Vector128.Create(scale * x.Scales(t)[b]), acc[t]);
+            }
+        }
+        for (int t = 0; t < tokens; t++)
+            results[t] = Vector128.Sum(acc[t]);
+    }
+
+    private static void MainTermAdvSimd(ReadOnlySpan<byte> packed, ReadOnlySpan<float> scales, int blocksPerGroup, Int8Activations x, Span<float> results)
+    {
+        int tokens = x.Tokens, blocks = x.BlocksPerToken;
+        Span<Vector128<float>> acc = stackalloc Vector128<float>[tokens];
+        acc.Clear();
+        for (int b = 0; b < blocks; b++)
+        {
+            (Vector128<byte> low, Vector128<byte> high) = Unpack(packed, b);
+            Vector128<sbyte> q0 = low.AsSByte(), q1 = high.AsSByte();
+            float scale = scales[b / blocksPerGroup];
+            for (int t = 0; t < tokens; t++)
+            {
+                ref sbyte codes = ref MemoryMarshal.GetReference(x.Values(t));
+                Vector128<sbyte> x0 = Vector128.LoadUnsafe(ref codes, (nuint)(b * 32)), x1 = Vector128.LoadUnsafe(ref codes, (nuint)(b * 32 + 16));
+                Vector128<short> p = AdvSimd.MultiplyWideningLower(q0.GetLower(), x0.GetLower());
+                p = AdvSimd.MultiplyWideningLowerAndAdd(p, q1.GetLower(), x1.GetLower());
+                Vector128<short> r = AdvSimd.MultiplyWideningUpper(q0, x0);
+                r = AdvSimd.MultiplyWideningUpperAndAdd(r, q1, x1);
+                Vector128<int> dot = AdvSimd.AddPairwiseWideningAndAdd(AdvSimd.AddPairwiseWidening(p), r);
+                acc[t] = Vector128.FusedMultiplyAdd(Vector128.ConvertToSingle(dot), Vector128.Create(scale * x.Scales(t)[b]), acc[t]);
+            }
+        }
+        for (int t = 0; t < tokens; t++)
+            results[t] = Vector128.Sum(acc[t]);
+    }
+}

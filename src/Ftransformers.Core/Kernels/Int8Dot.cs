@@ -1,0 +1,119 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
+using System.Runtime.Intrinsics.X86;
+
+namespace Ftransformers.Kernels;
+
+/// <summary>
+/// Dot product of two INT8 vectors with INT32 accumulation (the W8A8 inner loop). Values must lie in
+/// [-127, 127], as the quantizers produce: the AVX2 path's sign trick cannot represent -(-128).
+/// </summary>
+public static class Int8Dot
+{
+    /// <summary>The path <see cref="Dot"/> takes on this CPU.</summary>
+    public static KernelPath ActivePath { get; } =
+        Avx2.IsSupported ? KernelPath.Avx2
+        : Dp.IsSupported ? KernelPath.Dp
+        : AdvSimd.IsSupported ? KernelPath.AdvSimd
+        : Vector128.IsHardwareAccelerated ? KernelPath.Vector128
+        : KernelPath.Scalar;
+
+    /// <summary>Σ a[i] * b[i] in INT32.</summary>
+    public static int Dot(ReadOnlySpan<sbyte> a, ReadOnlySpan<sbyte> b)
+    {
+        if (a.Length != b.Length)
+            throw new ArgumentException($"Lengths differ: {a.Length} and {b.Length}.");
+        return DotOn(ActivePath, a, b);
+    }
+
+    /// <summary>Σ a[i] * b[i] on a chosen path (tests; the path must be supported).</summary>
+    internal static int DotOn(KernelPath path, ReadOnlySpan<sbyte> a, ReadOnlySpan<sbyte> b) => path switch
+    {
+        KernelPath.Avx2 => DotAvx2(a, b),
+        KernelPath.Dp => DotDp(a, b),
+        KernelPath.AdvSimd => DotAdvSimd(a, b),
+        KernelPath.Vector128 => DotVector128(a, b),
+        _ => DotScalar(a, b, 0),
+    };
+
+    private static int DotScalar(ReadOnlySpan<sbyte> a, ReadOnlySpan<sbyte> b, int start)
+    {
+        int sum = 0;
+        for (int i = start; i < a.Length; i++)
+            sum += a[i] * b[i];
+        return sum;
+    }
+
+    private static int DotVector128(ReadOnlySpan<sbyte> a, ReadOnlySpan<sbyte> b)
+    {
+        ref sbyte pa = ref MemoryMarshal.GetReference(a);
+        ref sbyte pb = ref MemoryMarshal.GetReference(b);
+        Vector128<int> acc = Vector128<int>.Zero;
+        int i = 0;
+        for (; i + 16 <= a.Length; i += 16)
+        {
+            (Vector128<short> a0, Vector128<short> a1) = Vector128.Widen(Vector128.LoadUnsafe(ref pa, (nuint)i));
+            (Vector128<short> b0, Vector128<short> b1) = Vector128.Widen(Vector128.LoadUnsafe(ref pb, (nuint)i));
+            // |a*b| <= 127*127 fits a short; widen the products before adding.
+            (Vector128<int> p0, Vector128<int> p1) = Vector128.Widen(a0 * b0);
+            (Vector128<int> p2, Vector128<int> p3) = Vector128.Widen(a1 * b1);
+            acc += (p0 + p1) + (p2 + p3);
+        }
+        return Vector128.Sum(acc) + DotScalar(a, b, i);
+    }
+
+    private static int DotAvx2(ReadOnlySpan<sbyte> a, ReadOnlySpan<sbyte> b)
+    {
+        ref sbyte pa = ref MemoryMarshal.GetReference(a);
+        ref sbyte pb = ref MemoryMarshal.GetReference(b);
+        Vector256<int> acc0 = Vector256<int>.Zero, acc1 = Vector256<int>.Zero;
+        Vector256<short> ones = Vector256.Create((short)1);
+        int i = 0;
+        for (; i + 64 <= a.Length; i += 64)
+        {
+            acc0 += Avx2MultiplyAdd(Vector256.LoadUnsafe(ref pa, (nuint)i), Vector256.LoadUnsafe(ref pb, (nuint)i), ones);
+            acc1 += Avx2MultiplyAdd(Vector256.LoadUnsafe(ref pa, (nuint)(i + 32)), Vector256.LoadUnsafe(ref pb, (nuint)(i + 32)), ones);
+        }
+        for (; i + 32 <= a.Length; i += 32)
+            acc0 += Avx2MultiplyAdd(Vector256.LoadUnsafe(ref pa, (nuint)i), Vector256.LoadUnsafe(ref pb, (nuint)i), ones);
+        return Vector256.Sum(acc0 + acc1) + DotScalar(a, b, i);
+    }
+
+    // vpmaddubsw multiplies unsigned by signed bytes: move a's sign onto b, then |a| * (±b) = a * b.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Avx2MultiplyAdd(Vector256<sbyte> a, Vector256<sbyte> b, Vector256<short> ones) =>
+        Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(a), Avx2.Sign(b, a)), ones);
+
+    private static int DotAdvSimd(ReadOnlySpan<sbyte> a, ReadOnlySpan<sbyte> b)
+    {
+        ref sbyte pa = ref MemoryMarshal.GetReference(a);
+        ref sbyte pb = ref MemoryMarshal.GetReference(b);
+        Vector128<int> acc = Vector128<int>.Zero;
+        int i = 0;
+        for (; i + 16 <= a.Length; i += 16)
+        {
+            Vector128<sbyte> va = Vector128.LoadUnsafe(ref pa, (nuint)i), vb = Vector128.LoadUnsafe(ref pb, (nuint)i);
+            acc = AdvSimd.AddPairwiseWideningAndAdd(acc, AdvSimd.MultiplyWideningLower(va.GetLower(), vb.GetLower()));
+            acc = AdvSimd.AddPairwiseWideningAndAdd(acc, AdvSimd.MultiplyWideningUpper(va, vb));
+        }
+        return Vector128.Sum(acc) + DotScalar(a, b, i);
+    }
+
+    private static int DotDp(ReadOnlySpan<sbyte> a, ReadOnlySpan<sbyte> b)
+    {
+        ref sbyte pa = ref MemoryMarshal.GetReference(a);
+        ref sbyte pb = ref MemoryMarshal.GetReference(b);
+        Vector128<int> acc0 = Vector128<int>.Zero, acc1 = Vector128<int>.Zero;
+        int i = 0;
+        for (; i + 32 <= a.Length; i += 32)
+        {
+            acc0 = Dp.DotProduct(acc0, Vector128.LoadUnsafe(ref pa, (nuint)i), Vector128.LoadUnsafe(ref pb, (nuint)i));
+            acc1 = Dp.DotProduct(acc1, Vector128.LoadUnsafe(ref pa, (nuint)(i + 16)), Vector128.LoadUnsafe(ref pb, (nuint)(i + 16)));
+        }
+        for (; i + 16 <= a.Length; i += 16)
+            acc0 = Dp.DotProduct(acc0, Vector128.LoadUnsafe(ref pa, (nuint)i), Vector128.LoadUnsafe(ref pb, (nuint)i));
+        return Vector128.Sum(acc0 + acc1) + DotScalar(a, b, i);
+    }
+}

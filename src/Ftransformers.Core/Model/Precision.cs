@@ -1,0 +1,76 @@
+using Ftransformers.Quantization;
+
+namespace Ftransformers.Model;
+
+/// <summary>How one class of weights is stored in memory and multiplied.</summary>
+public enum WeightFormat
+{
+    /// <summary>As the checkpoint stores it: BF16 and F32 read in place, FP8 and F16 decoded to F32; F32 compute.</summary>
+    Native,
+    /// <summary>Rounded to BF16, widened to F32 in the kernel.</summary>
+    Bf16,
+    /// <summary>INT8 weights per output channel, activations quantized to INT8 per token.</summary>
+    W8A8,
+    /// <summary>Grouped INT4 weights (see <see cref="Precision.Int4"/>), activations quantized to INT8 per 32-block.</summary>
+    Int4,
+}
+
+/// <summary>
+/// The weight format of each tensor class. Embeddings, norms and the router stay as stored (F32 compute):
+/// they are small and the routing decision is sensitive to them.
+/// </summary>
+public sealed record Precision
+{
+    /// <summary>MLA projections (q_a, q_b or q, kv_a, kv_b, o).</summary>
+    public WeightFormat Attention { get; init; }
+    /// <summary>The dense MLP of the first layers.</summary>
+    public WeightFormat DenseMlp { get; init; }
+    /// <summary>The shared experts of MoE layers.</summary>
+    public WeightFormat SharedExperts { get; init; }
+    /// <summary>The routed experts.</summary>
+    public WeightFormat RoutedExperts { get; init; }
+    /// <summary>The output projection to the vocabulary.</summary>
+    public WeightFormat LmHead { get; init; }
+    /// <summary>Grouping of <see cref="WeightFormat.Int4"/> tensors.</summary>
+    public Int4Format Int4 { get; init; } = Int4Format.Default;
+    /// <summary>Search each INT4 group's scale and min for the least squared error (else plain round-to-nearest).</summary>
+    public bool SearchInt4Scales { get; init; } = true;
+
+    /// <summary>Exact F32 compute over the stored weights.</summary>
+    public static Precision F32 { get; } = new();
+
+    /// <summary>Every matrix in BF16.</summary>
+    public static Precision Bf16 { get; } = new() { Attention = WeightFormat.Bf16, DenseMlp = WeightFormat.Bf16, SharedExperts = WeightFormat.Bf16, RoutedExperts = WeightFormat.Bf16, LmHead = WeightFormat.Bf16 };
+
+    /// <summary>The production mix: W8A8 outside the routed experts, INT4 (group 32, scale and min) for them.</summary>
+    public static Precision W8A8Int4 { get; } = new() { Attention = WeightFormat.W8A8, DenseMlp = WeightFormat.W8A8, SharedExperts = WeightFormat.W8A8, RoutedExperts = WeightFormat.Int4, LmHead = WeightFormat.W8A8 };
+
+    /// <summary>Preset names accepted by <see cref="Parse"/>.</summary>
+    public static IReadOnlyList<string> PresetNames { get; } = ["f32", "bf16", "w8a8-int4"];
+
+    /// <summary>A named preset.</summary>
+    /// <exception cref="ArgumentException">Unknown name; the message lists the known ones.</exception>
+    public static Precision Parse(string preset) => preset switch
+    {
+        "f32" => F32,
+        "bf16" => Bf16,
+        "w8a8-int4" => W8A8Int4,
+        _ => throw new ArgumentException($"Unknown precision preset '{preset}'; known: {string.Join(", ", PresetNames)}.", nameof(preset)),
+    };
+
+    /// <summary>Whether any class is quantized to integers.</summary>
+    public bool IsQuantized => new[] { Attention, DenseMlp, SharedExperts, RoutedExperts, LmHead }.Any(f => f is WeightFormat.W8A8 or WeightFormat.Int4);
+
+    /// <summary>A compact description, e.g. attention=w8a8 ... routed_experts=int4-g32-asym.</summary>
+    public string Describe() =>
+        $"attention={Name(Attention)} dense_mlp={Name(DenseMlp)} shared_experts={Name(SharedExperts)} routed_experts={Name(RoutedExperts)} lm_head={Name(LmHead)}";
+
+    /// <summary>The name of a format as configs and reports write it.</summary>
+    public string Name(WeightFormat format) => format switch
+    {
+        WeightFormat.Native => "native",
+        WeightFormat.Bf16 => "bf16",
+        WeightFormat.W8A8 => "w8a8",
+        _ => Int4.ToString(),
+    };
+}

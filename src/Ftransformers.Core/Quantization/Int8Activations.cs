@@ -1,0 +1,72 @@
+using System.Numerics.Tensors;
+
+namespace Ftransformers.Quantization;
+
+/// <summary>
+/// Activations of several tokens quantized to INT8 at run time: one scale per token (W8A8) or one per block of
+/// 32 values (INT4 weights). Values lie in [-127, 127]. Buffers grow on demand and are reused across calls.
+/// </summary>
+public sealed class Int8Activations
+{
+    private sbyte[] _values = [];
+    private float[] _scales = [];
+    private float[] _scaledSums = [];
+
+    /// <summary>Tokens held.</summary>
+    public int Tokens { get; private set; }
+    /// <summary>Values per token.</summary>
+    public int Cols { get; private set; }
+    /// <summary>Values sharing a scale: 32, or <see cref="Cols"/> for per-token quantization.</summary>
+    public int BlockSize { get; private set; }
+    /// <summary>Scale blocks per token.</summary>
+    public int BlocksPerToken => Cols / BlockSize;
+
+    /// <summary>A token's codes.</summary>
+    public ReadOnlySpan<sbyte> Values(int token) => _values.AsSpan(token * Cols, Cols);
+    /// <summary>A token's block scales (x ≈ scale * code).</summary>
+    public ReadOnlySpan<float> Scales(int token) => _scales.AsSpan(token * BlocksPerToken, BlocksPerToken);
+    /// <summary>A token's per-block scale * Σ codes (the term a weight min or zero point multiplies).</summary>
+    public ReadOnlySpan<float> ScaledSums(int token) => _scaledSums.AsSpan(token * BlocksPerToken, BlocksPerToken);
+
+    /// <summary>Quantizes <paramref name="tokens"/> rows of <paramref name="cols"/> values, one scale per token.</summary>
+    public void QuantizePerToken(ReadOnlySpan<float> x, int tokens, int cols) => Quantize(x, tokens, cols, cols);
+
+    /// <summary>Quantizes rows in blocks of 32 values (<paramref name="cols"/> must be a multiple of 32).</summary>
+    public void QuantizePerBlock(ReadOnlySpan<float> x, int tokens, int cols)
+    {
+        if (cols % Int4Weights.BlockSize != 0)
+            throw new ArgumentException($"Block quantization needs a multiple of {Int4Weights.BlockSize} values per token, got {cols}.", nameof(cols));
+        Quantize(x, tokens, cols, Int4Weights.BlockSize);
+    }
+
+    private void Quantize(ReadOnlySpan<float> x, int tokens, int cols, int blockSize)
+    {
+        if (x.Length < tokens * cols)
+            throw new ArgumentException($"{tokens} tokens of {cols} values need {tokens * cols} inputs, got {x.Length}.", nameof(x));
+        (Tokens, Cols, BlockSize) = (tokens, cols, blockSize);
+        int blocks = tokens * cols / blockSize;
+        if (_values.Length < tokens * cols)
+            _values = new sbyte[tokens * cols];
+        if (_scales.Length < blocks)
+        {
+            _scales = new float[blocks];
+            _scaledSums = new float[blocks];
+        }
+        for (int b = 0; b < blocks; b++)
+        {
+            ReadOnlySpan<float> block = x.Slice(b * blockSize, blockSize);
+            float absMax = TensorPrimitives.MaxMagnitude(block);
+            float scale = absMax / 127f, inverse = absMax == 0 ? 0 : 127f / absMax;
+            Span<sbyte> codes = _values.AsSpan(b * blockSize, blockSize);
+            int sum = 0;
+            for (int i = 0; i < blockSize; i++)
+            {
+                int q = (int)MathF.Round(block[i] * inverse);
+                codes[i] = (sbyte)q;
+                sum += q;
+            }
+            _scales[b] = scale;
+            _scaledSums[b] = scale * sum;
+        }
+    }
+}

@@ -1,0 +1,36 @@
+namespace Ftransformers.Quantization;
+
+/// <summary>
+/// Quantizes F32 weights to INT8 with one scale per output row: round-to-nearest against the row's largest
+/// magnitude, then the least-squares scale for the chosen codes (never a larger squared error).
+/// </summary>
+public static class Int8Quantizer
+{
+    /// <summary>Quantizes a row-major [rows, cols] matrix.</summary>
+    public static Int8Weights Quantize(ReadOnlySpan<float> weights, int rows, int cols)
+    {
+        if (weights.Length != (long)rows * cols)
+            throw new ArgumentException($"Expected {rows}x{cols} weights, got {weights.Length}.", nameof(weights));
+        sbyte[] codes = GC.AllocateArray<sbyte>(rows * cols, pinned: true);
+        float[] scales = GC.AllocateArray<float>(rows, pinned: true);
+        for (int r = 0; r < rows; r++)
+        {
+            ReadOnlySpan<float> row = weights.Slice(r * cols, cols);
+            Span<sbyte> q = codes.AsSpan(r * cols, cols);
+            float absMax = System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(row);
+            if (absMax == 0)
+                continue;
+            float inverse = 127f / absMax;
+            double wq = 0, qq = 0;
+            for (int i = 0; i < cols; i++)
+            {
+                int c = (int)MathF.Round(row[i] * inverse);
+                q[i] = (sbyte)c;
+                wq += row[i] * c;
+                qq += c * c;
+            }
+            scales[r] = (float)(wq / qq);
+        }
+        return Int8Weights.FromPinnedArrays(rows, cols, codes, scales);
+    }
+}

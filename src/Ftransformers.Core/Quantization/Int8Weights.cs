@@ -1,0 +1,52 @@
+namespace Ftransformers.Quantization;
+
+/// <summary>
+/// A [rows, cols] matrix of INT8 weights with one F32 scale per output row (w ≈ scale_row · code), as data;
+/// owned (quantized at load) or mapped from a converted checkpoint. Codes lie in [-127, 127].
+/// </summary>
+public sealed unsafe class Int8Weights
+{
+    private readonly sbyte* _codes;
+    private readonly float* _scales;
+    private readonly object? _owner;
+
+    /// <summary>Output features.</summary>
+    public int Rows { get; }
+    /// <summary>Input features.</summary>
+    public int Cols { get; }
+
+    internal Int8Weights(int rows, int cols, sbyte* codes, float* scales, object? owner = null)
+    {
+        if (rows < 1 || cols < 1)
+            throw new ArgumentException($"An INT8 matrix needs positive dimensions; got [{rows}, {cols}].");
+        (Rows, Cols, _owner) = (rows, cols, owner);
+        _codes = codes;
+        _scales = scales;
+    }
+
+    internal static Int8Weights FromPinnedArrays(int rows, int cols, sbyte[] codes, float[] scales)
+    {
+        if (codes.Length != rows * cols || scales.Length != rows)
+            throw new ArgumentException($"Array sizes do not match a [{rows}, {cols}] INT8 matrix.");
+        return new Int8Weights(rows, cols, (sbyte*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref codes[0]),
+            (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref scales[0]), (codes, scales));
+    }
+
+    /// <summary>A row's codes.</summary>
+    public ReadOnlySpan<sbyte> Row(int row) => new(_codes + (long)row * Cols, Cols);
+
+    /// <summary>A row's scale.</summary>
+    public float Scale(int row) => _scales[row];
+
+    /// <summary>All codes, row-major.</summary>
+    public ReadOnlySpan<sbyte> Codes => new(_codes, checked(Rows * Cols));
+
+    /// <summary>All row scales.</summary>
+    public ReadOnlySpan<float> Scales => new(_scales, Rows);
+
+    /// <summary>Bytes a full pass over the matrix reads.</summary>
+    public long ByteSize => (long)Rows * Cols + Rows * sizeof(float);
+
+    /// <summary>Keeps the owner of the memory alive (for callers holding only spans).</summary>
+    internal void KeepAlive() => GC.KeepAlive(_owner);
+}

@@ -1,0 +1,65 @@
+using Ftransformers.Kernels;
+using Ftransformers.Quantization;
+using NUnit.Framework;
+
+namespace Ftransformers.Tests.Kernels;
+
+[TestFixture]
+public class Int4DotTests
+{
+    private static IEnumerable<TestCaseData> Cases() =>
+        from path in KernelPaths.All
+        from format in new[] { new Int4Format(32, false), new Int4Format(32, true), new Int4Format(128, false), new Int4Format(128, true) }
+        from shape in new[] { (Cols: 128, Tokens: 1), (Cols: 256, Tokens: 3), (Cols: 384, Tokens: 16), (Cols: 128, Tokens: 64) }
+        select new TestCaseData(path, format, shape.Cols, shape.Tokens);
+
+    [TestCaseSource(nameof(Cases))]
+    public void RowDot_MatchesFloat64OfTheDequantizedOperands(KernelPath path, Int4Format format, int cols, int tokens)
+    {
+        KernelPaths.Require(path);
+        var rng = new Random(cols * 31 + tokens + (int)path * 1000 + format.GroupSize + (format.Symmetric ? 1 : 0));
+        const int rows = 5;
+        float[] w = Enumerable.Range(0, rows * cols).Select(_ => (float)(rng.NextDouble() * 2 - 1.2)).ToArray();
+        float[] x = Enumerable.Range(0, tokens * cols).Select(_ => (float)(rng.NextDouble() * 6 - 3)).ToArray();
+        Int4Weights weights = Int4Quantizer.Quantize(w, rows, cols, format);
+        var act = new Int8Activations();
+        act.QuantizePerBlock(x, tokens, cols);
+
+        var results = new float[tokens];
+        var row = new float[cols];
+        for (int r = 0; r < rows; r++)
+        {
+            Int4Dot.RowDotOn(path, weights, r, act, results);
+            weights.DequantizeRow(r, row);
+            for (int t = 0; t < tokens; t++)
+            {
+                // The kernel's exact operands: dequantized weights and dequantized activation codes.
+                double expected = 0, magnitude = 0;
+                for (int c = 0; c < cols; c++)
+                {
+                    double xv = (double)act.Scales(t)[c / 32] * act.Values(t)[c];
+                    expected += row[c] * xv;
+                    magnitude += Math.Abs(row[c] * xv) + Math.Abs(weights.ScalesRow(r)[c / format.GroupSize] * 8 * xv);
+                }
+                Assert.That(results[t], Is.EqualTo(expected).Within(cols * 1.2e-7 * magnitude + 1e-6), $"row {r}, token {t}");
+            }
+        }
+    }
+
+    [Test]
+    public void RowDot_ApproximatesTheFloatProduct_WithinTheQuantizationError()
+    {
+        var rng = new Random(5);
+        const int cols = 1024;
+        float[] w = Enumerable.Range(0, cols).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        float[] x = Enumerable.Range(0, cols).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        Int4Weights weights = Int4Quantizer.Quantize(w, 1, cols, Int4Format.Default);
+        var act = new Int8Activations();
+        act.QuantizePerBlock(x, 1, cols);
+        var result = new float[1];
+        Int4Dot.RowDot(weights, 0, act, result);
+        double exact = w.Zip(x, (a, b) => (double)a * b).Sum();
+        // Weight error <= scale/2 (~1/15) and activation error <= 1/254 per element, random signs: ~sqrt(n) growth.
+        Assert.That(result[0], Is.EqualTo(exact).Within(0.05 * Math.Sqrt(cols)));
+    }
+}

@@ -1,0 +1,32 @@
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
+using System.Runtime.Intrinsics.X86;
+using Ftransformers.Kernels;
+using NUnit.Framework;
+
+namespace Ftransformers.Tests.Kernels;
+
+/// <summary>Which kernel paths this CPU executes; tests run each and name the ones it cannot.</summary>
+internal static class KernelPaths
+{
+    public static readonly KernelPath[] All = Enum.GetValues<KernelPath>();
+
+    public static bool IsSupported(KernelPath path) => path switch
+    {
+        KernelPath.Scalar => true,
+        KernelPath.Vector128 => Vector128.IsHardwareAccelerated,
+        KernelPath.AdvSimd => AdvSimd.IsSupported,
+        KernelPath.Dp => Dp.IsSupported,
+        _ => Avx2.IsSupported,
+    };
+
+    /// <summary>Stops a test of a path this CPU cannot run, saying so (Inconclusive, not passed).</summary>
+    public static void Require(KernelPath path)
+    {
+        if (!IsSupported(path))
+            Assert.Inconclusive($"{path} is not supported on this CPU ({System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture}).");
+    }
+
+    /// <summary>The fastest path this CPU supports, which dispatch must choose.</summary>
+    public static KernelPath Fastest => new[] { KernelPath.Avx2, KernelPath.Dp, KernelPath.AdvSimd, KernelPath.Vector128 }.FirstOrDefault(IsSupported, KernelPath.Scalar);
+}
