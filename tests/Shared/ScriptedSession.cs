@@ -11,7 +11,7 @@ namespace Ftransformers.Tests.Shared;
 /// </summary>
 internal sealed class ScriptedSession(IInferenceSession? inner = null) : IInferenceSession
 {
-    private int _refuse, _endless, _running;
+    private int _refuse, _endless, _running, _requests;
 
     /// <summary>Text pieces each request replays, one token per piece; null hands requests to the inner session.</summary>
     public IReadOnlyList<string>? Script { get; set; }
@@ -24,6 +24,9 @@ internal sealed class ScriptedSession(IInferenceSession? inner = null) : IInfere
 
     /// <summary>Reported as cached prompt tokens of scripted requests.</summary>
     public int CachedPromptTokens { get; set; }
+
+    /// <summary>Requests received so far.</summary>
+    public int Requests => Volatile.Read(ref _requests);
 
     /// <summary>The last request received.</summary>
     public GenerationRequest? LastRequest { get; private set; }
@@ -54,6 +57,7 @@ internal sealed class ScriptedSession(IInferenceSession? inner = null) : IInfere
     public IAsyncEnumerable<GenerationChunk> GenerateAsync(GenerationRequest request, CancellationToken cancellationToken = default)
     {
         LastRequest = request;
+        Interlocked.Increment(ref _requests);
         if (Interlocked.Decrement(ref _refuse) >= 0)
             return Refuse();
         Interlocked.Exchange(ref _refuse, 0);
