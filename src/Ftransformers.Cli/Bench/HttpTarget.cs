@@ -143,7 +143,9 @@ internal sealed class HttpTarget : IBenchTarget
                 string? text = _api == BenchApi.Chat
                     ? (string?)choice?["delta"]?["content"] + (string?)choice?["delta"]?["reasoning_content"]
                     : (string?)choice?["text"];
-                if (string.IsNullOrEmpty(text))
+                // A token arrives with text, or with the finish reason: the last token may complete no character.
+                bool finished = choice?["finish_reason"] is JsonValue finish && finish.GetValueKind() == JsonValueKind.String;
+                if (string.IsNullOrEmpty(text) && !finished)
                     continue;
                 double now = Now();
                 if (firstToken == null)
