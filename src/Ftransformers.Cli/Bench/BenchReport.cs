@@ -112,7 +112,7 @@ internal sealed record BenchReport
     /// <summary>Two panels, output tokens/s and TTFT (mean and p99, ms), against the concurrency levels.</summary>
     public string ToSvg()
     {
-        const int panelWidth = 420, height = 320, top = 50, bottom = 50, left = 60, right = 20;
+        const int panelWidth = 420, height = 320, top = 50, bottom = 50, left = 60, right = 30;
         var svg = new StringBuilder();
         svg.Append(CultureInfo.InvariantCulture, $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{2 * panelWidth}\" height=\"{height}\" viewBox=\"0 0 {2 * panelWidth} {height}\" font-family=\"sans-serif\" font-size=\"12\">\n");
         svg.Append("<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
