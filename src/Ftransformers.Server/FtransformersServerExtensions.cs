@@ -59,7 +59,7 @@ public static class FtransformersServerExtensions
             api.AddEndpointFilter(RequireApiKey(key));
         api.MapPost("/v1/chat/completions", completions.ChatAsync);
         api.MapPost("/v1/completions", completions.CompletionsAsync);
-        ModelCard card = new(model, "model", created, "ftransformers", session.Config.MaxPositionEmbeddings, engine.Precision);
+        ModelCard card = new(model, "model", created, "ftransformers", session.Config.MaxPositionEmbeddings, engine.Precision ?? "auto");
         api.MapGet("/v1/models", () => Results.Json(new ModelList("list", [card]), WireJson.Default.ModelList));
         api.MapGet("/v1/models/{id}", async (string id, HttpContext context) =>
         {
