@@ -19,6 +19,8 @@ public static class Program
         var root = new RootCommand("Ftransformers: DeepSeek-V3/R1-class inference for .NET.")
         {
             GenerateCommand.Create(),
+            ServeCommand.Create(),
+            BenchCommand.Create(),
             VerifyCommand.Create(),
             VerifyTokenizerCommand.Create(),
         };
@@ -40,7 +42,8 @@ public static class Program
         {
             return await body();
         }
-        catch (Exception e) when (e is IOException or InvalidDataException or ArgumentException or UnauthorizedAccessException or KeyNotFoundException)
+        catch (Exception e) when (e is IOException or InvalidDataException or ArgumentException or UnauthorizedAccessException or KeyNotFoundException
+            or Microsoft.Extensions.Options.OptionsValidationException or HttpRequestException)
         {
             await parse.InvocationConfiguration.Error.WriteLineAsync($"error: {e.Message}");
             return ExitBadInput;

@@ -1,0 +1,95 @@
+using System.Diagnostics;
+using Ftransformers.Generation;
+using Ftransformers.Hosting;
+using Ftransformers.Tokenization;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Ftransformers.Cli.Bench;
+
+/// <summary>The session in this process, loaded through <c>AddFtransformers</c> as the server loads it.</summary>
+internal sealed class InProcessTarget : IBenchTarget
+{
+    private readonly ServiceProvider _services;
+    private readonly IInferenceSession _session;
+
+    public InProcessTarget(FtransformersOptions options)
+    {
+        var services = new ServiceCollection();
+        services.AddFtransformers(o => ServeCommand.Copy(options, o));
+        _services = services.BuildServiceProvider();
+        try
+        {
+            _session = _services.GetRequiredService<IInferenceSession>();
+        }
+        catch
+        {
+            _services.Dispose();
+            throw;
+        }
+        Model = options.ModelPath;
+        Preset = options.Precision ?? "auto (checkpoint dtype)";
+    }
+
+    public string Description => "in-process";
+    public string Model { get; }
+    public string? Preset { get; }
+
+    public Task<Func<string, int>> TokenCounterAsync(CancellationToken cancellationToken)
+    {
+        ITextTokenizer tokenizer = _session.Tokenizer;
+        return Task.FromResult<Func<string, int>>(text => tokenizer.Encode(text).Count);
+    }
+
+    public async Task<RequestResult> SendAsync(BenchPrompt prompt, BenchWorkload workload, CancellationToken cancellationToken)
+    {
+        var request = new GenerationRequest
+        {
+            Messages = workload.Api == BenchApi.Chat
+                ? prompt.SharedPrefix.Length > 0 ? [ChatMessage.System(prompt.SharedPrefix), ChatMessage.User(prompt.Text)] : [ChatMessage.User(prompt.Text)]
+                : null,
+            Prompt = workload.Api == BenchApi.Completions ? prompt.SharedPrefix + prompt.Text : null,
+            MaxTokens = workload.OutputLength,
+            IgnoreEos = workload.IgnoreEos,
+            Sampling = new SamplingOptions { Temperature = (float)workload.Temperature, Seed = workload.Seed },
+        };
+        long start = Stopwatch.GetTimestamp();
+        double? firstToken = null;
+        double previous = 0;
+        var gaps = new List<double>();
+        try
+        {
+            await foreach (GenerationChunk chunk in _session.GenerateAsync(request, cancellationToken))
+            {
+                double now = Stopwatch.GetElapsedTime(start).TotalSeconds;
+                int tokens = chunk.TokenIds.Count;
+                if (tokens > 0)
+                {
+                    if (firstToken == null)
+                        firstToken = now;
+                    else
+                        gaps.AddRange(Enumerable.Repeat((now - previous) / tokens, tokens));
+                    previous = now;
+                }
+                if (chunk.Usage is { } usage)
+                {
+                    return new RequestResult
+                    {
+                        PromptTokens = usage.PromptTokens,
+                        CachedPromptTokens = usage.CachedPromptTokens,
+                        CompletionTokens = usage.CompletionTokens,
+                        TimeToFirstToken = firstToken ?? now,
+                        Latency = now,
+                        InterTokenLatencies = gaps,
+                    };
+                }
+            }
+            return RequestResult.Failed("The stream ended without usage.", Stopwatch.GetElapsedTime(start).TotalSeconds);
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            return RequestResult.Failed($"{e.GetType().Name}: {e.Message}", Stopwatch.GetElapsedTime(start).TotalSeconds);
+        }
+    }
+
+    public ValueTask DisposeAsync() => _services.DisposeAsync();
+}

@@ -1,0 +1,68 @@
+namespace Ftransformers.Cli.Bench;
+
+/// <summary>Mean and percentiles of one measure, in seconds (null when nothing was measured).</summary>
+internal sealed record Distribution(double Mean, double P50, double P90, double P99)
+{
+    /// <summary>Percentiles by linear interpolation between the closest ranks (numpy's default).</summary>
+    public static Distribution? Of(IEnumerable<double> values)
+    {
+        double[] sorted = [.. values.Order()];
+        if (sorted.Length == 0)
+            return null;
+        double At(double q)
+        {
+            double rank = q * (sorted.Length - 1);
+            int low = (int)Math.Floor(rank);
+            int high = Math.Min(low + 1, sorted.Length - 1);
+            return sorted[low] + (sorted[high] - sorted[low]) * (rank - low);
+        }
+        return new Distribution(sorted.Average(), At(0.5), At(0.9), At(0.99));
+    }
+}
+
+/// <summary>The outcome of one concurrency level.</summary>
+internal sealed record LevelResult
+{
+    public required int Parallel { get; init; }
+    public required int Number { get; init; }
+    public required int Succeeded { get; init; }
+    public required int Failed { get; init; }
+    public required double DurationSeconds { get; init; }
+    public required double RequestThroughput { get; init; }
+    public required double OutputTokensPerSecond { get; init; }
+    public required double TotalTokensPerSecond { get; init; }
+    public required double AverageInputTokens { get; init; }
+    public required double AverageOutputTokens { get; init; }
+    public required double CacheHitRate { get; init; }
+    public Distribution? TimeToFirstToken { get; init; }
+    public Distribution? TimePerOutputToken { get; init; }
+    public Distribution? InterTokenLatency { get; init; }
+    public Distribution? Latency { get; init; }
+    public IReadOnlyList<string> Errors { get; init; } = [];
+
+    public static LevelResult From(int parallel, IReadOnlyList<RequestResult> results, double durationSeconds)
+    {
+        RequestResult[] ok = [.. results.Where(r => r.Succeeded)];
+        long prompt = ok.Sum(r => (long)r.PromptTokens), completion = ok.Sum(r => (long)r.CompletionTokens), cached = ok.Sum(r => (long)r.CachedPromptTokens);
+        double seconds = Math.Max(durationSeconds, 1e-9);
+        return new LevelResult
+        {
+            Parallel = parallel,
+            Number = results.Count,
+            Succeeded = ok.Length,
+            Failed = results.Count - ok.Length,
+            DurationSeconds = durationSeconds,
+            RequestThroughput = ok.Length / seconds,
+            OutputTokensPerSecond = completion / seconds,
+            TotalTokensPerSecond = (prompt + completion) / seconds,
+            AverageInputTokens = ok.Length > 0 ? (double)prompt / ok.Length : 0,
+            AverageOutputTokens = ok.Length > 0 ? (double)completion / ok.Length : 0,
+            CacheHitRate = prompt > 0 ? (double)cached / prompt : 0,
+            TimeToFirstToken = Distribution.Of(ok.Select(r => r.TimeToFirstToken)),
+            TimePerOutputToken = Distribution.Of(ok.Where(r => r.TimePerOutputToken != null).Select(r => r.TimePerOutputToken!.Value)),
+            InterTokenLatency = Distribution.Of(ok.SelectMany(r => r.InterTokenLatencies)),
+            Latency = Distribution.Of(ok.Select(r => r.Latency)),
+            Errors = [.. results.Where(r => !r.Succeeded).Select(r => r.Error!).Distinct().Take(5)],
+        };
+    }
+}

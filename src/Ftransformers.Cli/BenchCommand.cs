@@ -1,0 +1,134 @@
+using System.CommandLine;
+using Ftransformers.Cli.Bench;
+using Ftransformers.Hosting;
+using Ftransformers.Model;
+using Ftransformers.Tokenization;
+
+namespace Ftransformers.Cli;
+
+/// <summary>
+/// <c>ftransformers bench</c>: an evalscope-style load generator, in-process or against an OpenAI-compatible URL, with
+/// one run per concurrency level; writes report.md, report.json and chart.svg.
+/// </summary>
+internal static class BenchCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "In-process: a checkpoint folder or synthetic:NAME. With --url: the served model name.", Required = true };
+        var url = new Option<string?>("--url") { Description = "An OpenAI-compatible server (http://host:port, its /v1 base, or the endpoint); without it the bench runs in-process." };
+        var api = new Option<BenchApi>("--api") { Description = "chat (/v1/chat/completions, prefix as the system prompt) or completions (/v1/completions).", DefaultValueFactory = _ => BenchApi.Chat };
+        var apiKey = new Option<string?>("--api-key") { Description = "Bearer token for --url." };
+        var parallel = new Option<int[]>("--parallel") { Description = "Concurrency levels; one run per level.", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [1] };
+        var number = new Option<int[]>("--number") { Description = "Requests per level: one value for all levels, or one per level (default: 4 x parallel).", AllowMultipleArgumentsPerToken = true };
+        var inputLength = new Option<int>("--input-length") { Description = "Prompt tokens per request, the shared prefix included.", DefaultValueFactory = _ => 128 };
+        var outputLength = new Option<int>("--output-length") { Description = "Tokens generated per request (EOS is ignored, so every request generates them all).", DefaultValueFactory = _ => 32 };
+        var prefixLength = new Option<int>("--prefix-length") { Description = "Leading prompt tokens shared by every request (exercises the prefix cache).", DefaultValueFactory = _ => 0 };
+        var seed = new Option<int>("--seed") { Description = "Seed of the random prompts.", DefaultValueFactory = _ => 42 };
+        var warmup = new Option<int>("--warmup") { Description = "Requests sent before measuring (not counted).", DefaultValueFactory = _ => 1 };
+        var timeout = new Option<int>("--timeout") { Description = "Seconds one request may take (with --url).", DefaultValueFactory = _ => 600 };
+        var output = new Option<string?>("--output") { Description = "Folder for report.md, report.json and chart.svg (default: bench-results/DATE-TIME)." };
+        var engine = new EngineFlags();
+        var command = new Command("bench", "Measure throughput and latency under load (evalscope-style): in-process or against an OpenAI-compatible URL.")
+        {
+            model, url, api, apiKey, parallel, number, inputLength, outputLength, prefixLength, seed, warmup, timeout, output,
+        };
+        foreach (Option option in engine.All)
+            command.Options.Add(option);
+
+        command.SetAction((parse, ct) => Program.GuardInput(parse, async () =>
+        {
+            TextWriter stdout = parse.InvocationConfiguration.Output, stderr = parse.InvocationConfiguration.Error;
+            int[] levels = parse.GetValue(parallel)!;
+            int[] numbers = parse.GetValue(number) is { Length: > 0 } given ? given : [.. levels.Select(p => 4 * p)];
+            if (numbers.Length == 1 && levels.Length > 1)
+                numbers = [.. levels.Select(_ => numbers[0])];
+            var problems = new List<string>();
+            if (levels.Length == 0 || levels.Any(p => p < 1))
+                problems.Add("--parallel needs one or more levels, each at least 1.");
+            if (numbers.Length != levels.Length || numbers.Any(n => n < 1))
+                problems.Add("--number needs one value, or one per --parallel level, each at least 1.");
+            int input = parse.GetValue(inputLength), outputTokens = parse.GetValue(outputLength), prefix = parse.GetValue(prefixLength);
+            if (input < 1) problems.Add("--input-length must be at least 1.");
+            if (outputTokens < 1) problems.Add("--output-length must be at least 1.");
+            if (prefix < 0 || prefix >= input) problems.Add("--prefix-length must be at least 0 and less than --input-length.");
+            if (parse.GetValue(warmup) < 0) problems.Add("--warmup must be at least 0.");
+            if (parse.GetValue(timeout) < 1) problems.Add("--timeout must be at least 1.");
+            foreach (string problem in problems)
+                await stderr.WriteLineAsync($"error: {problem}");
+            if (problems.Count > 0)
+                return Program.ExitBadInput;
+
+            var options = new FtransformersOptions { ModelPath = parse.GetRequiredValue(model) };
+            engine.Apply(parse, options);
+            string? serverUrl = parse.GetValue(url);
+            IBenchTarget target;
+            if (serverUrl == null)
+            {
+                if (!await EngineFlags.CheckAsync(options, stderr))
+                    return Program.ExitBadInput;
+                target = new InProcessTarget(options);
+            }
+            else
+            {
+                string? tokenizerPath = options.TokenizerPath;
+                ITextTokenizer? tokenizer = tokenizerPath == null ? null
+                    : tokenizerPath.StartsWith(SyntheticModels.Prefix, StringComparison.Ordinal) ? ByteTokenizer.Instance
+                    : DeepSeekTokenizer.Load(tokenizerPath);
+                var http = new HttpTarget(serverUrl, options.ModelPath, parse.GetValue(api), parse.GetValue(apiKey), tokenizer, TimeSpan.FromSeconds(parse.GetValue(timeout)));
+                target = http;
+                try
+                {
+                    await http.ProbeModelAsync(ct);
+                }
+                catch
+                {
+                    await target.DisposeAsync();
+                    throw;
+                }
+            }
+
+            await using (target)
+            {
+                BenchApi driven = target is HttpTarget h ? h.Api : parse.GetValue(api);
+                var workload = new BenchWorkload(driven, input, outputTokens, prefix, parse.GetValue(seed), parse.GetValue(warmup), IgnoreEos: true, Temperature: 0);
+                await stderr.WriteLineAsync($"Benchmarking {target.Model} ({target.Description}): levels {string.Join(", ", levels)}, {numbers.Sum()} requests.");
+                IReadOnlyList<LevelResult> results;
+                try
+                {
+                    var prompts = new PromptFactory(await target.TokenCounterAsync(ct), workload.Seed);
+                    var runner = new BenchRunner(target, workload, prompts, new ProgressBar(stderr, numbers.Sum()));
+                    results = await runner.RunAsync([.. levels.Zip(numbers)], ct);
+                }
+                catch (InvalidOperationException e)
+                {
+                    await stderr.WriteLineAsync($"error: {e.Message}");
+                    return Program.ExitMismatch;
+                }
+
+                var report = new BenchReport
+                {
+                    Date = DateTimeOffset.UtcNow,
+                    CommandLine = "ftransformers " + string.Join(" ", parse.Tokens.Select(t => Quote(t.Value))),
+                    Target = target.Description,
+                    Model = target.Model,
+                    Preset = target.Preset ?? "unknown (not reported by the server)",
+                    Machine = MachineInfo.Current(),
+                    Workload = workload,
+                    Levels = results,
+                };
+                string folder = parse.GetValue(output) ?? Path.Combine("bench-results", report.Date.ToString("yyyyMMdd-HHmmss", System.Globalization.CultureInfo.InvariantCulture));
+                IReadOnlyList<string> files = await report.WriteAsync(folder, ct);
+                await stdout.WriteAsync(report.ThroughputTable());
+                await stdout.WriteLineAsync();
+                foreach (string file in files)
+                    await stdout.WriteLineAsync($"wrote {file}");
+                // Failed requests are a failed benchmark: the numbers would mislead.
+                return results.Any(l => l.Failed > 0) ? Program.ExitMismatch : 0;
+            }
+        }));
+        return command;
+    }
+
+    private static string Quote(string value) =>
+        value.Length > 0 && value.All(c => char.IsLetterOrDigit(c) || "-_./:=,@+".Contains(c)) ? value : "'" + value.Replace("'", "'\\''") + "'";
+}

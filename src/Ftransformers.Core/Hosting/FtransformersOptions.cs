@@ -1,0 +1,107 @@
+using Ftransformers.Generation;
+
+namespace Ftransformers.Hosting;
+
+/// <summary>
+/// How a hosted session is loaded and run: what <c>services.AddFtransformers(...)</c> binds and validates at
+/// start-up, and what the server's command-line flags set.
+/// </summary>
+public sealed class FtransformersOptions
+{
+    /// <summary>The configuration section <c>AddFtransformers(IConfiguration)</c> conventionally binds.</summary>
+    public const string SectionName = "Ftransformers";
+
+    /// <summary>Precision presets <see cref="Precision"/> accepts (see the architecture's precision vocabulary).</summary>
+    public static IReadOnlyList<string> PrecisionPresets { get; } = ["auto", "f32", "bf16", "fp8", "w8a8", "int4"];
+
+    /// <summary>A checkpoint folder, or <c>synthetic:NAME</c> for a built-in random-weight model. Required.</summary>
+    public string ModelPath { get; set; } = "";
+
+    /// <summary>Tokenizer folder; null uses the model folder's tokenizer.json, else the byte tokenizer.</summary>
+    public string? TokenizerPath { get; set; }
+
+    /// <summary>The model id reported to clients (<c>/v1/models</c>, chat responses); null derives it from <see cref="ModelPath"/>.</summary>
+    public string? ServedModelName { get; set; }
+
+    /// <summary>Precision preset, one of <see cref="PrecisionPresets"/>; null or <c>auto</c> keeps the checkpoint's own.</summary>
+    public string? Precision { get; set; }
+
+    /// <summary>Threads for CPU compute; null uses every core.</summary>
+    public int? CpuThreads { get; set; }
+
+    /// <summary>Most prompt tokens prefilled in one step; -1 prefills a whole prompt at once; null keeps the engine's default.</summary>
+    public int? ChunkedPrefillSize { get; set; }
+
+    /// <summary>Token slots of the KV cache pool (all running sequences and cached prefixes); null sizes it from memory.</summary>
+    public int? MaxTotalTokens { get; set; }
+
+    /// <summary>Most requests decoded together; null keeps the engine's default.</summary>
+    public int? MaxRunningRequests { get; set; }
+
+    /// <summary>Most requests queued behind the running ones before new ones are refused; null keeps the engine's default.</summary>
+    public int? MaxWaitingRequests { get; set; }
+
+    /// <summary>Reuse the KV of shared prompt prefixes (the radix cache).</summary>
+    public bool EnablePrefixCache { get; set; } = true;
+
+    /// <summary>The name clients see: <see cref="ServedModelName"/>, else the model folder's name or the synthetic name.</summary>
+    public string EffectiveModelName =>
+        !string.IsNullOrWhiteSpace(ServedModelName) ? ServedModelName
+        : ModelPath.StartsWith(Model.SyntheticModels.Prefix, StringComparison.Ordinal) ? ModelPath
+        : Path.GetFileName(Path.TrimEndingDirectorySeparator(ModelPath));
+
+    /// <summary>Every problem with the values, each naming the option; empty when they are valid.</summary>
+    public IReadOnlyList<string> Validate()
+    {
+        var errors = new List<string>();
+        if (string.IsNullOrWhiteSpace(ModelPath))
+            errors.Add($"{nameof(ModelPath)} is required: a checkpoint folder or synthetic:NAME.");
+        if (ServedModelName is { } name && string.IsNullOrWhiteSpace(name))
+            errors.Add($"{nameof(ServedModelName)} must not be blank.");
+        if (Precision != null && !PrecisionPresets.Contains(Precision, StringComparer.Ordinal))
+            errors.Add($"{nameof(Precision)} '{Precision}' is unknown; known: {string.Join(", ", PrecisionPresets)}.");
+        if (CpuThreads is < 1 or > 4096)
+            errors.Add($"{nameof(CpuThreads)} must be between 1 and 4096 (got {CpuThreads}).");
+        if (ChunkedPrefillSize is { } chunk && chunk != -1 && chunk < 1)
+            errors.Add($"{nameof(ChunkedPrefillSize)} must be a positive token count, or -1 to disable chunking (got {chunk}).");
+        if (MaxTotalTokens is < 1)
+            errors.Add($"{nameof(MaxTotalTokens)} must be at least 1 (got {MaxTotalTokens}).");
+        if (MaxRunningRequests is < 1)
+            errors.Add($"{nameof(MaxRunningRequests)} must be at least 1 (got {MaxRunningRequests}).");
+        if (MaxWaitingRequests is < 0)
+            errors.Add($"{nameof(MaxWaitingRequests)} must be at least 0 (got {MaxWaitingRequests}).");
+        if (ChunkedPrefillSize is > 0 && MaxTotalTokens is { } total && ChunkedPrefillSize > total)
+            errors.Add($"{nameof(ChunkedPrefillSize)} ({ChunkedPrefillSize}) must not exceed {nameof(MaxTotalTokens)} ({total}).");
+        return errors;
+    }
+
+    /// <summary>
+    /// The session options these stand for. THE MAPPING POINT: options the session does not have yet are listed by
+    /// <see cref="NotYetApplied"/> and reported at start-up instead of being silently dropped; map each one here (and
+    /// remove it there) when <see cref="InferenceSessionOptions"/> gains it.
+    /// </summary>
+    public InferenceSessionOptions ToSessionOptions() => new()
+    {
+        Model = ModelPath,
+        Tokenizer = TokenizerPath,
+        // TODO(merge): Precision, CpuThreads, ChunkedPrefillSize, MaxTotalTokens, MaxRunningRequests,
+        // MaxWaitingRequests and EnablePrefixCache map here once InferenceSessionOptions has them.
+    };
+
+    /// <summary>
+    /// Options set to a non-default value that <see cref="ToSessionOptions"/> cannot pass on yet: they have no effect.
+    /// Kept beside <see cref="ToSessionOptions"/>; the two change together.
+    /// </summary>
+    public IReadOnlyList<string> NotYetApplied()
+    {
+        var ignored = new List<string>();
+        if (Precision is not null and not "auto") ignored.Add(nameof(Precision));
+        if (CpuThreads != null) ignored.Add(nameof(CpuThreads));
+        if (ChunkedPrefillSize != null) ignored.Add(nameof(ChunkedPrefillSize));
+        if (MaxTotalTokens != null) ignored.Add(nameof(MaxTotalTokens));
+        if (MaxRunningRequests != null) ignored.Add(nameof(MaxRunningRequests));
+        if (MaxWaitingRequests != null) ignored.Add(nameof(MaxWaitingRequests));
+        if (!EnablePrefixCache) ignored.Add(nameof(EnablePrefixCache));
+        return ignored;
+    }
+}

@@ -1,0 +1,229 @@
+using System.Text;
+using System.Text.Json;
+using Ftransformers.Generation;
+using Ftransformers.Tokenization;
+
+namespace Ftransformers.Server.OpenAI;
+
+/// <summary>A validated request: what to generate, how to answer, and the body field that holds the input.</summary>
+internal sealed record ParsedRequest(string Model, GenerationRequest Generation, bool Stream, bool IncludeUsage, string InputField);
+
+/// <summary>
+/// Reads chat and text completion bodies field by field, so that a wrong value is reported with the field's name
+/// (OpenAI's <c>param</c>). Fields the engine cannot honour are refused, not ignored.
+/// </summary>
+internal static class RequestParser
+{
+    public static ParsedRequest ParseChat(JsonElement body, int contextLength)
+    {
+        RequireObject(body);
+        var messages = new List<ChatMessage>();
+        if (!body.TryGetProperty("messages", out JsonElement list))
+            throw ApiException.BadRequest("'messages' is required.", "messages");
+        if (list.ValueKind != JsonValueKind.Array || list.GetArrayLength() == 0)
+            throw ApiException.BadRequest("'messages' must be a non-empty array.", "messages");
+        int index = 0;
+        foreach (JsonElement message in list.EnumerateArray())
+            messages.Add(ParseMessage(message, $"messages[{index++}]"));
+
+        if (body.TryGetProperty("tools", out JsonElement tools) && tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() > 0)
+            throw ApiException.BadRequest("Tool definitions are not supported yet.", "tools");
+        if (body.TryGetProperty("response_format", out JsonElement format) && format.ValueKind == JsonValueKind.Object
+            && !(format.TryGetProperty("type", out JsonElement type) && type.ValueKind == JsonValueKind.String && type.GetString() == "text"))
+            throw ApiException.BadRequest("Only response_format {\"type\": \"text\"} is supported.", "response_format");
+
+        int? maxTokens = Int(body, "max_completion_tokens", 1, contextLength) ?? Int(body, "max_tokens", 1, contextLength);
+        var request = Common(body, new GenerationRequest { Messages = messages }, maxTokens ?? contextLength);
+        return Finish(body, request, "messages");
+    }
+
+    public static ParsedRequest ParseCompletion(JsonElement body, int contextLength)
+    {
+        RequireObject(body);
+        if (!body.TryGetProperty("prompt", out JsonElement prompt))
+            throw ApiException.BadRequest("'prompt' is required.", "prompt");
+        GenerationRequest input = prompt.ValueKind switch
+        {
+            JsonValueKind.String => new GenerationRequest { Prompt = prompt.GetString() },
+            JsonValueKind.Array when prompt.GetArrayLength() == 1 && prompt[0].ValueKind == JsonValueKind.String => new GenerationRequest { Prompt = prompt[0].GetString() },
+            JsonValueKind.Array when prompt.GetArrayLength() == 1 && prompt[0].ValueKind == JsonValueKind.Array => new GenerationRequest { PromptTokens = TokenIds(prompt[0]) },
+            JsonValueKind.Array when prompt.GetArrayLength() > 0 && prompt[0].ValueKind == JsonValueKind.Number => new GenerationRequest { PromptTokens = TokenIds(prompt) },
+            JsonValueKind.Array when prompt.GetArrayLength() > 1 => throw ApiException.BadRequest("Only one prompt per request is supported.", "prompt"),
+            _ => throw ApiException.BadRequest("'prompt' must be a string, or an array of token ids.", "prompt"),
+        };
+        if (body.TryGetProperty("echo", out JsonElement echo) && echo.ValueKind == JsonValueKind.True)
+            throw ApiException.BadRequest("echo is not supported.", "echo");
+        if (body.TryGetProperty("suffix", out JsonElement suffix) && suffix.ValueKind == JsonValueKind.String && suffix.GetString()!.Length > 0)
+            throw ApiException.BadRequest("suffix is not supported.", "suffix");
+        // OpenAI's legacy completions default to 16 tokens.
+        var request = Common(body, input, Int(body, "max_tokens", 1, contextLength) ?? 16);
+        return Finish(body, request, "prompt");
+    }
+
+    private static void RequireObject(JsonElement body)
+    {
+        if (body.ValueKind != JsonValueKind.Object)
+            throw ApiException.BadRequest("The request body must be a JSON object.", null);
+    }
+
+    private static GenerationRequest Common(JsonElement body, GenerationRequest input, int maxTokens)
+    {
+        if (Int(body, "n", 1, int.MaxValue) is > 1)
+            throw ApiException.BadRequest("Only n = 1 is supported.", "n");
+        if (body.TryGetProperty("logprobs", out JsonElement logprobs) && logprobs.ValueKind is JsonValueKind.True or JsonValueKind.Number)
+            throw ApiException.BadRequest("logprobs are not supported.", "logprobs");
+        foreach (string penalty in (string[])["frequency_penalty", "presence_penalty"])
+            if (Number(body, penalty, -2, 2) is { } value && value != 0)
+                throw ApiException.BadRequest($"{penalty} is not supported; send 0 or leave it out.", penalty);
+        if (Number(body, "repetition_penalty", 0, 10) is { } repetition && repetition != 1)
+            throw ApiException.BadRequest("repetition_penalty is not supported; send 1 or leave it out.", "repetition_penalty");
+
+        int? topK = Int(body, "top_k", -1, int.MaxValue);
+        long? seed = Long(body, "seed");
+        var sampling = new SamplingOptions
+        {
+            Temperature = (float)(Number(body, "temperature", 0, 2) ?? 1),
+            TopP = (float)(Number(body, "top_p", 0, 1, exclusiveMin: true) ?? 1),
+            TopK = topK is null or -1 ? 0 : topK.Value,
+            MinP = (float)(Number(body, "min_p", 0, 1) ?? 0),
+            Seed = seed is { } s ? unchecked((int)(s ^ (s >> 32))) : null,
+        };
+        return input with
+        {
+            MaxTokens = maxTokens,
+            Sampling = sampling,
+            Stop = Stop(body),
+            IgnoreEos = Bool(body, "ignore_eos") ?? false,
+        };
+    }
+
+    private static ParsedRequest Finish(JsonElement body, GenerationRequest request, string inputField)
+    {
+        if (!body.TryGetProperty("model", out JsonElement model) || model.ValueKind != JsonValueKind.String || string.IsNullOrWhiteSpace(model.GetString()))
+            throw ApiException.BadRequest("'model' is required and must be a string.", "model");
+        bool stream = Bool(body, "stream") ?? false;
+        bool includeUsage = false;
+        if (body.TryGetProperty("stream_options", out JsonElement options) && options.ValueKind == JsonValueKind.Object)
+            includeUsage = Bool(options, "include_usage", "stream_options.include_usage") ?? false;
+        return new ParsedRequest(model.GetString()!, request, stream, includeUsage, inputField);
+    }
+
+    private static ChatMessage ParseMessage(JsonElement message, string path)
+    {
+        if (message.ValueKind != JsonValueKind.Object)
+            throw ApiException.BadRequest($"'{path}' must be an object.", path);
+        if (!message.TryGetProperty("role", out JsonElement roleElement) || roleElement.ValueKind != JsonValueKind.String)
+            throw ApiException.BadRequest($"'{path}.role' is required.", $"{path}.role");
+        string role = roleElement.GetString()! switch
+        {
+            "system" or "developer" => ChatMessage.SystemRole,
+            "user" => ChatMessage.UserRole,
+            "assistant" => ChatMessage.AssistantRole,
+            "tool" => ChatMessage.ToolRole,
+            string other => throw ApiException.BadRequest($"'{path}.role' is '{other}'; expected system, developer, user, assistant or tool.", $"{path}.role"),
+        };
+        string? content = Content(message, path);
+        if (role == ChatMessage.AssistantRole && message.TryGetProperty("tool_calls", out JsonElement calls) && calls.ValueKind == JsonValueKind.Array && calls.GetArrayLength() > 0)
+            return ChatMessage.AssistantToolCalls([.. calls.EnumerateArray().Select((call, i) => ToolCall(call, $"{path}.tool_calls[{i}]"))]);
+        if (content == null && role != ChatMessage.AssistantRole)
+            throw ApiException.BadRequest($"'{path}.content' is required.", $"{path}.content");
+        return new ChatMessage(role, content ?? "");
+    }
+
+    private static string? Content(JsonElement message, string path)
+    {
+        if (!message.TryGetProperty("content", out JsonElement content) || content.ValueKind == JsonValueKind.Null)
+            return null;
+        if (content.ValueKind == JsonValueKind.String)
+            return content.GetString();
+        if (content.ValueKind != JsonValueKind.Array)
+            throw ApiException.BadRequest($"'{path}.content' must be a string or an array of text parts.", $"{path}.content");
+        var text = new StringBuilder();
+        int i = 0;
+        foreach (JsonElement part in content.EnumerateArray())
+        {
+            if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out JsonElement type) || type.GetString() != "text"
+                || !part.TryGetProperty("text", out JsonElement partText) || partText.ValueKind != JsonValueKind.String)
+                throw ApiException.BadRequest($"'{path}.content[{i}]' must be a text part; other content is not supported.", $"{path}.content[{i}]");
+            text.Append(partText.GetString());
+            i++;
+        }
+        return text.ToString();
+    }
+
+    private static ToolCall ToolCall(JsonElement call, string path)
+    {
+        if (call.ValueKind == JsonValueKind.Object && call.TryGetProperty("function", out JsonElement function) && function.ValueKind == JsonValueKind.Object
+            && function.TryGetProperty("name", out JsonElement name) && name.ValueKind == JsonValueKind.String)
+        {
+            string arguments = function.TryGetProperty("arguments", out JsonElement args) && args.ValueKind == JsonValueKind.String ? args.GetString()! : "{}";
+            return new ToolCall(name.GetString()!, arguments);
+        }
+        throw ApiException.BadRequest($"'{path}' must have function.name and function.arguments.", path);
+    }
+
+    private static int[] TokenIds(JsonElement array)
+    {
+        var ids = new int[array.GetArrayLength()];
+        int i = 0;
+        foreach (JsonElement id in array.EnumerateArray())
+        {
+            if (id.ValueKind != JsonValueKind.Number || !id.TryGetInt32(out ids[i]) || ids[i] < 0)
+                throw ApiException.BadRequest($"'prompt' holds a token id that is not a non-negative integer at index {i}.", "prompt");
+            i++;
+        }
+        if (ids.Length == 0)
+            throw ApiException.BadRequest("'prompt' must not be empty.", "prompt");
+        return ids;
+    }
+
+    private static string[] Stop(JsonElement body)
+    {
+        if (!body.TryGetProperty("stop", out JsonElement stop) || stop.ValueKind == JsonValueKind.Null)
+            return [];
+        if (stop.ValueKind == JsonValueKind.String)
+            return stop.GetString()!.Length > 0 ? [stop.GetString()!] : [];
+        if (stop.ValueKind == JsonValueKind.Array && stop.GetArrayLength() <= 16 && stop.EnumerateArray().All(s => s.ValueKind == JsonValueKind.String && s.GetString()!.Length > 0))
+            return [.. stop.EnumerateArray().Select(s => s.GetString()!)];
+        throw ApiException.BadRequest("'stop' must be a non-empty string or an array of at most 16 of them.", "stop");
+    }
+
+    private static bool? Bool(JsonElement body, string name, string? param = null)
+    {
+        if (!body.TryGetProperty(name, out JsonElement value) || value.ValueKind == JsonValueKind.Null)
+            return null;
+        return value.ValueKind switch
+        {
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            _ => throw ApiException.BadRequest($"'{param ?? name}' must be true or false.", param ?? name),
+        };
+    }
+
+    private static double? Number(JsonElement body, string name, double min, double max, bool exclusiveMin = false)
+    {
+        if (!body.TryGetProperty(name, out JsonElement value) || value.ValueKind == JsonValueKind.Null)
+            return null;
+        if (value.ValueKind != JsonValueKind.Number || !value.TryGetDouble(out double number) || number < min || number > max || (exclusiveMin && number == min))
+            throw ApiException.BadRequest($"'{name}' must be a number in {(exclusiveMin ? "(" : "[")}{min}, {max}].", name);
+        return number;
+    }
+
+    private static int? Int(JsonElement body, string name, int min, int max)
+    {
+        if (!body.TryGetProperty(name, out JsonElement value) || value.ValueKind == JsonValueKind.Null)
+            return null;
+        if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt64(out long number) || number < min || number > max)
+            throw ApiException.BadRequest($"'{name}' must be an integer in [{min}, {max}].", name);
+        return (int)number;
+    }
+
+    private static long? Long(JsonElement body, string name)
+    {
+        if (!body.TryGetProperty(name, out JsonElement value) || value.ValueKind == JsonValueKind.Null)
+            return null;
+        if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt64(out long number))
+            throw ApiException.BadRequest($"'{name}' must be an integer.", name);
+        return number;
+    }
+}

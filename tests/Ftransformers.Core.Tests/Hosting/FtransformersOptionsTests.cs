@@ -1,0 +1,134 @@
+using Ftransformers.Generation;
+using Ftransformers.Hosting;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using NUnit.Framework;
+
+namespace Ftransformers.Tests.Hosting;
+
+[TestFixture]
+public class FtransformersOptionsTests
+{
+    [Test]
+    public void Defaults_NeedOnlyAModel()
+    {
+        Assert.That(new FtransformersOptions().Validate(), Has.Exactly(1).Contains("ModelPath"));
+        Assert.That(new FtransformersOptions { ModelPath = "synthetic:tiny" }.Validate(), Is.Empty);
+    }
+
+    [TestCase(nameof(FtransformersOptions.Precision))]
+    [TestCase(nameof(FtransformersOptions.CpuThreads))]
+    [TestCase(nameof(FtransformersOptions.ChunkedPrefillSize))]
+    [TestCase(nameof(FtransformersOptions.MaxTotalTokens))]
+    [TestCase(nameof(FtransformersOptions.MaxRunningRequests))]
+    [TestCase(nameof(FtransformersOptions.MaxWaitingRequests))]
+    [TestCase(nameof(FtransformersOptions.ServedModelName))]
+    public void OutOfRangeValue_IsReported_NamingTheOption(string option)
+    {
+        var options = new FtransformersOptions { ModelPath = "synthetic:tiny" };
+        switch (option)
+        {
+            case nameof(FtransformersOptions.Precision): options.Precision = "int3"; break;
+            case nameof(FtransformersOptions.CpuThreads): options.CpuThreads = 0; break;
+            case nameof(FtransformersOptions.ChunkedPrefillSize): options.ChunkedPrefillSize = 0; break;
+            case nameof(FtransformersOptions.MaxTotalTokens): options.MaxTotalTokens = 0; break;
+            case nameof(FtransformersOptions.MaxRunningRequests): options.MaxRunningRequests = 0; break;
+            case nameof(FtransformersOptions.MaxWaitingRequests): options.MaxWaitingRequests = -1; break;
+            case nameof(FtransformersOptions.ServedModelName): options.ServedModelName = " "; break;
+        }
+        IReadOnlyList<string> errors = options.Validate();
+        Assert.That(errors, Has.Count.EqualTo(1));
+        Assert.That(errors[0], Does.StartWith(option));
+    }
+
+    [Test]
+    public void ChunkedPrefill_AcceptsMinusOneToDisable_AndMustFitTheCache()
+    {
+        Assert.That(new FtransformersOptions { ModelPath = "m", ChunkedPrefillSize = -1 }.Validate(), Is.Empty);
+        Assert.That(new FtransformersOptions { ModelPath = "m", ChunkedPrefillSize = 4096, MaxTotalTokens = 1024 }.Validate().Single(), Does.Contain("MaxTotalTokens"));
+    }
+
+    [Test]
+    public void ToSessionOptions_MapsWhatTheSessionHas_AndListsTheRestAsNotApplied()
+    {
+        var options = new FtransformersOptions { ModelPath = "/models/v3", TokenizerPath = "/tok" };
+        Assert.That(options.ToSessionOptions(), Is.EqualTo(new InferenceSessionOptions { Model = "/models/v3", Tokenizer = "/tok" }));
+        Assert.That(options.NotYetApplied(), Is.Empty);
+
+        options.Precision = "int4";
+        options.CpuThreads = 8;
+        options.ChunkedPrefillSize = 512;
+        options.MaxTotalTokens = 65536;
+        options.MaxRunningRequests = 16;
+        options.MaxWaitingRequests = 64;
+        options.EnablePrefixCache = false;
+        Assert.That(options.NotYetApplied(), Is.EquivalentTo(new[]
+        {
+            "Precision", "CpuThreads", "ChunkedPrefillSize", "MaxTotalTokens", "MaxRunningRequests", "MaxWaitingRequests", "EnablePrefixCache",
+        }));
+    }
+
+    [TestCase("synthetic:tiny", null, "synthetic:tiny")]
+    [TestCase("/models/DeepSeek-V3/", null, "DeepSeek-V3")]
+    [TestCase("/models/DeepSeek-V3", "deepseek-v3", "deepseek-v3")]
+    public void EffectiveModelName_PrefersTheServedName(string path, string? served, string expected)
+    {
+        Assert.That(new FtransformersOptions { ModelPath = path, ServedModelName = served }.EffectiveModelName, Is.EqualTo(expected));
+    }
+
+    [Test]
+    public void AddFtransformers_InvalidOptions_FailResolutionNamingEachOption()
+    {
+        var services = new ServiceCollection();
+        services.AddFtransformers(o => { o.CpuThreads = 0; o.Precision = "int3"; });
+        using ServiceProvider provider = services.BuildServiceProvider();
+
+        var e = Assert.Throws<OptionsValidationException>(() => provider.GetRequiredService<IInferenceSession>());
+        Assert.That(e!.Failures, Has.Some.StartsWith("ModelPath").And.Some.StartsWith("CpuThreads").And.Some.StartsWith("Precision"));
+    }
+
+    [Test]
+    public void AddFtransformers_ValidatesAtStartUp()
+    {
+        var services = new ServiceCollection();
+        services.AddFtransformers(o => o.MaxTotalTokens = -5);
+        using ServiceProvider provider = services.BuildServiceProvider();
+
+        // What a host runs before it starts (ValidateOnStart registers it).
+        var startup = provider.GetRequiredService<IStartupValidator>();
+        var e = Assert.Throws<OptionsValidationException>(startup.Validate);
+        Assert.That(e!.Message, Does.Contain("MaxTotalTokens"));
+    }
+
+    [Test]
+    public void AddFtransformers_BindsAConfigurationSection()
+    {
+        IConfiguration configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Ftransformers:ModelPath"] = "synthetic:tiny",
+            ["Ftransformers:ServedModelName"] = "tiny",
+            ["Ftransformers:ChunkedPrefillSize"] = "256",
+            ["Ftransformers:EnablePrefixCache"] = "false",
+        }).Build();
+        var services = new ServiceCollection();
+        services.AddFtransformers(configuration.GetSection(FtransformersOptions.SectionName));
+        using ServiceProvider provider = services.BuildServiceProvider();
+
+        FtransformersOptions options = provider.GetRequiredService<IOptions<FtransformersOptions>>().Value;
+        Assert.That((options.ModelPath, options.ServedModelName, options.ChunkedPrefillSize, options.EnablePrefixCache), Is.EqualTo(("synthetic:tiny", "tiny", (int?)256, false)));
+    }
+
+    [Test]
+    public void AddFtransformers_RegistersOneInstrumentedSession()
+    {
+        var services = new ServiceCollection();
+        services.AddFtransformers(o => o.ModelPath = "synthetic:tiny");
+        using ServiceProvider provider = services.BuildServiceProvider();
+        IInferenceSession session = provider.GetRequiredService<IInferenceSession>();
+        Assert.That(provider.GetRequiredService<IInferenceSession>(), Is.SameAs(session));
+        Assert.That(session, Is.InstanceOf<InstrumentedInferenceSession>());
+        Assert.That(((InstrumentedInferenceSession)session).Inner, Is.InstanceOf<InferenceSession>());
+        Assert.That(session.Config.VocabSize, Is.EqualTo(Ftransformers.Model.SyntheticModels.Tiny.VocabSize));
+    }
+}

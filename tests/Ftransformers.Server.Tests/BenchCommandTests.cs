@@ -1,0 +1,171 @@
+using System.Text.Json;
+using System.Xml.Linq;
+using Ftransformers.Cli;
+using Ftransformers.Cli.Bench;
+using NUnit.Framework;
+
+namespace Ftransformers.Tests.Server;
+
+[TestFixture]
+public class BenchCommandTests
+{
+    private string _dir = null!;
+
+    [SetUp]
+    public void MakeFolder() => _dir = Directory.CreateTempSubdirectory("ftransformers-bench-").FullName;
+
+    [TearDown]
+    public void DeleteFolder() => Directory.Delete(_dir, recursive: true);
+
+    private async Task<(int Exit, string Output, string Error)> Bench(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        int exit = await Program.RunAsync(["bench", .. args, "--output", _dir], output, error, timeout.Token);
+        return (exit, output.ToString(), error.ToString());
+    }
+
+    private BenchReport AssertReportFiles(int levels)
+    {
+        string json = File.ReadAllText(Path.Combine(_dir, "report.json"));
+        BenchReport report = BenchReport.Read(json);
+        using (JsonDocument.Parse(json))
+        {
+        }
+        Assert.That(report.Levels, Has.Count.EqualTo(levels));
+
+        string markdown = File.ReadAllText(Path.Combine(_dir, "report.md"));
+        Assert.That(markdown, Does.StartWith("# Ftransformers benchmark"));
+        Assert.That(markdown, Does.Contain($"| command | `{report.CommandLine}` |"));
+        Assert.That(markdown, Does.Contain("| parallel | requests | failed | req/s | output tok/s | total tok/s |"));
+        Assert.That(markdown, Does.Contain("| parallel | measure | mean | p50 | p90 | p99 |"));
+        Assert.That(markdown, Does.Contain(report.Machine.Cpu));
+
+        XDocument svg = XDocument.Load(Path.Combine(_dir, "chart.svg"));
+        XNamespace ns = "http://www.w3.org/2000/svg";
+        Assert.That(svg.Root!.Name, Is.EqualTo(ns + "svg"));
+        Assert.That(svg.Descendants(ns + "polyline").Count(), Is.EqualTo(3), "throughput, TTFT mean and TTFT p99");
+        Assert.That(svg.Descendants(ns + "circle").Count(), Is.EqualTo(3 * levels));
+        return report;
+    }
+
+    [Test]
+    public async Task InProcess_RunsEachLevel_AndWritesReportsThatParse()
+    {
+        var (exit, output, error) = await Bench("--model", "synthetic:tiny", "--parallel", "1", "2", "--number", "2", "--input-length", "24",
+            "--output-length", "4", "--prefix-length", "8", "--warmup", "0");
+        Assert.That(exit, Is.Zero, error);
+        Assert.That(error, Does.Contain("[##############################] 4/4 requests"));
+        Assert.That(output, Does.Contain("report.md").And.Contain("report.json").And.Contain("chart.svg"));
+
+        BenchReport report = AssertReportFiles(levels: 2);
+        Assert.That(report.Target, Is.EqualTo("in-process"));
+        Assert.That(report.Model, Is.EqualTo("synthetic:tiny"));
+        Assert.That(report.CommandLine, Does.StartWith("ftransformers bench --model synthetic:tiny --parallel 1 2 --number 2"));
+        Assert.That(report.Workload, Is.EqualTo(new BenchWorkload(BenchApi.Chat, 24, 4, 8, 42, 0, true, 0)));
+        foreach (LevelResult level in report.Levels)
+        {
+            Assert.That((level.Succeeded, level.Failed), Is.EqualTo((2, 0)));
+            Assert.That(level.AverageOutputTokens, Is.EqualTo(4), "EOS is ignored, so every request generates all its tokens");
+            // 24 tokens of text (the byte tokenizer sizes them exactly) plus BOS, <｜User｜> and <｜Assistant｜>.
+            Assert.That(level.AverageInputTokens, Is.EqualTo(24 + 3));
+            Assert.That(level.TimeToFirstToken!.Mean, Is.GreaterThan(0));
+            Assert.That(level.Latency!.P99, Is.GreaterThanOrEqualTo(level.TimeToFirstToken.P99));
+            Assert.That(level.TimePerOutputToken, Is.Not.Null);
+            Assert.That(level.InterTokenLatency, Is.Not.Null);
+            Assert.That(level.OutputTokensPerSecond, Is.EqualTo(8 / level.DurationSeconds).Within(1e-9));
+            Assert.That(level.CacheHitRate, Is.Zero, "this build's session has no prefix cache");
+        }
+        Assert.That(report.Levels.Select(l => l.Parallel), Is.EqualTo(new[] { 1, 2 }));
+    }
+
+    [Test]
+    public async Task AgainstTheServer_WithoutATokenizer_SizesPromptsFromUsage()
+    {
+        await using TestServer server = await TestServer.StartAsync(apiKey: "k");
+        var (exit, _, error) = await Bench("--model", TestServer.Model, "--url", server.Address.ToString(), "--api-key", "k", "--parallel", "1", "2",
+            "--number", "2", "--input-length", "40", "--output-length", "3", "--prefix-length", "10");
+        Assert.That(exit, Is.Zero, error);
+
+        BenchReport report = AssertReportFiles(levels: 2);
+        Assert.That(report.Target, Is.EqualTo(new Uri(server.Address, "v1/chat/completions").ToString()));
+        foreach (LevelResult level in report.Levels)
+        {
+            Assert.That((level.Succeeded, level.Failed), Is.EqualTo((2, 0)), string.Join("; ", level.Errors));
+            Assert.That(level.AverageOutputTokens, Is.EqualTo(3));
+            // Sized by an estimate of tokens per word, learnt from two calibration requests.
+            Assert.That(level.AverageInputTokens, Is.InRange(40 * 0.6, 40 * 1.5));
+        }
+    }
+
+    [Test]
+    public async Task AgainstTheServer_CompletionsApiWithTokenizer_SizesPromptsExactly()
+    {
+        await using TestServer server = await TestServer.StartAsync();
+        var (exit, _, error) = await Bench("--model", TestServer.Model, "--url", server.Address + "v1", "--api", "completions",
+            "--tokenizer-path", "synthetic:tiny", "--parallel", "2", "--number", "2", "--input-length", "20", "--output-length", "2");
+        Assert.That(exit, Is.Zero, error);
+
+        BenchReport report = AssertReportFiles(levels: 1);
+        Assert.That(report.Workload.Api, Is.EqualTo(BenchApi.Completions));
+        Assert.That(report.Levels[0].AverageInputTokens, Is.EqualTo(20 + 1), "the text plus BOS");
+        Assert.That(report.Levels[0].Succeeded, Is.EqualTo(2));
+    }
+
+    [Test]
+    public async Task FailedRequests_AreReportedAndFailTheRun()
+    {
+        await using TestServer server = await TestServer.StartAsync();
+        server.Session.RefuseNext(1);
+        var (exit, _, _) = await Bench("--model", TestServer.Model, "--url", server.Address.ToString(), "--tokenizer-path", "synthetic:tiny",
+            "--parallel", "1", "--number", "2", "--input-length", "8", "--output-length", "2", "--warmup", "0");
+
+        Assert.That(exit, Is.EqualTo(Program.ExitMismatch));
+        BenchReport report = AssertReportFiles(levels: 1);
+        Assert.That((report.Levels[0].Succeeded, report.Levels[0].Failed), Is.EqualTo((1, 1)));
+        Assert.That(report.Levels[0].Errors.Single(), Does.StartWith("HTTP 503"));
+        Assert.That(File.ReadAllText(Path.Combine(_dir, "report.md")), Does.Contain("## Errors"));
+    }
+
+    [Test]
+    public async Task UnknownServedModel_IsBadInput()
+    {
+        await using TestServer server = await TestServer.StartAsync();
+        var (exit, _, error) = await Bench("--model", "nope", "--url", server.Address.ToString());
+        Assert.That(exit, Is.EqualTo(Program.ExitBadInput));
+        Assert.That(error, Does.Contain("'nope'").And.Contain(TestServer.Model));
+    }
+
+    [TestCase("--prefix-length", "200", "--prefix-length")]
+    [TestCase("--parallel", "0", "--parallel")]
+    [TestCase("--input-length", "0", "--input-length")]
+    public async Task OutOfRangeFlag_IsBadInput_NamingIt(string flag, string value, string named)
+    {
+        var (exit, _, error) = await Bench("--model", "synthetic:tiny", flag, value);
+        Assert.That(exit, Is.EqualTo(Program.ExitBadInput));
+        Assert.That(error, Does.Contain(named));
+    }
+
+    [Test]
+    public void Distribution_InterpolatesPercentilesLikeNumpy()
+    {
+        Distribution d = Distribution.Of([4, 1, 3, 2])!;
+        Assert.That(d.Mean, Is.EqualTo(2.5));
+        Assert.That(d.P50, Is.EqualTo(2.5));
+        Assert.That(d.P90, Is.EqualTo(3.7).Within(1e-12));
+        Assert.That(d.P99, Is.EqualTo(3.97).Within(1e-12));
+        Assert.That(Distribution.Of([]), Is.Null);
+    }
+
+    [Test]
+    public void PromptFactory_SharesThePrefixAndNothingElse()
+    {
+        var factory = new PromptFactory(text => text.Length, seed: 5);
+        BenchPrompt a = factory.Prompt(0, 50, 20), b = factory.Prompt(1, 50, 20);
+        Assert.That(a.SharedPrefix, Is.EqualTo(b.SharedPrefix));
+        Assert.That(a.SharedPrefix.Length, Is.EqualTo(20));
+        Assert.That((a.Text.Length, b.Text.Length), Is.EqualTo((30, 30)));
+        Assert.That(a.Text[0], Is.Not.EqualTo(b.Text[0]));
+    }
+}

@@ -1,0 +1,83 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.RegularExpressions;
+using Ftransformers.Cli;
+using NUnit.Framework;
+
+namespace Ftransformers.Tests.Server;
+
+[TestFixture]
+public class ServeCommandTests
+{
+    /// <summary>Collects output from another thread and signals when a line matches.</summary>
+    private sealed class WatchedWriter(Regex pattern) : TextWriter
+    {
+        private readonly StringBuilder _text = new();
+        private readonly Lock _lock = new();
+        public TaskCompletionSource<Match> Matched { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public override Encoding Encoding => Encoding.UTF8;
+
+        public override void Write(char value)
+        {
+            lock (_lock)
+            {
+                _text.Append(value);
+                if (value == '\n' && pattern.Match(_text.ToString()) is { Success: true } match)
+                    Matched.TrySetResult(match);
+            }
+        }
+
+        public override string ToString()
+        {
+            lock (_lock)
+                return _text.ToString();
+        }
+    }
+
+    [Test]
+    public async Task Serve_ListensOnLoopback_RequiresTheKey_AndStopsOnCancellation()
+    {
+        var output = new WatchedWriter(new Regex(@"on (http://127\.0\.0\.1:\d+/)"));
+        var error = new StringWriter();
+        using var stop = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        Task<int> serving = Program.RunAsync(["serve", "--model-path", "synthetic:tiny", "--port", "0", "--served-model-name", "tiny", "--api-key", "secret"],
+            output, error, stop.Token);
+
+        Task first = await Task.WhenAny(output.Matched.Task, serving, Task.Delay(TimeSpan.FromSeconds(60)));
+        Assert.That(first, Is.SameAs(output.Matched.Task), $"the server did not report its address: {output} {error}");
+        var address = new Uri(output.Matched.Task.Result.Groups[1].Value);
+
+        using var http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(30) };
+        Assert.That((await http.GetAsync("/health")).StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        Assert.That((await http.GetAsync("/v1/models")).StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "secret");
+        string models = await http.GetStringAsync("/v1/models");
+        Assert.That(models, Does.Contain("\"id\":\"tiny\""));
+
+        await stop.CancelAsync();
+        Assert.That(await serving.WaitAsync(TimeSpan.FromSeconds(30)), Is.Zero, error.ToString());
+    }
+
+    [TestCase("--chunked-prefill-size", "0", "ChunkedPrefillSize")]
+    [TestCase("--cpuinfer", "0", "CpuThreads")]
+    [TestCase("--quantization", "int3", "Precision")]
+    [TestCase("--port", "70000", "Port")]
+    [TestCase("--max-running-requests", "0", "MaxRunningRequests")]
+    public async Task Serve_OutOfRangeFlag_IsBadInput_NamingTheOption(string flag, string value, string option)
+    {
+        var error = new StringWriter();
+        int exit = await Program.RunAsync(["serve", "--model-path", "synthetic:tiny", flag, value], TextWriter.Null, error);
+        Assert.That(exit, Is.EqualTo(Program.ExitBadInput));
+        Assert.That(error.ToString(), Does.Contain(option));
+    }
+
+    [Test]
+    public async Task Serve_UnknownModel_IsBadInput()
+    {
+        var error = new StringWriter();
+        int exit = await Program.RunAsync(["serve", "--model-path", "synthetic:huge", "--port", "0"], TextWriter.Null, error);
+        Assert.That(exit, Is.EqualTo(Program.ExitBadInput));
+        Assert.That(error.ToString(), Does.Contain("'huge'"));
+    }
+}
