@@ -47,8 +47,8 @@ public sealed class InferenceSession : IInferenceSession
         string model = options.Model;
         string? tokenizerDirectory = options.Tokenizer;
         DeepSeekV3Model loaded = model.StartsWith(SyntheticModels.Prefix, StringComparison.Ordinal)
-            ? SyntheticModel(model[SyntheticModels.Prefix.Length..])
-            : DeepSeekV3Model.Load(model);
+            ? SyntheticModel(model[SyntheticModels.Prefix.Length..], options.ToModelLoadOptions())
+            : DeepSeekV3Model.Load(model, options.ToModelLoadOptions());
         try
         {
             string? dir = tokenizerDirectory ?? (File.Exists(Path.Combine(model, "tokenizer.json")) ? model : null);
@@ -62,10 +62,10 @@ public sealed class InferenceSession : IInferenceSession
         }
     }
 
-    private static DeepSeekV3Model SyntheticModel(string name)
+    private static DeepSeekV3Model SyntheticModel(string name, ModelLoadOptions options)
     {
         DeepSeekV3Config config = SyntheticModels.Get(name);
-        return DeepSeekV3Model.FromCheckpoint(config, SyntheticCheckpoint.CreateInMemory(config, seed: 1));
+        return DeepSeekV3Model.FromCheckpoint(config, SyntheticCheckpoint.CreateInMemory(config, seed: 1), options);
     }
 
     /// <summary>The prompt's token ids as the model will see them.</summary>

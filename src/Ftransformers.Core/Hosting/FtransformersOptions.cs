@@ -11,8 +11,8 @@ public sealed class FtransformersOptions
     /// <summary>The configuration section <c>AddFtransformers(IConfiguration)</c> conventionally binds.</summary>
     public const string SectionName = "Ftransformers";
 
-    /// <summary>Precision presets <see cref="Precision"/> accepts (see the architecture's precision vocabulary).</summary>
-    public static IReadOnlyList<string> PrecisionPresets { get; } = ["auto", "f32", "bf16", "fp8", "w8a8", "int4"];
+    /// <summary>Precision presets <see cref="Precision"/> accepts: <c>auto</c> (the checkpoint's own) and the engine's presets.</summary>
+    public static IReadOnlyList<string> PrecisionPresets { get; } = ["auto", .. Model.Precision.PresetNames];
 
     /// <summary>A checkpoint folder, or <c>synthetic:NAME</c> for a built-in random-weight model. Required.</summary>
     public string ModelPath { get; set; } = "";
@@ -84,8 +84,10 @@ public sealed class FtransformersOptions
     {
         Model = ModelPath,
         Tokenizer = TokenizerPath,
-        // TODO(merge): Precision, CpuThreads, ChunkedPrefillSize, MaxTotalTokens, MaxRunningRequests,
-        // MaxWaitingRequests and EnablePrefixCache map here once InferenceSessionOptions has them.
+        Precision = Precision is null or "auto" ? null : Model.Precision.Parse(Precision),
+        CpuThreads = CpuThreads ?? Environment.ProcessorCount,
+        // TODO(merge): ChunkedPrefillSize, MaxTotalTokens, MaxRunningRequests, MaxWaitingRequests and
+        // EnablePrefixCache map here once InferenceSessionOptions has them.
     };
 
     /// <summary>
@@ -95,8 +97,6 @@ public sealed class FtransformersOptions
     public IReadOnlyList<string> NotYetApplied()
     {
         var ignored = new List<string>();
-        if (Precision is not null and not "auto") ignored.Add(nameof(Precision));
-        if (CpuThreads != null) ignored.Add(nameof(CpuThreads));
         if (ChunkedPrefillSize != null) ignored.Add(nameof(ChunkedPrefillSize));
         if (MaxTotalTokens != null) ignored.Add(nameof(MaxTotalTokens));
         if (MaxRunningRequests != null) ignored.Add(nameof(MaxRunningRequests));

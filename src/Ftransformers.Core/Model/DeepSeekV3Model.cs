@@ -29,14 +29,14 @@ public sealed class DeepSeekV3Model : IDisposable
         options.Validate();
         Config = config;
         _checkpoint = checkpoint;
-        Precision = options.Precision;
+        Precision = options.Precision ?? Precision.F32;
         _pool = options.CreatePool();
-        var weights = new WeightLoader(checkpoint, config.Fp8BlockSize, options.Precision, _pool);
+        var weights = new WeightLoader(checkpoint, config.Fp8BlockSize, Precision, _pool);
         int hidden = config.HiddenSize;
         _embedding = weights.Matrix("model.embed_tokens.weight", config.VocabSize, hidden);
         _lmHead = config.TieWordEmbeddings && !weights.Contains("lm_head.weight")
-            ? weights.Matrix("model.embed_tokens.weight", config.VocabSize, hidden, options.Precision.LmHead)
-            : weights.Matrix("lm_head.weight", config.VocabSize, hidden, options.Precision.LmHead);
+            ? weights.Matrix("model.embed_tokens.weight", config.VocabSize, hidden, Precision.LmHead)
+            : weights.Matrix("lm_head.weight", config.VocabSize, hidden, Precision.LmHead);
         _finalNorm = weights.Vector("model.norm.weight", hidden);
         var rope = new RotaryEmbedding(config.QkRopeHeadDim, config.RopeTheta, config.RopeScaling);
         _layers = new Layer[config.NumHiddenLayers];
@@ -48,7 +48,7 @@ public sealed class DeepSeekV3Model : IDisposable
                 weights.Vector(p + ".input_layernorm.weight", hidden),
                 new MlaAttention(weights, config, rope, i),
                 weights.Vector(p + ".post_attention_layernorm.weight", hidden),
-                moe ? null : Mlp.Load(weights, p + ".mlp", hidden, config.IntermediateSize, options.Precision.DenseMlp),
+                moe ? null : Mlp.Load(weights, p + ".mlp", hidden, config.IntermediateSize, Precision.DenseMlp),
                 moe ? MoeBlock.Load(weights, config, i) : null);
         }
     }

@@ -56,8 +56,10 @@ public class FtransformersOptionsTests
         Assert.That(options.ToSessionOptions(), Is.EqualTo(new InferenceSessionOptions { Model = "/models/v3", Tokenizer = "/tok" }));
         Assert.That(options.NotYetApplied(), Is.Empty);
 
-        options.Precision = "int4";
+        options.Precision = "w8a8-int4";
         options.CpuThreads = 8;
+        Assert.That(options.ToSessionOptions().Precision, Is.SameAs(Ftransformers.Model.Precision.W8A8Int4));
+        Assert.That(options.ToSessionOptions().CpuThreads, Is.EqualTo(8));
         options.ChunkedPrefillSize = 512;
         options.MaxTotalTokens = 65536;
         options.MaxRunningRequests = 16;
@@ -65,7 +67,7 @@ public class FtransformersOptionsTests
         options.EnablePrefixCache = false;
         Assert.That(options.NotYetApplied(), Is.EquivalentTo(new[]
         {
-            "Precision", "CpuThreads", "ChunkedPrefillSize", "MaxTotalTokens", "MaxRunningRequests", "MaxWaitingRequests", "EnablePrefixCache",
+            "ChunkedPrefillSize", "MaxTotalTokens", "MaxRunningRequests", "MaxWaitingRequests", "EnablePrefixCache",
         }));
     }
 
