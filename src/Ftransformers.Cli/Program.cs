@@ -22,6 +22,7 @@ public static class Program
             ServeCommand.Create(),
             BenchCommand.Create(),
             VerifyCommand.Create(),
+            ConvertCommand.Create(),
             VerifyTokenizerCommand.Create(),
         };
         ParseResult parse = root.Parse(args);

@@ -1,25 +1,50 @@
-using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 
 namespace Ftransformers.Formats;
+
+/// <summary>
+/// A tensor to be written: its header entry and a producer of its bytes, called once when the file is written,
+/// so that a converter never holds more than one tensor's bytes.
+/// </summary>
+/// <param name="Name">The tensor's name.</param>
+/// <param name="DType">Its element type.</param>
+/// <param name="Shape">Its dimensions.</param>
+/// <param name="Produce">Returns its little-endian bytes (exactly shape x element size).</param>
+public sealed record TensorToWrite(string Name, TensorDType DType, long[] Shape, Func<byte[]> Produce)
+{
+    /// <summary>Its size in bytes.</summary>
+    public long ByteLength => Shape.Aggregate(1L, (a, b) => a * b) * TensorDTypes.SizeOf(DType);
+
+    /// <summary>A tensor whose bytes are already in memory.</summary>
+    public static TensorToWrite FromBytes(string name, TensorDType dtype, long[] shape, byte[] data)
+    {
+        var tensor = new TensorToWrite(name, dtype, shape, () => data);
+        if (tensor.ByteLength != data.Length)
+            throw new ArgumentException($"Tensor '{name}': shape [{string.Join(", ", shape)}] of {dtype} needs {tensor.ByteLength} bytes, got {data.Length}.", nameof(data));
+        return tensor;
+    }
+}
 
 /// <summary>Builds a safetensors file: add tensors, then write them to a stream or a pinned byte image.</summary>
 public sealed class SafetensorsWriter
 {
-    private readonly List<(string Name, TensorDType DType, long[] Shape, byte[] Data)> _tensors = [];
+    private readonly List<TensorToWrite> _tensors = [];
+    private readonly HashSet<string> _names = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _metadata = new(StringComparer.Ordinal);
+
+    /// <summary>Adds a tensor whose bytes are produced when the file is written.</summary>
+    /// <exception cref="ArgumentException">The name is taken.</exception>
+    public void Add(TensorToWrite tensor)
+    {
+        if (!_names.Add(tensor.Name))
+            throw new ArgumentException($"Tensor '{tensor.Name}' was already added.", nameof(tensor));
+        _tensors.Add(tensor);
+    }
 
     /// <summary>Adds a tensor from raw little-endian bytes.</summary>
     /// <exception cref="ArgumentException">The byte count does not match shape and dtype, or the name is taken.</exception>
-    public void Add(string name, TensorDType dtype, long[] shape, byte[] data)
-    {
-        long expected = shape.Aggregate(1L, (a, b) => a * b) * TensorDTypes.SizeOf(dtype);
-        if (expected != data.Length)
-            throw new ArgumentException($"Tensor '{name}': shape [{string.Join(", ", shape)}] of {dtype} needs {expected} bytes, got {data.Length}.", nameof(data));
-        if (_tensors.Any(t => t.Name == name))
-            throw new ArgumentException($"Tensor '{name}' was already added.", nameof(name));
-        _tensors.Add((name, dtype, shape, data));
-    }
+    public void Add(string name, TensorDType dtype, long[] shape, byte[] data) => Add(TensorToWrite.FromBytes(name, dtype, shape, data));
 
     /// <summary>Adds an F32 tensor.</summary>
     public void AddF32(string name, long[] shape, ReadOnlySpan<float> values) => Add(name, TensorDType.F32, shape, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values).ToArray());
@@ -28,36 +53,66 @@ public sealed class SafetensorsWriter
     public void AddI32(string name, long[] shape, ReadOnlySpan<int> values) => Add(name, TensorDType.I32, shape, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values).ToArray());
 
     /// <summary>
-    /// Writes tensors into <paramref name="shards"/> files named as Hugging Face does
-    /// (<c>model-00001-of-00003.safetensors</c>, ...) with a <c>model.safetensors.index.json</c>,
-    /// or a single <c>model.safetensors</c> when <paramref name="shards"/> is 1.
+    /// Writes tensors into <paramref name="shards"/> files of about equal tensor counts, named as Hugging Face does
+    /// (<c>model-00001-of-00003.safetensors</c>, ...) with a <c>model.safetensors.index.json</c>, or a single
+    /// <c>model.safetensors</c> when <paramref name="shards"/> is 1.
     /// </summary>
     public static void WriteCheckpoint(string directory, IReadOnlyList<(string Name, TensorDType DType, long[] Shape, byte[] Data)> tensors, int shards = 1)
     {
         if (shards < 1 || shards > Math.Max(1, tensors.Count))
             throw new ArgumentOutOfRangeException(nameof(shards), shards, $"Shard count must be between 1 and the tensor count ({tensors.Count}).");
+        var groups = Enumerable.Range(0, shards)
+            .Select(s => tensors.Skip((int)((long)tensors.Count * s / shards)).Take((int)((long)tensors.Count * (s + 1) / shards) - (int)((long)tensors.Count * s / shards))
+                .Select(t => TensorToWrite.FromBytes(t.Name, t.DType, t.Shape, t.Data)).ToList())
+            .ToList();
+        WriteShards(directory, groups, new Dictionary<string, string> { ["format"] = "pt" });
+    }
+
+    /// <summary>Splits tensors, in order, into shards of at most <paramref name="maxShardBytes"/> (a larger tensor gets a shard of its own).</summary>
+    public static List<List<TensorToWrite>> SplitBySize(IEnumerable<TensorToWrite> tensors, long maxShardBytes)
+    {
+        var shards = new List<List<TensorToWrite>> { new() };
+        long size = 0;
+        foreach (TensorToWrite t in tensors)
+        {
+            if (size > 0 && size + t.ByteLength > maxShardBytes)
+            {
+                shards.Add([]);
+                size = 0;
+            }
+            shards[^1].Add(t);
+            size += t.ByteLength;
+        }
+        return shards;
+    }
+
+    /// <summary>
+    /// Writes one safetensors file per shard (a single <c>model.safetensors</c>, or <c>model-0000i-of-0000n</c> files
+    /// with <c>model.safetensors.index.json</c>), each header carrying <paramref name="metadata"/>.
+    /// </summary>
+    public static void WriteShards(string directory, IReadOnlyList<IReadOnlyList<TensorToWrite>> shards, IReadOnlyDictionary<string, string> metadata)
+    {
         Directory.CreateDirectory(directory);
         var weightMap = new SortedDictionary<string, string>(StringComparer.Ordinal);
-        for (int s = 0; s < shards; s++)
+        for (int s = 0; s < shards.Count; s++)
         {
-            string file = shards == 1 ? "model.safetensors" : $"model-{s + 1:D5}-of-{shards:D5}.safetensors";
+            string file = shards.Count == 1 ? "model.safetensors" : $"model-{s + 1:D5}-of-{shards.Count:D5}.safetensors";
             var writer = new SafetensorsWriter();
-            // Contiguous runs of tensors per shard, as the reference exporter splits them.
-            int begin = (int)((long)tensors.Count * s / shards), end = (int)((long)tensors.Count * (s + 1) / shards);
-            for (int i = begin; i < end; i++)
+            foreach (TensorToWrite t in shards[s])
             {
-                writer.Add(tensors[i].Name, tensors[i].DType, tensors[i].Shape, tensors[i].Data);
-                weightMap[tensors[i].Name] = file;
+                writer.Add(t);
+                weightMap[t.Name] = file;
             }
-            writer.SetMetadata("format", "pt");
+            foreach (var (key, value) in metadata)
+                writer.SetMetadata(key, value);
             writer.WriteTo(Path.Combine(directory, file));
         }
-        if (shards > 1)
+        if (shards.Count > 1)
         {
-            var index = new System.Text.Json.Nodes.JsonObject
+            var index = new JsonObject
             {
-                ["metadata"] = new System.Text.Json.Nodes.JsonObject { ["total_size"] = tensors.Sum(t => (long)t.Data.Length) },
-                ["weight_map"] = new System.Text.Json.Nodes.JsonObject(weightMap.Select(kv => KeyValuePair.Create(kv.Key, (System.Text.Json.Nodes.JsonNode?)kv.Value))),
+                ["metadata"] = new JsonObject { ["total_size"] = shards.Sum(s => s.Sum(t => t.ByteLength)) },
+                ["weight_map"] = new JsonObject(weightMap.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
             };
             File.WriteAllText(Path.Combine(directory, Checkpoint.IndexFileName), index.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         }
@@ -67,16 +122,21 @@ public sealed class SafetensorsWriter
     public void SetMetadata(string key, string value) => _metadata[key] = value;
 
     /// <summary>Total size of the file this writer produces.</summary>
-    public long FileLength => 8 + HeaderBytes().Length + _tensors.Sum(t => (long)t.Data.Length);
+    public long FileLength => 8 + HeaderBytes().Length + _tensors.Sum(t => t.ByteLength);
 
-    /// <summary>Writes the file to a stream.</summary>
+    /// <summary>Writes the file to a stream, producing each tensor's bytes in turn.</summary>
     public void WriteTo(Stream stream)
     {
         byte[] header = HeaderBytes();
         stream.Write(BitConverter.GetBytes((ulong)header.Length));
         stream.Write(header);
-        foreach (var t in _tensors)
-            stream.Write(t.Data);
+        foreach (TensorToWrite t in _tensors)
+        {
+            byte[] data = t.Produce();
+            if (data.Length != t.ByteLength)
+                throw new InvalidOperationException($"Tensor '{t.Name}' produced {data.Length} bytes, its header says {t.ByteLength}.");
+            stream.Write(data);
+        }
     }
 
     /// <summary>Writes the file to a path.</summary>
@@ -109,7 +169,7 @@ public sealed class SafetensorsWriter
                 json.WriteEndObject();
             }
             long offset = 0;
-            foreach (var t in _tensors)
+            foreach (TensorToWrite t in _tensors)
             {
                 json.WriteStartObject(t.Name);
                 json.WriteString("dtype", TensorDTypes.Name(t.DType));
@@ -119,10 +179,10 @@ public sealed class SafetensorsWriter
                 json.WriteEndArray();
                 json.WriteStartArray("data_offsets");
                 json.WriteNumberValue(offset);
-                json.WriteNumberValue(offset + t.Data.Length);
+                json.WriteNumberValue(offset + t.ByteLength);
                 json.WriteEndArray();
                 json.WriteEndObject();
-                offset += t.Data.Length;
+                offset += t.ByteLength;
             }
             json.WriteEndObject();
         }

@@ -68,6 +68,12 @@ public sealed record DeepSeekV3Config
     /// <summary>Block size of FP8 weight scales, when the checkpoint is FP8 (<c>quantization_config.weight_block_size</c>).</summary>
     public int Fp8BlockSize { get; init; } = 128;
 
+    /// <summary>The formats of a checkpoint written by <c>ftransformers convert</c>; null for an original checkpoint.</summary>
+    public Precision? ConvertedPrecision { get; init; }
+
+    /// <summary>The <c>quant_method</c> that marks a converted checkpoint.</summary>
+    public const string ConvertedQuantMethod = "ftransformers";
+
     /// <summary>Query/key width per head.</summary>
     public int QkHeadDim => QkNopeHeadDim + QkRopeHeadDim;
 
@@ -156,6 +162,8 @@ public sealed record DeepSeekV3Config
             BosTokenId = reader.NullableInt("bos_token_id", min: 0),
             EosTokenIds = reader.IntList("eos_token_id"),
             Fp8BlockSize = ReadFp8BlockSize(root, source),
+            ConvertedPrecision = root["quantization_config"] is JsonObject q && q["quant_method"]?.GetValue<string>() == ConvertedQuantMethod
+                ? Precision.FromJson(q, source) : null,
         };
         config.Validate(source);
         return config;
@@ -238,6 +246,12 @@ public sealed record DeepSeekV3Config
             ["eos_token_id"] = EosTokenIds.Count == 1 ? JsonValue.Create(EosTokenIds[0]) : new JsonArray(EosTokenIds.Select(i => (JsonNode?)i).ToArray()),
             ["torch_dtype"] = "bfloat16",
         };
+        if (ConvertedPrecision is { } converted)
+        {
+            JsonObject q = converted.ToJson();
+            q["quant_method"] = ConvertedQuantMethod;
+            root["quantization_config"] = q;
+        }
         return root.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 
@@ -266,6 +280,8 @@ public sealed record DeepSeekV3Config
             return 128;
         var reader = new ConfigReader(q, source + ": quantization_config");
         string method = reader.String("quant_method", "fp8");
+        if (method == ConvertedQuantMethod)
+            return 128;
         if (method != "fp8")
             throw new InvalidDataException($"{source}: quantization_config.quant_method '{method}' is not supported (expected 'fp8').");
         IReadOnlyList<int> block = reader.IntList("weight_block_size");

@@ -29,7 +29,9 @@ public sealed class DeepSeekV3Model : IDisposable
         options.Validate();
         Config = config;
         _checkpoint = checkpoint;
-        Precision = options.Precision ?? Precision.F32;
+        if (config.ConvertedPrecision is { } converted && options.Precision is { } asked && asked != converted)
+            throw new ArgumentException($"{checkpoint.Location} was converted to {converted.Describe()}; it cannot be loaded as {asked.Describe()}. Load it without a precision, or convert the original again.");
+        Precision = config.ConvertedPrecision ?? options.Precision ?? Precision.F32;
         _pool = options.CreatePool();
         var weights = new WeightLoader(checkpoint, config.Fp8BlockSize, Precision, _pool);
         int hidden = config.HiddenSize;

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using Ftransformers.Quantization;
 
 namespace Ftransformers.Model;
@@ -64,6 +65,61 @@ public sealed record Precision
     /// <summary>A compact description, e.g. attention=w8a8 ... routed_experts=int4-g32-asym.</summary>
     public string Describe() =>
         $"attention={Name(Attention)} dense_mlp={Name(DenseMlp)} shared_experts={Name(SharedExperts)} routed_experts={Name(RoutedExperts)} lm_head={Name(LmHead)}";
+
+    /// <summary>
+    /// The format of a tensor by its name in the Hugging Face layout: the class of a projection matrix, Native for
+    /// everything else (embeddings, norms, the router). The loader asks per class; this serves whole-checkpoint work.
+    /// </summary>
+    public WeightFormat FormatOf(string tensorName)
+    {
+        if (tensorName == "lm_head.weight")
+            return LmHead;
+        if (!tensorName.EndsWith("_proj.weight", StringComparison.Ordinal) && !tensorName.EndsWith("_proj_with_mqa.weight", StringComparison.Ordinal))
+            return WeightFormat.Native;
+        if (tensorName.Contains(".self_attn.", StringComparison.Ordinal))
+            return Attention;
+        if (tensorName.Contains(".mlp.shared_experts.", StringComparison.Ordinal))
+            return SharedExperts;
+        if (tensorName.Contains(".mlp.experts.", StringComparison.Ordinal))
+            return RoutedExperts;
+        return DenseMlp;
+    }
+
+    /// <summary>The per-class formats as the <c>quantization_config</c> of a converted checkpoint records them.</summary>
+    public JsonObject ToJson() => new()
+    {
+        ["attention"] = Name(Attention),
+        ["dense_mlp"] = Name(DenseMlp),
+        ["shared_experts"] = Name(SharedExperts),
+        ["routed_experts"] = Name(RoutedExperts),
+        ["lm_head"] = Name(LmHead),
+    };
+
+    /// <summary>Reads what <see cref="ToJson"/> wrote; <paramref name="source"/> names the file in errors.</summary>
+    /// <exception cref="InvalidDataException">A class is missing or names an unknown format.</exception>
+    public static Precision FromJson(JsonObject json, string source)
+    {
+        Int4Format int4 = Int4Format.Default;
+        WeightFormat Read(string field)
+        {
+            string? text = json[field]?.GetValue<string>();
+            switch (text)
+            {
+                case "native": return WeightFormat.Native;
+                case "bf16": return WeightFormat.Bf16;
+                case "w8a8": return WeightFormat.W8A8;
+                case { } t when Int4Format.TryParse(t, out Int4Format? f):
+                    int4 = f;
+                    return WeightFormat.Int4;
+                default: throw new InvalidDataException($"{source}: quantization_config.{field} '{text}' is not a known weight format.");
+            }
+        }
+        return new Precision
+        {
+            Attention = Read("attention"), DenseMlp = Read("dense_mlp"), SharedExperts = Read("shared_experts"),
+            RoutedExperts = Read("routed_experts"), LmHead = Read("lm_head"), Int4 = int4,
+        };
+    }
 
     /// <summary>The name of a format as configs and reports write it.</summary>
     public string Name(WeightFormat format) => format switch

@@ -20,4 +20,18 @@ public sealed record Int4Format(int GroupSize = 32, bool Symmetric = false)
 
     /// <summary>Text form used in configs and headers: int4-g32-asym, int4-g128-sym.</summary>
     public override string ToString() => $"int4-g{GroupSize}-{(Symmetric ? "sym" : "asym")}";
+
+    /// <summary>Reads the text form of <see cref="ToString"/>.</summary>
+    public static bool TryParse(string text, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out Int4Format? format)
+    {
+        format = text switch
+        {
+            "int4-g32-asym" => new Int4Format(32, false),
+            "int4-g32-sym" => new Int4Format(32, true),
+            "int4-g128-asym" => new Int4Format(128, false),
+            "int4-g128-sym" => new Int4Format(128, true),
+            _ => null,
+        };
+        return format != null;
+    }
 }

@@ -9,7 +9,8 @@ namespace Ftransformers.Verification;
 /// <param name="GreedyMatch">Whether every greedy token equals the reference's.</param>
 /// <param name="MeanKl">Mean KL(reference ‖ ours) over all rows.</param>
 /// <param name="Top1Agreement">Fraction of rows whose argmax equals the reference's.</param>
-public sealed record PromptVerification(int Index, int Tokens, double MaxRelativeError, bool GreedyMatch, double MeanKl, double Top1Agreement);
+/// <param name="Rows">Rows compared (prefill positions plus decode steps).</param>
+public sealed record PromptVerification(int Index, int Tokens, double MaxRelativeError, bool GreedyMatch, double MeanKl, double Top1Agreement, int Rows);
 
 /// <summary>
 /// Replays golden prompts through a model the way the reference produced them: one full prefill (logits at every
@@ -43,7 +44,7 @@ public static class ModelVerifier
                 if (k + 1 < prompt.GreedyTokens.Length && Argmax(logits) != prompt.GreedyTokens[k + 1])
                     greedyMatch = false;
             }
-            results.Add(new PromptVerification(prompt.Index, prompt.Tokens.Length, comparison.MaxRelativeError, greedyMatch, comparison.MeanKl, comparison.Top1Agreement));
+            results.Add(new PromptVerification(prompt.Index, prompt.Tokens.Length, comparison.MaxRelativeError, greedyMatch, comparison.MeanKl, comparison.Top1Agreement, comparison.Rows));
         }
         return results;
     }

@@ -1,0 +1,128 @@
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Ftransformers.Formats;
+using Ftransformers.Kernels;
+using Ftransformers.Quantization;
+
+namespace Ftransformers.Model;
+
+/// <summary>
+/// Writes a checkpoint in a precision preset: quantized matrices as <c>X.qweight</c> (I8, or U8 nibbles),
+/// <c>X.scales</c> and <c>X.mins</c> (F32), the rest as stored; the formats go into config.json's
+/// <c>quantization_config</c> and every shard's header. Loading the result maps the quantized weights
+/// without re-quantizing and computes exactly what quantizing at load computes.
+/// </summary>
+public static class CheckpointConverter
+{
+    /// <summary>Header metadata key holding the formats.</summary>
+    public const string MetadataKey = "ftransformers.quantization";
+
+    /// <summary>Converts <paramref name="source"/> into <paramref name="destination"/>.</summary>
+    /// <param name="source">An original checkpoint folder (BF16, F32 or FP8).</param>
+    /// <param name="destination">The folder to write (created; files of the same names are replaced).</param>
+    /// <param name="precision">The formats to convert to.</param>
+    /// <param name="maxShardBytes">Largest shard to write.</param>
+    /// <param name="progress">Receives one line per tensor written.</param>
+    /// <exception cref="InvalidDataException">The source is malformed or already converted.</exception>
+    public static void Convert(string source, string destination, Precision precision, long maxShardBytes = 5L << 30, Action<string>? progress = null)
+    {
+        DeepSeekV3Config config = DeepSeekV3Config.Load(source);
+        if (config.ConvertedPrecision != null)
+            throw new InvalidDataException($"{source} is already converted ({config.ConvertedPrecision.Describe()}); convert the original checkpoint.");
+        if (Path.GetFullPath(source) == Path.GetFullPath(destination))
+            throw new ArgumentException("The destination must differ from the source folder.", nameof(destination));
+        using Checkpoint checkpoint = Checkpoint.Open(source);
+        var tensors = new List<TensorToWrite>();
+        foreach (string name in checkpoint.TensorNames.Where(n => !n.EndsWith("_scale_inv", StringComparison.Ordinal)).Order(StringComparer.Ordinal))
+            tensors.AddRange(Outputs(checkpoint, config, name, precision.FormatOf(name), precision, progress));
+
+        JsonObject quantization = precision.ToJson();
+        quantization["quant_method"] = DeepSeekV3Config.ConvertedQuantMethod;
+        var metadata = new Dictionary<string, string> { ["format"] = "pt", [MetadataKey] = quantization.ToJsonString() };
+        SafetensorsWriter.WriteShards(destination, SafetensorsWriter.SplitBySize(tensors, maxShardBytes), metadata);
+
+        JsonObject configJson = JsonNode.Parse(File.ReadAllText(Path.Combine(source, "config.json")))!.AsObject();
+        configJson["quantization_config"] = quantization;
+        File.WriteAllText(Path.Combine(destination, "config.json"), configJson.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        foreach (string file in new[] { "tokenizer.json", "tokenizer_config.json", "generation_config.json" })
+            if (File.Exists(Path.Combine(source, file)))
+                File.Copy(Path.Combine(source, file), Path.Combine(destination, file), overwrite: true);
+    }
+
+    private static IEnumerable<TensorToWrite> Outputs(Checkpoint checkpoint, DeepSeekV3Config config, string name, WeightFormat format, Precision precision, Action<string>? progress)
+    {
+        TensorInfo info = checkpoint.Info(name);
+        long[] shape = info.Shape;
+        switch (format)
+        {
+            case WeightFormat.Native:
+                yield return Copy(checkpoint, name, progress);
+                string scale = name + "_scale_inv";
+                if (checkpoint.Contains(scale))
+                    yield return Copy(checkpoint, scale, progress);
+                break;
+            case WeightFormat.Bf16 when info.DType == TensorDType.BF16:
+                yield return Copy(checkpoint, name, progress);
+                break;
+            case WeightFormat.Bf16:
+                yield return new TensorToWrite(name, TensorDType.BF16, shape, () =>
+                {
+                    float[] values = checkpoint.ReadSingle(name, config.Fp8BlockSize);
+                    var bits = new ushort[values.Length];
+                    BFloat16.FromSingle(values, bits);
+                    progress?.Invoke($"{name}: bf16");
+                    return MemoryMarshal.AsBytes(bits.AsSpan()).ToArray();
+                });
+                break;
+            case WeightFormat.W8A8:
+            {
+                int rows = (int)shape[0], cols = (int)shape[1];
+                var parts = new SharedQuantization<Int8Weights>(2, () => Int8Quantizer.Quantize(checkpoint.ReadSingle(name, config.Fp8BlockSize), rows, cols));
+                yield return new TensorToWrite(WeightLoader.QuantizedName(name, "qweight"), TensorDType.I8, [rows, cols], () => Report(progress, name, "w8a8", MemoryMarshal.AsBytes(parts.Take().Codes).ToArray()));
+                yield return new TensorToWrite(WeightLoader.QuantizedName(name, "scales"), TensorDType.F32, [rows], () => MemoryMarshal.AsBytes(parts.Take().Scales).ToArray());
+                break;
+            }
+            default:
+            {
+                int rows = (int)shape[0], cols = (int)shape[1];
+                Int4Format int4 = precision.Int4;
+                int groups = cols / int4.GroupSize;
+                var parts = new SharedQuantization<Int4Weights>(int4.Symmetric ? 2 : 3,
+                    () => Int4Quantizer.Quantize(checkpoint.ReadSingle(name, config.Fp8BlockSize), rows, cols, int4, precision.SearchInt4Scales));
+                yield return new TensorToWrite(WeightLoader.QuantizedName(name, "qweight"), TensorDType.U8, [rows, cols / 2], () => Report(progress, name, int4.ToString(), parts.Take().Packed.ToArray()));
+                yield return new TensorToWrite(WeightLoader.QuantizedName(name, "scales"), TensorDType.F32, [rows, groups], () => MemoryMarshal.AsBytes(parts.Take().Scales).ToArray());
+                if (!int4.Symmetric)
+                    yield return new TensorToWrite(WeightLoader.QuantizedName(name, "mins"), TensorDType.F32, [rows, groups], () => MemoryMarshal.AsBytes(parts.Take().Mins).ToArray());
+                break;
+            }
+        }
+    }
+
+    private static TensorToWrite Copy(Checkpoint checkpoint, string name, Action<string>? progress)
+    {
+        TensorInfo info = checkpoint.Info(name);
+        return new TensorToWrite(name, info.DType, info.Shape, () => Report(progress, name, "copied", checkpoint.Bytes(name).ToArray()));
+    }
+
+    private static byte[] Report(Action<string>? progress, string name, string what, byte[] bytes)
+    {
+        progress?.Invoke($"{name}: {what}");
+        return bytes;
+    }
+
+    // One quantization feeds several written tensors (codes, scales, mins); it is dropped after the last of them.
+    private sealed class SharedQuantization<T>(int parts, Func<T> quantize) where T : class
+    {
+        private T? _value;
+        private int _remaining = parts;
+
+        public T Take()
+        {
+            T value = _value ??= quantize();
+            if (--_remaining == 0)
+                _value = null;
+            return value;
+        }
+    }
+}

@@ -1,0 +1,94 @@
+using System.Text.Json;
+using Ftransformers.Cli;
+using Ftransformers.Formats;
+using Ftransformers.Model;
+using Ftransformers.Tests.Support;
+using NUnit.Framework;
+
+namespace Ftransformers.Tests.Model;
+
+[TestFixture]
+public class CheckpointConverterTests : TempDirectoryTest
+{
+    private static float[] PrefillLogits(DeepSeekV3Model model, int[] tokens) =>
+        model.Forward(tokens, new SequenceKvCache(model.Config), allPositions: true);
+
+    private static readonly int[] Prompt = [0, 17, 250, 3, 99, 512, 7, 1000, 42];
+
+    [TestCase("tiny-v3", "w8a8-int4")]
+    [TestCase("tiny-v3-fp8", "w8a8-int4")]
+    [TestCase("tiny-v3-fp8", "bf16")]
+    public async Task ConvertedCheckpoint_GivesBitIdenticalLogitsToQuantizingAtLoad(string fixture, string preset)
+    {
+        string source = fixture == "tiny-v3" ? Fixtures.TinyV3 : Fixtures.TinyV3Fp8;
+        int exit = await Program.RunAsync(["convert", "--model", source, "--out", TempPath, "--preset", preset, "--shard-size-gb", "0.0005"], TextWriter.Null, TextWriter.Null);
+        Assert.That(exit, Is.Zero);
+        Assert.That(Directory.GetFiles(TempPath, "model-*.safetensors"), Has.Length.GreaterThan(1), "a small shard size splits the output");
+
+        Precision precision = Precision.Parse(preset);
+        using DeepSeekV3Model atLoad = DeepSeekV3Model.Load(source, new ModelLoadOptions { Precision = precision });
+        using DeepSeekV3Model converted = DeepSeekV3Model.Load(TempPath);
+        Assert.That(converted.Precision, Is.EqualTo(precision));
+        Assert.That(PrefillLogits(converted, Prompt), Is.EqualTo(PrefillLogits(atLoad, Prompt)));
+    }
+
+    [Test]
+    public void ConvertedCheckpoint_StoresQuantizedTensorsAndRecordsTheFormats()
+    {
+        CheckpointConverter.Convert(Fixtures.TinyV3, TempPath, Precision.W8A8Int4);
+        using Checkpoint checkpoint = Checkpoint.Open(TempPath);
+        Assert.Multiple(() =>
+        {
+            Assert.That(checkpoint.Info("model.layers.1.mlp.experts.3.up_proj.qweight").DType, Is.EqualTo(TensorDType.U8));
+            Assert.That(checkpoint.Info("model.layers.1.mlp.experts.3.up_proj.qweight").Shape, Is.EqualTo(new long[] { 64, 64 }));
+            Assert.That(checkpoint.Info("model.layers.1.mlp.experts.3.up_proj.mins").Shape, Is.EqualTo(new long[] { 64, 4 }));
+            Assert.That(checkpoint.Info("model.layers.1.self_attn.kv_b_proj.qweight").DType, Is.EqualTo(TensorDType.I8));
+            Assert.That(checkpoint.Info("model.layers.1.self_attn.kv_b_proj.scales").Shape, Is.EqualTo(new long[] { 256 }));
+            Assert.That(checkpoint.Contains("model.layers.1.mlp.experts.3.up_proj.weight"), Is.False);
+            Assert.That(checkpoint.Info("model.layers.1.mlp.gate.weight").DType, Is.EqualTo(TensorDType.BF16), "the router stays as stored");
+        });
+        using JsonDocument config = JsonDocument.Parse(File.ReadAllText(Path.Combine(TempPath, "config.json")));
+        JsonElement q = config.RootElement.GetProperty("quantization_config");
+        Assert.That(q.GetProperty("quant_method").GetString(), Is.EqualTo("ftransformers"));
+        Assert.That(q.GetProperty("routed_experts").GetString(), Is.EqualTo("int4-g32-asym"));
+        using SafetensorsFile shard = SafetensorsFile.Open(Path.Combine(TempPath, "model.safetensors"));
+        Assert.That(shard.Metadata[CheckpointConverter.MetadataKey], Does.Contain("w8a8"));
+    }
+
+    [Test]
+    public void ConvertedCheckpoint_RefusesAnotherPrecision()
+    {
+        CheckpointConverter.Convert(Fixtures.TinyV3, TempPath, Precision.W8A8Int4);
+        var e = Assert.Throws<ArgumentException>(() => DeepSeekV3Model.Load(TempPath, new ModelLoadOptions { Precision = Precision.Bf16 }));
+        Assert.That(e!.Message, Does.Contain("int4-g32-asym"));
+    }
+
+    [Test]
+    public void ConvertingAConvertedCheckpoint_IsRefused()
+    {
+        CheckpointConverter.Convert(Fixtures.TinyV3, TempPath, Precision.W8A8Int4);
+        Assert.Throws<InvalidDataException>(() => CheckpointConverter.Convert(TempPath, Path.Combine(TempPath, "again"), Precision.W8A8Int4));
+    }
+
+    [Test]
+    public async Task VerifyWithPreset_PassesOnTheFixture_AndReportsJson()
+    {
+        var output = new StringWriter();
+        int exit = await Program.RunAsync(["verify", "--model", Fixtures.TinyV3, "--golden", Path.Combine(Fixtures.TinyV3, "golden.safetensors"), "--preset", "w8a8-int4", "--json"], output, TextWriter.Null);
+        using JsonDocument result = JsonDocument.Parse(output.ToString());
+        Assert.That(result.RootElement.GetProperty("pass").GetBoolean(), Is.True);
+        Assert.That(result.RootElement.GetProperty("prompts").EnumerateArray().Select(p => p.GetProperty("mean_kl").GetDouble()), Is.All.LessThan(0.02));
+        Assert.That(exit, Is.Zero);
+    }
+
+    [Test]
+    public async Task VerifyWithPreset_FailsWhenTheModelDiffers()
+    {
+        File.Copy(Path.Combine(Fixtures.TinyV3, "model.safetensors"), Path.Combine(TempPath, "model.safetensors"));
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(Fixtures.TinyV3, "config.json")))!.AsObject();
+        config["routed_scaling_factor"] = 1.0;
+        File.WriteAllText(Path.Combine(TempPath, "config.json"), config.ToJsonString());
+        int exit = await Program.RunAsync(["verify", "--model", TempPath, "--golden", Path.Combine(Fixtures.TinyV3, "golden.safetensors"), "--preset", "w8a8-int4"], TextWriter.Null, TextWriter.Null);
+        Assert.That(exit, Is.EqualTo(Program.ExitMismatch));
+    }
+}
