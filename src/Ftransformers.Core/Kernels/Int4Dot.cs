@@ -34,6 +34,74 @@ public static class Int4Dot
     public static void RowDot(Int4Weights weights, int row, Int8Activations x, Span<float> results) =>
         RowDotOn(ActivePath, weights, row, x, results);
 
+    /// <summary>
+    /// Rows [<paramref name="start"/>, <paramref name="end"/>) of the product for every token of <paramref name="x"/>:
+    /// y[t * weights.Rows + r] = row r · token t.
+    /// </summary>
+    public static void Rows(Int4Weights weights, int start, int end, Int8Activations x, Span<float> y) => RowsOn(ActivePath, weights, start, end, x, y);
+
+    internal static unsafe void RowsOn(KernelPath path, Int4Weights weights, int start, int end, Int8Activations x, Span<float> y)
+    {
+        if (y.Length < (x.Tokens - 1) * weights.Rows + end)
+            throw new ArgumentException($"The output needs {x.Tokens} x {weights.Rows} values.", nameof(y));
+        // Decode on AVX2 in the default format (g32 with mins): two rows at a time share each activation load and
+        // run two independent chains.
+        if (path == KernelPath.Avx2 && x.Tokens == 1 && weights.Format == Int4Format.Default && x.Cols == weights.Cols && x.BlockSize == Int4Weights.BlockSize)
+        {
+            int r = start;
+            for (; r + 2 <= end; r += 2)
+            {
+                (y[r], y[r + 1]) = TwoRowsAvx2(weights, r, x);
+                y[r] += System.Numerics.Tensors.TensorPrimitives.Dot(weights.MinsRow(r), x.ScaledSums(0));
+                y[r + 1] += System.Numerics.Tensors.TensorPrimitives.Dot(weights.MinsRow(r + 1), x.ScaledSums(0));
+            }
+            if (r < end)
+            {
+                Span<float> one = stackalloc float[1];
+                RowDotOn(path, weights, r, x, one);
+                y[r] = one[0];
+            }
+            return;
+        }
+        Span<float> results = stackalloc float[x.Tokens];
+        for (int r = start; r < end; r++)
+        {
+            RowDotOn(path, weights, r, x, results);
+            for (int t = 0; t < x.Tokens; t++)
+                y[t * weights.Rows + r] = results[t];
+        }
+    }
+
+    // The main term of two adjacent rows of group size 32 against one token.
+    private static unsafe (float, float) TwoRowsAvx2(Int4Weights weights, int row, Int8Activations x)
+    {
+        int blocks = x.BlocksPerToken;
+        Vector128<byte> mask = Vector128.Create((byte)0xF);
+        Vector256<short> ones = Vector256.Create((short)1);
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
+        fixed (byte* w0 = weights.PackedRow(row))
+        fixed (float* s0 = weights.ScalesRow(row))
+        fixed (sbyte* xv = x.AllValues)
+        fixed (float* xs = x.AllScales)
+        {
+            byte* w1 = w0 + weights.Cols / 2;
+            float* s1 = s0 + weights.GroupsPerRow;
+            for (int b = 0; b < blocks; b++)
+            {
+                Vector256<sbyte> codes = Vector256.Load(xv + b * 32);
+                Vector256<float> xScale = Vector256.Create(xs[b]);
+                Vector128<byte> bytes0 = Vector128.Load(w0 + b * 16), bytes1 = Vector128.Load(w1 + b * 16);
+                Vector256<byte> q0 = Vector256.Create(bytes0 & mask, Vector128.ShiftRightLogical(bytes0.AsUInt16(), 4).AsByte() & mask);
+                Vector256<byte> q1 = Vector256.Create(bytes1 & mask, Vector128.ShiftRightLogical(bytes1.AsUInt16(), 4).AsByte() & mask);
+                Vector256<int> d0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q0, codes), ones);
+                Vector256<int> d1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q1, codes), ones);
+                acc0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(d0), xScale * s0[b], acc0);
+                acc1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(d1), xScale * s1[b], acc1);
+            }
+        }
+        return (Vector256.Sum(acc0), Vector256.Sum(acc1));
+    }
+
     internal static void RowDotOn(KernelPath path, Int4Weights weights, int row, Int8Activations x, Span<float> results)
     {
         if (x.Cols != weights.Cols || x.BlockSize != Int4Weights.BlockSize)
@@ -60,9 +128,17 @@ public static class Int4Dot
         for (int t = 0; t < x.Tokens; t++)
         {
             ReadOnlySpan<float> sums = x.ScaledSums(t);
-            float offset = 0;
-            for (int b = 0; b < sums.Length; b++)
-                offset += perGroup[b / blocksPerGroup] * sums[b];
+            float offset;
+            if (blocksPerGroup == 1)
+            {
+                offset = System.Numerics.Tensors.TensorPrimitives.Dot(perGroup, sums);
+            }
+            else
+            {
+                offset = 0;
+                for (int g = 0; g < perGroup.Length; g++)
+                    offset += perGroup[g] * System.Numerics.Tensors.TensorPrimitives.Sum(sums.Slice(g * blocksPerGroup, blocksPerGroup));
+            }
             results[t] += factor * offset;
         }
     }
@@ -119,26 +195,63 @@ public static class Int4Dot
         }
     }
 
-    private static void MainTermAvx2(ReadOnlySpan<byte> packed, ReadOnlySpan<float> scales, int blocksPerGroup, Int8Activations x, Span<float> results)
+    private static unsafe void MainTermAvx2(ReadOnlySpan<byte> packed, ReadOnlySpan<float> scales, int blocksPerGroup, Int8Activations x, Span<float> results)
     {
-        int tokens = x.Tokens, blocks = x.BlocksPerToken;
-        Span<Vector256<float>> acc = stackalloc Vector256<float>[tokens];
-        acc.Clear();
+        int tokens = x.Tokens, blocks = x.BlocksPerToken, cols = x.Cols;
+        int groupShift = blocksPerGroup == 1 ? 0 : 2;
+        Vector128<byte> mask = Vector128.Create((byte)0xF);
         Vector256<short> ones = Vector256.Create((short)1);
-        for (int b = 0; b < blocks; b++)
+        fixed (byte* w = packed)
+        fixed (float* ws = scales)
+        fixed (sbyte* xv = x.AllValues)
+        fixed (float* xs = x.AllScales)
         {
-            (Vector128<byte> low, Vector128<byte> high) = Unpack(packed, b);
-            Vector256<byte> q = Vector256.Create(low, high);
-            float scale = scales[b / blocksPerGroup];
-            for (int t = 0; t < tokens; t++)
+            if (tokens == 1)
             {
-                Vector256<sbyte> codes = Vector256.LoadUnsafe(ref MemoryMarshal.GetReference(x.Values(t)), (nuint)(b * 32));
-                Vector256<int> dot = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, codes), ones);
-                acc[t] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(dot), Vector256.Create(scale * x.Scales(t)[b]), acc[t]);
+                // One token (decode): two independent accumulator chains over pairs of blocks.
+                Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
+                int b = 0;
+                for (; b + 2 <= blocks; b += 2)
+                {
+                    Vector128<byte> bytes0 = Vector128.Load(w + b * 16), bytes1 = Vector128.Load(w + b * 16 + 16);
+                    Vector256<byte> q0 = Vector256.Create(bytes0 & mask, Vector128.ShiftRightLogical(bytes0.AsUInt16(), 4).AsByte() & mask);
+                    Vector256<byte> q1 = Vector256.Create(bytes1 & mask, Vector128.ShiftRightLogical(bytes1.AsUInt16(), 4).AsByte() & mask);
+                    Vector256<int> d0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q0, Vector256.Load(xv + b * 32)), ones);
+                    Vector256<int> d1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q1, Vector256.Load(xv + b * 32 + 32)), ones);
+                    acc0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(d0), Vector256.Create(ws[b >> groupShift] * xs[b]), acc0);
+                    acc1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(d1), Vector256.Create(ws[(b + 1) >> groupShift] * xs[b + 1]), acc1);
+                }
+                for (; b < blocks; b++)
+                {
+                    Vector128<byte> bytes = Vector128.Load(w + b * 16);
+                    Vector256<byte> q = Vector256.Create(bytes & mask, Vector128.ShiftRightLogical(bytes.AsUInt16(), 4).AsByte() & mask);
+                    Vector256<int> d = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Vector256.Load(xv + b * 32)), ones);
+                    acc0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(d), Vector256.Create(ws[b >> groupShift] * xs[b]), acc0);
+                }
+                results[0] = Vector256.Sum(acc0 + acc1);
+                return;
             }
+
+            // Several tokens share each unpacked block.
+            Vector256<float>* acc = stackalloc Vector256<float>[tokens];
+            for (int t = 0; t < tokens; t++)
+                acc[t] = Vector256<float>.Zero;
+            for (int b = 0; b < blocks; b++)
+            {
+                Vector128<byte> bytes = Vector128.Load(w + b * 16);
+                Vector256<byte> q = Vector256.Create(bytes & mask, Vector128.ShiftRightLogical(bytes.AsUInt16(), 4).AsByte() & mask);
+                float scale = ws[b >> groupShift];
+                sbyte* codes = xv + b * 32;
+                float* xScale = xs + b;
+                for (int t = 0; t < tokens; t++, codes += cols, xScale += blocks)
+                {
+                    Vector256<int> d = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Vector256.Load(codes)), ones);
+                    acc[t] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(d), Vector256.Create(scale * *xScale), acc[t]);
+                }
+            }
+            for (int t = 0; t < tokens; t++)
+                results[t] = Vector256.Sum(acc[t]);
         }
-        for (int t = 0; t < tokens; t++)
-            results[t] = Vector256.Sum(acc[t]);
     }
 
     private static void MainTermDp(ReadOnlySpan<byte> packed, ReadOnlySpan<float> scales, int blocksPerGroup, Int8Activations x, Span<float> results)

@@ -242,16 +242,8 @@ internal sealed class Int4WeightMatrix(string name, Int4Weights weights) : Weigh
 
     protected override void PrepareActivations(MatrixProduct product) => product.Activations.QuantizePerBlock(product.Input, product.Tokens, Cols);
 
-    protected internal override unsafe void MultiplyRows(MatrixProduct p, int start, int end)
-    {
-        Span<float> results = stackalloc float[p.Tokens];
-        for (int r = start; r < end; r++)
-        {
-            Int4Dot.RowDot(Weights, r, p.Activations, results);
-            for (int t = 0; t < p.Tokens; t++)
-                p.Y[(long)t * Rows + r] = results[t];
-        }
-    }
+    protected internal override unsafe void MultiplyRows(MatrixProduct p, int start, int end) =>
+        Int4Dot.Rows(Weights, start, end, p.Activations, new Span<float>(p.Y, p.Tokens * Rows));
 
     public override float DotRow(int row, ReadOnlySpan<float> x)
     {

@@ -21,6 +21,11 @@ public sealed class Int8Activations
     /// <summary>Scale blocks per token.</summary>
     public int BlocksPerToken => Cols / BlockSize;
 
+    /// <summary>Every token's codes, token after token.</summary>
+    internal ReadOnlySpan<sbyte> AllValues => _values.AsSpan(0, Tokens * Cols);
+    /// <summary>Every token's block scales, token after token.</summary>
+    internal ReadOnlySpan<float> AllScales => _scales.AsSpan(0, Tokens * BlocksPerToken);
+
     /// <summary>A token's codes.</summary>
     public ReadOnlySpan<sbyte> Values(int token) => _values.AsSpan(token * Cols, Cols);
     /// <summary>A token's block scales (x ≈ scale * code).</summary>

@@ -46,6 +46,27 @@ public class Int4DotTests
         }
     }
 
+    [TestCaseSource(nameof(Cases))]
+    public void Rows_EqualRowDotOfEachRow(KernelPath path, Int4Format format, int cols, int tokens)
+    {
+        KernelPaths.Require(path);
+        var rng = new Random(cols + tokens);
+        const int rows = 7; // odd: the two-row AVX2 path has a leftover row
+        Int4Weights weights = Int4Quantizer.Quantize(Enumerable.Range(0, rows * cols).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray(), rows, cols, format);
+        var act = new Int8Activations();
+        act.QuantizePerBlock(Enumerable.Range(0, tokens * cols).Select(_ => (float)rng.NextDouble() * 4 - 2).ToArray(), tokens, cols);
+        var y = new float[tokens * rows];
+        Int4Dot.RowsOn(path, weights, 1, rows, act, y);
+        var one = new float[tokens];
+        for (int r = 1; r < rows; r++)
+        {
+            Int4Dot.RowDotOn(path, weights, r, act, one);
+            for (int t = 0; t < tokens; t++)
+                Assert.That(y[t * rows + r], Is.EqualTo(one[t]).Within(Math.Abs(one[t]) * 1e-5 + 1e-5), $"row {r}, token {t}");
+        }
+        Assert.That(Enumerable.Range(0, tokens).Select(t => y[t * rows]), Is.All.Zero, "rows outside the range are untouched");
+    }
+
     [Test]
     public void RowDot_ApproximatesTheFloatProduct_WithinTheQuantizationError()
     {

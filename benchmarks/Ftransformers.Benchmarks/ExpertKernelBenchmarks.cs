@@ -1,0 +1,100 @@
+using System.Numerics.Tensors;
+using BenchmarkDotNet.Attributes;
+using Ftransformers.Kernels;
+using Ftransformers.Model;
+
+namespace Ftransformers.Benchmarks;
+
+/// <summary>
+/// Decode-time weight streaming at DeepSeek-V3's real shapes, beside the machine's read bandwidth measured in the
+/// same run. Bytes per call: <see cref="ReadBandwidth"/> 1 GiB; <see cref="MoeLayerInt4"/> 8 experts x (gate and up
+/// 2048x7168, down 7168x2048) in INT4 g32 with F32 scale and min = 264.2 MB; <see cref="AttentionW8A8"/> q_a 1536x7168,
+/// q_b 24576x1536, kv_a 576x7168, kv_b 32768x512, o 7168x16384 in INT8 with row scales = 211.8 MB. GB/s = bytes / median.
+/// </summary>
+[MedianColumn]
+public class ExpertKernelBenchmarks
+{
+    private const int Hidden = 7168, ExpertWidth = 2048, Experts = 8;
+    private ComputePool? _pool;
+    private WeightMatrix[] _gate = [], _up = [], _down = [], _attention = [];
+    private float[] _buffer = [], _x = [], _h = [], _out = [];
+    private float[][] _attentionInputs = [];
+    private SumWork _sum = null!;
+
+    /// <summary>Compute threads (the caller included).</summary>
+    [Params(1, 2)]
+    public int Threads { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _pool = Threads > 1 ? new ComputePool(Threads) : null;
+        var rng = new Random(7);
+        _gate = Enumerable.Range(0, Experts).Select(e => (WeightMatrix)RandomWeights.Int4($"gate{e}", ExpertWidth, Hidden, rng)).ToArray();
+        _up = Enumerable.Range(0, Experts).Select(e => (WeightMatrix)RandomWeights.Int4($"up{e}", ExpertWidth, Hidden, rng)).ToArray();
+        _down = Enumerable.Range(0, Experts).Select(e => (WeightMatrix)RandomWeights.Int4($"down{e}", Hidden, ExpertWidth, rng)).ToArray();
+        _attention =
+        [
+            RandomWeights.Int8("q_a", 1536, Hidden, rng), RandomWeights.Int8("q_b", 24576, 1536, rng), RandomWeights.Int8("kv_a", 576, Hidden, rng),
+            RandomWeights.Int8("kv_b", 32768, 512, rng), RandomWeights.Int8("o", Hidden, 16384, rng),
+        ];
+        foreach (WeightMatrix m in _gate.Concat(_up).Concat(_down).Concat(_attention))
+            m.Pool = _pool;
+        _attentionInputs = _attention.Select(m => RandomWeights.Activations(m.Cols, rng)).ToArray();
+        _x = RandomWeights.Activations(Hidden, rng);
+        _h = RandomWeights.Activations(ExpertWidth, rng);
+        _out = new float[32768];
+        _buffer = GC.AllocateArray<float>(1 << 28, pinned: true);
+        _buffer.AsSpan().Fill(1f);
+        _sum = new SumWork(_buffer);
+    }
+
+    [GlobalCleanup]
+    public void Cleanup() => _pool?.Dispose();
+
+    /// <summary>Sums 1 GiB of floats: the read bandwidth the kernels are measured against.</summary>
+    [Benchmark(Baseline = true)]
+    public float ReadBandwidth()
+    {
+        if (_pool is { } pool)
+            pool.For(SumWork.Chunks, _sum);
+        else
+            _sum.Run(0, SumWork.Chunks);
+        return TensorPrimitives.Sum(_sum.Partial);
+    }
+
+    /// <summary>One token through the 8 routed experts of one MoE layer.</summary>
+    [Benchmark]
+    public float MoeLayerInt4()
+    {
+        for (int e = 0; e < Experts; e++)
+        {
+            _gate[e].Multiply(_x, _out, 1);
+            _up[e].Multiply(_x, _out, 1);
+            _down[e].Multiply(_h, _out, 1);
+        }
+        return _out[0];
+    }
+
+    /// <summary>One token through the five MLA projections of one layer.</summary>
+    [Benchmark]
+    public float AttentionW8A8()
+    {
+        for (int i = 0; i < _attention.Length; i++)
+            _attention[i].Multiply(_attentionInputs[i], _out, 1);
+        return _out[0];
+    }
+
+    private sealed class SumWork(float[] buffer) : IRangeWork
+    {
+        public const int Chunks = 256;
+        public readonly float[] Partial = new float[Chunks];
+
+        public void Run(int start, int end)
+        {
+            int chunk = buffer.Length / Chunks;
+            for (int c = start; c < end; c++)
+                Partial[c] = TensorPrimitives.Sum(buffer.AsSpan(c * chunk, chunk));
+        }
+    }
+}
