@@ -185,7 +185,19 @@ internal sealed class EngineLoop : IDisposable
             sequence.ComputedTokens += step[i].Count;
             if (!samples[i])
                 continue;
-            if (sequence.Accept(logits.Slice(row++ * vocab, vocab)))
+            bool finished;
+            try
+            {
+                finished = sequence.Accept(logits.Slice(row++ * vocab, vocab));
+            }
+            catch (Exception e)
+            {
+                // Sampling or decoding failed for this request alone (say, a tokenizer error): end it, keep the rest.
+                _scheduler.Remove(sequence);
+                sequence.Fail(e);
+                continue;
+            }
+            if (finished)
                 _scheduler.Finish(sequence);
         }
     }
