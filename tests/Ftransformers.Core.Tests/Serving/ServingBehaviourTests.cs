@@ -88,6 +88,19 @@ public class ServingBehaviourTests
     }
 
     [Test]
+    public async Task ARequestThatOutgrowsTheKvCache_EndsWithLength_AtItsCapacity()
+    {
+        using InferenceSession session = Session("synthetic", new InferenceSessionOptions { MaxTotalTokens = 40, KvCachePageSize = 4 });
+        int[] prompt = Tokens(4, 30);
+        Outcome outcome = await Run(session, Request(prompt, 100));
+        // 40 slots hold the prompt and 10 generated tokens; the 11th is sampled but has nowhere to go.
+        Assert.That(outcome.Finish, Is.EqualTo(FinishReason.Length));
+        Assert.That(outcome.Usage!.CompletionTokens, Is.EqualTo(11));
+        AssertEqualsSolo(outcome, Exactness.Solo(_reference, prompt, 11, SamplingOptions.Greedy), "capped request");
+        await AssertNoLeak(session);
+    }
+
+    [Test]
     public async Task AFullQueue_RejectsTheNextRequestWithQueueFullException_AndServesTheOthers()
     {
         using InferenceSession session = Session("synthetic", new InferenceSessionOptions { MaxRunningRequests = 1, MaxWaitingRequests = 1 });
