@@ -117,8 +117,9 @@ internal sealed class BatchScheduler
             budget -= count;
         }
 
-        // Every running sequence stalled on pages held by the others: free the newest so the rest can move.
-        if (_batch.Count == 0 && _running.Count > 1)
+        // Every running sequence stalled on pages: free the newest so the rest can move (a lone one comes back
+        // without its prefix match, whose locked pages are then evictable).
+        if (_batch.Count == 0 && _running.Count > 0)
             Preempt(_running[^1]);
         return _batch;
     }
