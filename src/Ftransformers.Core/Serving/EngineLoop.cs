@@ -66,7 +66,6 @@ internal sealed class EngineLoop : IDisposable
     /// <summary>Asks the loop to drop a sequence and free its pages before the next step.</summary>
     public void Cancel(Sequence sequence)
     {
-        sequence.CancelRequested = true;
         try
         {
             Post(() =>

@@ -78,9 +78,6 @@ internal sealed class Sequence
     /// <summary>Where the sequence is.</summary>
     public SequenceStatus Status { get; set; }
 
-    /// <summary>Set from any thread when the caller gives up; the loop frees the sequence at the next step.</summary>
-    public volatile bool CancelRequested;
-
     /// <summary>Prompt tokens reused from the prefix cache at first admission.</summary>
     public int CachedPromptTokens { get; set; }
 
