@@ -38,8 +38,6 @@ internal sealed class EngineFlags
         IReadOnlyList<string> errors = options.Validate();
         foreach (string problem in errors)
             await error.WriteLineAsync($"error: {problem}");
-        foreach (string ignored in options.NotYetApplied())
-            await error.WriteLineAsync($"warning: {ignored} is not supported by this build's session yet and has no effect.");
         return errors.Count == 0;
     }
 }

@@ -75,7 +75,8 @@ public class BenchCommandTests
             Assert.That(level.TimePerOutputToken, Is.Not.Null);
             Assert.That(level.InterTokenLatency, Is.Not.Null);
             Assert.That(level.OutputTokensPerSecond, Is.EqualTo(8 / level.DurationSeconds).Within(1e-9));
-            Assert.That(level.CacheHitRate, Is.Zero, "this build's session has no prefix cache");
+            // The 8-token shared prefix is cached after the first request, so every level reuses some prompt tokens.
+            Assert.That(level.CacheHitRate, Is.GreaterThan(0).And.LessThan(1));
         }
         Assert.That(report.Levels.Select(l => l.Parallel), Is.EqualTo(new[] { 1, 2 }));
     }

@@ -5,7 +5,7 @@ public enum FinishReason
 {
     /// <summary>The model emitted end-of-sentence, or a stop string was reached.</summary>
     Stop,
-    /// <summary>max_tokens, or the model's context, was reached.</summary>
+    /// <summary>max_tokens, the model's context, or the KV cache's capacity (MaxTotalTokens) was reached.</summary>
     Length,
 }
 

@@ -1,20 +1,27 @@
 using System.Runtime.CompilerServices;
+using System.Threading.Channels;
+using Ftransformers.Memory;
 using Ftransformers.Model;
+using Ftransformers.Serving;
 using Ftransformers.Tokenization;
 
 namespace Ftransformers.Generation;
 
 /// <summary>
-/// Runs requests on one model, one at a time: encode, prefill, then sample token by token with the KV cache,
-/// streaming text as it completes.
+/// Serves requests on one model, many at a time: each request is encoded and queued; one engine loop thread
+/// batches the decode tokens of all running requests with chunks of waiting prompts into one forward pass per step,
+/// over a paged KV cache whose prefixes are reused across requests; text streams back as it completes.
 /// </summary>
 public sealed class InferenceSession : IInferenceSession
 {
     private readonly DeepSeekV3Model _model;
-    private readonly SemaphoreSlim _oneAtATime = new(1, 1);
     private readonly HashSet<int> _eos;
-    private int _requests;
-    private SequenceKvCache? _running;
+    private readonly KvCachePool _pool;
+    private readonly PrefixCache? _prefixCache;
+    private readonly EngineLoop _engine;
+    private readonly int _maxTotalTokens, _maxLength;
+    private long _nextId;
+    private int _disposed;
 
     /// <inheritdoc/>
     public DeepSeekV3Config Config => _model.Config;
@@ -22,15 +29,41 @@ public sealed class InferenceSession : IInferenceSession
     /// <inheritdoc/>
     public ITextTokenizer Tokenizer { get; }
 
-    /// <summary>Creates a session over a model (owned: disposed with the session) and a tokenizer.</summary>
+    /// <summary>The options the session runs with.</summary>
+    public InferenceSessionOptions Options { get; }
+
+    /// <summary>Creates a session with default serving options over a model (owned: disposed with the session) and a tokenizer.</summary>
     /// <exception cref="ArgumentException">The tokenizer produces ids the model's vocabulary lacks.</exception>
     public InferenceSession(DeepSeekV3Model model, ITextTokenizer tokenizer)
+        : this(model, tokenizer, new InferenceSessionOptions())
     {
+    }
+
+    /// <summary>
+    /// Creates a session over a model (owned: disposed with the session) and a tokenizer, with the serving options of
+    /// <paramref name="options"/> (its Model and Tokenizer are not used here).
+    /// </summary>
+    /// <exception cref="ArgumentException">The tokenizer produces ids the model's vocabulary lacks, or an option is out of range.</exception>
+    public InferenceSession(DeepSeekV3Model model, ITextTokenizer tokenizer, InferenceSessionOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
         if (tokenizer.VocabSize > model.Config.VocabSize)
             throw new ArgumentException($"The tokenizer's vocabulary ({tokenizer.VocabSize} ids) exceeds the model's ({model.Config.VocabSize}).", nameof(tokenizer));
         _model = model;
         Tokenizer = tokenizer;
+        Options = options;
         _eos = [.. model.Config.EosTokenIds, tokenizer.EosTokenId];
+
+        DeepSeekV3Config config = model.Config;
+        _maxTotalTokens = options.MaxTotalTokens ?? config.MaxPositionEmbeddings;
+        int pageSize = options.KvCachePageSize;
+        int pages = checked((int)(((long)_maxTotalTokens + pageSize - 1) / pageSize));
+        _pool = new KvCachePool(config.NumHiddenLayers, config.KvLoraRank + config.QkRopeHeadDim, pageSize, pages, options.KvCacheDType);
+        _maxLength = (int)Math.Min(config.MaxPositionEmbeddings, _pool.CapacityTokens);
+        _prefixCache = options.EnablePrefixCache ? new PrefixCache(_pool) : null;
+        var scheduler = new BatchScheduler(_pool, _prefixCache, options.ChunkedPrefillSize, options.MaxRunningRequests);
+        _engine = new EngineLoop(scheduler, new ModelRunner(model, _pool), _pool, _prefixCache, options.MaxWaitingRequests);
     }
 
     /// <summary>
@@ -53,7 +86,7 @@ public sealed class InferenceSession : IInferenceSession
         {
             string? dir = tokenizerDirectory ?? (File.Exists(Path.Combine(model, "tokenizer.json")) ? model : null);
             ITextTokenizer tokenizer = dir != null ? DeepSeekTokenizer.Load(dir) : ByteTokenizer.Instance;
-            return new InferenceSession(loaded, tokenizer);
+            return new InferenceSession(loaded, tokenizer, options);
         }
         catch
         {
@@ -80,68 +113,63 @@ public sealed class InferenceSession : IInferenceSession
     }
 
     /// <inheritdoc/>
-    public async IAsyncEnumerable<GenerationChunk> GenerateAsync(GenerationRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    public IAsyncEnumerable<GenerationChunk> GenerateAsync(GenerationRequest request, CancellationToken cancellationToken = default) =>
+        GenerateAsync(request, logitsSink: null, cancellationToken);
+
+    /// <summary>As the public overload; with <paramref name="logitsSink"/>, every sampled row of logits is copied there.</summary>
+    internal async IAsyncEnumerable<GenerationChunk> GenerateAsync(GenerationRequest request, List<float[]>? logitsSink, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         IReadOnlyList<int> prompt = EncodePrompt(request);
         int context = Config.MaxPositionEmbeddings;
         if (prompt.Count >= context)
             throw new ArgumentException($"The prompt has {prompt.Count} tokens; the model's context holds {context}, leaving no room to generate.", nameof(request));
+        if (prompt.Count >= _maxTotalTokens)
+            throw new ArgumentException($"The prompt has {prompt.Count} tokens; the KV cache holds {_maxTotalTokens} (MaxTotalTokens), leaving no room to generate.", nameof(request));
         foreach (int id in prompt)
             if ((uint)id >= (uint)Config.VocabSize)
                 throw new ArgumentException($"Prompt token id {id} is outside the vocabulary (size {Config.VocabSize}).", nameof(request));
+        cancellationToken.ThrowIfCancellationRequested();
 
-        var sampler = new Sampler(request.Sampling);
-        IncrementalDecoder decoder = Tokenizer.CreateIncrementalDecoder();
-        var stops = new StopSequenceMatcher(request.Stop);
-        var cache = new SequenceKvCache(Config);
-        int[] promptArray = [.. prompt];
-
-        Interlocked.Increment(ref _requests);
-        await _oneAtATime.WaitAsync(cancellationToken).ConfigureAwait(false);
+        var sequence = new Sequence(Interlocked.Increment(ref _nextId), prompt, request, Tokenizer, _eos, _maxLength) { LogitsSink = logitsSink };
+        _engine.Submit(sequence);
+        bool finished = false;
         try
         {
-            _running = cache;
-            float[] logits = await Task.Run(() => _model.Forward(promptArray, cache, cancellationToken: cancellationToken), cancellationToken);
-            for (int generated = 1; ; generated++)
+            using CancellationTokenRegistration registration = cancellationToken.Register(() => _engine.Cancel(sequence));
+            ChannelReader<GenerationChunk> output = sequence.Output;
+            while (await output.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
             {
-                int token = sampler.Next(logits);
-                bool eos = !request.IgnoreEos && _eos.Contains(token);
-                (string text, bool stopped) = eos ? (stops.Flush() + decoder.Flush(), false) : stops.Append(decoder.Append(token));
-                FinishReason? finish = eos || stopped ? FinishReason.Stop
-                    : generated >= request.MaxTokens || cache.Length >= context ? FinishReason.Length
-                    : null;
-                if (finish == FinishReason.Length)
-                    text += stops.Append(decoder.Flush()).Emit + stops.Flush();
-                yield return new GenerationChunk(text, [token])
+                while (output.TryRead(out GenerationChunk? chunk))
                 {
-                    FinishReason = finish,
-                    Usage = finish != null ? new GenerationUsage(prompt.Count, generated) : null,
-                };
-                if (finish != null)
-                    yield break;
-                logits = await Task.Run(() => _model.Forward([token], cache, cancellationToken: cancellationToken), cancellationToken);
+                    // Chunks already streamed are not delivered after cancellation.
+                    cancellationToken.ThrowIfCancellationRequested();
+                    finished = chunk.FinishReason != null;
+                    yield return chunk;
+                }
             }
         }
         finally
         {
-            _running = null;
-            _oneAtATime.Release();
-            Interlocked.Decrement(ref _requests);
+            // Cancelled, failed, or the caller stopped reading early: the loop frees the pages before its next step.
+            if (!finished)
+                _engine.Cancel(sequence);
         }
     }
 
     /// <inheritdoc/>
-    public SessionStatistics GetStatistics()
-    {
-        // One request runs at a time; the others wait on the gate.
-        int requests = Volatile.Read(ref _requests);
-        return new SessionStatistics(Math.Min(requests, 1), Math.Max(requests - 1, 0), _running?.Length ?? 0, 0);
-    }
+    public SessionStatistics GetStatistics() => _engine.Statistics;
 
-    /// <summary>Releases the model.</summary>
+    /// <summary>Runs <paramref name="action"/> on the engine loop between steps (tests inspect the pool and cache).</summary>
+    internal Task<T> InspectAsync<T>(Func<KvCachePool, PrefixCache?, T> action) => _engine.InvokeAsync(() => action(_pool, _prefixCache));
+
+    /// <summary>Stops the engine (open streams end with <see cref="ObjectDisposedException"/>) and releases the cache and the model.</summary>
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+            return;
+        _engine.Dispose();
+        _pool.Dispose();
         _model.Dispose();
-        _oneAtATime.Dispose();
     }
 }

@@ -75,33 +75,22 @@ public sealed class FtransformersOptions
         return errors;
     }
 
-    /// <summary>
-    /// The session options these stand for. THE MAPPING POINT: options the session does not have yet are listed by
-    /// <see cref="NotYetApplied"/> and reported at start-up instead of being silently dropped; map each one here (and
-    /// remove it there) when <see cref="InferenceSessionOptions"/> gains it.
-    /// </summary>
-    public InferenceSessionOptions ToSessionOptions() => new()
+    /// <summary>The session options these stand for.</summary>
+    public InferenceSessionOptions ToSessionOptions()
     {
-        Model = ModelPath,
-        Tokenizer = TokenizerPath,
-        Precision = Precision is null or "auto" ? null : Model.Precision.Parse(Precision),
-        CpuThreads = CpuThreads ?? Environment.ProcessorCount,
-        // TODO(merge): ChunkedPrefillSize, MaxTotalTokens, MaxRunningRequests, MaxWaitingRequests and
-        // EnablePrefixCache map here once InferenceSessionOptions has them.
-    };
-
-    /// <summary>
-    /// Options set to a non-default value that <see cref="ToSessionOptions"/> cannot pass on yet: they have no effect.
-    /// Kept beside <see cref="ToSessionOptions"/>; the two change together.
-    /// </summary>
-    public IReadOnlyList<string> NotYetApplied()
-    {
-        var ignored = new List<string>();
-        if (ChunkedPrefillSize != null) ignored.Add(nameof(ChunkedPrefillSize));
-        if (MaxTotalTokens != null) ignored.Add(nameof(MaxTotalTokens));
-        if (MaxRunningRequests != null) ignored.Add(nameof(MaxRunningRequests));
-        if (MaxWaitingRequests != null) ignored.Add(nameof(MaxWaitingRequests));
-        if (!EnablePrefixCache) ignored.Add(nameof(EnablePrefixCache));
-        return ignored;
+        var defaults = new InferenceSessionOptions();
+        return new InferenceSessionOptions
+        {
+            Model = ModelPath,
+            Tokenizer = TokenizerPath,
+            Precision = Precision is null or "auto" ? null : Model.Precision.Parse(Precision),
+            CpuThreads = CpuThreads ?? defaults.CpuThreads,
+            // -1 turns chunking off: a whole prompt is prefilled in one step.
+            ChunkedPrefillSize = ChunkedPrefillSize is -1 ? int.MaxValue : ChunkedPrefillSize ?? defaults.ChunkedPrefillSize,
+            MaxTotalTokens = MaxTotalTokens,
+            MaxRunningRequests = MaxRunningRequests ?? defaults.MaxRunningRequests,
+            MaxWaitingRequests = MaxWaitingRequests ?? defaults.MaxWaitingRequests,
+            EnablePrefixCache = EnablePrefixCache,
+        };
     }
 }

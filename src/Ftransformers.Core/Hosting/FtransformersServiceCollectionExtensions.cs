@@ -46,9 +46,6 @@ public static class FtransformersServiceCollectionExtensions
         FtransformersOptions options = services.GetRequiredService<IOptions<FtransformersOptions>>().Value;
         ILoggerFactory loggers = services.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance;
         ILogger logger = loggers.CreateLogger("Ftransformers.Hosting");
-        IReadOnlyList<string> ignored = options.NotYetApplied();
-        if (ignored.Count > 0)
-            logger.LogWarning("Options not supported by this build's session, so without effect: {Options}", string.Join(", ", ignored));
         var clock = System.Diagnostics.Stopwatch.StartNew();
         InferenceSession session = InferenceSession.Load(options.ToSessionOptions());
         logger.LogInformation("Loaded {Model} ({Layers} layers, vocabulary {Vocab}, context {Context}) in {ElapsedMs:F0} ms",

@@ -1,6 +1,7 @@
 using System.Numerics.Tensors;
 using Ftransformers.Formats;
 using Ftransformers.Kernels;
+using Ftransformers.Memory;
 
 namespace Ftransformers.Model;
 
@@ -83,27 +84,54 @@ public sealed class DeepSeekV3Model : IDisposable
     /// <exception cref="ArgumentOutOfRangeException">A token id is outside the vocabulary or the context is full.</exception>
     public float[] Forward(ReadOnlySpan<int> tokens, SequenceKvCache cache, bool allPositions = false, CancellationToken cancellationToken = default)
     {
-        int n = tokens.Length, hidden = Config.HiddenSize;
+        int n = tokens.Length;
         if (n == 0)
             throw new ArgumentException("Forward needs at least one token.", nameof(tokens));
-        foreach (int id in tokens)
-            if ((uint)id >= (uint)Config.VocabSize)
-                throw new ArgumentOutOfRangeException(nameof(tokens), $"Token id {id} is outside the vocabulary (size {Config.VocabSize}).");
+        CheckVocabulary(tokens);
         cache.Reserve(n);
+        var batch = new ForwardBatch();
+        batch.Clear(cache.PageSize);
+        batch.AddSequence(tokens, cache.Length, cache.PageTable, logits: true, allLogits: allPositions);
+        var logits = new float[batch.LogitCount * Config.VocabSize];
+        Forward(batch, cache, logits, cancellationToken);
+        cache.Commit(n);
+        return logits;
+    }
 
-        var h = new float[n * hidden];
+    /// <summary>
+    /// One forward pass over every token of <paramref name="batch"/> (any mix of sequences, prefill chunks and decode
+    /// tokens): writes their KV to <paramref name="kv"/> and the logits of <see cref="ForwardBatch.LogitRows"/> to
+    /// <paramref name="logits"/> ([LogitCount, vocab]). Each token's result depends only on its own sequence.
+    /// </summary>
+    internal void Forward(ForwardBatch batch, ILatentStore kv, Span<float> logits, CancellationToken cancellationToken = default)
+    {
+        int n = batch.TokenCount, hidden = Config.HiddenSize, rows = batch.LogitCount;
+        if (n == 0)
+            throw new ArgumentException("Forward needs at least one token.", nameof(batch));
+        if (logits.Length < rows * Config.VocabSize)
+            throw new ArgumentException($"{rows} logit rows need {rows * Config.VocabSize} values, got {logits.Length}.", nameof(logits));
+        if (kv.RowWidth != Config.KvLoraRank + Config.QkRopeHeadDim)
+            throw new ArgumentException($"The KV store holds rows of {kv.RowWidth} values; the model needs kv_lora_rank + qk_rope_head_dim = {Config.KvLoraRank + Config.QkRopeHeadDim}.", nameof(kv));
+        CheckVocabulary(batch.Tokens);
+        foreach (int position in batch.Positions)
+            if ((uint)position >= (uint)Config.MaxPositionEmbeddings)
+                throw new ArgumentOutOfRangeException(nameof(batch), $"Position {position} is beyond max_position_embeddings ({Config.MaxPositionEmbeddings}).");
+
+        using var hBuffer = new PooledBuffer(n * hidden);
+        using var normedBuffer = new PooledBuffer(n * hidden);
+        using var deltaBuffer = new PooledBuffer(n * hidden);
+        Span<float> h = hBuffer.Span, normed = normedBuffer.Span, delta = deltaBuffer.Span;
+        ReadOnlySpan<int> tokens = batch.Tokens;
         for (int t = 0; t < n; t++)
-            _embedding.CopyRow(tokens[t], h.AsSpan(t * hidden, hidden));
+            _embedding.CopyRow(tokens[t], h.Slice(t * hidden, hidden));
 
-        var normed = new float[n * hidden];
-        var delta = new float[n * hidden];
         float eps = (float)Config.RmsNormEps;
         for (int i = 0; i < _layers.Length; i++)
         {
             cancellationToken.ThrowIfCancellationRequested();
             Layer layer = _layers[i];
             NormRows(h, layer.AttentionNorm, eps, normed);
-            layer.Attention.Forward(normed, delta, n, cache, i);
+            layer.Attention.Forward(normed, delta, batch, kv, i);
             TensorPrimitives.Add(h, delta, h);
 
             NormRows(h, layer.FeedForwardNorm, eps, normed);
@@ -113,14 +141,20 @@ public sealed class DeepSeekV3Model : IDisposable
                 layer.Dense!.Forward(normed, delta, n);
             TensorPrimitives.Add(h, delta, h);
         }
-        cache.Commit(n);
 
-        int first = allPositions ? 0 : n - 1, rows = n - first;
-        var final = new float[rows * hidden];
-        NormRows(h.AsSpan(first * hidden), _finalNorm, eps, final);
-        var logits = new float[rows * Config.VocabSize];
+        using var finalBuffer = new PooledBuffer(rows * hidden);
+        Span<float> final = finalBuffer.Span;
+        ReadOnlySpan<int> logitRows = batch.LogitRows;
+        for (int r = 0; r < rows; r++)
+            RmsNorm.Apply(h.Slice(logitRows[r] * hidden, hidden), _finalNorm, eps, final.Slice(r * hidden, hidden));
         _lmHead.Multiply(final, logits, rows);
-        return logits;
+    }
+
+    private void CheckVocabulary(ReadOnlySpan<int> tokens)
+    {
+        foreach (int id in tokens)
+            if ((uint)id >= (uint)Config.VocabSize)
+                throw new ArgumentOutOfRangeException(nameof(tokens), $"Token id {id} is outside the vocabulary (size {Config.VocabSize}).");
     }
 
     private static void NormRows(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float eps, Span<float> destination)

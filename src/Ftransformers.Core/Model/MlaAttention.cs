@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using Ftransformers.Kernels;
+using Ftransformers.Memory;
 
 namespace Ftransformers.Model;
 
@@ -43,67 +44,129 @@ internal sealed class MlaAttention
     }
 
     /// <summary>
-    /// Attends <paramref name="tokens"/> new tokens at positions cache.Length.. (causally, over the cache and each
-    /// other), writing their latents to <paramref name="cache"/> for <paramref name="layer"/>.
+    /// Attends the tokens of <paramref name="batch"/> (rows of <paramref name="x"/>): writes each token's latent to
+    /// its KV slot for <paramref name="layer"/>, then lets it attend causally to positions 0..p of its own sequence.
     /// </summary>
-    public void Forward(ReadOnlySpan<float> x, Span<float> y, int tokens, SequenceKvCache cache, int layer)
+    public void Forward(ReadOnlySpan<float> x, Span<float> y, ForwardBatch batch, ILatentStore kv, int layer)
     {
         DeepSeekV3Config c = _config;
-        int heads = c.NumAttentionHeads, nope = c.QkNopeHeadDim, rope = c.QkRopeHeadDim, rank = c.KvLoraRank;
-        int qkHead = c.QkHeadDim, vHead = c.VHeadDim, kvbHead = nope + vHead, start = cache.Length;
+        int tokens = batch.TokenCount, heads = c.NumAttentionHeads, nope = c.QkNopeHeadDim, rope = c.QkRopeHeadDim, rank = c.KvLoraRank;
+        int qkHead = c.QkHeadDim, vHead = c.VHeadDim, kvbHead = nope + vHead, width = rank + rope;
         float eps = (float)c.RmsNormEps;
+        ReadOnlySpan<int> positions = batch.Positions, sequences = batch.Sequences;
 
-        var q = new float[tokens * heads * qkHead];
+        int maxVisible = 0;
+        foreach (int p in positions)
+            maxVisible = Math.Max(maxVisible, p + 1);
+        using var q = new PooledBuffer(tokens * heads * qkHead);
+        using var kvA = new PooledBuffer(tokens * width);
+        using var queries = new PooledBuffer(heads * width);
+        using var contexts = new PooledBuffer(heads * rank);
+        using var scores = new PooledBuffer(heads * maxVisible);
+        using var attended = new PooledBuffer(tokens * heads * vHead);
+        Span<float> cos = stackalloc float[rope / 2], sin = stackalloc float[rope / 2];
+
         if (_qA != null)
         {
-            var qa = new float[tokens * _qA.Rows];
-            _qA.Multiply(x, qa, tokens);
-            RmsNorm.ApplyRows(qa, _qA.Rows, _qANorm, eps);
-            _q!.Multiply(qa, q, tokens);
+            using var qa = new PooledBuffer(tokens * _qA.Rows);
+            _qA.Multiply(x, qa.Span, tokens);
+            RmsNorm.ApplyRows(qa.Span, _qA.Rows, _qANorm, eps);
+            _q!.Multiply(qa.Span, q.Span, tokens);
         }
         else
         {
-            _q!.Multiply(x, q, tokens);
+            _q!.Multiply(x, q.Span, tokens);
         }
 
-        var kv = new float[tokens * (rank + rope)];
-        _kvA.Multiply(x, kv, tokens);
+        // Every token's latent goes to the cache first: later tokens of the same sequence attend to earlier ones.
+        _kvA.Multiply(x, kvA.Span, tokens);
         for (int t = 0; t < tokens; t++)
         {
-            Span<float> row = cache.Row(layer, start + t);
-            RmsNorm.Apply(kv.AsSpan(t * (rank + rope), rank), _kvANorm, eps, row[..rank]);
-            kv.AsSpan(t * (rank + rope) + rank, rope).CopyTo(row[rank..]);
-            _rope.Apply(row[rank..], start + t);
+            Span<float> row = kvA.Span.Slice(t * width, width);
+            RmsNorm.Apply(row[..rank], _kvANorm, eps, row[..rank]);
+            _rope.Angles(positions[t], cos, sin);
+            Rope.ApplyInterleaved(row[rank..], cos, sin);
+            kv.Write(layer, batch.Slot(sequences[t], positions[t]), row);
         }
 
-        // Per token and head: query in latent space [q_nope W_uk | q_pe], scores over the cache, latent context,
-        // then the head's output through W_uv.
-        var query = new float[rank + rope];
-        var context = new float[rank];
-        var scores = new float[start + tokens];
-        var attended = new float[tokens * heads * vHead];
+        // Per token: each head's query in latent space [q_nope W_uk | q_pe]; scores over the visible positions, read
+        // one cached row at a time for all heads; softmax per head; latent context; the head's output through W_uv.
         for (int t = 0; t < tokens; t++)
         {
-            int visible = start + t + 1;
-            ReadOnlySpan<float> keys = cache.Rows(layer, visible);
+            int visible = positions[t] + 1;
+            _rope.Angles(positions[t], cos, sin);
             for (int h = 0; h < heads; h++)
             {
-                Span<float> qHead = q.AsSpan((t * heads + h) * qkHead, qkHead);
-                _kvB.MultiplyTransposedRows(h * kvbHead, nope, qHead[..nope], query.AsSpan(0, rank));
-                qHead.Slice(nope, rope).CopyTo(query.AsSpan(rank));
-                _rope.Apply(query.AsSpan(rank), start + t);
+                Span<float> qHead = q.Span.Slice((t * heads + h) * qkHead, qkHead);
+                Span<float> query = queries.Span.Slice(h * width, width);
+                _kvB.MultiplyTransposedRows(h * kvbHead, nope, qHead[..nope], query[..rank]);
+                qHead.Slice(nope, rope).CopyTo(query[rank..]);
+                Rope.ApplyInterleaved(query[rank..], cos, sin);
+            }
 
-                Span<float> s = scores.AsSpan(0, visible);
-                for (int j = 0; j < visible; j++)
-                    s[j] = TensorPrimitives.Dot(query, keys.Slice(j * (rank + rope), rank + rope)) * _softmaxScale;
-                TensorPrimitives.SoftMax(s, s);
+            Span<float> s = scores.Span[..(heads * visible)];
+            Score(kv, layer, batch.PageTable(sequences[t]), batch.PageSize, visible, queries.Span, heads, s);
+            for (int h = 0; h < heads; h++)
+                TensorPrimitives.SoftMax(s.Slice(h * visible, visible), s.Slice(h * visible, visible));
+            Attend(kv, layer, batch.PageTable(sequences[t]), batch.PageSize, visible, s, heads, rank, contexts.Span);
+            for (int h = 0; h < heads; h++)
+                _kvB.MultiplyRows(h * kvbHead + nope, vHead, contexts.Span.Slice(h * rank, rank), attended.Span.Slice((t * heads + h) * vHead, vHead));
+        }
+        _o.Multiply(attended.Span, y, tokens);
+    }
 
-                context.AsSpan().Clear();
-                for (int j = 0; j < visible; j++)
-                    TensorPrimitives.MultiplyAdd(keys.Slice(j * (rank + rope), rank), s[j], context, context);
-                _kvB.MultiplyRows(h * kvbHead + nope, vHead, context, attended.AsSpan((t * heads + h) * vHead, vHead));
+    // scores[h * visible + j] = scale * (query_h . row_j) for the visible positions j, page by page.
+    private void Score(ILatentStore kv, int layer, IReadOnlyList<int> pageTable, int pageSize, int visible, ReadOnlySpan<float> queries, int heads, Span<float> scores)
+    {
+        int width = kv.RowWidth;
+        bool f32 = kv.DType == KvCacheDType.F32;
+        for (int page = 0, j = 0; j < visible; page++)
+        {
+            long slot = (long)pageTable[page] * pageSize;
+            for (int end = Math.Min(visible, j + pageSize); j < end; j++, slot++)
+            {
+                if (f32)
+                {
+                    ReadOnlySpan<float> row = kv.RowF32(layer, slot);
+                    for (int h = 0; h < heads; h++)
+                        scores[h * visible + j] = TensorPrimitives.Dot(queries.Slice(h * width, width), row) * _softmaxScale;
+                }
+                else
+                {
+                    ReadOnlySpan<ushort> row = kv.RowBf16(layer, slot);
+                    for (int h = 0; h < heads; h++)
+                        scores[h * visible + j] = BFloat16.Dot(row, queries.Slice(h * width, width)) * _softmaxScale;
+                }
             }
         }
-        _o.Multiply(attended, y, tokens);
+    }
+
+    // contexts[h] = sum over visible positions j of weights[h * visible + j] * latent_j, in position order.
+    private static void Attend(ILatentStore kv, int layer, IReadOnlyList<int> pageTable, int pageSize, int visible, ReadOnlySpan<float> weights, int heads, int rank, Span<float> contexts)
+    {
+        contexts[..(heads * rank)].Clear();
+        bool f32 = kv.DType == KvCacheDType.F32;
+        for (int page = 0, j = 0; j < visible; page++)
+        {
+            long slot = (long)pageTable[page] * pageSize;
+            for (int end = Math.Min(visible, j + pageSize); j < end; j++, slot++)
+            {
+                if (f32)
+                {
+                    ReadOnlySpan<float> latent = kv.RowF32(layer, slot)[..rank];
+                    for (int h = 0; h < heads; h++)
+                    {
+                        Span<float> context = contexts.Slice(h * rank, rank);
+                        TensorPrimitives.MultiplyAdd(latent, weights[h * visible + j], context, context);
+                    }
+                }
+                else
+                {
+                    ReadOnlySpan<ushort> latent = kv.RowBf16(layer, slot)[..rank];
+                    for (int h = 0; h < heads; h++)
+                        BFloat16.MultiplyAdd(latent, weights[h * visible + j], contexts.Slice(h * rank, rank));
+                }
+            }
+        }
     }
 }

@@ -1,11 +1,16 @@
+using Ftransformers.Memory;
+
 namespace Ftransformers.Model;
 
 /// <summary>
 /// One sequence's MLA cache: per layer and position, the normalized <c>kv_lora_rank</c> latent followed by the
-/// roped <c>qk_rope_head_dim</c> key, contiguous. It grows as tokens are appended.
+/// roped <c>qk_rope_head_dim</c> key, contiguous. It grows as tokens are appended. (The serving engine keeps its
+/// sequences in a shared paged pool instead; this cache serves single-sequence use such as verification.)
 /// </summary>
-public sealed class SequenceKvCache
+public sealed class SequenceKvCache : ILatentStore
 {
+    private static readonly int[] OnePage = [0];
+
     private readonly float[][] _layers;
 
     /// <summary>Values per token per layer (kv_lora_rank + qk_rope_head_dim).</summary>
@@ -43,6 +48,19 @@ public sealed class SequenceKvCache
             if (_layers[i].Length < needed * RowWidth)
                 Array.Resize(ref _layers[i], Math.Min(MaxLength, Math.Max(needed, 2 * _layers[i].Length / RowWidth + 16)) * RowWidth);
     }
+
+    // To attention the contiguous cache is a single page as long as the context: slot = position.
+    internal int PageSize => MaxLength;
+
+    internal IReadOnlyList<int> PageTable => OnePage;
+
+    KvCacheDType ILatentStore.DType => KvCacheDType.F32;
+
+    void ILatentStore.Write(int layer, long slot, ReadOnlySpan<float> row) => row.CopyTo(Row(layer, checked((int)slot)));
+
+    ReadOnlySpan<float> ILatentStore.RowF32(int layer, long slot) => Row(layer, checked((int)slot));
+
+    ReadOnlySpan<ushort> ILatentStore.RowBf16(int layer, long slot) => throw new InvalidOperationException("A SequenceKvCache stores F32 rows.");
 
     /// <summary>Marks <paramref name="count"/> appended tokens complete.</summary>
     internal void Commit(int count) => Length += count;

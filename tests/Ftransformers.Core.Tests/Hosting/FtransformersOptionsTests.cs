@@ -50,25 +50,27 @@ public class FtransformersOptionsTests
     }
 
     [Test]
-    public void ToSessionOptions_MapsWhatTheSessionHas_AndListsTheRestAsNotApplied()
+    public void ToSessionOptions_MapsEveryOption()
     {
-        var options = new FtransformersOptions { ModelPath = "/models/v3", TokenizerPath = "/tok" };
-        Assert.That(options.ToSessionOptions(), Is.EqualTo(new InferenceSessionOptions { Model = "/models/v3", Tokenizer = "/tok" }));
-        Assert.That(options.NotYetApplied(), Is.Empty);
-
-        options.Precision = "w8a8-int4";
-        options.CpuThreads = 8;
-        Assert.That(options.ToSessionOptions().Precision, Is.SameAs(Ftransformers.Model.Precision.W8A8Int4));
-        Assert.That(options.ToSessionOptions().CpuThreads, Is.EqualTo(8));
-        options.ChunkedPrefillSize = 512;
-        options.MaxTotalTokens = 65536;
-        options.MaxRunningRequests = 16;
-        options.MaxWaitingRequests = 64;
-        options.EnablePrefixCache = false;
-        Assert.That(options.NotYetApplied(), Is.EquivalentTo(new[]
+        var options = new FtransformersOptions
         {
-            "ChunkedPrefillSize", "MaxTotalTokens", "MaxRunningRequests", "MaxWaitingRequests", "EnablePrefixCache",
+            ModelPath = "/models/v3", TokenizerPath = "/tok", Precision = "w8a8-int4", CpuThreads = 8, ChunkedPrefillSize = 512,
+            MaxTotalTokens = 65536, MaxRunningRequests = 16, MaxWaitingRequests = 64, EnablePrefixCache = false,
+        };
+        Assert.That(options.ToSessionOptions(), Is.EqualTo(new InferenceSessionOptions
+        {
+            Model = "/models/v3", Tokenizer = "/tok", Precision = Ftransformers.Model.Precision.W8A8Int4, CpuThreads = 8, ChunkedPrefillSize = 512,
+            MaxTotalTokens = 65536, MaxRunningRequests = 16, MaxWaitingRequests = 64, EnablePrefixCache = false,
         }));
+    }
+
+    [Test]
+    public void ToSessionOptions_KeepsSessionDefaultsForUnsetOptions_AndMinusOneTurnsChunkingOff()
+    {
+        var options = new FtransformersOptions { ModelPath = "synthetic:tiny", Precision = "auto" };
+        Assert.That(options.ToSessionOptions(), Is.EqualTo(new InferenceSessionOptions { Model = "synthetic:tiny" }));
+        options.ChunkedPrefillSize = -1;
+        Assert.That(options.ToSessionOptions().ChunkedPrefillSize, Is.EqualTo(int.MaxValue));
     }
 
     [TestCase("synthetic:tiny", null, "synthetic:tiny")]

@@ -1,0 +1,23 @@
+namespace Ftransformers.Memory;
+
+/// <summary>
+/// Where attention keeps the MLA cache: per layer and slot, one row of <c>kv_lora_rank</c> latent values followed by
+/// <c>qk_rope_head_dim</c> roped key values. Rows are written in F32 and read back in the store's precision.
+/// </summary>
+internal interface ILatentStore
+{
+    /// <summary>Values per row (kv_lora_rank + qk_rope_head_dim).</summary>
+    int RowWidth { get; }
+
+    /// <summary>The precision rows are read back in; selects <see cref="RowF32"/> or <see cref="RowBf16"/>.</summary>
+    KvCacheDType DType { get; }
+
+    /// <summary>Stores a row (converting to the store's precision).</summary>
+    void Write(int layer, long slot, ReadOnlySpan<float> row);
+
+    /// <summary>A stored row of an F32 store.</summary>
+    ReadOnlySpan<float> RowF32(int layer, long slot);
+
+    /// <summary>A stored row of a BF16 store, as BF16 bits.</summary>
+    ReadOnlySpan<ushort> RowBf16(int layer, long slot);
+}

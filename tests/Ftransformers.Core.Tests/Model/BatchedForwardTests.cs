@@ -1,0 +1,145 @@
+using Ftransformers.Memory;
+using Ftransformers.Model;
+using Ftransformers.Tests.Serving;
+using Ftransformers.Verification;
+using NUnit.Framework;
+
+namespace Ftransformers.Tests.Model;
+
+[TestFixture]
+public class BatchedForwardTests
+{
+    private DeepSeekV3Model _fixture = null!, _synthetic = null!;
+
+    [OneTimeSetUp]
+    public void Load()
+    {
+        _fixture = DeepSeekV3Model.Load(Fixtures.TinyV3);
+        _synthetic = DeepSeekV3Model.FromCheckpoint(SyntheticModels.Tiny, SyntheticCheckpoint.CreateInMemory(SyntheticModels.Tiny, seed: 1));
+    }
+
+    [OneTimeTearDown]
+    public void Unload()
+    {
+        _fixture.Dispose();
+        _synthetic.Dispose();
+    }
+
+    private DeepSeekV3Model Model(string name) => name == "fixture" ? _fixture : _synthetic;
+
+    private static KvCachePool Pool(DeepSeekV3Model model, int pageSize, int pages, KvCacheDType dtype = KvCacheDType.F32) =>
+        new(model.Config.NumHiddenLayers, model.Config.KvLoraRank + model.Config.QkRopeHeadDim, pageSize, pages, dtype);
+
+    private static int[] Prompt(string name, int length)
+    {
+        if (name == "fixture")
+            return GoldenPrompt.ReadAll(Path.Combine(Fixtures.TinyV3, "golden.safetensors"))[2].Tokens[..length];
+        var random = new Random(length);
+        return Enumerable.Range(0, length).Select(_ => random.Next(2, 1024)).ToArray();
+    }
+
+    private static void Grow(KvCachePool pool, List<int> table, int tokens)
+    {
+        while (table.Count < pool.PagesFor(tokens))
+            table.Add(pool.Allocate());
+    }
+
+    private static List<float[]> Rows(float[] logits, int vocab) =>
+        Enumerable.Range(0, logits.Length / vocab).Select(r => logits.AsSpan(r * vocab, vocab).ToArray()).ToList();
+
+    [Test]
+    public void ChunkedPrefill_OverPages_EqualsOneFullPrefill([Values("fixture", "synthetic")] string name, [Values(1, 7, 64)] int chunk)
+    {
+        DeepSeekV3Model model = Model(name);
+        int vocab = model.Config.VocabSize;
+        int[] prompt = Prompt(name, 100);
+        var full = Rows(model.Forward(prompt, new SequenceKvCache(model.Config), allPositions: true), vocab);
+
+        using KvCachePool pool = Pool(model, pageSize: 16, pages: 8);
+        var table = new List<int>();
+        var batch = new ForwardBatch();
+        var chunked = new List<float[]>();
+        for (int start = 0; start < prompt.Length; start += chunk)
+        {
+            int count = Math.Min(chunk, prompt.Length - start);
+            Grow(pool, table, start + count);
+            batch.Clear(pool.PageSize);
+            batch.AddSequence(prompt.AsSpan(start, count), start, table, logits: true, allLogits: true);
+            var logits = new float[count * vocab];
+            model.Forward(batch, pool, logits);
+            chunked.AddRange(Rows(logits, vocab));
+        }
+        Exactness.AssertRowsMatch(chunked, full, $"{name}, chunks of {chunk}");
+    }
+
+    [Test]
+    public void OneBatchOfSeveralSequences_EqualsEachSequenceAlone([Values("fixture", "synthetic")] string name)
+    {
+        DeepSeekV3Model model = Model(name);
+        int vocab = model.Config.VocabSize;
+        int[][] prompts = [Prompt(name, 37), Prompt(name, 5), Prompt(name, 90)];
+        var solo = prompts.Select(p => Rows(model.Forward(p, new SequenceKvCache(model.Config), allPositions: true), vocab)).ToArray();
+
+        // Step 1 prefills the first 30 tokens of each; step 2 the rest, in another order. Pages are interleaved.
+        using KvCachePool pool = Pool(model, pageSize: 4, pages: 40);
+        var tables = prompts.Select(_ => new List<int>()).ToArray();
+        var results = prompts.Select(_ => new List<float[]>()).ToArray();
+        var batch = new ForwardBatch();
+        foreach (var (order, from, to) in new[] { (new[] { 0, 1, 2 }, 0, 30), (new[] { 2, 0, 1 }, 30, int.MaxValue) })
+        {
+            batch.Clear(pool.PageSize);
+            var counts = new List<(int Sequence, int Count)>();
+            for (bool grew = true; grew;)
+            {
+                grew = false;
+                foreach (int s in order)
+                    if (tables[s].Count < pool.PagesFor(Math.Min(prompts[s].Length, to)))
+                    {
+                        tables[s].Add(pool.Allocate());
+                        grew = true;
+                    }
+            }
+            foreach (int s in order)
+            {
+                int start = Math.Min(from, prompts[s].Length), count = Math.Min(prompts[s].Length, to) - start;
+                if (count == 0)
+                    continue;
+                batch.AddSequence(prompts[s].AsSpan(start, count), start, tables[s], logits: true, allLogits: true);
+                counts.Add((s, count));
+            }
+            var logits = new float[batch.LogitCount * vocab];
+            model.Forward(batch, pool, logits);
+            var rows = Rows(logits, vocab);
+            int row = 0;
+            foreach (var (s, count) in counts)
+            {
+                results[s].AddRange(rows.GetRange(row, count));
+                row += count;
+            }
+        }
+        for (int s = 0; s < prompts.Length; s++)
+            Exactness.AssertRowsMatch(results[s], solo[s], $"{name}, sequence {s}");
+    }
+
+    [Test]
+    public void Bf16Cache_StaysCloseToF32_ButRoundsTheLatents()
+    {
+        DeepSeekV3Model model = _fixture;
+        int vocab = model.Config.VocabSize;
+        int[] prompt = Prompt("fixture", 100);
+        var full = Rows(model.Forward(prompt, new SequenceKvCache(model.Config), allPositions: true), vocab);
+
+        using KvCachePool pool = Pool(model, pageSize: 16, pages: 7, KvCacheDType.BF16);
+        var table = new List<int>();
+        Grow(pool, table, prompt.Length);
+        var batch = new ForwardBatch();
+        batch.Clear(pool.PageSize);
+        batch.AddSequence(prompt, 0, table, logits: true, allLogits: true);
+        var logits = new float[prompt.Length * vocab];
+        model.Forward(batch, pool, logits);
+        var rows = Rows(logits, vocab);
+        double worst = Enumerable.Range(0, rows.Count).Max(i => Exactness.RelativeError(rows[i], full[i]));
+        TestContext.Out.WriteLine($"BF16 KV cache: worst row relative error {worst:E2}");
+        Assert.That(worst, Is.GreaterThan(0).And.LessThan(0.05));
+    }
+}
