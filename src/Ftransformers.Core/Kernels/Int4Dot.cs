@@ -76,7 +76,6 @@ public static class Int4Dot
     private static unsafe (float, float) TwoRowsAvx2(Int4Weights weights, int row, Int8Activations x)
     {
         int blocks = x.BlocksPerToken;
-        Vector128<byte> mask = Vector128.Create((byte)0xF);
         Vector256<short> ones = Vector256.Create((short)1);
         Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
         fixed (byte* w0 = weights.PackedRow(row))
@@ -86,13 +85,15 @@ public static class Int4Dot
         {
             byte* w1 = w0 + weights.Cols / 2;
             float* s1 = s0 + weights.GroupsPerRow;
+            // The block's 16 bytes go to both lanes; the upper lane shifts right by 4, so one AND yields the 32 codes.
+            Vector256<ulong> nibbleShift = Vector256.Create(0UL, 0UL, 4UL, 4UL);
+            Vector256<byte> mask256 = Vector256.Create((byte)0xF);
             for (int b = 0; b < blocks; b++)
             {
                 Vector256<sbyte> codes = Vector256.Load(xv + b * 32);
                 Vector256<float> xScale = Vector256.Create(xs[b]);
-                Vector128<byte> bytes0 = Vector128.Load(w0 + b * 16), bytes1 = Vector128.Load(w1 + b * 16);
-                Vector256<byte> q0 = Vector256.Create(bytes0 & mask, Vector128.ShiftRightLogical(bytes0.AsUInt16(), 4).AsByte() & mask);
-                Vector256<byte> q1 = Vector256.Create(bytes1 & mask, Vector128.ShiftRightLogical(bytes1.AsUInt16(), 4).AsByte() & mask);
+                Vector256<byte> q0 = Avx2.ShiftRightLogicalVariable(Vector256.Create(Vector128.Load(w0 + b * 16)).AsUInt64(), nibbleShift).AsByte() & mask256;
+                Vector256<byte> q1 = Avx2.ShiftRightLogicalVariable(Vector256.Create(Vector128.Load(w1 + b * 16)).AsUInt64(), nibbleShift).AsByte() & mask256;
                 Vector256<int> d0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q0, codes), ones);
                 Vector256<int> d1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q1, codes), ones);
                 acc0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(d0), xScale * s0[b], acc0);
@@ -232,25 +233,32 @@ public static class Int4Dot
                 return;
             }
 
-            // Several tokens share each unpacked block.
-            Vector256<float>* acc = stackalloc Vector256<float>[tokens];
-            for (int t = 0; t < tokens; t++)
-                acc[t] = Vector256<float>.Zero;
-            for (int b = 0; b < blocks; b++)
+            // Several tokens share each unpacked block, four at a time in registers.
+            Vector256<ulong> nibbleShift = Vector256.Create(0UL, 0UL, 4UL, 4UL);
+            Vector256<byte> mask256 = Vector256.Create((byte)0xF);
+            for (int t0 = 0; t0 < tokens; t0 += 4)
             {
-                Vector128<byte> bytes = Vector128.Load(w + b * 16);
-                Vector256<byte> q = Vector256.Create(bytes & mask, Vector128.ShiftRightLogical(bytes.AsUInt16(), 4).AsByte() & mask);
-                float scale = ws[b >> groupShift];
-                sbyte* codes = xv + b * 32;
-                float* xScale = xs + b;
-                for (int t = 0; t < tokens; t++, codes += cols, xScale += blocks)
+                int n = Math.Min(4, tokens - t0);
+                sbyte* x0 = xv + (long)t0 * cols, x1 = x0 + cols, x2 = x1 + cols, x3 = x2 + cols;
+                float* c0 = xs + (long)t0 * blocks, c1 = c0 + blocks, c2 = c1 + blocks, c3 = c2 + blocks;
+                Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, a2 = Vector256<float>.Zero, a3 = Vector256<float>.Zero;
+                for (int b = 0; b < blocks; b++)
                 {
-                    Vector256<int> d = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Vector256.Load(codes)), ones);
-                    acc[t] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(d), Vector256.Create(scale * *xScale), acc[t]);
+                    Vector256<byte> q = Avx2.ShiftRightLogicalVariable(Vector256.Create(Vector128.Load(w + b * 16)).AsUInt64(), nibbleShift).AsByte() & mask256;
+                    float scale = ws[b >> groupShift];
+                    a0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Vector256.Load(x0 + b * 32)), ones)), Vector256.Create(scale * c0[b]), a0);
+                    if (n > 1)
+                        a1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Vector256.Load(x1 + b * 32)), ones)), Vector256.Create(scale * c1[b]), a1);
+                    if (n > 2)
+                        a2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Vector256.Load(x2 + b * 32)), ones)), Vector256.Create(scale * c2[b]), a2);
+                    if (n > 3)
+                        a3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Vector256.Load(x3 + b * 32)), ones)), Vector256.Create(scale * c3[b]), a3);
                 }
+                results[t0] = Vector256.Sum(a0);
+                if (n > 1) results[t0 + 1] = Vector256.Sum(a1);
+                if (n > 2) results[t0 + 2] = Vector256.Sum(a2);
+                if (n > 3) results[t0 + 3] = Vector256.Sum(a3);
             }
-            for (int t = 0; t < tokens; t++)
-                results[t] = Vector256.Sum(acc[t]);
         }
     }
 
