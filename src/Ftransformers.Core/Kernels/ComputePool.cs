@@ -73,7 +73,6 @@ public sealed class ComputePool : IDisposable
             _next = 0;
             _failure = null;
             _pending = _workers.Length;
-            _done.Reset();
             foreach (SemaphoreSlim wake in _wake)
                 wake.Release();
             Interlocked.Increment(ref _generation);
@@ -90,8 +89,15 @@ public sealed class ComputePool : IDisposable
             }
             for (int spin = 0; Volatile.Read(ref _pending) != 0 && spin < SpinRounds; spin++)
                 Thread.SpinWait(20);
-            if (Volatile.Read(ref _pending) != 0)
+            // A worker of the previous job may set the event late, so a wake-up proves nothing: reset, then
+            // re-check the count before every wait.
+            while (true)
+            {
+                _done.Reset();
+                if (Volatile.Read(ref _pending) == 0)
+                    break;
                 _done.Wait();
+            }
             _work = null;
             if (_failure is { } failure)
                 throw new AggregateException("A compute job failed.", failure);
