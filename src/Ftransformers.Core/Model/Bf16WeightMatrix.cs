@@ -1,0 +1,30 @@
+using Ftransformers.Kernels;
+
+namespace Ftransformers.Model;
+
+/// <summary>BF16 weights read in place from the mapping (or a pinned array) and widened on the fly.</summary>
+internal sealed unsafe class Bf16WeightMatrix : WeightMatrix
+{
+    private readonly ushort* _data;
+    private readonly ushort[]? _owned;
+
+    public Bf16WeightMatrix(string name, int rows, int cols, ushort* mapped) : base(name, rows, cols) => _data = mapped;
+
+    /// <summary>Rounds F32 values to BF16 into an owned array.</summary>
+    public Bf16WeightMatrix(string name, int rows, int cols, ReadOnlySpan<float> values) : base(name, rows, cols)
+    {
+        _owned = GC.AllocateUninitializedArray<ushort>(checked(rows * cols), pinned: true);
+        BFloat16.FromSingle(values, _owned);
+        _data = (ushort*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref _owned[0]);
+    }
+
+    public override long ByteSize => (long)Rows * Cols * sizeof(ushort);
+
+    private ReadOnlySpan<ushort> Row(int row) => new(_data + (long)row * Cols, Cols);
+
+    public override float DotRow(int row, ReadOnlySpan<float> x) => BFloat16.Dot(Row(row), x);
+
+    public override void MultiplyAddRow(int row, float scale, Span<float> accumulator) => BFloat16.MultiplyAdd(Row(row), scale, accumulator);
+
+    public override void CopyRow(int row, Span<float> destination) => BFloat16.ToSingle(Row(row), destination);
+}
