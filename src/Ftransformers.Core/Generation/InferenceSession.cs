@@ -32,7 +32,7 @@ public sealed class InferenceSession : IInferenceSession
     /// <summary>The options the session runs with.</summary>
     public InferenceSessionOptions Options { get; }
 
-    /// <summary>Creates a session with default serving options over a model (owned: disposed with the session) and a tokenizer.</summary>
+    /// <summary>Creates a session with default serving options over a model (owned: disposed with the session, so never shared by two sessions) and a tokenizer.</summary>
     /// <exception cref="ArgumentException">The tokenizer produces ids the model's vocabulary lacks.</exception>
     public InferenceSession(DeepSeekV3Model model, ITextTokenizer tokenizer)
         : this(model, tokenizer, new InferenceSessionOptions())
@@ -40,7 +40,7 @@ public sealed class InferenceSession : IInferenceSession
     }
 
     /// <summary>
-    /// Creates a session over a model (owned: disposed with the session) and a tokenizer, with the serving options of
+    /// Creates a session over a model (owned: disposed with the session, so never shared by two sessions) and a tokenizer, with the serving options of
     /// <paramref name="options"/> (its Model and Tokenizer are not used here).
     /// </summary>
     /// <exception cref="ArgumentException">The tokenizer produces ids the model's vocabulary lacks, or an option is out of range.</exception>

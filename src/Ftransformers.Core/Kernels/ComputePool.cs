@@ -69,7 +69,7 @@ public sealed class ComputePool : IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             _work = work;
             _count = count;
-            _grain = Math.Max(minChunk, count / (ThreadCount * 4));
+            _grain = Math.Max(Math.Max(1, minChunk), count / (ThreadCount * 4));
             _next = 0;
             _failure = null;
             _pending = _workers.Length;
@@ -99,8 +99,9 @@ public sealed class ComputePool : IDisposable
                 _done.Wait();
             }
             _work = null;
+            // The work's own exception, as when it runs inline, whatever the job's size.
             if (_failure is { } failure)
-                throw new AggregateException("A compute job failed.", failure);
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
         }
     }
 

@@ -61,12 +61,15 @@ public sealed class Int8Activations
         {
             ReadOnlySpan<float> block = x.Slice(b * blockSize, blockSize);
             float absMax = TensorPrimitives.MaxMagnitude(block);
-            float scale = absMax / 127f, inverse = absMax == 0 ? 0 : 127f / absMax;
+            // Blocks too small for a finite inverse scale are treated as zero.
+            float scale = absMax / 127f, inverse = float.IsFinite(127f / absMax) ? 127f / absMax : 0;
+            if (inverse == 0)
+                scale = 0;
             Span<sbyte> codes = _values.AsSpan(b * blockSize, blockSize);
             int sum = 0;
             for (int i = 0; i < blockSize; i++)
             {
-                int q = (int)MathF.Round(block[i] * inverse);
+                int q = Math.Clamp((int)MathF.Round(block[i] * inverse), -127, 127);
                 codes[i] = (sbyte)q;
                 sum += q;
             }

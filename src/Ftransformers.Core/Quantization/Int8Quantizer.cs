@@ -18,13 +18,14 @@ public static class Int8Quantizer
             ReadOnlySpan<float> row = weights.Slice(r * cols, cols);
             Span<sbyte> q = codes.AsSpan(r * cols, cols);
             float absMax = System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(row);
-            if (absMax == 0)
-                continue;
             float inverse = 127f / absMax;
+            if (!float.IsFinite(inverse))
+                continue; // all zero, or too small for a finite scale: codes stay 0
+
             double wq = 0, qq = 0;
             for (int i = 0; i < cols; i++)
             {
-                int c = (int)MathF.Round(row[i] * inverse);
+                int c = Math.Clamp((int)MathF.Round(row[i] * inverse), -127, 127);
                 q[i] = (sbyte)c;
                 wq += row[i] * c;
                 qq += c * c;

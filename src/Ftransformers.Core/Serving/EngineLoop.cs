@@ -77,9 +77,9 @@ internal sealed class EngineLoop : IDisposable
                 sequence.Fail(new OperationCanceledException("The request was cancelled."));
             });
         }
-        catch (ObjectDisposedException)
+        catch (Exception e) when (e is ObjectDisposedException or InvalidOperationException)
         {
-            // Shutting down: the loop fails every sequence on its way out.
+            // Shut down or faulted: the loop fails every sequence on its way out, so a cancellation has nothing to do.
         }
     }
 
@@ -220,14 +220,17 @@ internal sealed class EngineLoop : IDisposable
         Exception error = _fault != null
             ? new InvalidOperationException("The inference engine stopped after an internal error.", _fault)
             : new ObjectDisposedException(nameof(InferenceSession));
-        try
+        while (_inbox.TryDequeue(out Action? action))
         {
-            while (_inbox.TryDequeue(out Action? action))
+            // Each posted action runs even if an earlier one fails, so that no submitted request is left unanswered.
+            try
+            {
                 action();
-        }
-        catch (Exception)
-        {
-            // Best effort: the streams below are ended regardless.
+            }
+            catch (Exception)
+            {
+                // Best effort: the streams below are ended regardless.
+            }
         }
         foreach (Sequence sequence in _scheduler.Running.Concat(_scheduler.Waiting).ToArray())
         {

@@ -50,10 +50,19 @@ public class ComputePoolTests
     {
         using var pool = new ComputePool(2, pin: false);
         var failing = new CountingWork(100, i => { if (i == 57) throw new InvalidOperationException("boom"); });
-        var e = Assert.Throws<AggregateException>(() => pool.For(100, failing));
-        Assert.That(e!.InnerException!.Message, Is.EqualTo("boom"));
+        var e = Assert.Throws<InvalidOperationException>(() => pool.For(100, failing));
+        Assert.That(e!.Message, Is.EqualTo("boom"));
         var work = new CountingWork(100);
         pool.For(100, work);
+        Assert.That(work.Hits, Is.All.EqualTo(1));
+    }
+
+    [Test]
+    public void MinimumChunkBelowOne_StillCompletes()
+    {
+        using var pool = new ComputePool(4, pin: false);
+        var work = new CountingWork(5);
+        pool.For(5, work, minChunk: 0);
         Assert.That(work.Hits, Is.All.EqualTo(1));
     }
 

@@ -94,6 +94,18 @@ public class QuantizerTests
         }
     }
 
+    [Test]
+    public void TinyValues_QuantizeToValidCodes()
+    {
+        float[] x = Enumerable.Range(0, 64).Select(i => (i % 2 == 0 ? 1 : -1) * 1e-38f * (i + 1)).ToArray();
+        var a = new Int8Activations();
+        a.QuantizePerBlock(x, 1, 64);
+        Assert.That(a.Values(0).ToArray(), Is.All.InRange(-127, 127));
+        Int8Weights w = Int8Quantizer.Quantize(x, 1, 64);
+        Assert.That(w.Row(0).ToArray(), Is.All.InRange(-127, 127));
+        Assert.That(float.IsFinite(w.Scale(0)), Is.True);
+    }
+
     [TestCase(32)]
     [TestCase(96)]
     public void Activations_QuantizePerBlockAndPerToken_WithinHalfAStep(int cols)
