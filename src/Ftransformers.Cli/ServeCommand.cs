@@ -72,5 +72,6 @@ internal static class ServeCommand
         to.MaxRunningRequests = from.MaxRunningRequests;
         to.MaxWaitingRequests = from.MaxWaitingRequests;
         to.EnablePrefixCache = from.EnablePrefixCache;
+        to.Profile = from.Profile;
     }
 }

@@ -82,6 +82,33 @@ public class BenchCommandTests
     }
 
     [Test]
+    public async Task InProcess_ShallowModel_ReportsPerLayerDecodeTimesAndTheProjectionTo61Layers()
+    {
+        var (exit, _, error) = await Bench("--model", "synthetic:tiny", "--parallel", "1", "2", "--number", "2", "--input-length", "16",
+            "--output-length", "6", "--warmup", "0");
+        Assert.That(exit, Is.Zero, error);
+        BenchReport report = AssertReportFiles(levels: 2);
+
+        string markdown = File.ReadAllText(Path.Combine(_dir, "report.md"));
+        int section = markdown.IndexOf("## Projected decode at DeepSeek-V3 depth (61 layers)", StringComparison.Ordinal);
+        Assert.That(section, Is.GreaterThan(0));
+        Assert.That(markdown[section..], Does.Contain("A projection, not a measurement").And.Contain("3 layers (1 dense, 2 MoE)"));
+        string[] rows = [.. markdown[section..].Split('\n').SkipWhile(l => !l.StartsWith("| parallel | decode steps", StringComparison.Ordinal)).Skip(2).TakeWhile(l => l.StartsWith('|'))];
+        Assert.That(rows, Has.Length.EqualTo(2));
+        foreach ((string row, LevelResult level) in rows.Zip(report.Levels))
+        {
+            double[] v = [.. row.Trim('|').Split('|').Select(c => double.Parse(c, System.Globalization.CultureInfo.InvariantCulture))];
+            (double parallel, double steps, double head, double attention, double dense, double moe, double projected) = (v[0], v[1], v[4], v[5], v[6], v[7], v[8]);
+            Assert.That(parallel, Is.EqualTo(level.Parallel));
+            // Each request decodes 5 tokens after the one its prefill step gives; mixed steps are not counted.
+            Assert.That(steps, Is.InRange(1, 10));
+            Assert.That(new[] { head, attention, dense, moe }, Has.All.GreaterThan(0));
+            Assert.That(projected, Is.EqualTo(head + 3 * (attention + dense) + 58 * (attention + moe)).Within(0.001 * 130));
+            Assert.That(level.Decode!.ProjectedStepSeconds * 1000, Is.EqualTo(projected).Within(0.001));
+        }
+    }
+
+    [Test]
     public async Task AgainstTheServer_WithoutATokenizer_SizesPromptsFromUsage()
     {
         await using TestServer server = await TestServer.StartAsync(apiKey: "k");

@@ -1,3 +1,5 @@
+using Ftransformers.Model;
+
 namespace Ftransformers.Cli.Bench;
 
 /// <summary>Which OpenAI-style API the bench drives: chat messages or a raw text prompt.</summary>
@@ -43,6 +45,9 @@ internal interface IBenchTarget : IAsyncDisposable
 
     /// <summary>Counts the tokens of a piece of text, for sizing prompts; the count may be estimated.</summary>
     Task<Func<string, int>> TokenCounterAsync(CancellationToken cancellationToken);
+
+    /// <summary>Times the model's decode steps by part (in-process only); null when the target cannot.</summary>
+    ForwardProfile? Profile { get; }
 
     /// <summary>Sends one request, timing its stream; failures are returned, not thrown (cancellation is thrown).</summary>
     Task<RequestResult> SendAsync(BenchPrompt prompt, BenchWorkload workload, CancellationToken cancellationToken);

@@ -64,6 +64,7 @@ internal sealed record BenchReport
     public static BenchReport Read(string json) => JsonSerializer.Deserialize<BenchReport>(json, Json) ?? throw new InvalidDataException("Empty report.");
 
     private static string Ms(double? seconds) => seconds is { } s ? (s * 1000).ToString("F1", CultureInfo.InvariantCulture) : "-";
+    private static string Ms3(double seconds) => (seconds * 1000).ToString("F3", CultureInfo.InvariantCulture);
     private static string F(double value, string format = "F2") => value.ToString(format, CultureInfo.InvariantCulture);
 
     /// <summary>The throughput table (also printed to the console).</summary>
@@ -101,12 +102,35 @@ internal sealed record BenchReport
             foreach ((string name, Distribution? d) in (ReadOnlySpan<(string, Distribution?)>)[("TTFT", l.TimeToFirstToken), ("TPOT", l.TimePerOutputToken), ("ITL", l.InterTokenLatency), ("latency", l.Latency)])
                 md.AppendLine($"| {l.Parallel} | {name} | {Ms(d?.Mean)} | {Ms(d?.P50)} | {Ms(d?.P90)} | {Ms(d?.P99)} |");
         }
+        AppendProjection(md);
         IEnumerable<string> errors = Levels.SelectMany(l => l.Errors.Select(e => $"- parallel {l.Parallel}: {e}"));
         if (errors.Any())
             md.AppendLine().AppendLine("## Errors").AppendLine().AppendLine(string.Join("\n", errors));
         md.AppendLine().AppendLine("TTFT: time to first token. TPOT: time per output token after the first, per request. ITL: gap between consecutive tokens. " +
             "Cache hit rate: prompt tokens served from the prefix cache over all prompt tokens. The chart (chart.svg) plots output throughput and TTFT against concurrency.");
         return md.ToString();
+    }
+
+    // Per-layer decode times of a shallow synthetic model, and the 61-layer step they imply.
+    private void AppendProjection(StringBuilder md)
+    {
+        if (!Levels.Any(l => l.Decode is { IsShallow: true, ProjectedStepSeconds: not null }))
+            return;
+        DecodeProfile first = Levels.Select(l => l.Decode).First(d => d != null)!;
+        md.AppendLine().AppendLine("## Projected decode at DeepSeek-V3 depth (61 layers)").AppendLine();
+        md.AppendLine($"**A projection, not a measurement.** This model has {first.DenseLayers + first.MoeLayers} layers ({first.DenseLayers} dense, {first.MoeLayers} MoE). " +
+            "Each part is timed over the level's decode steps (steps in which every running request decodes one token; prefill and mixed steps are left out) " +
+            "and the step is projected to DeepSeek-V3's 3 dense + 58 MoE layers: head + 3 x (attention + dense MLP) + 58 x (attention + MoE), " +
+            "head being the embedding lookup, final norm and lm_head. Projected tok/s is the mean batch over the projected step.").AppendLine();
+        md.AppendLine("| parallel | decode steps | mean batch | measured step (ms) | head (ms) | attention (ms/layer) | dense MLP (ms/layer) | MoE (ms/layer) | projected step, 61 layers (ms) | projected decode tok/s |");
+        md.AppendLine("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        foreach (LevelResult l in Levels)
+        {
+            if (l.Decode is not { ProjectedStepSeconds: { } projected } d)
+                continue;
+            md.AppendLine($"| {l.Parallel} | {d.Steps} | {F(d.MeanBatch)} | {Ms3(d.StepSeconds)} | {Ms3(d.HeadSeconds)} | {Ms3(d.AttentionSecondsPerLayer)} | " +
+                $"{Ms3(d.DenseMlpSecondsPerLayer)} | {Ms3(d.MoeSecondsPerLayer)} | {Ms3(projected)} | {F(d.MeanBatch / projected)} |");
+        }
     }
 
     /// <summary>Two panels, output tokens/s and TTFT (mean and p99, ms), against the concurrency levels.</summary>

@@ -33,6 +33,7 @@ internal sealed class BenchRunner(IBenchTarget target, BenchWorkload workload, P
     {
         var results = new RequestResult[number];
         int next = -1;
+        target.Profile?.Reset();
         var clock = Stopwatch.StartNew();
         async Task Worker()
         {
@@ -45,7 +46,7 @@ internal sealed class BenchRunner(IBenchTarget target, BenchWorkload workload, P
             }
         }
         await Task.WhenAll(Enumerable.Range(0, Math.Min(parallel, number)).Select(_ => Task.Run(Worker, cancellationToken)));
-        return LevelResult.From(parallel, results, clock.Elapsed.TotalSeconds);
+        return LevelResult.From(parallel, results, clock.Elapsed.TotalSeconds) with { Decode = DecodeProfile.From(target.Profile?.Snapshot()) };
     }
 }
 

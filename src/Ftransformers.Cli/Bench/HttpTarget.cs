@@ -47,6 +47,7 @@ internal sealed class HttpTarget : IBenchTarget
     public string Description => _endpoint.ToString();
     public string Model { get; }
     public string? Preset { get; private set; }
+    public Model.ForwardProfile? Profile => null;
 
     /// <summary>The API actually driven (the URL may name it).</summary>
     public BenchApi Api => _api;

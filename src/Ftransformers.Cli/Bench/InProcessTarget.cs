@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Ftransformers.Generation;
 using Ftransformers.Hosting;
+using Ftransformers.Model;
 using Ftransformers.Tokenization;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -15,7 +16,11 @@ internal sealed class InProcessTarget : IBenchTarget
     public InProcessTarget(FtransformersOptions options)
     {
         var services = new ServiceCollection();
-        services.AddFtransformers(o => ServeCommand.Copy(options, o));
+        services.AddFtransformers(o =>
+        {
+            ServeCommand.Copy(options, o);
+            o.Profile = Profile;
+        });
         _services = services.BuildServiceProvider();
         try
         {
@@ -33,6 +38,7 @@ internal sealed class InProcessTarget : IBenchTarget
     public string Description => "in-process";
     public string Model { get; }
     public string? Preset { get; }
+    public ForwardProfile Profile { get; } = new();
 
     public Task<Func<string, int>> TokenCounterAsync(CancellationToken cancellationToken)
     {

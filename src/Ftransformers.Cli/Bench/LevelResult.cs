@@ -1,3 +1,5 @@
+using Ftransformers.Model;
+
 namespace Ftransformers.Cli.Bench;
 
 /// <summary>Mean and percentiles of one measure, in seconds (null when nothing was measured).</summary>
@@ -39,6 +41,8 @@ internal sealed record LevelResult
     public Distribution? InterTokenLatency { get; init; }
     public Distribution? Latency { get; init; }
     public IReadOnlyList<string> Errors { get; init; } = [];
+    /// <summary>The model's decode steps by part, when the target is in-process.</summary>
+    public DecodeProfile? Decode { get; init; }
 
     public static LevelResult From(int parallel, IReadOnlyList<RequestResult> results, double durationSeconds)
     {
@@ -65,4 +69,19 @@ internal sealed record LevelResult
             Errors = [.. results.Where(r => !r.Succeeded).Select(r => r.Error!).Distinct().Take(5)],
         };
     }
+}
+
+/// <summary>
+/// A level's decode steps (every running request decoding one token) by part, in seconds, and the step time projected
+/// to DeepSeek-V3's depth (3 dense + 58 MoE layers) from the per-layer times.
+/// </summary>
+internal sealed record DecodeProfile(long Steps, double MeanBatch, int DenseLayers, int MoeLayers, double StepSeconds,
+    double HeadSeconds, double AttentionSecondsPerLayer, double DenseMlpSecondsPerLayer, double MoeSecondsPerLayer, double? ProjectedStepSeconds)
+{
+    public static DecodeProfile? From(ForwardProfileSnapshot? s) => s is not { Steps: > 0 } ? null : new DecodeProfile(
+        s.Steps, s.MeanBatch, s.DenseLayers, s.MoeLayers, s.StepTime.TotalSeconds, s.HeadPerStep.TotalSeconds, s.AttentionPerLayer.TotalSeconds,
+        s.DenseMlpPerLayer.TotalSeconds, s.MoePerLayer.TotalSeconds, s.ProjectStep()?.TotalSeconds);
+
+    /// <summary>Whether the model is shallower than DeepSeek-V3, so that the projection says something.</summary>
+    public bool IsShallow => DenseLayers + MoeLayers < ForwardProfileSnapshot.DeepSeekV3DenseLayers + ForwardProfileSnapshot.DeepSeekV3MoeLayers;
 }

@@ -155,6 +155,23 @@ public sealed class SafetensorsWriter
         return image;
     }
 
+    /// <summary>
+    /// The file image in a pinned array with the header written and the tensor bytes left uninitialized, for a caller
+    /// that fills each tensor in place after <see cref="SafetensorsFile.FromPinnedBytes"/> (no producer is called).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The image exceeds the largest array .NET allocates.</exception>
+    public byte[] ToPinnedImageWithoutData()
+    {
+        byte[] header = HeaderBytes();
+        long length = 8 + header.Length + _tensors.Sum(t => t.ByteLength);
+        if (length > Array.MaxLength)
+            throw new InvalidOperationException($"A safetensors image of {length} bytes exceeds the largest array ({Array.MaxLength} bytes); split the tensors over several files.");
+        byte[] image = GC.AllocateUninitializedArray<byte>((int)length, pinned: true);
+        BitConverter.TryWriteBytes(image, (ulong)header.Length);
+        header.CopyTo(image, 8);
+        return image;
+    }
+
     private byte[] HeaderBytes()
     {
         using var buffer = new MemoryStream();

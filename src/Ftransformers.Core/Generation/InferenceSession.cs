@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
+using Ftransformers.Formats;
 using Ftransformers.Memory;
 using Ftransformers.Model;
 using Ftransformers.Serving;
@@ -98,7 +99,10 @@ public sealed class InferenceSession : IInferenceSession
     private static DeepSeekV3Model SyntheticModel(string name, ModelLoadOptions options)
     {
         DeepSeekV3Config config = SyntheticModels.Get(name);
-        return DeepSeekV3Model.FromCheckpoint(config, SyntheticCheckpoint.CreateInMemory(config, seed: 1), options);
+        Checkpoint checkpoint = config.ConvertedPrecision != null
+            ? ConvertedSyntheticCheckpoint.CreateInMemory(config, seed: 1)
+            : SyntheticCheckpoint.CreateInMemory(config, seed: 1);
+        return DeepSeekV3Model.FromCheckpoint(config, checkpoint, options);
     }
 
     /// <summary>The prompt's token ids as the model will see them.</summary>

@@ -22,7 +22,11 @@ public sealed record InferenceSessionOptions
     public int CpuThreads { get; init; } = Environment.ProcessorCount;
 
     /// <summary>The model-loading part of these options.</summary>
-    public ModelLoadOptions ToModelLoadOptions() => new() { Precision = Precision, CpuThreads = CpuThreads };
+    public ModelLoadOptions ToModelLoadOptions() => new() { Precision = Precision, CpuThreads = CpuThreads, Profile = Profile };
+
+    /// <summary>Times the model's decode steps by part when set (benchmarks); null times nothing.</summary>
+    public ForwardProfile? Profile { get; init; }
+
     /// <summary>
     /// Token slots of the KV cache pool, shared by running requests and cached prefixes, allocated once at load
     /// (<c>--max-total-tokens</c>). Null: the model's context length, so one full-length request always fits.

@@ -44,6 +44,9 @@ public sealed class FtransformersOptions
     /// <summary>Reuse the KV of shared prompt prefixes (the radix cache).</summary>
     public bool EnablePrefixCache { get; set; } = true;
 
+    /// <summary>Times the model's decode steps by part when set (the in-process bench); not read from configuration.</summary>
+    public Model.ForwardProfile? Profile { get; set; }
+
     /// <summary>The name clients see: <see cref="ServedModelName"/>, else the model folder's name or the synthetic name.</summary>
     public string EffectiveModelName =>
         !string.IsNullOrWhiteSpace(ServedModelName) ? ServedModelName
@@ -91,6 +94,7 @@ public sealed class FtransformersOptions
             MaxRunningRequests = MaxRunningRequests ?? defaults.MaxRunningRequests,
             MaxWaitingRequests = MaxWaitingRequests ?? defaults.MaxWaitingRequests,
             EnablePrefixCache = EnablePrefixCache,
+            Profile = Profile,
         };
     }
 }

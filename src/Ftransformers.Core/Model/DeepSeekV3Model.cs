@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Numerics.Tensors;
 using Ftransformers.Formats;
 using Ftransformers.Kernels;
@@ -16,6 +17,8 @@ public sealed class DeepSeekV3Model : IDisposable
     private readonly float[] _finalNorm;
     private readonly Layer[] _layers;
     private readonly Kernels.ComputePool? _pool;
+    private readonly ForwardProfile? _profile;
+    private readonly int _denseLayers;
 
     private sealed record Layer(float[] AttentionNorm, MlaAttention Attention, float[] FeedForwardNorm, Mlp? Dense, MoeBlock? Moe);
 
@@ -34,6 +37,7 @@ public sealed class DeepSeekV3Model : IDisposable
             throw new ArgumentException($"{checkpoint.Location} was converted to {converted.Describe()}; it cannot be loaded as {asked.Describe()}. Load it without a precision, or convert the original again.");
         Precision = config.ConvertedPrecision ?? options.Precision ?? Precision.F32;
         _pool = options.CreatePool();
+        _profile = options.Profile;
         var weights = new WeightLoader(checkpoint, config.Fp8BlockSize, Precision, _pool);
         int hidden = config.HiddenSize;
         _embedding = weights.Matrix("model.embed_tokens.weight", config.VocabSize, hidden);
@@ -53,6 +57,7 @@ public sealed class DeepSeekV3Model : IDisposable
                 weights.Vector(p + ".post_attention_layernorm.weight", hidden),
                 moe ? null : Mlp.Load(weights, p + ".mlp", hidden, config.IntermediateSize, Precision.DenseMlp),
                 moe ? MoeBlock.Load(weights, config, i) : null);
+            _denseLayers += moe ? 0 : 1;
         }
     }
 
@@ -121,9 +126,15 @@ public sealed class DeepSeekV3Model : IDisposable
         using var normedBuffer = new PooledBuffer(n * hidden);
         using var deltaBuffer = new PooledBuffer(n * hidden);
         Span<float> h = hBuffer.Span, normed = normedBuffer.Span, delta = deltaBuffer.Span;
+        // Decode steps only: one token per sequence.
+        ForwardProfile? profile = n == batch.SequenceCount ? _profile : null;
+        long mark = profile != null ? Stopwatch.GetTimestamp() : 0;
+        long head = 0, attention = 0, denseMlp = 0, moe = 0;
         ReadOnlySpan<int> tokens = batch.Tokens;
         for (int t = 0; t < n; t++)
             _embedding.CopyRow(tokens[t], h.Slice(t * hidden, hidden));
+        if (profile != null)
+            head += Lap(ref mark);
 
         float eps = (float)Config.RmsNormEps;
         for (int i = 0; i < _layers.Length; i++)
@@ -133,6 +144,8 @@ public sealed class DeepSeekV3Model : IDisposable
             NormRows(h, layer.AttentionNorm, eps, normed);
             layer.Attention.Forward(normed, delta, batch, kv, i);
             TensorPrimitives.Add(h, delta, h);
+            if (profile != null)
+                attention += Lap(ref mark);
 
             NormRows(h, layer.FeedForwardNorm, eps, normed);
             if (layer.Moe != null)
@@ -140,6 +153,13 @@ public sealed class DeepSeekV3Model : IDisposable
             else
                 layer.Dense!.Forward(normed, delta, n);
             TensorPrimitives.Add(h, delta, h);
+            if (profile != null)
+            {
+                if (layer.Moe != null)
+                    moe += Lap(ref mark);
+                else
+                    denseMlp += Lap(ref mark);
+            }
         }
 
         using var finalBuffer = new PooledBuffer(rows * hidden);
@@ -148,6 +168,19 @@ public sealed class DeepSeekV3Model : IDisposable
         for (int r = 0; r < rows; r++)
             RmsNorm.Apply(h.Slice(logitRows[r] * hidden, hidden), _finalNorm, eps, final.Slice(r * hidden, hidden));
         _lmHead.Multiply(final, logits, rows);
+        if (profile != null)
+        {
+            head += Lap(ref mark);
+            profile.AddDecodeStep(n, _denseLayers, _layers.Length - _denseLayers, head, attention, denseMlp, moe);
+        }
+    }
+
+    // Ticks since mark, moving the mark to now.
+    private static long Lap(ref long mark)
+    {
+        long now = Stopwatch.GetTimestamp(), elapsed = now - mark;
+        mark = now;
+        return elapsed;
     }
 
     private void CheckVocabulary(ReadOnlySpan<int> tokens)

@@ -17,6 +17,9 @@ public sealed record ModelLoadOptions
     /// <summary>Pin compute threads to cores (Linux).</summary>
     public bool PinThreads { get; init; } = true;
 
+    /// <summary>Times decode steps by part when set (see <see cref="ForwardProfile"/>); null times nothing.</summary>
+    public ForwardProfile? Profile { get; init; }
+
     /// <summary>Throws when a value is out of range, naming the option.</summary>
     public void Validate()
     {

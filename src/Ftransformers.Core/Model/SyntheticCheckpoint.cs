@@ -125,7 +125,7 @@ public static class SyntheticCheckpoint
         return MemoryMarshal.AsBytes(bits.AsSpan()).ToArray();
     }
 
-    private static ulong Fnv1a(string text)
+    internal static ulong Fnv1a(string text)
     {
         ulong hash = 14695981039346656037UL;
         foreach (char c in text)
@@ -133,17 +133,18 @@ public static class SyntheticCheckpoint
         return hash;
     }
 
-    private struct SplitMix64(ulong state)
+    internal struct SplitMix64(ulong state)
     {
         private ulong _state = state;
 
-        public float NextSymmetric()
+        public float NextSymmetric() => (Next() >> 40) * (2f / (1 << 24)) - 1f;
+
+        public ulong Next()
         {
             ulong z = _state += 0x9E3779B97F4A7C15UL;
             z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
             z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-            z ^= z >> 31;
-            return (z >> 40) * (2f / (1 << 24)) - 1f;
+            return z ^ (z >> 31);
         }
     }
 }

@@ -36,8 +36,27 @@ public static class SyntheticModels
         BosTokenId = 0, EosTokenIds = [1],
     };
 
+    /// <summary>
+    /// DeepSeek-V3's real widths (hidden 7168, 128 heads, q/kv LoRA 1536/512, 256 routed experts of width 2048, dense
+    /// width 18432, vocabulary 129280, YaRN factor 40) with only the layers that fit in about 16 GiB: one dense layer,
+    /// then one MoE layer. Made already converted to <see cref="Precision.W8A8Int4"/> (about 12 GB), for measuring
+    /// per-layer times at real shapes; a bench projects the 61 layers of the full model from them.
+    /// </summary>
+    public static DeepSeekV3Config V3Real { get; } = new()
+    {
+        VocabSize = 129280, HiddenSize = 7168, IntermediateSize = 18432, MoeIntermediateSize = 2048,
+        NumHiddenLayers = 2, FirstKDenseReplace = 1, NumAttentionHeads = 128,
+        NRoutedExperts = 256, NSharedExperts = 1, NumExpertsPerTok = 8, NGroup = 8, TopkGroup = 4,
+        ScoringFunc = "sigmoid", NormTopkProb = true, RoutedScalingFactor = 2.5,
+        QLoraRank = 1536, KvLoraRank = 512, QkNopeHeadDim = 128, QkRopeHeadDim = 64, VHeadDim = 128,
+        MaxPositionEmbeddings = 163840, RopeTheta = 10000,
+        RopeScaling = new RopeScaling(40, 4096, BetaFast: 32, BetaSlow: 1, Mscale: 1, MscaleAllDim: 1),
+        BosTokenId = 0, EosTokenIds = [1],
+        ConvertedPrecision = Precision.W8A8Int4,
+    };
+
     /// <summary>The names <see cref="Get"/> accepts.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["tiny", "v3-layout"];
+    public static IReadOnlyList<string> Names { get; } = ["tiny", "v3-layout", "v3-real"];
 
     /// <summary>The architecture of a named synthetic model.</summary>
     /// <exception cref="ArgumentException">Unknown name; the message lists the known ones.</exception>
@@ -45,6 +64,7 @@ public static class SyntheticModels
     {
         "tiny" => Tiny,
         "v3-layout" => V3Layout,
+        "v3-real" => V3Real,
         _ => throw new ArgumentException($"Unknown synthetic model '{name}'; known: {string.Join(", ", Names)}.", nameof(name)),
     };
 }

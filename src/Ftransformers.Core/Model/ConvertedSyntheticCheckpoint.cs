@@ -1,0 +1,170 @@
+using System.Runtime.InteropServices;
+using System.Text.Json.Nodes;
+using Ftransformers.Formats;
+using Ftransformers.Quantization;
+
+namespace Ftransformers.Model;
+
+/// <summary>
+/// Random-weight checkpoints already in the layout <c>convert</c> writes (<c>X.qweight</c>, <c>X.scales</c>,
+/// <c>X.mins</c>), made directly as codes and scales: a model at DeepSeek-V3's real widths is made in seconds rather
+/// than quantized for minutes. Codes are uniform and scales fixed per tensor so that each weight has variance about
+/// 1/fan_in, as in <see cref="SyntheticCheckpoint"/>; embeddings, norms and the router are BF16.
+/// Each block of each tensor is seeded from the seed, the tensor's name and the block's index, so the model does
+/// not depend on the number of threads that made it.
+/// </summary>
+public static class ConvertedSyntheticCheckpoint
+{
+    // Work items are blocks of this many bytes: small enough to balance threads over one huge tensor.
+    private const int BlockBytes = 8 << 20;
+
+    private enum Fill { Bf16Matrix, Bf16Norm, Bf16Bias, Int8Codes, Int4Codes, Constant }
+
+    private sealed record Part(string Name, TensorDType DType, long[] Shape, Fill Fill, float Value)
+    {
+        public long ByteLength => Shape.Aggregate(1L, (a, b) => a * b) * TensorDTypes.SizeOf(DType);
+    }
+
+    /// <summary>
+    /// Builds the checkpoint in memory, in safetensors images of at most <paramref name="maxFileBytes"/> (a larger
+    /// tensor gets an image of its own), in the formats of <paramref name="config"/>'s
+    /// <see cref="DeepSeekV3Config.ConvertedPrecision"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">The config is not marked converted, or a quantized width does not fit its format.</exception>
+    public static Checkpoint CreateInMemory(DeepSeekV3Config config, int seed, long maxFileBytes = 1L << 30)
+    {
+        Precision precision = config.ConvertedPrecision
+            ?? throw new ArgumentException("The config has no ConvertedPrecision; use SyntheticCheckpoint for an unconverted model.", nameof(config));
+        List<Part> parts = [.. SyntheticCheckpoint.TensorShapes(config).SelectMany(t => Parts(t.Name, t.Shape, precision))];
+        JsonObject quantization = precision.ToJson();
+        quantization["quant_method"] = DeepSeekV3Config.ConvertedQuantMethod;
+
+        var files = new List<SafetensorsFile>();
+        try
+        {
+            var shards = SafetensorsWriter.SplitBySize(parts.Select(p => new TensorToWrite(p.Name, p.DType, p.Shape, () => throw new InvalidOperationException("Filled in place."))), maxFileBytes);
+            for (int s = 0; s < shards.Count; s++)
+            {
+                var writer = new SafetensorsWriter();
+                foreach (TensorToWrite t in shards[s])
+                    writer.Add(t);
+                writer.SetMetadata("format", "pt");
+                writer.SetMetadata(CheckpointConverter.MetadataKey, quantization.ToJsonString());
+                files.Add(SafetensorsFile.FromPinnedBytes($"synthetic(seed {seed}) file {s + 1} of {shards.Count}", writer.ToPinnedImageWithoutData()));
+            }
+        }
+        catch
+        {
+            foreach (SafetensorsFile f in files)
+                f.Dispose();
+            throw;
+        }
+        Checkpoint checkpoint = Checkpoint.FromFiles($"synthetic(seed {seed}, {precision.Describe()})", files);
+        try
+        {
+            FillAll(checkpoint, parts, seed);
+        }
+        catch
+        {
+            checkpoint.Dispose();
+            throw;
+        }
+        return checkpoint;
+    }
+
+    private static IEnumerable<Part> Parts(string name, long[] shape, Precision precision)
+    {
+        if (shape.Length == 1)
+        {
+            bool bias = name.EndsWith("e_score_correction_bias", StringComparison.Ordinal);
+            yield return new Part(name, TensorDType.BF16, shape, bias ? Fill.Bf16Bias : Fill.Bf16Norm, 0);
+            yield break;
+        }
+        long rows = shape[0], cols = shape[1];
+        float bound = MathF.Sqrt(3f / cols);
+        switch (precision.FormatOf(name))
+        {
+            case WeightFormat.Native or WeightFormat.Bf16:
+                yield return new Part(name, TensorDType.BF16, shape, Fill.Bf16Matrix, bound);
+                break;
+            case WeightFormat.W8A8:
+                yield return new Part(WeightLoader.QuantizedName(name, "qweight"), TensorDType.I8, shape, Fill.Int8Codes, 0);
+                yield return new Part(WeightLoader.QuantizedName(name, "scales"), TensorDType.F32, [rows], Fill.Constant, bound / 127);
+                break;
+            default:
+            {
+                Int4Format format = precision.Int4;
+                if (cols % format.GroupSize != 0 || cols % Int4Weights.BlockSize != 0)
+                    throw new ArgumentException($"Tensor '{name}' has {cols} columns, not a multiple of the {format} group and block size.", nameof(precision));
+                long groups = cols / format.GroupSize;
+                yield return new Part(WeightLoader.QuantizedName(name, "qweight"), TensorDType.U8, [rows, cols / 2], Fill.Int4Codes, 0);
+                if (format.Symmetric)
+                {
+                    // Codes 0..15 stand for code - 8: the range [-8s, 7s] is about [-bound, bound].
+                    yield return new Part(WeightLoader.QuantizedName(name, "scales"), TensorDType.F32, [rows, groups], Fill.Constant, bound / 8);
+                }
+                else
+                {
+                    yield return new Part(WeightLoader.QuantizedName(name, "scales"), TensorDType.F32, [rows, groups], Fill.Constant, 2 * bound / 15);
+                    yield return new Part(WeightLoader.QuantizedName(name, "mins"), TensorDType.F32, [rows, groups], Fill.Constant, -bound);
+                }
+                break;
+            }
+        }
+    }
+
+    private static unsafe void FillAll(Checkpoint checkpoint, List<Part> parts, int seed)
+    {
+        var blocks = new List<(Part Part, long Start, long Length, long Index)>();
+        foreach (Part p in parts)
+            for (long start = 0, index = 0; start < p.ByteLength; start += BlockBytes, index++)
+                blocks.Add((p, start, Math.Min(BlockBytes, p.ByteLength - start), index));
+        Parallel.ForEach(blocks, block =>
+        {
+            byte* data = checkpoint.Pointer(block.Part.Name) + block.Start;
+            ulong state = ((ulong)(uint)seed << 32) ^ SyntheticCheckpoint.Fnv1a(block.Part.Name) ^ (ulong)block.Index * 0xD1B54A32D192ED03UL;
+            FillBlock(block.Part, new Span<byte>(data, (int)block.Length), new SyntheticCheckpoint.SplitMix64(state));
+        });
+    }
+
+    private static void FillBlock(Part part, Span<byte> bytes, SyntheticCheckpoint.SplitMix64 rng)
+    {
+        switch (part.Fill)
+        {
+            case Fill.Int4Codes:
+                // Every byte value is two uniform nibbles.
+                RandomBytes(bytes, ref rng);
+                break;
+            case Fill.Int8Codes:
+                RandomBytes(bytes, ref rng);
+                // Uniform over the 255 symmetric codes -127..127 (the quantizer never writes -128).
+                foreach (ref byte b in bytes)
+                    b = (byte)(sbyte)(((b * 255) >> 8) - 127);
+                break;
+            case Fill.Constant:
+                MemoryMarshal.Cast<byte, float>(bytes).Fill(part.Value);
+                break;
+            default:
+                (float center, float halfWidth) = part.Fill switch
+                {
+                    Fill.Bf16Matrix => (0f, part.Value),
+                    Fill.Bf16Bias => (0f, 0.1f),
+                    _ => (1f, 0.2f),
+                };
+                foreach (ref ushort bits in MemoryMarshal.Cast<byte, ushort>(bytes))
+                    bits = (ushort)(BitConverter.SingleToUInt32Bits(center + rng.NextSymmetric() * halfWidth) >> 16);
+                break;
+        }
+    }
+
+    private static void RandomBytes(Span<byte> bytes, ref SyntheticCheckpoint.SplitMix64 rng)
+    {
+        Span<ulong> words = MemoryMarshal.Cast<byte, ulong>(bytes);
+        foreach (ref ulong w in words)
+            w = rng.Next();
+        Span<byte> tail = bytes[(words.Length * sizeof(ulong))..];
+        ulong last = rng.Next();
+        for (int i = 0; i < tail.Length; i++)
+            tail[i] = (byte)(last >> (8 * i));
+    }
+}
