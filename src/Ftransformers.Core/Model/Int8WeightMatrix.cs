@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using Ftransformers.Kernels;
 using Ftransformers.Quantization;
 
@@ -24,28 +25,24 @@ internal sealed class Int8WeightMatrix(string name, Int8Weights weights) : Weigh
         }
     }
 
-    // The single-row paths (MLA absorption) keep F32 activations: weights are dequantized on the fly.
+    // The single-row paths (MLA absorption) keep F32 activations: the row is widened to F32, then vector math.
     public override float DotRow(int row, ReadOnlySpan<float> x)
     {
-        ReadOnlySpan<sbyte> codes = Weights.Row(row);
-        float sum = 0;
-        for (int i = 0; i < codes.Length; i++)
-            sum += codes[i] * x[i];
-        return sum * Weights.Scale(row);
+        Span<float> w = Cols <= 4096 ? stackalloc float[Cols] : new float[Cols];
+        CopyRow(row, w);
+        return TensorPrimitives.Dot(w, x);
     }
 
     public override void MultiplyAddRow(int row, float scale, Span<float> accumulator)
     {
-        ReadOnlySpan<sbyte> codes = Weights.Row(row);
-        float s = scale * Weights.Scale(row);
-        for (int i = 0; i < codes.Length; i++)
-            accumulator[i] += codes[i] * s;
+        Span<float> w = Cols <= 4096 ? stackalloc float[Cols] : new float[Cols];
+        CopyRow(row, w);
+        TensorPrimitives.MultiplyAdd(w, scale, accumulator, accumulator);
     }
 
     public override void CopyRow(int row, Span<float> destination)
     {
-        ReadOnlySpan<sbyte> codes = Weights.Row(row);
-        for (int i = 0; i < codes.Length; i++)
-            destination[i] = codes[i] * Weights.Scale(row);
+        TensorPrimitives.ConvertTruncating<sbyte, float>(Weights.Row(row), destination[..Cols]);
+        TensorPrimitives.Multiply(destination[..Cols], Weights.Scale(row), destination[..Cols]);
     }
 }
