@@ -51,7 +51,7 @@ public class Int4DotTests
     {
         KernelPaths.Require(path);
         var rng = new Random(cols + tokens);
-        const int rows = 7; // odd: the two-row AVX2 path has a leftover row
+        const int rows = 7; // not a multiple of four: the four-row AVX2 path has leftover rows
         Int4Weights weights = Int4Quantizer.Quantize(Enumerable.Range(0, rows * cols).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray(), rows, cols, format);
         var act = new Int8Activations();
         act.QuantizePerBlock(Enumerable.Range(0, tokens * cols).Select(_ => (float)rng.NextDouble() * 4 - 2).ToArray(), tokens, cols);
