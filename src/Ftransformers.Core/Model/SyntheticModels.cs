@@ -26,14 +26,10 @@ public static class SyntheticModels
     /// requests share (or do not share) experts decides what batching gains. Attention, the shared expert and the
     /// router keep about V3's share of the weights read per token.
     /// </summary>
-    public static DeepSeekV3Config V3Layout { get; } = new()
+    public static DeepSeekV3Config V3Layout { get; } = Tiny with
     {
-        VocabSize = 1024, HiddenSize = 256, IntermediateSize = 512, MoeIntermediateSize = 64,
-        NumHiddenLayers = 4, FirstKDenseReplace = 1, NumAttentionHeads = 8,
-        NRoutedExperts = 256, NSharedExperts = 1, NumExpertsPerTok = 8, NGroup = 8, TopkGroup = 4,
-        RoutedScalingFactor = 2.5, QLoraRank = 96, KvLoraRank = 64, QkNopeHeadDim = 32, QkRopeHeadDim = 16, VHeadDim = 32,
-        MaxPositionEmbeddings = 4096, RopeScaling = new RopeScaling(4, 1024, Mscale: 1, MscaleAllDim: 1),
-        BosTokenId = 0, EosTokenIds = [1],
+        HiddenSize = 256, IntermediateSize = 512, NumHiddenLayers = 4, NumAttentionHeads = 8,
+        NRoutedExperts = 256, NumExpertsPerTok = 8, NGroup = 8, TopkGroup = 4, QLoraRank = 96, KvLoraRank = 64,
     };
 
     /// <summary>
