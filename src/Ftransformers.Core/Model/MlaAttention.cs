@@ -90,33 +90,32 @@ internal sealed class MlaAttention
         }
 
         // Per token: each head's query in latent space [q_nope W_uk | q_pe]; scores over the visible positions, read
-        // one cached row at a time for all heads; softmax per head; latent context; the head's output through W_uv.
-        for (int t = 0; t < tokens; t++)
+        // one cached row at a time for a range of heads; softmax per head; latent context; the head's output through
+        // W_uv. Heads are independent, so the compute pool splits them.
+        HeadWork work = HeadWork.ForThisThread();
+        unsafe
         {
-            int visible = positions[t] + 1;
-            _rope.Angles(positions[t], cos, sin);
-            for (int h = 0; h < heads; h++)
+            // Pinned for the workers, which read and write these buffers through pointers.
+            fixed (float* pq = q.Span, pQueries = queries.Span, pScores = scores.Span, pContexts = contexts.Span, pAttended = attended.Span)
             {
-                Span<float> qHead = q.Span.Slice((t * heads + h) * qkHead, qkHead);
-                Span<float> query = queries.Span.Slice(h * width, width);
-                _kvB.MultiplyTransposedRows(h * kvbHead, nope, qHead[..nope], query[..rank]);
-                qHead.Slice(nope, rope).CopyTo(query[rank..]);
-                Rope.ApplyInterleaved(query[rank..], cos, sin);
+                for (int t = 0; t < tokens; t++)
+                {
+                    _rope.Angles(positions[t], cos, sin);
+                    work.Start(this, kv, layer, batch.PageTable(sequences[t]), batch.PageSize, positions[t] + 1, cos, sin,
+                        pq + t * heads * qkHead, pQueries, pScores, pContexts, pAttended + t * heads * vHead);
+                    if (_o.Pool is { } pool)
+                        pool.For(heads, work, minChunk: Math.Max(1, (1 << 15) / Math.Max(1, (positions[t] + 1) * width + nope * rank * 2)));
+                    else
+                        work.Run(0, heads);
+                    work.Finish();
+                }
             }
-
-            Span<float> s = scores.Span[..(heads * visible)];
-            Score(kv, layer, batch.PageTable(sequences[t]), batch.PageSize, visible, queries.Span, heads, s);
-            for (int h = 0; h < heads; h++)
-                TensorPrimitives.SoftMax(s.Slice(h * visible, visible), s.Slice(h * visible, visible));
-            Attend(kv, layer, batch.PageTable(sequences[t]), batch.PageSize, visible, s, heads, rank, contexts.Span);
-            for (int h = 0; h < heads; h++)
-                _kvB.MultiplyRows(h * kvbHead + nope, vHead, contexts.Span.Slice(h * rank, rank), attended.Span.Slice((t * heads + h) * vHead, vHead));
         }
         _o.Multiply(attended.Span, y, tokens);
     }
 
-    // scores[h * visible + j] = scale * (query_h . row_j) for the visible positions j, page by page.
-    private void Score(ILatentStore kv, int layer, IReadOnlyList<int> pageTable, int pageSize, int visible, ReadOnlySpan<float> queries, int heads, Span<float> scores)
+    // scores[h * visible + j] = scale * (query_h . row_j) for heads [h0, h1) and the visible positions j, page by page.
+    private void Score(ILatentStore kv, int layer, IReadOnlyList<int> pageTable, int pageSize, int visible, ReadOnlySpan<float> queries, int h0, int h1, Span<float> scores)
     {
         int width = kv.RowWidth;
         bool f32 = kv.DType == KvCacheDType.F32;
@@ -128,23 +127,23 @@ internal sealed class MlaAttention
                 if (f32)
                 {
                     ReadOnlySpan<float> row = kv.RowF32(layer, slot);
-                    for (int h = 0; h < heads; h++)
+                    for (int h = h0; h < h1; h++)
                         scores[h * visible + j] = TensorPrimitives.Dot(queries.Slice(h * width, width), row) * _softmaxScale;
                 }
                 else
                 {
                     ReadOnlySpan<ushort> row = kv.RowBf16(layer, slot);
-                    for (int h = 0; h < heads; h++)
+                    for (int h = h0; h < h1; h++)
                         scores[h * visible + j] = BFloat16.Dot(row, queries.Slice(h * width, width)) * _softmaxScale;
                 }
             }
         }
     }
 
-    // contexts[h] = sum over visible positions j of weights[h * visible + j] * latent_j, in position order.
-    private static void Attend(ILatentStore kv, int layer, IReadOnlyList<int> pageTable, int pageSize, int visible, ReadOnlySpan<float> weights, int heads, int rank, Span<float> contexts)
+    // contexts[h] = sum over visible positions j of weights[h * visible + j] * latent_j, in position order, for heads [h0, h1).
+    private static void Attend(ILatentStore kv, int layer, IReadOnlyList<int> pageTable, int pageSize, int visible, ReadOnlySpan<float> weights, int h0, int h1, int rank, Span<float> contexts)
     {
-        contexts[..(heads * rank)].Clear();
+        contexts[(h0 * rank)..(h1 * rank)].Clear();
         bool f32 = kv.DType == KvCacheDType.F32;
         for (int page = 0, j = 0; j < visible; page++)
         {
@@ -154,7 +153,7 @@ internal sealed class MlaAttention
                 if (f32)
                 {
                     ReadOnlySpan<float> latent = kv.RowF32(layer, slot)[..rank];
-                    for (int h = 0; h < heads; h++)
+                    for (int h = h0; h < h1; h++)
                     {
                         Span<float> context = contexts.Slice(h * rank, rank);
                         TensorPrimitives.MultiplyAdd(latent, weights[h * visible + j], context, context);
@@ -163,10 +162,73 @@ internal sealed class MlaAttention
                 else
                 {
                     ReadOnlySpan<ushort> latent = kv.RowBf16(layer, slot)[..rank];
-                    for (int h = 0; h < heads; h++)
+                    for (int h = h0; h < h1; h++)
                         BFloat16.MultiplyAdd(latent, weights[h * visible + j], contexts.Slice(h * rank, rank));
                 }
             }
+        }
+    }
+
+    // One token's attention over a range of heads, handed to the compute pool; one per calling thread.
+    private sealed unsafe class HeadWork : IRangeWork
+    {
+        [ThreadStatic]
+        private static HeadWork? t_current;
+
+        private MlaAttention _attention = null!;
+        private ILatentStore _kv = null!;
+        private IReadOnlyList<int> _pageTable = null!;
+        private int _layer, _pageSize, _visible;
+        private readonly float[] _cos = new float[256], _sin = new float[256];
+        private float* _q, _queries, _scores, _contexts, _attended;
+
+        public static HeadWork ForThisThread() => t_current ??= new HeadWork();
+
+        // The pointers are pinned by the caller until Finish.
+        public void Start(MlaAttention attention, ILatentStore kv, int layer, IReadOnlyList<int> pageTable, int pageSize, int visible,
+            ReadOnlySpan<float> cos, ReadOnlySpan<float> sin, float* q, float* queries, float* scores, float* contexts, float* attended)
+        {
+            (_attention, _kv, _layer, _pageTable, _pageSize, _visible) = (attention, kv, layer, pageTable, pageSize, visible);
+            cos.CopyTo(_cos);
+            sin.CopyTo(_sin);
+            _q = q;
+            _queries = queries;
+            _scores = scores;
+            _contexts = contexts;
+            _attended = attended;
+        }
+
+        public void Finish()
+        {
+            _attention = null!;
+            _kv = null!;
+            _pageTable = null!;
+        }
+
+        public void Run(int h0, int h1)
+        {
+            MlaAttention a = _attention;
+            DeepSeekV3Config c = a._config;
+            int heads = c.NumAttentionHeads, nope = c.QkNopeHeadDim, rope = c.QkRopeHeadDim, rank = c.KvLoraRank;
+            int qkHead = c.QkHeadDim, vHead = c.VHeadDim, kvbHead = nope + vHead, width = rank + rope, visible = _visible;
+            var queries = new Span<float>(_queries, heads * width);
+            var scores = new Span<float>(_scores, heads * visible);
+            var contexts = new Span<float>(_contexts, heads * rank);
+            ReadOnlySpan<float> cos = _cos.AsSpan(0, rope / 2), sin = _sin.AsSpan(0, rope / 2);
+            for (int h = h0; h < h1; h++)
+            {
+                var qHead = new Span<float>(_q + h * qkHead, qkHead);
+                Span<float> query = queries.Slice(h * width, width);
+                a._kvB.MultiplyTransposedRows(h * kvbHead, nope, qHead[..nope], query[..rank]);
+                qHead.Slice(nope, rope).CopyTo(query[rank..]);
+                Rope.ApplyInterleaved(query[rank..], cos, sin);
+            }
+            a.Score(_kv, _layer, _pageTable, _pageSize, visible, queries, h0, h1, scores);
+            for (int h = h0; h < h1; h++)
+                TensorPrimitives.SoftMax(scores.Slice(h * visible, visible), scores.Slice(h * visible, visible));
+            Attend(_kv, _layer, _pageTable, _pageSize, visible, scores, h0, h1, rank, contexts);
+            for (int h = h0; h < h1; h++)
+                a._kvB.MultiplyRows(h * kvbHead + nope, vHead, contexts.Slice(h * rank, rank), new Span<float>(_attended + h * vHead, vHead));
         }
     }
 }
