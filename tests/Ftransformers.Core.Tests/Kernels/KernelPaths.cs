@@ -20,11 +20,11 @@ internal static class KernelPaths
         _ => Avx2.IsSupported,
     };
 
-    /// <summary>Stops a test of a path this CPU cannot run, saying so (Inconclusive, not passed).</summary>
+    /// <summary>Stops a test of a path this CPU cannot run, saying so: it is reported as skipped with the reason, not passed.</summary>
     public static void Require(KernelPath path)
     {
         if (!IsSupported(path))
-            Assert.Inconclusive($"{path} is not supported on this CPU ({System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture}).");
+            Assert.Ignore($"{path} is not supported on this CPU ({System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture}).");
     }
 
     /// <summary>The fastest path this CPU supports, which dispatch must choose.</summary>
