@@ -18,8 +18,6 @@ internal sealed unsafe class Bf16WeightMatrix : WeightMatrix
         _data = (ushort*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref _owned[0]);
     }
 
-    public override long ByteSize => (long)Rows * Cols * sizeof(ushort);
-
     private ReadOnlySpan<ushort> Row(int row) => new(_data + (long)row * Cols, Cols);
 
     public override float DotRow(int row, ReadOnlySpan<float> x) => BFloat16.Dot(Row(row), x);

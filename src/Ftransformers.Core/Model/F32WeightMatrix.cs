@@ -17,8 +17,6 @@ internal sealed unsafe class F32WeightMatrix : WeightMatrix
         _data = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref _owned[0]);
     }
 
-    public override long ByteSize => (long)Rows * Cols * sizeof(float);
-
     private ReadOnlySpan<float> Row(int row) => new(_data + (long)row * Cols, Cols);
 
     public override float DotRow(int row, ReadOnlySpan<float> x) => TensorPrimitives.Dot(Row(row), x);

@@ -9,8 +9,6 @@ internal sealed class Int4WeightMatrix(string name, Int4Weights weights) : Weigh
 {
     public Int4Weights Weights { get; } = weights;
 
-    public override long ByteSize => Weights.ByteSize;
-
     protected override int MaxTokensPerPass => Int4Dot.MaxTokens;
 
     protected override void PrepareActivations(MatrixProduct product) => product.Activations.QuantizePerBlock(product.Input, product.Tokens, Cols);

@@ -9,8 +9,6 @@ internal sealed class Int8WeightMatrix(string name, Int8Weights weights) : Weigh
 {
     public Int8Weights Weights { get; } = weights;
 
-    public override long ByteSize => Weights.ByteSize;
-
     protected override void PrepareActivations(MatrixProduct product) => product.Activations.QuantizePerToken(product.Input, product.Tokens, Cols);
 
     protected internal override void MultiplyRows(MatrixProduct p, int start, int end)

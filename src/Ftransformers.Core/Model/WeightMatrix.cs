@@ -23,9 +23,6 @@ internal abstract unsafe class WeightMatrix(string name, int rows, int cols)
     /// <summary>The threads that compute products; null computes on the caller.</summary>
     public ComputePool? Pool { get; set; }
 
-    /// <summary>Bytes of weights (and scales) one product reads.</summary>
-    public abstract long ByteSize { get; }
-
     /// <summary>Dot product of row <paramref name="row"/> with <paramref name="x"/>.</summary>
     public abstract float DotRow(int row, ReadOnlySpan<float> x);
 

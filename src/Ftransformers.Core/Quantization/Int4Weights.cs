@@ -72,9 +72,6 @@ public sealed unsafe class Int4Weights
     /// <summary>All mins, row-major; empty when symmetric.</summary>
     public ReadOnlySpan<float> Mins => _mins == null ? default : new(_mins, Rows * GroupsPerRow);
 
-    /// <summary>Bytes a full pass over the matrix reads (nibbles, scales and mins).</summary>
-    public long ByteSize => (long)Rows * Cols / 2 + (long)Rows * GroupsPerRow * sizeof(float) * (Format.Symmetric ? 1 : 2);
-
     /// <summary>The 4-bit code of weight (row, col).</summary>
     public int Code(int row, int col)
     {

@@ -44,9 +44,6 @@ public sealed unsafe class Int8Weights
     /// <summary>All row scales.</summary>
     public ReadOnlySpan<float> Scales => new(_scales, Rows);
 
-    /// <summary>Bytes a full pass over the matrix reads.</summary>
-    public long ByteSize => (long)Rows * Cols + Rows * sizeof(float);
-
     /// <summary>Keeps the owner of the memory alive (for callers holding only spans).</summary>
     internal void KeepAlive() => GC.KeepAlive(_owner);
 }
