@@ -11,6 +11,7 @@ public sealed class Int8Activations
     private sbyte[] _values = [];
     private float[] _scales = [];
     private float[] _scaledSums = [];
+    private sbyte[] _paired = [];
 
     /// <summary>Tokens held.</summary>
     public int Tokens { get; private set; }
@@ -25,6 +26,14 @@ public sealed class Int8Activations
     internal ReadOnlySpan<sbyte> AllValues => _values.AsSpan(0, Tokens * Cols);
     /// <summary>Every token's block scales, token after token.</summary>
     internal ReadOnlySpan<float> AllScales => _scales.AsSpan(0, Tokens * BlocksPerToken);
+
+    /// <summary>Every token's per-block scale * Σ codes, token after token.</summary>
+    internal ReadOnlySpan<float> AllScaledSums => _scaledSums.AsSpan(0, Tokens * BlocksPerToken);
+    /// <summary>
+    /// Every token's codes of 32-blocks with the halves of each pair of blocks b, b + 1 interleaved: b[0..16], (b + 1)[0..16],
+    /// b[16..32], (b + 1)[16..32] (a last odd block as it is): the order of the low and high nibbles of two packed INT4 blocks.
+    /// </summary>
+    internal ReadOnlySpan<sbyte> AllPairedValues => _paired.AsSpan(0, Tokens * Cols);
 
     /// <summary>A token's codes.</summary>
     public ReadOnlySpan<sbyte> Values(int token) => _values.AsSpan(token * Cols, Cols);
@@ -42,6 +51,22 @@ public sealed class Int8Activations
         if (cols % Int4Weights.BlockSize != 0)
             throw new ArgumentException($"Block quantization needs a multiple of {Int4Weights.BlockSize} values per token, got {cols}.", nameof(cols));
         Quantize(x, tokens, cols, Int4Weights.BlockSize);
+        if (_paired.Length < tokens * cols)
+            _paired = new sbyte[tokens * cols];
+        for (int t = 0; t < tokens; t++)
+        {
+            ReadOnlySpan<sbyte> codes = Values(t);
+            Span<sbyte> paired = _paired.AsSpan(t * cols, cols);
+            int b = 0;
+            for (; (b + 2) * 32 <= cols; b += 2)
+            {
+                codes.Slice(b * 32, 16).CopyTo(paired[(b * 32)..]);
+                codes.Slice(b * 32 + 32, 16).CopyTo(paired[(b * 32 + 16)..]);
+                codes.Slice(b * 32 + 16, 16).CopyTo(paired[(b * 32 + 32)..]);
+                codes.Slice(b * 32 + 48, 16).CopyTo(paired[(b * 32 + 48)..]);
+            }
+            codes[(b * 32)..].CopyTo(paired[(b * 32)..]);
+        }
     }
 
     private void Quantize(ReadOnlySpan<float> x, int tokens, int cols, int blockSize)
@@ -60,7 +85,7 @@ public sealed class Int8Activations
         for (int b = 0; b < blocks; b++)
         {
             ReadOnlySpan<float> block = x.Slice(b * blockSize, blockSize);
-            float absMax = TensorPrimitives.MaxMagnitude(block);
+            float absMax = MathF.Abs(TensorPrimitives.MaxMagnitude(block)); // MaxMagnitude keeps the sign
             // Blocks too small for a finite inverse scale are treated as zero.
             float scale = absMax / 127f, inverse = float.IsFinite(127f / absMax) ? 127f / absMax : 0;
             if (inverse == 0)

@@ -17,7 +17,7 @@ public static class Int8Quantizer
         {
             ReadOnlySpan<float> row = weights.Slice(r * cols, cols);
             Span<sbyte> q = codes.AsSpan(r * cols, cols);
-            float absMax = System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(row);
+            float absMax = MathF.Abs(System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(row)); // MaxMagnitude keeps the sign
             float inverse = 127f / absMax;
             if (!float.IsFinite(inverse))
                 continue; // all zero, or too small for a finite scale: codes stay 0

@@ -10,7 +10,7 @@ public class Int4DotTests
     private static IEnumerable<TestCaseData> Cases() =>
         from path in KernelPaths.All
         from format in new[] { new Int4Format(32, false), new Int4Format(32, true), new Int4Format(128, false), new Int4Format(128, true) }
-        from shape in new[] { (Cols: 128, Tokens: 1), (Cols: 256, Tokens: 3), (Cols: 384, Tokens: 16), (Cols: 128, Tokens: 64) }
+        from shape in new[] { (Cols: 128, Tokens: 1), (Cols: 256, Tokens: 3), (Cols: 384, Tokens: 16), (Cols: 128, Tokens: 64), (Cols: 640, Tokens: 2) }
         select new TestCaseData(path, format, shape.Cols, shape.Tokens);
 
     [TestCaseSource(nameof(Cases))]
@@ -65,6 +65,33 @@ public class Int4DotTests
                 Assert.That(y[t * rows + r], Is.EqualTo(one[t]).Within(Math.Abs(one[t]) * 1e-5 + 1e-5), $"row {r}, token {t}");
         }
         Assert.That(Enumerable.Range(0, tokens).Select(t => y[t * rows]), Is.All.Zero, "rows outside the range are untouched");
+    }
+
+    private static IEnumerable<TestCaseData> ExtremeCases() =>
+        from path in KernelPaths.All
+        from code in new[] { 0, 15 }
+        from sign in new[] { 1, -1 }
+        select new TestCaseData(path, code, sign);
+
+    // Every weight code at 0 or 15 against every activation code at +-127: the largest integer sums a block can make,
+    // which the eight-block AVX2 reduction keeps in int16 lanes.
+    [TestCaseSource(nameof(ExtremeCases))]
+    public void Rows_OfExtremeCodes_AreExact(KernelPath path, int code, int sign)
+    {
+        KernelPaths.Require(path);
+        const int rows = 3, cols = 7168 + 96, tokens = 3;
+        byte[] packed = Enumerable.Repeat((byte)(code | code << 4), rows * cols / 2).ToArray();
+        float[] scales = Enumerable.Repeat(0.5f, rows * cols / 32).ToArray(), mins = Enumerable.Repeat(-1f, rows * cols / 32).ToArray();
+        Int4Weights weights = Int4Weights.FromPinnedArrays(rows, cols, Int4Format.Default, packed, scales, mins);
+        var act = new Int8Activations();
+        act.QuantizePerBlock(Enumerable.Repeat(sign * 2f, tokens * cols).ToArray(), tokens, cols);
+        Assert.That(act.Values(0)[0], Is.EqualTo(sign * 127), "activations sit at the extreme code");
+        var y = new float[tokens * rows];
+        Int4Dot.RowsOn(path, weights, 0, rows, act, y);
+        // Each weight is 0.5 * code - 1 and each activation 2 * sign: exact in float64, and the kernel's float sums of
+        // integer-valued block terms are exact too.
+        double expected = cols * (0.5 * code - 1) * 2 * sign;
+        Assert.That(y, Is.All.EqualTo(expected).Within(Math.Abs(expected) * 1e-6));
     }
 
     [Test]
