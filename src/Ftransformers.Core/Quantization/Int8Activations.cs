@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using Ftransformers.Kernels;
 
 namespace Ftransformers.Quantization;
 
@@ -90,14 +91,7 @@ public sealed class Int8Activations
             float scale = absMax / 127f, inverse = float.IsFinite(127f / absMax) ? 127f / absMax : 0;
             if (inverse == 0)
                 scale = 0;
-            Span<sbyte> codes = _values.AsSpan(b * blockSize, blockSize);
-            int sum = 0;
-            for (int i = 0; i < blockSize; i++)
-            {
-                int q = Math.Clamp((int)MathF.Round(block[i] * inverse), -127, 127);
-                codes[i] = (sbyte)q;
-                sum += q;
-            }
+            int sum = Int8Codes.Quantize(block, inverse, _values.AsSpan(b * blockSize, blockSize));
             _scales[b] = scale;
             _scaledSums[b] = scale * sum;
         }

@@ -22,13 +22,12 @@ public static class Int8Quantizer
             if (!float.IsFinite(inverse))
                 continue; // all zero, or too small for a finite scale: codes stay 0
 
+            Kernels.Int8Codes.Quantize(row, inverse, q);
             double wq = 0, qq = 0;
             for (int i = 0; i < cols; i++)
             {
-                int c = Math.Clamp((int)MathF.Round(row[i] * inverse), -127, 127);
-                q[i] = (sbyte)c;
-                wq += row[i] * c;
-                qq += c * c;
+                wq += row[i] * q[i];
+                qq += q[i] * q[i];
             }
             scales[r] = (float)(wq / qq);
         }
