@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using Ftransformers.Quantization;
 
 namespace Ftransformers.Kernels;
 
@@ -26,6 +27,72 @@ public static class Int8Dot
         if (a.Length != b.Length)
             throw new ArgumentException($"Lengths differ: {a.Length} and {b.Length}.");
         return DotOn(ActivePath, a, b);
+    }
+
+    /// <summary>
+    /// W8A8 rows [<paramref name="start"/>, <paramref name="end"/>) for every token of <paramref name="x"/> (quantized per
+    /// token): y[t * weights.Rows + r] = scale_r * xscale_t * (row r · codes of token t).
+    /// </summary>
+    public static void Rows(Int8Weights weights, int start, int end, Int8Activations x, Span<float> y) => RowsOn(ActivePath, weights, start, end, x, y);
+
+    internal static unsafe void RowsOn(KernelPath path, Int8Weights weights, int start, int end, Int8Activations x, Span<float> y)
+    {
+        int tokens = x.Tokens, rows = weights.Rows, cols = weights.Cols;
+        if (x.Cols != cols || x.BlockSize != cols)
+            throw new ArgumentException($"Activations must be {cols} values per token with one scale each, got {x.Cols} in blocks of {x.BlockSize}.");
+        if (y.Length < (tokens - 1) * rows + end)
+            throw new ArgumentException($"The output needs {tokens} x {rows} values.", nameof(y));
+        Span<int> dots = stackalloc int[4];
+        for (int r = start; r < end; r++)
+        {
+            ReadOnlySpan<sbyte> row = weights.Row(r);
+            float scale = weights.Scale(r);
+            int t = 0;
+            // Several tokens share each load of the row (and on AVX2 its absolute values).
+            if (path == KernelPath.Avx2)
+            {
+                for (; t + 2 <= tokens; t += 4)
+                {
+                    int n = Math.Min(4, tokens - t);
+                    TokensAvx2(row, x, t, n, dots);
+                    for (int k = 0; k < n; k++)
+                        y[(t + k) * rows + r] = scale * x.Scales(t + k)[0] * dots[k];
+                }
+            }
+            for (; t < tokens; t++)
+                y[t * rows + r] = scale * x.Scales(t)[0] * DotOn(path, row, x.Values(t));
+        }
+        weights.KeepAlive();
+    }
+
+    // Row · tokens [t, t + n) for 2 <= n <= 4 (AVX2).
+    private static unsafe void TokensAvx2(ReadOnlySpan<sbyte> row, Int8Activations x, int t, int n, Span<int> dots)
+    {
+        int cols = row.Length;
+        Vector256<short> ones = Vector256.Create((short)1);
+        Vector256<int> a0 = Vector256<int>.Zero, a1 = Vector256<int>.Zero, a2 = Vector256<int>.Zero, a3 = Vector256<int>.Zero;
+        fixed (sbyte* w = row)
+        fixed (sbyte* codes = x.AllValues)
+        {
+            sbyte* x0 = codes + (long)t * cols, x1 = x0 + cols, x2 = n > 2 ? x1 + cols : x1, x3 = n > 3 ? x2 + cols : x2;
+            int i = 0;
+            for (; i + 32 <= cols; i += 32)
+            {
+                Vector256<sbyte> wv = Vector256.Load(w + i);
+                Vector256<byte> magnitude = Avx2.Abs(wv);
+                a0 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(magnitude, Avx2.Sign(Vector256.Load(x0 + i), wv)), ones);
+                a1 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(magnitude, Avx2.Sign(Vector256.Load(x1 + i), wv)), ones);
+                if (n > 2)
+                    a2 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(magnitude, Avx2.Sign(Vector256.Load(x2 + i), wv)), ones);
+                if (n > 3)
+                    a3 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(magnitude, Avx2.Sign(Vector256.Load(x3 + i), wv)), ones);
+            }
+            ReadOnlySpan<sbyte> tail = row[i..];
+            dots[0] = Vector256.Sum(a0) + DotScalar(tail, new ReadOnlySpan<sbyte>(x0 + i, tail.Length), 0);
+            dots[1] = Vector256.Sum(a1) + DotScalar(tail, new ReadOnlySpan<sbyte>(x1 + i, tail.Length), 0);
+            dots[2] = Vector256.Sum(a2) + DotScalar(tail, new ReadOnlySpan<sbyte>(x2 + i, tail.Length), 0);
+            dots[3] = Vector256.Sum(a3) + DotScalar(tail, new ReadOnlySpan<sbyte>(x3 + i, tail.Length), 0);
+        }
     }
 
     /// <summary>Σ a[i] * b[i] on a chosen path (tests; the path must be supported).</summary>

@@ -11,17 +11,8 @@ internal sealed class Int8WeightMatrix(string name, Int8Weights weights) : Weigh
 
     protected override void PrepareActivations(MatrixProduct product) => product.Activations.QuantizePerToken(product.Input, product.Tokens, Cols);
 
-    protected internal override void MultiplyRows(MatrixProduct p, int start, int end)
-    {
-        Int8Activations a = p.Activations;
-        for (int r = start; r < end; r++)
-        {
-            ReadOnlySpan<sbyte> row = Weights.Row(r);
-            float scale = Weights.Scale(r);
-            for (int t = 0; t < p.Tokens; t++)
-                unsafe { p.Y[(long)t * Rows + r] = scale * a.Scales(t)[0] * Int8Dot.Dot(row, a.Values(t)); }
-        }
-    }
+    protected internal override unsafe void MultiplyRows(MatrixProduct p, int start, int end) =>
+        Int8Dot.Rows(Weights, start, end, p.Activations, new Span<float>(p.Y, p.Tokens * Rows));
 
     // The single-row paths (MLA absorption) keep F32 activations: the row is widened to F32, then vector math.
     public override float DotRow(int row, ReadOnlySpan<float> x)

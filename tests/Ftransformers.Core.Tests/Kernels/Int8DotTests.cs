@@ -1,4 +1,5 @@
 using Ftransformers.Kernels;
+using Ftransformers.Quantization;
 using NUnit.Framework;
 
 namespace Ftransformers.Tests.Kernels;
@@ -29,6 +30,37 @@ public class Int8DotTests
         sbyte[] a = Enumerable.Range(0, n).Select(i => (sbyte)(i % 2 == 0 ? -127 : 127)).ToArray();
         sbyte[] b = Enumerable.Range(0, n).Select(i => (sbyte)(i % 2 == 0 ? -127 : 127)).ToArray();
         Assert.That(Int8Dot.DotOn(path, a, b), Is.EqualTo(n * 127 * 127));
+    }
+
+    private static IEnumerable<TestCaseData> RowsCases() =>
+        from path in KernelPaths.All
+        from shape in new[] { (Cols: 100, Tokens: 1), (Cols: 64, Tokens: 2), (Cols: 7185, Tokens: 3), (Cols: 96, Tokens: 5), (Cols: 33, Tokens: 9) }
+        select new TestCaseData(path, shape.Cols, shape.Tokens);
+
+    // Rows for several tokens (which AVX2 computes several at a time) equal scale * xscale * the exact integer dot.
+    [TestCaseSource(nameof(RowsCases))]
+    public void Rows_EqualScaledExactDots(KernelPath path, int cols, int tokens)
+    {
+        KernelPaths.Require(path);
+        var rng = new Random(cols + tokens);
+        const int rows = 6;
+        Int8Weights weights = Int8Quantizer.Quantize(Enumerable.Range(0, rows * cols).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray(), rows, cols);
+        var act = new Int8Activations();
+        act.QuantizePerToken(Enumerable.Range(0, tokens * cols).Select(_ => (float)rng.NextDouble() * 4 - 2).ToArray(), tokens, cols);
+        var y = new float[tokens * rows];
+        Int8Dot.RowsOn(path, weights, 1, rows, act, y);
+        for (int t = 0; t < tokens; t++)
+        {
+            Assert.That(y[t * rows], Is.Zero, "rows outside the range are untouched");
+            for (int r = 1; r < rows; r++)
+            {
+                long dot = 0;
+                for (int c = 0; c < cols; c++)
+                    dot += weights.Row(r)[c] * act.Values(t)[c];
+                double expected = (double)weights.Scale(r) * act.Scales(t)[0] * dot;
+                Assert.That(y[t * rows + r], Is.EqualTo(expected).Within(Math.Abs(expected) * 1e-6 + 1e-9), $"row {r}, token {t}");
+            }
+        }
     }
 
     [Test]
