@@ -22,7 +22,5 @@ internal sealed unsafe class Bf16WeightMatrix : WeightMatrix
 
     public override float DotRow(int row, ReadOnlySpan<float> x) => BFloat16.Dot(Row(row), x);
 
-    public override void MultiplyAddRow(int row, float scale, Span<float> accumulator) => BFloat16.MultiplyAdd(Row(row), scale, accumulator);
-
     public override void CopyRow(int row, Span<float> destination) => BFloat16.ToSingle(Row(row), destination);
 }

@@ -21,7 +21,5 @@ internal sealed unsafe class F32WeightMatrix : WeightMatrix
 
     public override float DotRow(int row, ReadOnlySpan<float> x) => TensorPrimitives.Dot(Row(row), x);
 
-    public override void MultiplyAddRow(int row, float scale, Span<float> accumulator) => TensorPrimitives.MultiplyAdd(Row(row), scale, accumulator, accumulator);
-
     public override void CopyRow(int row, Span<float> destination) => Row(row).CopyTo(destination);
 }

@@ -23,12 +23,5 @@ internal sealed class Int4WeightMatrix(string name, Int4Weights weights) : Weigh
         return TensorPrimitives.Dot(w, x);
     }
 
-    public override void MultiplyAddRow(int row, float scale, Span<float> accumulator)
-    {
-        Span<float> w = stackalloc float[Cols];
-        Weights.DequantizeRow(row, w);
-        TensorPrimitives.MultiplyAdd(w, scale, accumulator, accumulator);
-    }
-
     public override void CopyRow(int row, Span<float> destination) => Weights.DequantizeRow(row, destination);
 }

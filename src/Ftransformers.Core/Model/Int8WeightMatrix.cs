@@ -22,13 +22,6 @@ internal sealed class Int8WeightMatrix(string name, Int8Weights weights) : Weigh
         return TensorPrimitives.Dot(w, x);
     }
 
-    public override void MultiplyAddRow(int row, float scale, Span<float> accumulator)
-    {
-        Span<float> w = Cols <= 4096 ? stackalloc float[Cols] : new float[Cols];
-        CopyRow(row, w);
-        TensorPrimitives.MultiplyAdd(w, scale, accumulator, accumulator);
-    }
-
     public override void CopyRow(int row, Span<float> destination)
     {
         TensorPrimitives.ConvertTruncating<sbyte, float>(Weights.Row(row), destination[..Cols]);

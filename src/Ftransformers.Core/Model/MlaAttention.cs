@@ -58,13 +58,14 @@ internal sealed class MlaAttention
         int maxVisible = 0;
         foreach (int p in positions)
             maxVisible = Math.Max(maxVisible, p + 1);
+        int group = Math.Min(tokens, TokensPerGroup);
         using var q = new PooledBuffer(tokens * heads * qkHead);
         using var kvA = new PooledBuffer(tokens * width);
-        using var queries = new PooledBuffer(heads * width);
-        using var contexts = new PooledBuffer(heads * rank);
+        using var queries = new PooledBuffer(group * heads * width);
+        using var contexts = new PooledBuffer(group * heads * rank);
         using var scores = new PooledBuffer(heads * maxVisible);
+        using var angles = new PooledBuffer(group * rope);
         using var attended = new PooledBuffer(tokens * heads * vHead);
-        Span<float> cos = stackalloc float[rope / 2], sin = stackalloc float[rope / 2];
 
         if (_qA != null)
         {
@@ -80,6 +81,7 @@ internal sealed class MlaAttention
 
         // Every token's latent goes to the cache first: later tokens of the same sequence attend to earlier ones.
         _kvA.Multiply(x, kvA.Span, tokens);
+        Span<float> cos = stackalloc float[rope / 2], sin = stackalloc float[rope / 2];
         for (int t = 0; t < tokens; t++)
         {
             Span<float> row = kvA.Span.Slice(t * width, width);
@@ -89,22 +91,27 @@ internal sealed class MlaAttention
             kv.Write(layer, batch.Slot(sequences[t], positions[t]), row);
         }
 
-        // Per token: each head's query in latent space [q_nope W_uk | q_pe]; scores over the visible positions, read
-        // one cached row at a time for a range of heads; softmax per head; latent context; the head's output through
-        // W_uv. Heads are independent, so the compute pool splits them.
+        // Per group of tokens, heads split across the compute pool: each head's query in latent space
+        // [q_nope W_uk | q_pe], scores over each token's visible positions, softmax, latent context, and the head's
+        // output through W_uv. A group shares each widened row of kv_b, which decode batches of several sequences need.
         HeadWork work = HeadWork.ForThisThread();
         unsafe
         {
             // Pinned for the workers, which read and write these buffers through pointers.
-            fixed (float* pq = q.Span, pQueries = queries.Span, pScores = scores.Span, pContexts = contexts.Span, pAttended = attended.Span)
+            fixed (float* pq = q.Span, pQueries = queries.Span, pScores = scores.Span, pContexts = contexts.Span, pAttended = attended.Span, pAngles = angles.Span)
             {
-                for (int t = 0; t < tokens; t++)
+                for (int t0 = 0; t0 < tokens; t0 += group)
                 {
-                    _rope.Angles(positions[t], cos, sin);
-                    work.Start(this, kv, layer, batch.PageTable(sequences[t]), batch.PageSize, positions[t] + 1, cos, sin,
-                        pq + t * heads * qkHead, pQueries, pScores, pContexts, pAttended + t * heads * vHead);
+                    int n = Math.Min(group, tokens - t0);
+                    long work1 = 0;
+                    for (int t = t0; t < t0 + n; t++)
+                    {
+                        _rope.Angles(positions[t], angles.Span.Slice((t - t0) * rope, rope / 2), angles.Span.Slice((t - t0) * rope + rope / 2, rope / 2));
+                        work1 += (long)(positions[t] + 1) * width;
+                    }
+                    work.Start(this, kv, layer, batch, t0, n, maxVisible, pq, pAngles, pQueries, pScores, pContexts, pAttended);
                     if (_o.Pool is { } pool)
-                        pool.For(heads, work, minChunk: Math.Max(1, (1 << 15) / Math.Max(1, (positions[t] + 1) * width + nope * rank * 2)));
+                        pool.For(heads, work, minChunk: (int)Math.Max(1, (1 << 15) / Math.Max(1, work1 + nope * rank * 2)));
                     else
                         work.Run(0, heads);
                     work.Finish();
@@ -114,8 +121,11 @@ internal sealed class MlaAttention
         _o.Multiply(attended.Span, y, tokens);
     }
 
-    // scores[h * visible + j] = scale * (query_h . row_j) for heads [h0, h1) and the visible positions j, page by page.
-    private void Score(ILatentStore kv, int layer, IReadOnlyList<int> pageTable, int pageSize, int visible, ReadOnlySpan<float> queries, int h0, int h1, Span<float> scores)
+    // Tokens whose absorbed projections share one widening of each kv_b row.
+    private const int TokensPerGroup = 16;
+
+    // scores[h * stride + j] = scale * (query_h . row_j) for heads [h0, h1) and the visible positions j, page by page.
+    private void Score(ILatentStore kv, int layer, IReadOnlyList<int> pageTable, int pageSize, int visible, ReadOnlySpan<float> queries, int h0, int h1, Span<float> scores, int stride)
     {
         int width = kv.RowWidth;
         bool f32 = kv.DType == KvCacheDType.F32;
@@ -128,20 +138,20 @@ internal sealed class MlaAttention
                 {
                     ReadOnlySpan<float> row = kv.RowF32(layer, slot);
                     for (int h = h0; h < h1; h++)
-                        scores[h * visible + j] = TensorPrimitives.Dot(queries.Slice(h * width, width), row) * _softmaxScale;
+                        scores[h * stride + j] = TensorPrimitives.Dot(queries.Slice(h * width, width), row) * _softmaxScale;
                 }
                 else
                 {
                     ReadOnlySpan<ushort> row = kv.RowBf16(layer, slot);
                     for (int h = h0; h < h1; h++)
-                        scores[h * visible + j] = BFloat16.Dot(row, queries.Slice(h * width, width)) * _softmaxScale;
+                        scores[h * stride + j] = BFloat16.Dot(row, queries.Slice(h * width, width)) * _softmaxScale;
                 }
             }
         }
     }
 
-    // contexts[h] = sum over visible positions j of weights[h * visible + j] * latent_j, in position order, for heads [h0, h1).
-    private static void Attend(ILatentStore kv, int layer, IReadOnlyList<int> pageTable, int pageSize, int visible, ReadOnlySpan<float> weights, int h0, int h1, int rank, Span<float> contexts)
+    // contexts[h] = sum over visible positions j of weights[h * stride + j] * latent_j, in position order, for heads [h0, h1).
+    private static void Attend(ILatentStore kv, int layer, IReadOnlyList<int> pageTable, int pageSize, int visible, ReadOnlySpan<float> weights, int stride, int h0, int h1, int rank, Span<float> contexts)
     {
         contexts[(h0 * rank)..(h1 * rank)].Clear();
         bool f32 = kv.DType == KvCacheDType.F32;
@@ -156,20 +166,20 @@ internal sealed class MlaAttention
                     for (int h = h0; h < h1; h++)
                     {
                         Span<float> context = contexts.Slice(h * rank, rank);
-                        TensorPrimitives.MultiplyAdd(latent, weights[h * visible + j], context, context);
+                        TensorPrimitives.MultiplyAdd(latent, weights[h * stride + j], context, context);
                     }
                 }
                 else
                 {
                     ReadOnlySpan<ushort> latent = kv.RowBf16(layer, slot)[..rank];
                     for (int h = h0; h < h1; h++)
-                        BFloat16.MultiplyAdd(latent, weights[h * visible + j], contexts.Slice(h * rank, rank));
+                        BFloat16.MultiplyAdd(latent, weights[h * stride + j], contexts.Slice(h * rank, rank));
                 }
             }
         }
     }
 
-    // One token's attention over a range of heads, handed to the compute pool; one per calling thread.
+    // A group of tokens' attention over a range of heads, handed to the compute pool; one per calling thread.
     private sealed unsafe class HeadWork : IRangeWork
     {
         [ThreadStatic]
@@ -177,21 +187,20 @@ internal sealed class MlaAttention
 
         private MlaAttention _attention = null!;
         private ILatentStore _kv = null!;
-        private IReadOnlyList<int> _pageTable = null!;
-        private int _layer, _pageSize, _visible;
-        private readonly float[] _cos = new float[256], _sin = new float[256];
-        private float* _q, _queries, _scores, _contexts, _attended;
+        private ForwardBatch _batch = null!;
+        private int _layer, _first, _count, _stride;
+        private float* _q, _angles, _queries, _scores, _contexts, _attended;
 
         public static HeadWork ForThisThread() => t_current ??= new HeadWork();
 
-        // The pointers are pinned by the caller until Finish.
-        public void Start(MlaAttention attention, ILatentStore kv, int layer, IReadOnlyList<int> pageTable, int pageSize, int visible,
-            ReadOnlySpan<float> cos, ReadOnlySpan<float> sin, float* q, float* queries, float* scores, float* contexts, float* attended)
+        // Tokens [first, first + count) of the batch; the pointers are pinned by the caller until Finish. Per token of
+        // the group: angles holds cos then sin; queries and contexts hold all heads. q and attended cover the batch.
+        public void Start(MlaAttention attention, ILatentStore kv, int layer, ForwardBatch batch, int first, int count, int stride,
+            float* q, float* angles, float* queries, float* scores, float* contexts, float* attended)
         {
-            (_attention, _kv, _layer, _pageTable, _pageSize, _visible) = (attention, kv, layer, pageTable, pageSize, visible);
-            cos.CopyTo(_cos);
-            sin.CopyTo(_sin);
+            (_attention, _kv, _layer, _batch, _first, _count, _stride) = (attention, kv, layer, batch, first, count, stride);
             _q = q;
+            _angles = angles;
             _queries = queries;
             _scores = scores;
             _contexts = contexts;
@@ -202,7 +211,7 @@ internal sealed class MlaAttention
         {
             _attention = null!;
             _kv = null!;
-            _pageTable = null!;
+            _batch = null!;
         }
 
         public void Run(int h0, int h1)
@@ -210,25 +219,52 @@ internal sealed class MlaAttention
             MlaAttention a = _attention;
             DeepSeekV3Config c = a._config;
             int heads = c.NumAttentionHeads, nope = c.QkNopeHeadDim, rope = c.QkRopeHeadDim, rank = c.KvLoraRank;
-            int qkHead = c.QkHeadDim, vHead = c.VHeadDim, kvbHead = nope + vHead, width = rank + rope, visible = _visible;
-            var queries = new Span<float>(_queries, heads * width);
-            var scores = new Span<float>(_scores, heads * visible);
-            var contexts = new Span<float>(_contexts, heads * rank);
-            ReadOnlySpan<float> cos = _cos.AsSpan(0, rope / 2), sin = _sin.AsSpan(0, rope / 2);
+            int qkHead = c.QkHeadDim, vHead = c.VHeadDim, kvbHead = nope + vHead, width = rank + rope, n = _count;
+            Span<float> row = rank <= 2048 ? stackalloc float[rank] : new float[rank];
+
+            // Queries: q_nope W_uk row by row of kv_b (each widened once for the group), then the roped q_pe.
             for (int h = h0; h < h1; h++)
             {
-                var qHead = new Span<float>(_q + h * qkHead, qkHead);
-                Span<float> query = queries.Slice(h * width, width);
-                a._kvB.MultiplyTransposedRows(h * kvbHead, nope, qHead[..nope], query[..rank]);
-                qHead.Slice(nope, rope).CopyTo(query[rank..]);
-                Rope.ApplyInterleaved(query[rank..], cos, sin);
+                for (int t = 0; t < n; t++)
+                {
+                    Span<float> query = Query(t, h, heads, width);
+                    query[..rank].Clear();
+                    new Span<float>(_q + ((long)(_first + t) * heads + h) * qkHead + nope, rope).CopyTo(query[rank..]);
+                    Rope.ApplyInterleaved(query[rank..], new ReadOnlySpan<float>(_angles + t * rope, rope / 2), new ReadOnlySpan<float>(_angles + t * rope + rope / 2, rope / 2));
+                }
+                for (int r = 0; r < nope; r++)
+                {
+                    a._kvB.CopyRow(h * kvbHead + r, row);
+                    for (int t = 0; t < n; t++)
+                    {
+                        Span<float> latent = Query(t, h, heads, width)[..rank];
+                        TensorPrimitives.MultiplyAdd(row, _q[((long)(_first + t) * heads + h) * qkHead + r], latent, latent);
+                    }
+                }
             }
-            a.Score(_kv, _layer, _pageTable, _pageSize, visible, queries, h0, h1, scores);
+
+            // Scores, softmax and latent contexts token by token: each token reads its own sequence's cache.
+            var scores = new Span<float>(_scores, heads * _stride);
+            for (int t = 0; t < n; t++)
+            {
+                int token = _first + t, visible = _batch.Positions[token] + 1;
+                IReadOnlyList<int> pageTable = _batch.PageTable(_batch.Sequences[token]);
+                a.Score(_kv, _layer, pageTable, _batch.PageSize, visible, new ReadOnlySpan<float>(_queries + (long)t * heads * width, heads * width), h0, h1, scores, _stride);
+                for (int h = h0; h < h1; h++)
+                    TensorPrimitives.SoftMax(scores.Slice(h * _stride, visible), scores.Slice(h * _stride, visible));
+                Attend(_kv, _layer, pageTable, _batch.PageSize, visible, scores, _stride, h0, h1, rank, new Span<float>(_contexts + (long)t * heads * rank, heads * rank));
+            }
+
+            // Outputs: each head's W_uv rows (widened once for the group) against its latent contexts.
             for (int h = h0; h < h1; h++)
-                TensorPrimitives.SoftMax(scores.Slice(h * visible, visible), scores.Slice(h * visible, visible));
-            Attend(_kv, _layer, _pageTable, _pageSize, visible, scores, h0, h1, rank, contexts);
-            for (int h = h0; h < h1; h++)
-                a._kvB.MultiplyRows(h * kvbHead + nope, vHead, contexts.Slice(h * rank, rank), new Span<float>(_attended + h * vHead, vHead));
+                for (int r = 0; r < vHead; r++)
+                {
+                    a._kvB.CopyRow(h * kvbHead + nope + r, row);
+                    for (int t = 0; t < n; t++)
+                        _attended[((long)(_first + t) * heads + h) * vHead + r] = TensorPrimitives.Dot(row, new ReadOnlySpan<float>(_contexts + ((long)t * heads + h) * rank, rank));
+                }
         }
+
+        private Span<float> Query(int t, int h, int heads, int width) => new(_queries + ((long)t * heads + h) * width, width);
     }
 }

@@ -4,7 +4,7 @@ namespace Ftransformers.Model;
 
 /// <summary>
 /// A row-major [rows, cols] weight matrix (a linear layer y = W x) in its stored precision. Products over all
-/// rows are split across the compute pool; single rows serve MLA's absorbed projections.
+/// rows are split across the compute pool; single rows, widened to F32, serve MLA's absorbed projections.
 /// </summary>
 internal abstract unsafe class WeightMatrix(string name, int rows, int cols)
 {
@@ -25,9 +25,6 @@ internal abstract unsafe class WeightMatrix(string name, int rows, int cols)
 
     /// <summary>Dot product of row <paramref name="row"/> with <paramref name="x"/>.</summary>
     public abstract float DotRow(int row, ReadOnlySpan<float> x);
-
-    /// <summary>accumulator += scale * row <paramref name="row"/>.</summary>
-    public abstract void MultiplyAddRow(int row, float scale, Span<float> accumulator);
 
     /// <summary>Copies row <paramref name="row"/> as F32 (embedding lookup).</summary>
     public abstract void CopyRow(int row, Span<float> destination);
@@ -69,20 +66,5 @@ internal abstract unsafe class WeightMatrix(string name, int rows, int cols)
         for (int r = start; r < end; r++)
             for (int t = 0; t < p.Tokens; t++)
                 p.Y[(long)t * Rows + r] = DotRow(r, new ReadOnlySpan<float>(p.X + (long)t * Cols, Cols));
-    }
-
-    /// <summary>y = W[rowStart..rowStart+count] x: a slice of the outputs for one token.</summary>
-    public void MultiplyRows(int rowStart, int count, ReadOnlySpan<float> x, Span<float> y)
-    {
-        for (int r = 0; r < count; r++)
-            y[r] = DotRow(rowStart + r, x);
-    }
-
-    /// <summary>y = W[rowStart..rowStart+count]^T x: the transposed product over a slice of rows.</summary>
-    public void MultiplyTransposedRows(int rowStart, int count, ReadOnlySpan<float> x, Span<float> y)
-    {
-        y[..Cols].Clear();
-        for (int r = 0; r < count; r++)
-            MultiplyAddRow(rowStart + r, x[r], y);
     }
 }
