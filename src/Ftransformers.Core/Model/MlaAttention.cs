@@ -18,6 +18,7 @@ internal sealed class MlaAttention
     private readonly WeightMatrix _kvA, _kvB, _o;
     private readonly float[] _kvANorm;
     private readonly float _softmaxScale;
+    private readonly Int8Absorption? _int8Absorption;
 
     public MlaAttention(WeightLoader weights, DeepSeekV3Config config, RotaryEmbedding rope, int layer)
     {
@@ -41,6 +42,8 @@ internal sealed class MlaAttention
         _kvB = weights.Matrix(p + ".kv_b_proj.weight", heads * (config.QkNopeHeadDim + config.VHeadDim), config.KvLoraRank, format);
         _o = weights.Matrix(p + ".o_proj.weight", hidden, heads * config.VHeadDim, format);
         _softmaxScale = (float)config.SoftmaxScale;
+        if (_kvB is Int8WeightMatrix int8)
+            _int8Absorption = new Int8Absorption(int8.Weights, heads, config.QkNopeHeadDim, config.VHeadDim);
     }
 
     /// <summary>
@@ -222,23 +225,31 @@ internal sealed class MlaAttention
             int qkHead = c.QkHeadDim, vHead = c.VHeadDim, kvbHead = nope + vHead, width = rank + rope, n = _count;
             Span<float> row = rank <= 2048 ? stackalloc float[rank] : new float[rank];
 
-            // Queries: q_nope W_uk row by row of kv_b (each widened once for the group), then the roped q_pe.
+            // Queries: q_nope W_uk (in INT8, or row by row of kv_b, each row widened once for the group), then the roped q_pe.
+            long qStride = (long)heads * qkHead;
             for (int h = h0; h < h1; h++)
             {
                 for (int t = 0; t < n; t++)
                 {
                     Span<float> query = Query(t, h, heads, width);
-                    query[..rank].Clear();
-                    new Span<float>(_q + ((long)(_first + t) * heads + h) * qkHead + nope, rope).CopyTo(query[rank..]);
+                    new Span<float>(_q + (_first + t) * qStride + h * qkHead + nope, rope).CopyTo(query[rank..]);
                     Rope.ApplyInterleaved(query[rank..], new ReadOnlySpan<float>(_angles + t * rope, rope / 2), new ReadOnlySpan<float>(_angles + t * rope + rope / 2, rope / 2));
                 }
+                if (a._int8Absorption is { } int8)
+                {
+                    int8.Queries(h, new ReadOnlySpan<float>(_q + _first * qStride + h * qkHead, (int)((n - 1) * qStride) + nope), (int)qStride, n,
+                        new Span<float>(_queries + h * width, (n - 1) * heads * width + rank), heads * width);
+                    continue;
+                }
+                for (int t = 0; t < n; t++)
+                    Query(t, h, heads, width)[..rank].Clear();
                 for (int r = 0; r < nope; r++)
                 {
                     a._kvB.CopyRow(h * kvbHead + r, row);
                     for (int t = 0; t < n; t++)
                     {
                         Span<float> latent = Query(t, h, heads, width)[..rank];
-                        TensorPrimitives.MultiplyAdd(row, _q[((long)(_first + t) * heads + h) * qkHead + r], latent, latent);
+                        TensorPrimitives.MultiplyAdd(row, _q[(_first + t) * qStride + h * qkHead + r], latent, latent);
                     }
                 }
             }
@@ -255,14 +266,22 @@ internal sealed class MlaAttention
                 Attend(_kv, _layer, pageTable, _batch.PageSize, visible, scores, _stride, h0, h1, rank, new Span<float>(_contexts + (long)t * heads * rank, heads * rank));
             }
 
-            // Outputs: each head's W_uv rows (widened once for the group) against its latent contexts.
+            // Outputs: each head's W_uv (in INT8, or row by row, each row widened once for the group) against its latent contexts.
             for (int h = h0; h < h1; h++)
+            {
+                if (a._int8Absorption is { } int8)
+                {
+                    int8.Outputs(h, new ReadOnlySpan<float>(_contexts + h * rank, (n - 1) * heads * rank + rank), heads * rank, n,
+                        new Span<float>(_attended + ((long)_first * heads + h) * vHead, (n - 1) * heads * vHead + vHead), heads * vHead);
+                    continue;
+                }
                 for (int r = 0; r < vHead; r++)
                 {
                     a._kvB.CopyRow(h * kvbHead + nope + r, row);
                     for (int t = 0; t < n; t++)
                         _attended[((long)(_first + t) * heads + h) * vHead + r] = TensorPrimitives.Dot(row, new ReadOnlySpan<float>(_contexts + ((long)t * heads + h) * rank, rank));
                 }
+            }
         }
 
         private Span<float> Query(int t, int h, int heads, int width) => new(_queries + ((long)t * heads + h) * width, width);

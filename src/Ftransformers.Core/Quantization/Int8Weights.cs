@@ -32,6 +32,14 @@ public sealed unsafe class Int8Weights
             (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref scales[0]), (codes, scales));
     }
 
+    /// <summary>Rows [<paramref name="start"/>, <paramref name="start"/> + <paramref name="count"/>) as a matrix of their own, sharing this one's memory.</summary>
+    internal Int8Weights Slice(int start, int count)
+    {
+        if (start < 0 || count < 1 || start + count > Rows)
+            throw new ArgumentOutOfRangeException(nameof(start), $"Rows [{start}, {start + count}) are outside [0, {Rows}).");
+        return new Int8Weights(count, Cols, _codes + (long)start * Cols, _scales + start, this);
+    }
+
     /// <summary>A row's codes.</summary>
     public ReadOnlySpan<sbyte> Row(int row) => new(_codes + (long)row * Cols, Cols);
 
