@@ -48,13 +48,16 @@ public static class Int8Dot
             ReadOnlySpan<sbyte> row = weights.Row(r);
             float scale = weights.Scale(r);
             int t = 0;
-            // Several tokens share each load of the row (and on AVX2 its absolute values).
-            if (path == KernelPath.Avx2)
+            // Several tokens share each load of the row (and on AVX2 its absolute values); a last single token takes Dot.
+            if (path is KernelPath.Avx2 or KernelPath.Dp)
             {
                 for (; t + 2 <= tokens; t += 4)
                 {
                     int n = Math.Min(4, tokens - t);
-                    TokensAvx2(row, x, t, n, dots);
+                    if (path == KernelPath.Avx2)
+                        TokensAvx2(row, x, t, n, dots);
+                    else
+                        TokensDp(row, x, t, n, dots);
                     for (int k = 0; k < n; k++)
                         y[(t + k) * rows + r] = scale * x.Scales(t + k)[0] * dots[k];
                 }
@@ -92,6 +95,34 @@ public static class Int8Dot
             dots[1] = Vector256.Sum(a1) + DotScalar(tail, new ReadOnlySpan<sbyte>(x1 + i, tail.Length), 0);
             dots[2] = Vector256.Sum(a2) + DotScalar(tail, new ReadOnlySpan<sbyte>(x2 + i, tail.Length), 0);
             dots[3] = Vector256.Sum(a3) + DotScalar(tail, new ReadOnlySpan<sbyte>(x3 + i, tail.Length), 0);
+        }
+    }
+
+    // Row · tokens [t, t + n) for 2 <= n <= 4 (ARM64 SDOT).
+    private static unsafe void TokensDp(ReadOnlySpan<sbyte> row, Int8Activations x, int t, int n, Span<int> dots)
+    {
+        int cols = row.Length;
+        Vector128<int> a0 = Vector128<int>.Zero, a1 = Vector128<int>.Zero, a2 = Vector128<int>.Zero, a3 = Vector128<int>.Zero;
+        fixed (sbyte* w = row)
+        fixed (sbyte* codes = x.AllValues)
+        {
+            sbyte* x0 = codes + (long)t * cols, x1 = x0 + cols, x2 = n > 2 ? x1 + cols : x1, x3 = n > 3 ? x2 + cols : x2;
+            int i = 0;
+            for (; i + 16 <= cols; i += 16)
+            {
+                Vector128<sbyte> wv = Vector128.Load(w + i);
+                a0 = Dp.DotProduct(a0, wv, Vector128.Load(x0 + i));
+                a1 = Dp.DotProduct(a1, wv, Vector128.Load(x1 + i));
+                if (n > 2)
+                    a2 = Dp.DotProduct(a2, wv, Vector128.Load(x2 + i));
+                if (n > 3)
+                    a3 = Dp.DotProduct(a3, wv, Vector128.Load(x3 + i));
+            }
+            ReadOnlySpan<sbyte> tail = row[i..];
+            dots[0] = Vector128.Sum(a0) + DotScalar(tail, new ReadOnlySpan<sbyte>(x0 + i, tail.Length), 0);
+            dots[1] = Vector128.Sum(a1) + DotScalar(tail, new ReadOnlySpan<sbyte>(x1 + i, tail.Length), 0);
+            dots[2] = Vector128.Sum(a2) + DotScalar(tail, new ReadOnlySpan<sbyte>(x2 + i, tail.Length), 0);
+            dots[3] = Vector128.Sum(a3) + DotScalar(tail, new ReadOnlySpan<sbyte>(x3 + i, tail.Length), 0);
         }
     }
 
