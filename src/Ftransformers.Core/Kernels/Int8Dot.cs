@@ -68,6 +68,15 @@ public static class Int8Dot
         weights.KeepAlive();
     }
 
+    // dots[k] += tail · token k's codes from the same column (the columns after the vector loop).
+    private static unsafe void AddTails(ReadOnlySpan<sbyte> tail, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, Span<int> dots)
+    {
+        dots[0] += DotScalar(tail, new ReadOnlySpan<sbyte>(x0, tail.Length), 0);
+        dots[1] += DotScalar(tail, new ReadOnlySpan<sbyte>(x1, tail.Length), 0);
+        dots[2] += DotScalar(tail, new ReadOnlySpan<sbyte>(x2, tail.Length), 0);
+        dots[3] += DotScalar(tail, new ReadOnlySpan<sbyte>(x3, tail.Length), 0);
+    }
+
     // Row · tokens [t, t + n) for 2 <= n <= 4 (AVX2).
     private static unsafe void TokensAvx2(ReadOnlySpan<sbyte> row, Int8Activations x, int t, int n, Span<int> dots)
     {
@@ -90,11 +99,8 @@ public static class Int8Dot
                 if (n > 3)
                     a3 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(magnitude, Avx2.Sign(Vector256.Load(x3 + i), wv)), ones);
             }
-            ReadOnlySpan<sbyte> tail = row[i..];
-            dots[0] = Vector256.Sum(a0) + DotScalar(tail, new ReadOnlySpan<sbyte>(x0 + i, tail.Length), 0);
-            dots[1] = Vector256.Sum(a1) + DotScalar(tail, new ReadOnlySpan<sbyte>(x1 + i, tail.Length), 0);
-            dots[2] = Vector256.Sum(a2) + DotScalar(tail, new ReadOnlySpan<sbyte>(x2 + i, tail.Length), 0);
-            dots[3] = Vector256.Sum(a3) + DotScalar(tail, new ReadOnlySpan<sbyte>(x3 + i, tail.Length), 0);
+            (dots[0], dots[1], dots[2], dots[3]) = (Vector256.Sum(a0), Vector256.Sum(a1), Vector256.Sum(a2), Vector256.Sum(a3));
+            AddTails(row[i..], x0 + i, x1 + i, x2 + i, x3 + i, dots);
         }
     }
 
@@ -118,11 +124,8 @@ public static class Int8Dot
                 if (n > 3)
                     a3 = Dp.DotProduct(a3, wv, Vector128.Load(x3 + i));
             }
-            ReadOnlySpan<sbyte> tail = row[i..];
-            dots[0] = Vector128.Sum(a0) + DotScalar(tail, new ReadOnlySpan<sbyte>(x0 + i, tail.Length), 0);
-            dots[1] = Vector128.Sum(a1) + DotScalar(tail, new ReadOnlySpan<sbyte>(x1 + i, tail.Length), 0);
-            dots[2] = Vector128.Sum(a2) + DotScalar(tail, new ReadOnlySpan<sbyte>(x2 + i, tail.Length), 0);
-            dots[3] = Vector128.Sum(a3) + DotScalar(tail, new ReadOnlySpan<sbyte>(x3 + i, tail.Length), 0);
+            (dots[0], dots[1], dots[2], dots[3]) = (Vector128.Sum(a0), Vector128.Sum(a1), Vector128.Sum(a2), Vector128.Sum(a3));
+            AddTails(row[i..], x0 + i, x1 + i, x2 + i, x3 + i, dots);
         }
     }
 
