@@ -31,7 +31,7 @@ internal sealed class ScriptedSession(IInferenceSession? inner = null) : IInfere
     /// <summary>The last request received.</summary>
     public GenerationRequest? LastRequest { get; private set; }
 
-    /// <summary>Completes when an endless request sees its cancellation.</summary>
+    /// <summary>Completes when an endless request is stopped: its cancellation fires or its consumer stops reading.</summary>
     public TaskCompletionSource EndlessCancelled { get; private set; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>Completes when an endless request has produced its first token.</summary>
@@ -110,21 +110,16 @@ internal sealed class ScriptedSession(IInferenceSession? inner = null) : IInfere
             // Bounded: ten minutes of tokens at most, though the test cancels within seconds.
             for (int i = 0; i < 60_000; i++)
             {
-                try
-                {
-                    await Task.Delay(10, cancellationToken);
-                }
-                catch (OperationCanceledException)
-                {
-                    EndlessCancelled.TrySetResult();
-                    throw;
-                }
+                await Task.Delay(10, cancellationToken);
                 EndlessStarted.TrySetResult();
                 yield return new GenerationChunk("x", [200]);
             }
         }
         finally
         {
+            // Cancelled, or the consumer stopped reading (a server whose write to a gone client failed disposes the
+            // stream before the abort token fires): the real session cancels the sequence in both cases.
+            EndlessCancelled.TrySetResult();
             Interlocked.Decrement(ref _running);
         }
     }
