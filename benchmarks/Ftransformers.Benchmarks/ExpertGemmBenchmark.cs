@@ -5,9 +5,9 @@ using Ftransformers.Model;
 namespace Ftransformers.Benchmarks;
 
 /// <summary>
-/// Several tokens routed to the same expert share one read of its weights: INT4 gate projections (2048x7168, 11 MB
+/// Several tokens routed to the same expert share one read of its weights: INT4 gate projections (2048x7168, 9.2 MB
 /// each) for 1, 2, 4 and 16 tokens on all threads. With one expert the weights stay in the 32 MB L3 cache between
-/// calls (compute-bound); cycling through 8 experts streams 88 MB from DRAM per call, as decode does. Compare each
+/// calls (compute-bound); cycling through 8 experts streams 73 MB from DRAM per call, as decode does. Compare each
 /// row's median with the 1-token row of the same expert count.
 /// </summary>
 [MedianColumn]

@@ -8,7 +8,7 @@ namespace Ftransformers.Benchmarks;
 /// <summary>
 /// Decode-time weight streaming at DeepSeek-V3's real shapes, beside the machine's read bandwidth measured in the
 /// same run. Bytes per call: <see cref="ReadBandwidth"/> 1 GiB; <see cref="MoeLayerInt4"/> 8 experts x (gate and up
-/// 2048x7168, down 7168x2048) in INT4 g32 with F32 scale and min = 264.2 MB; <see cref="AttentionW8A8"/> q_a 1536x7168,
+/// 2048x7168, down 7168x2048) in INT4 g32 with F16 scale and min = 220.2 MB; <see cref="AttentionW8A8"/> q_a 1536x7168,
 /// q_b 24576x1536, kv_a 576x7168, kv_b 32768x512, o 7168x16384 in INT8 with row scales = 211.8 MB. GB/s = bytes / median.
 /// </summary>
 [MedianColumn]

@@ -11,12 +11,12 @@ internal static class RandomWeights
         byte[] packed = GC.AllocateArray<byte>(rows * cols / 2, pinned: true);
         rng.NextBytes(packed);
         int groups = rows * cols / 32;
-        float[] scales = GC.AllocateArray<float>(groups, pinned: true);
-        float[] mins = GC.AllocateArray<float>(groups, pinned: true);
+        Half[] scales = GC.AllocateArray<Half>(groups, pinned: true);
+        Half[] mins = GC.AllocateArray<Half>(groups, pinned: true);
         for (int i = 0; i < groups; i++)
         {
-            scales[i] = 0.001f + (float)rng.NextDouble() * 0.01f;
-            mins[i] = -8 * scales[i];
+            float scale = 0.001f + (float)rng.NextDouble() * 0.01f;
+            (scales[i], mins[i]) = ((Half)scale, (Half)(-8 * scale));
         }
         return new Int4WeightMatrix(name, Int4Weights.FromPinnedArrays(rows, cols, Int4Format.Default, packed, scales, mins));
     }

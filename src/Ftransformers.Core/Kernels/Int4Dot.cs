@@ -75,7 +75,10 @@ public static class Int4Dot
         if (x.Tokens > MaxTokens || results.Length < x.Tokens)
             throw new ArgumentException($"At most {MaxTokens} tokens per call, with a result per token.");
         ReadOnlySpan<byte> packed = weights.PackedRow(row);
-        ReadOnlySpan<float> scales = weights.ScalesRow(row);
+        int groups = weights.GroupsPerRow;
+        Span<float> scales = groups <= 1024 ? stackalloc float[groups] : new float[groups];
+        Span<float> offsets = groups <= 1024 ? stackalloc float[groups] : new float[groups];
+        weights.ScalesAndMinsRow(row, scales, offsets);
         int blocksPerGroup = weights.Format.GroupSize / Int4Weights.BlockSize;
         switch (path)
         {
@@ -85,11 +88,11 @@ public static class Int4Dot
             case KernelPath.Vector128: MainTermVector128(packed, scales, blocksPerGroup, x, results); break;
             default: MainTermScalar(packed, scales, blocksPerGroup, x, results); break;
         }
-        AddOffsetTerm(weights.Format.Symmetric ? scales : weights.MinsRow(row), weights.Format.Symmetric ? -8f : 1f, blocksPerGroup, x, results);
+        AddOffsetTerm(offsets, blocksPerGroup, x, results);
     }
 
     // Σ_b offset_g(b) · xscale_b · Σ x_code: the min (or the zero point −8 · scale) times each block's sum.
-    private static void AddOffsetTerm(ReadOnlySpan<float> perGroup, float factor, int blocksPerGroup, Int8Activations x, Span<float> results)
+    private static void AddOffsetTerm(ReadOnlySpan<float> perGroup, int blocksPerGroup, Int8Activations x, Span<float> results)
     {
         for (int t = 0; t < x.Tokens; t++)
         {
@@ -105,7 +108,7 @@ public static class Int4Dot
                 for (int g = 0; g < perGroup.Length; g++)
                     offset += perGroup[g] * System.Numerics.Tensors.TensorPrimitives.Sum(sums.Slice(g * blocksPerGroup, blocksPerGroup));
             }
-            results[t] += factor * offset;
+            results[t] += offset;
         }
     }
 

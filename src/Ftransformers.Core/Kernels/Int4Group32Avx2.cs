@@ -21,7 +21,8 @@ internal static class Int4Group32Avx2
         int tokens = x.Tokens, blocks = x.BlocksPerToken, cols = x.Cols, stride = cols / 2, rows = weights.Rows;
         bool symmetric = weights.Format.Symmetric;
         fixed (byte* packed = weights.Packed)
-        fixed (float* allScales = weights.Scales, allMins = weights.Mins, ys = y)
+        fixed (Half* allScales = weights.Scales, allMins = weights.Mins)
+        fixed (float* ys = y)
         fixed (sbyte* xp = x.AllPairedValues, xv = x.AllValues)
         fixed (float* xs = x.AllScales, xsums = x.AllScaledSums)
         {
@@ -46,16 +47,24 @@ internal static class Int4Group32Avx2
         }
     }
 
-    // A row's packed weights, scales and mins (null when symmetric).
-    private readonly unsafe struct Group32Row(byte* packed, float* scales, float* mins, int blocks)
+    // A row's packed weights and F16 scales and mins (null when symmetric: the min is then −8 · scale).
+    private readonly unsafe struct Group32Row(byte* packed, Half* scales, Half* mins, int blocks)
     {
         public readonly byte* Packed = packed;
-        public readonly float* Scales = scales, Mins = mins;
+        public readonly Half* Scales = scales, Mins = mins;
         public readonly int Blocks = blocks;
 
-        public Vector256<float> Min(int b, Vector256<float> scale) => Mins == null ? scale * -8f : Vector256.Load(Mins + b);
+        // Eight blocks' scales and mins from b, widened to F32.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public (Vector256<float> Scale, Vector256<float> Min) Eight(int b)
+        {
+            Vector256<float> scale = Float16.Widen8Avx2(Scales + b);
+            return (scale, Mins == null ? scale * -8f : Float16.Widen8Avx2(Mins + b));
+        }
 
-        public float Min(int b) => Mins == null ? -8f * Scales[b] : Mins[b];
+        public float Scale(int b) => (float)Scales[b];
+
+        public float Min(int b) => Mins == null ? -8f * (float)Scales[b] : (float)Mins[b];
     }
 
     // Token t's paired and plain codes, block scales and scaled block sums, within those of all tokens.
@@ -75,7 +84,7 @@ internal static class Int4Group32Avx2
             Vector128<byte> bytes = Vector128.Load(row.Packed + b * 16);
             Vector256<byte> q = Vector256.Create(bytes, Vector128.ShiftRightLogical(bytes.AsUInt16(), 4).AsByte()) & Vector256.Create((byte)0xF);
             int dot = Vector256.Sum(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Vector256.Load(Codes + b * 32)), Vector256.Create((short)1)));
-            return row.Scales[b] * Scales[b] * dot + row.Min(b) * ScaledSums[b];
+            return row.Scale(b) * Scales[b] * dot + row.Min(b) * ScaledSums[b];
         }
     }
 
@@ -121,8 +130,8 @@ internal static class Int4Group32Avx2
         for (int b = 0; b < full; b += 8)
         {
             var blocks = new EightBlocks(row.Packed + b * 16);
-            Vector256<float> scale = Vector256.Load(row.Scales + b);
-            acc = x.Accumulate(acc, blocks.Dots(x.Paired + b * 32), scale, row.Min(b, scale), b);
+            (Vector256<float> scale, Vector256<float> min) = row.Eight(b);
+            acc = x.Accumulate(acc, blocks.Dots(x.Paired + b * 32), scale, min, b);
         }
         float sum = Vector256.Sum(acc);
         for (int b = full; b < row.Blocks; b++)
@@ -138,7 +147,7 @@ internal static class Int4Group32Avx2
         for (int b = 0; b < full; b += 8)
         {
             var blocks = new EightBlocks(row.Packed + b * 16);
-            Vector256<float> scale = Vector256.Load(row.Scales + b), min = row.Min(b, scale);
+            (Vector256<float> scale, Vector256<float> min) = row.Eight(b);
             a0 = x0.Accumulate(a0, blocks.Dots(x0.Paired + b * 32), scale, min, b);
             a1 = x1.Accumulate(a1, blocks.Dots(x1.Paired + b * 32), scale, min, b);
         }

@@ -16,18 +16,19 @@ internal static class Int4Group32Dp
     public static unsafe void Rows(Int4Weights weights, int start, int end, Int8Activations x, Span<float> y)
     {
         int tokens = x.Tokens, blocks = x.BlocksPerToken, cols = x.Cols, stride = cols / 2, rows = weights.Rows, full = blocks & ~3;
-        bool symmetric = weights.Format.Symmetric;
         Vector128<byte> mask = Vector128.Create((byte)0xF);
         Span<Vector128<float>> acc = stackalloc Vector128<float>[tokens];
+        bool symmetric = weights.Format.Symmetric;
         fixed (byte* packed = weights.Packed)
-        fixed (float* allScales = weights.Scales, allMins = weights.Mins, ys = y)
+        fixed (Half* allScales = weights.Scales, allMins = weights.Mins)
+        fixed (float* ys = y)
         fixed (sbyte* xv = x.AllValues)
         fixed (float* xs = x.AllScales, xsums = x.AllScaledSums)
         {
             for (int r = start; r < end; r++)
             {
                 byte* w = packed + (long)r * stride;
-                float* scales = allScales + (long)r * blocks, mins = symmetric ? null : allMins + (long)r * blocks;
+                Half* scales = allScales + (long)r * blocks, mins = symmetric ? null : allMins + (long)r * blocks;
                 acc.Clear();
                 for (int b = 0; b < full; b += 4)
                 {
@@ -37,8 +38,8 @@ internal static class Int4Group32Dp
                     Vector128<sbyte> l1 = (v1 & mask).AsSByte(), h1 = Vector128.ShiftRightLogical(v1, 4).AsSByte();
                     Vector128<sbyte> l2 = (v2 & mask).AsSByte(), h2 = Vector128.ShiftRightLogical(v2, 4).AsSByte();
                     Vector128<sbyte> l3 = (v3 & mask).AsSByte(), h3 = Vector128.ShiftRightLogical(v3, 4).AsSByte();
-                    Vector128<float> scale = Vector128.Load(scales + b);
-                    Vector128<float> min = symmetric ? scale * -8f : Vector128.Load(mins + b);
+                    Vector128<float> scale = Float16.Widen4AdvSimd(scales + b);
+                    Vector128<float> min = symmetric ? scale * -8f : Float16.Widen4AdvSimd(mins + b);
                     for (int t = 0; t < tokens; t++)
                     {
                         sbyte* p = xv + (long)t * cols + b * 32;
@@ -61,7 +62,8 @@ internal static class Int4Group32Dp
                         sbyte* p = xv + (long)t * cols + b * 32;
                         int dot = Vector128.Sum(Dp.DotProduct(Dp.DotProduct(Vector128<int>.Zero, (v & mask).AsSByte(), Vector128.Load(p)), Vector128.ShiftRightLogical(v, 4).AsSByte(), Vector128.Load(p + 16)));
                         long at = (long)t * blocks + b;
-                        sum += scales[b] * xs[at] * dot + (symmetric ? -8f * scales[b] : mins[b]) * xsums[at];
+                        float scale = (float)scales[b];
+                        sum += scale * xs[at] * dot + (symmetric ? -8f * scale : (float)mins[b]) * xsums[at];
                     }
                     ys[(long)t * rows + r] = sum;
                 }

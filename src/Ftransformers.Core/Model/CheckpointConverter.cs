@@ -9,7 +9,7 @@ namespace Ftransformers.Model;
 
 /// <summary>
 /// Writes a checkpoint in a precision preset: quantized matrices as <c>X.qweight</c> (I8, or U8 nibbles),
-/// <c>X.scales</c> and <c>X.mins</c> (F32), the rest as stored; the formats go into config.json's
+/// <c>X.scales</c> (F32 per INT8 row, F16 per INT4 group) and <c>X.mins</c> (F16), the rest as stored; the formats go into config.json's
 /// <c>quantization_config</c> and every shard's header. Loading the result maps the quantized weights
 /// without re-quantizing and computes exactly what quantizing at load computes.
 /// </summary>
@@ -91,9 +91,9 @@ public static class CheckpointConverter
                 var parts = new SharedQuantization<Int4Weights>(int4.Symmetric ? 2 : 3,
                     () => Int4Quantizer.Quantize(checkpoint.ReadSingle(name, config.Fp8BlockSize), rows, cols, int4, precision.SearchInt4Scales));
                 yield return new TensorToWrite(WeightLoader.QuantizedName(name, "qweight"), TensorDType.U8, [rows, cols / 2], () => Report(progress, name, int4.ToString(), parts.Take().Packed.ToArray()));
-                yield return new TensorToWrite(WeightLoader.QuantizedName(name, "scales"), TensorDType.F32, [rows, groups], () => MemoryMarshal.AsBytes(parts.Take().Scales).ToArray());
+                yield return new TensorToWrite(WeightLoader.QuantizedName(name, "scales"), TensorDType.F16, [rows, groups], () => MemoryMarshal.AsBytes(parts.Take().Scales).ToArray());
                 if (!int4.Symmetric)
-                    yield return new TensorToWrite(WeightLoader.QuantizedName(name, "mins"), TensorDType.F32, [rows, groups], () => MemoryMarshal.AsBytes(parts.Take().Mins).ToArray());
+                    yield return new TensorToWrite(WeightLoader.QuantizedName(name, "mins"), TensorDType.F16, [rows, groups], () => MemoryMarshal.AsBytes(parts.Take().Mins).ToArray());
                 break;
             }
         }

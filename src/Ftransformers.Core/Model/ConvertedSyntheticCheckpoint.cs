@@ -101,12 +101,12 @@ public static class ConvertedSyntheticCheckpoint
                 if (format.Symmetric)
                 {
                     // Codes 0..15 stand for code - 8: the range [-8s, 7s] is about [-bound, bound].
-                    yield return new Part(WeightLoader.QuantizedName(name, "scales"), TensorDType.F32, [rows, groups], Fill.Constant, bound / 8);
+                    yield return new Part(WeightLoader.QuantizedName(name, "scales"), TensorDType.F16, [rows, groups], Fill.Constant, bound / 8);
                 }
                 else
                 {
-                    yield return new Part(WeightLoader.QuantizedName(name, "scales"), TensorDType.F32, [rows, groups], Fill.Constant, 2 * bound / 15);
-                    yield return new Part(WeightLoader.QuantizedName(name, "mins"), TensorDType.F32, [rows, groups], Fill.Constant, -bound);
+                    yield return new Part(WeightLoader.QuantizedName(name, "scales"), TensorDType.F16, [rows, groups], Fill.Constant, 2 * bound / 15);
+                    yield return new Part(WeightLoader.QuantizedName(name, "mins"), TensorDType.F16, [rows, groups], Fill.Constant, -bound);
                 }
                 break;
             }
@@ -140,6 +140,9 @@ public static class ConvertedSyntheticCheckpoint
                 // Uniform over the 255 symmetric codes -127..127 (the quantizer never writes -128).
                 foreach (ref byte b in bytes)
                     b = (byte)(sbyte)(((b * 255) >> 8) - 127);
+                break;
+            case Fill.Constant when part.DType == TensorDType.F16:
+                MemoryMarshal.Cast<byte, Half>(bytes).Fill((Half)part.Value);
                 break;
             case Fill.Constant:
                 MemoryMarshal.Cast<byte, float>(bytes).Fill(part.Value);

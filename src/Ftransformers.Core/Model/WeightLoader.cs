@@ -56,11 +56,11 @@ internal sealed class WeightLoader(Checkpoint checkpoint, int fp8BlockSize, Prec
         int groups = (int)scaleInfo.Shape[1];
         bool symmetric = !checkpoint.Contains(mins);
         var format = new Int4Format(cols / groups, symmetric);
-        Expect(scales, scaleInfo, TensorDType.F32, rows, groups);
+        Expect(scales, scaleInfo, TensorDType.F16, rows, groups);
         if (!symmetric)
-            Expect(mins, checkpoint.Info(mins), TensorDType.F32, rows, groups);
+            Expect(mins, checkpoint.Info(mins), TensorDType.F16, rows, groups);
         return new Int4WeightMatrix(name, new Int4Weights(rows, cols, format, checkpoint.Pointer(qweight),
-            (float*)checkpoint.Pointer(scales), symmetric ? null : (float*)checkpoint.Pointer(mins), checkpoint));
+            (Half*)checkpoint.Pointer(scales), symmetric ? null : (Half*)checkpoint.Pointer(mins), checkpoint));
     }
 
     /// <summary>A 1-D tensor decoded to F32.</summary>

@@ -3,7 +3,8 @@ namespace Ftransformers.Quantization;
 /// <summary>
 /// Quantizes F32 weights to grouped INT4. Each group starts from round-to-nearest over its range, then tries a
 /// few narrower ranges and refits scale (and min) by least squares for the chosen codes, keeping whichever
-/// gives the smallest squared error: never worse than round-to-nearest.
+/// gives the smallest squared error: never worse than round-to-nearest. Scales and mins are rounded to F16, the
+/// stored precision, before the error is measured.
 /// </summary>
 public static class Int4Quantizer
 {
@@ -20,19 +21,27 @@ public static class Int4Quantizer
             throw new ArgumentException($"Columns ({cols}) must be a multiple of the group size ({format.GroupSize}).", nameof(cols));
         int groups = rows * (cols / format.GroupSize);
         byte[] packed = GC.AllocateArray<byte>(rows * cols / 2, pinned: true);
-        float[] scales = GC.AllocateArray<float>(groups, pinned: true);
-        float[]? mins = format.Symmetric ? null : GC.AllocateArray<float>(groups, pinned: true);
+        Half[] scales = GC.AllocateArray<Half>(groups, pinned: true);
+        Half[]? mins = format.Symmetric ? null : GC.AllocateArray<Half>(groups, pinned: true);
         Span<byte> codes = stackalloc byte[format.GroupSize];
         for (int g = 0; g < groups; g++)
         {
             ReadOnlySpan<float> group = weights.Slice(g * format.GroupSize, format.GroupSize);
-            (scales[g], float min) = format.Symmetric ? QuantizeSymmetric(group, codes, search) : QuantizeAsymmetric(group, codes, search);
+            (float scale, float min) = format.Symmetric ? QuantizeSymmetric(group, codes, search) : QuantizeAsymmetric(group, codes, search);
+            scales[g] = ToHalf(scale, g, format);
             if (mins != null)
-                mins[g] = min;
+                mins[g] = ToHalf(min, g, format);
             Pack(codes, packed.AsSpan(g * format.GroupSize / 2, format.GroupSize / 2));
         }
         return Int4Weights.FromPinnedArrays(rows, cols, format, packed, scales, mins);
     }
+
+    private static Half ToHalf(float value, int group, Int4Format format) => Half.IsFinite((Half)value)
+        ? (Half)value
+        : throw new ArgumentException($"Group {group} needs a scale or min of {value}, beyond F16's range (±65504): {format} cannot hold these weights.");
+
+    // The stored precision of scales and mins.
+    private static float RoundToHalf(float value) => (float)(Half)value;
 
     // Weight j and j + 16 of each 32-block share byte j.
     private static void Pack(ReadOnlySpan<byte> codes, Span<byte> destination)
@@ -59,19 +68,28 @@ public static class Int4Quantizer
         float bestScale = 0, bestMin = 0, bestError = float.MaxValue;
         foreach (float fraction in search ? RangeFractions : RangeFractions.AsSpan(0, 1))
         {
-            // Shrink the range around its centre, assign codes, then refit scale and min to those codes.
+            // Shrink the range around its centre, assign codes on the stored (F16) grid, then refit scale and min to
+            // those codes.
             float centre = (hi + lo) / 2, half = (hi - lo) / 2 * fraction;
-            float scale = 2 * half / 15, min = centre - half;
+            float scale = RoundToHalf(2 * half / 15), min = RoundToHalf(centre - half);
+            if (scale == 0)
+                break; // a range below F16's resolution: the constant fallback below
             for (int i = 0; i < w.Length; i++)
                 trial[i] = (byte)Math.Clamp(MathF.Round((w[i] - min) / scale), 0, 15);
             if (search)
                 (scale, min) = FitAffine(w, trial, scale, min);
+            (scale, min) = (RoundToHalf(scale), RoundToHalf(min));
             float error = SquaredError(w, trial, scale, min);
             if (error < bestError)
             {
                 (bestError, bestScale, bestMin) = (error, scale, min);
                 trial.CopyTo(codes);
             }
+        }
+        if (bestError == float.MaxValue)
+        {
+            codes.Clear();
+            return (0, (hi + lo) / 2);
         }
         return (bestScale, bestMin);
     }
@@ -91,8 +109,10 @@ public static class Int4Quantizer
         float bestScale = 0, bestError = float.MaxValue;
         foreach (float fraction in search ? RangeFractions : RangeFractions.AsSpan(0, 1))
         {
-            // The largest magnitude maps to -8 (the code range is -8..7), as llama.cpp's q4_0 does.
-            float scale = -signedMax * fraction / 8;
+            // The largest magnitude maps to -8 (the code range is -8..7), as llama.cpp's q4_0 does, on the F16 grid.
+            float scale = RoundToHalf(-signedMax * fraction / 8);
+            if (scale == 0)
+                break; // magnitudes below F16's resolution: the zero fallback below
             for (int i = 0; i < w.Length; i++)
                 trial[i] = (byte)(Math.Clamp(MathF.Round(w[i] / scale), -8, 7) + 8);
             if (search)
@@ -108,12 +128,18 @@ public static class Int4Quantizer
                 if (qq > 0)
                     scale = (float)(wq / qq);
             }
+            scale = RoundToHalf(scale);
             float error = SquaredError(w, trial, scale, -8 * scale);
             if (error < bestError)
             {
                 (bestError, bestScale) = (error, scale);
                 trial.CopyTo(codes);
             }
+        }
+        if (bestError == float.MaxValue)
+        {
+            codes.Fill(8);
+            return (0, 0);
         }
         return (bestScale, 0);
     }

@@ -3,8 +3,8 @@ namespace Ftransformers.Quantization;
 /// <summary>
 /// A [rows, cols] matrix in grouped INT4, as data. Rows are cols/2 bytes of nibbles in blocks of 32 weights:
 /// byte j of a block holds weight j in its low nibble and weight j + 16 in its high nibble, so that unpacking
-/// a block gives its 32 weights in order. Scales and mins are F32, one per group, row-major. The arrays are
-/// owned (quantized at load) or mapped from a converted checkpoint.
+/// a block gives its 32 weights in order. Scales and mins are F16, one per group, row-major (group 32: 5 bits per
+/// weight in all). The arrays are owned (quantized at load) or mapped from a converted checkpoint.
 /// </summary>
 public sealed unsafe class Int4Weights
 {
@@ -12,7 +12,7 @@ public sealed unsafe class Int4Weights
     public const int BlockSize = 32;
 
     private readonly byte* _packed;
-    private readonly float* _scales, _mins;
+    private readonly Half* _scales, _mins;
     private readonly object? _owner;
 
     /// <summary>Output features.</summary>
@@ -25,7 +25,7 @@ public sealed unsafe class Int4Weights
     public int GroupsPerRow => Cols / Format.GroupSize;
 
     /// <summary>Wraps memory that outlives this object (a mapped checkpoint); <paramref name="mins"/> is null when symmetric.</summary>
-    internal Int4Weights(int rows, int cols, Int4Format format, byte* packed, float* scales, float* mins, object? owner = null)
+    internal Int4Weights(int rows, int cols, Int4Format format, byte* packed, Half* scales, Half* mins, object? owner = null)
     {
         Check(rows, cols, format);
         if ((mins == null) != format.Symmetric)
@@ -37,12 +37,12 @@ public sealed unsafe class Int4Weights
     }
 
     /// <summary>Wraps owned arrays (allocated pinned by <see cref="Int4Quantizer"/>).</summary>
-    internal static Int4Weights FromPinnedArrays(int rows, int cols, Int4Format format, byte[] packed, float[] scales, float[]? mins)
+    internal static Int4Weights FromPinnedArrays(int rows, int cols, Int4Format format, byte[] packed, Half[] scales, Half[]? mins)
     {
         Check(rows, cols, format);
         if (packed.Length != rows * cols / 2 || scales.Length != rows * (cols / format.GroupSize) || (mins != null && mins.Length != scales.Length))
             throw new ArgumentException($"Array sizes do not match a [{rows}, {cols}] {format} matrix.");
-        return new Int4Weights(rows, cols, format, (byte*)Pin(packed), (float*)Pin(scales), mins == null ? null : (float*)Pin(mins), (packed, scales, mins));
+        return new Int4Weights(rows, cols, format, (byte*)Pin(packed), (Half*)Pin(scales), mins == null ? null : (Half*)Pin(mins), (packed, scales, mins));
     }
 
     private static void* Pin<T>(T[] array) where T : unmanaged => System.Runtime.CompilerServices.Unsafe.AsPointer(ref array[0]);
@@ -58,19 +58,29 @@ public sealed unsafe class Int4Weights
     public ReadOnlySpan<byte> PackedRow(int row) => new(_packed + (long)row * (Cols / 2), Cols / 2);
 
     /// <summary>The scales of a row's groups.</summary>
-    public ReadOnlySpan<float> ScalesRow(int row) => new(_scales + (long)row * GroupsPerRow, GroupsPerRow);
+    public ReadOnlySpan<Half> ScalesRow(int row) => new(_scales + (long)row * GroupsPerRow, GroupsPerRow);
 
     /// <summary>The mins of a row's groups; empty when symmetric.</summary>
-    public ReadOnlySpan<float> MinsRow(int row) => _mins == null ? default : new(_mins + (long)row * GroupsPerRow, GroupsPerRow);
+    public ReadOnlySpan<Half> MinsRow(int row) => _mins == null ? default : new(_mins + (long)row * GroupsPerRow, GroupsPerRow);
 
     /// <summary>All packed bytes, row-major.</summary>
     public ReadOnlySpan<byte> Packed => new(_packed, checked(Rows * Cols / 2));
 
     /// <summary>All scales, row-major.</summary>
-    public ReadOnlySpan<float> Scales => new(_scales, Rows * GroupsPerRow);
+    public ReadOnlySpan<Half> Scales => new(_scales, Rows * GroupsPerRow);
 
     /// <summary>All mins, row-major; empty when symmetric.</summary>
-    public ReadOnlySpan<float> Mins => _mins == null ? default : new(_mins, Rows * GroupsPerRow);
+    public ReadOnlySpan<Half> Mins => _mins == null ? default : new(_mins, Rows * GroupsPerRow);
+
+    /// <summary>A row's scales and mins (or −8 · scale when symmetric) widened to F32, as the kernels use them.</summary>
+    internal void ScalesAndMinsRow(int row, Span<float> scales, Span<float> mins)
+    {
+        Kernels.Float16.ToSingle(ScalesRow(row), scales);
+        if (Format.Symmetric)
+            System.Numerics.Tensors.TensorPrimitives.Multiply(scales[..GroupsPerRow], -8f, mins);
+        else
+            Kernels.Float16.ToSingle(MinsRow(row), mins);
+    }
 
     /// <summary>The 4-bit code of weight (row, col).</summary>
     public int Code(int row, int col)
@@ -82,11 +92,11 @@ public sealed unsafe class Int4Weights
     /// <summary>Decodes a row to F32.</summary>
     public void DequantizeRow(int row, Span<float> destination)
     {
-        ReadOnlySpan<float> scales = ScalesRow(row), mins = MinsRow(row);
+        ReadOnlySpan<Half> scales = ScalesRow(row), mins = MinsRow(row);
         for (int c = 0; c < Cols; c++)
         {
             int g = c / Format.GroupSize;
-            destination[c] = Format.Symmetric ? scales[g] * (Code(row, c) - 8) : scales[g] * Code(row, c) + mins[g];
+            destination[c] = Format.Symmetric ? (float)scales[g] * (Code(row, c) - 8) : (float)scales[g] * Code(row, c) + (float)mins[g];
         }
         GC.KeepAlive(_owner);
     }

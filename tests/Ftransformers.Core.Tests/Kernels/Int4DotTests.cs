@@ -39,7 +39,7 @@ public class Int4DotTests
                 {
                     double xv = (double)act.Scales(t)[c / 32] * act.Values(t)[c];
                     expected += row[c] * xv;
-                    magnitude += Math.Abs(row[c] * xv) + Math.Abs(weights.ScalesRow(r)[c / format.GroupSize] * 8 * xv);
+                    magnitude += Math.Abs(row[c] * xv) + Math.Abs((double)weights.ScalesRow(r)[c / format.GroupSize] * 8 * xv);
                 }
                 Assert.That(results[t], Is.EqualTo(expected).Within(cols * 1.2e-7 * magnitude + 1e-6), $"row {r}, token {t}");
             }
@@ -81,7 +81,7 @@ public class Int4DotTests
         KernelPaths.Require(path);
         const int rows = 3, cols = 7168 + 96, tokens = 3;
         byte[] packed = Enumerable.Repeat((byte)(code | code << 4), rows * cols / 2).ToArray();
-        float[] scales = Enumerable.Repeat(0.5f, rows * cols / 32).ToArray(), mins = Enumerable.Repeat(-1f, rows * cols / 32).ToArray();
+        Half[] scales = Enumerable.Repeat((Half)0.5f, rows * cols / 32).ToArray(), mins = Enumerable.Repeat((Half)(-1f), rows * cols / 32).ToArray();
         Int4Weights weights = Int4Weights.FromPinnedArrays(rows, cols, Int4Format.Default, packed, scales, mins);
         var act = new Int8Activations();
         act.QuantizePerBlock(Enumerable.Repeat(sign * 2f, tokens * cols).ToArray(), tokens, cols);

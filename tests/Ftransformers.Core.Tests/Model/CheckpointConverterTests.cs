@@ -42,6 +42,9 @@ public class CheckpointConverterTests : TempDirectoryTest
             Assert.That(checkpoint.Info("model.layers.1.mlp.experts.3.up_proj.qweight").DType, Is.EqualTo(TensorDType.U8));
             Assert.That(checkpoint.Info("model.layers.1.mlp.experts.3.up_proj.qweight").Shape, Is.EqualTo(new long[] { 64, 64 }));
             Assert.That(checkpoint.Info("model.layers.1.mlp.experts.3.up_proj.mins").Shape, Is.EqualTo(new long[] { 64, 4 }));
+            Assert.That(checkpoint.Info("model.layers.1.mlp.experts.3.up_proj.scales").DType, Is.EqualTo(TensorDType.F16));
+            Assert.That(checkpoint.Info("model.layers.1.mlp.experts.3.up_proj.mins").DType, Is.EqualTo(TensorDType.F16));
+            Assert.That(checkpoint.Info("model.layers.1.self_attn.kv_b_proj.scales").DType, Is.EqualTo(TensorDType.F32));
             Assert.That(checkpoint.Info("model.layers.1.self_attn.kv_b_proj.qweight").DType, Is.EqualTo(TensorDType.I8));
             Assert.That(checkpoint.Info("model.layers.1.self_attn.kv_b_proj.scales").Shape, Is.EqualTo(new long[] { 256 }));
             Assert.That(checkpoint.Contains("model.layers.1.mlp.experts.3.up_proj.weight"), Is.False);

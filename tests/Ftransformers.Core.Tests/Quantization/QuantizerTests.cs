@@ -39,7 +39,7 @@ public class QuantizerTests
             q.DequantizeRow(r, row);
             for (int c = 0; c < 256; c++)
             {
-                float step = Math.Abs(q.ScalesRow(r)[c / group]);
+                float step = Math.Abs((float)q.ScalesRow(r)[c / group]);
                 Assert.That(Math.Abs(w[r * 256 + c] - row[c]), Is.LessThanOrEqualTo(step / 2 * 1.0001 + 1e-7), $"({r}, {c})");
             }
         }
