@@ -164,7 +164,7 @@ public class FtransformersChatClientTests
                 if (++updates == 3)
                     await cts.CancelAsync();
         });
-        await session.EndlessCancelled.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        await session.EndlessStopped.Task.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.That(updates, Is.EqualTo(3));
     }
 

@@ -372,7 +372,7 @@ public class OpenAIServerTests
             await _server.Session.EndlessStarted.Task.WaitAsync(TimeSpan.FromSeconds(10));
         }
 
-        await _server.Session.EndlessCancelled.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        await _server.Session.EndlessStopped.Task.WaitAsync(TimeSpan.FromSeconds(10));
         for (int i = 0; i < 100 && _server.Session.GetStatistics().RunningRequests > 0; i++)
             await Task.Delay(20);
         Assert.That(_server.Session.GetStatistics().RunningRequests, Is.Zero);

@@ -32,7 +32,7 @@ internal sealed class ScriptedSession(IInferenceSession? inner = null) : IInfere
     public GenerationRequest? LastRequest { get; private set; }
 
     /// <summary>Completes when an endless request is stopped: its cancellation fires or its consumer stops reading.</summary>
-    public TaskCompletionSource EndlessCancelled { get; private set; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    public TaskCompletionSource EndlessStopped { get; private set; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>Completes when an endless request has produced its first token.</summary>
     public TaskCompletionSource EndlessStarted { get; private set; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -43,7 +43,7 @@ internal sealed class ScriptedSession(IInferenceSession? inner = null) : IInfere
     /// <summary>The next request streams a token every few milliseconds until it is cancelled.</summary>
     public void NextIsEndless()
     {
-        EndlessCancelled = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        EndlessStopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
         EndlessStarted = new(TaskCreationOptions.RunContinuationsAsynchronously);
         Volatile.Write(ref _endless, 1);
     }
@@ -119,7 +119,7 @@ internal sealed class ScriptedSession(IInferenceSession? inner = null) : IInfere
         {
             // Cancelled, or the consumer stopped reading (a server whose write to a gone client failed disposes the
             // stream before the abort token fires): the real session cancels the sequence in both cases.
-            EndlessCancelled.TrySetResult();
+            EndlessStopped.TrySetResult();
             Interlocked.Decrement(ref _running);
         }
     }

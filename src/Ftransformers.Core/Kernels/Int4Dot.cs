@@ -45,6 +45,20 @@ public static class Int4Dot
     {
         if (y.Length < (x.Tokens - 1) * weights.Rows + end)
             throw new ArgumentException($"The output needs {x.Tokens} x {weights.Rows} values.", nameof(y));
+        if (x.Tokens > MaxTokens)
+            throw new ArgumentException($"At most {MaxTokens} tokens per call, got {x.Tokens}.", nameof(x));
+        try
+        {
+            RowsOnPath(path, weights, start, end, x, y);
+        }
+        finally
+        {
+            weights.KeepAlive();
+        }
+    }
+
+    private static void RowsOnPath(KernelPath path, Int4Weights weights, int start, int end, Int8Activations x, Span<float> y)
+    {
         // Group size 32 (the default) has kernels that apply scales once per several blocks.
         if (weights.Format.GroupSize == Int4Weights.BlockSize && x.Cols == weights.Cols && x.BlockSize == Int4Weights.BlockSize)
         {

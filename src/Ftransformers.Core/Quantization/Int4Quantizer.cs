@@ -28,20 +28,20 @@ public static class Int4Quantizer
         {
             ReadOnlySpan<float> group = weights.Slice(g * format.GroupSize, format.GroupSize);
             (float scale, float min) = format.Symmetric ? QuantizeSymmetric(group, codes, search) : QuantizeAsymmetric(group, codes, search);
-            scales[g] = ToHalf(scale, g, format);
+            scales[g] = (Half)RoundToHalf(scale);
             if (mins != null)
-                mins[g] = ToHalf(min, g, format);
+                mins[g] = (Half)RoundToHalf(min);
             Pack(codes, packed.AsSpan(g * format.GroupSize / 2, format.GroupSize / 2));
         }
         return Int4Weights.FromPinnedArrays(rows, cols, format, packed, scales, mins);
     }
 
-    private static Half ToHalf(float value, int group, Int4Format format) => Half.IsFinite((Half)value)
-        ? (Half)value
-        : throw new ArgumentException($"Group {group} needs a scale or min of {value}, beyond F16's range (±65504): {format} cannot hold these weights.");
-
-    // The stored precision of scales and mins.
-    private static float RoundToHalf(float value) => (float)(Half)value;
+    // The stored precision of scales and mins; a value beyond F16's range cannot be stored.
+    private static float RoundToHalf(float value)
+    {
+        float rounded = (float)(Half)value;
+        return float.IsFinite(rounded) ? rounded : throw new ArgumentException($"A scale or min of {value} is beyond F16's range (±65504): INT4 cannot hold these weights.");
+    }
 
     // Weight j and j + 16 of each 32-block share byte j.
     private static void Pack(ReadOnlySpan<byte> codes, Span<byte> destination)

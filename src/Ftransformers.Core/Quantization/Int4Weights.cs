@@ -72,6 +72,9 @@ public sealed unsafe class Int4Weights
     /// <summary>All mins, row-major; empty when symmetric.</summary>
     public ReadOnlySpan<Half> Mins => _mins == null ? default : new(_mins, Rows * GroupsPerRow);
 
+    /// <summary>Keeps the memory's owner (a mapped checkpoint) alive until here, for callers that use raw pointers.</summary>
+    internal void KeepAlive() => GC.KeepAlive(_owner);
+
     /// <summary>A row's scales and mins (or −8 · scale when symmetric) widened to F32, as the kernels use them.</summary>
     internal void ScalesAndMinsRow(int row, Span<float> scales, Span<float> mins)
     {

@@ -52,22 +52,6 @@ public sealed class Int8Activations
         if (cols % Int4Weights.BlockSize != 0)
             throw new ArgumentException($"Block quantization needs a multiple of {Int4Weights.BlockSize} values per token, got {cols}.", nameof(cols));
         Quantize(x, tokens, cols, Int4Weights.BlockSize);
-        if (_paired.Length < tokens * cols)
-            _paired = new sbyte[tokens * cols];
-        for (int t = 0; t < tokens; t++)
-        {
-            ReadOnlySpan<sbyte> codes = Values(t);
-            Span<sbyte> paired = _paired.AsSpan(t * cols, cols);
-            int b = 0;
-            for (; (b + 2) * 32 <= cols; b += 2)
-            {
-                codes.Slice(b * 32, 16).CopyTo(paired[(b * 32)..]);
-                codes.Slice(b * 32 + 32, 16).CopyTo(paired[(b * 32 + 16)..]);
-                codes.Slice(b * 32 + 16, 16).CopyTo(paired[(b * 32 + 32)..]);
-                codes.Slice(b * 32 + 48, 16).CopyTo(paired[(b * 32 + 48)..]);
-            }
-            codes[(b * 32)..].CopyTo(paired[(b * 32)..]);
-        }
     }
 
     private void Quantize(ReadOnlySpan<float> x, int tokens, int cols, int blockSize)
@@ -94,6 +78,30 @@ public sealed class Int8Activations
             int sum = Int8Codes.Quantize(block, inverse, _values.AsSpan(b * blockSize, blockSize));
             _scales[b] = scale;
             _scaledSums[b] = scale * sum;
+        }
+        if (blockSize == Int4Weights.BlockSize)
+            PairBlocks();
+    }
+
+    // Fills AllPairedValues from the codes (blocks of 32).
+    private void PairBlocks()
+    {
+        int tokens = Tokens, cols = Cols;
+        if (_paired.Length < tokens * cols)
+            _paired = new sbyte[tokens * cols];
+        for (int t = 0; t < tokens; t++)
+        {
+            ReadOnlySpan<sbyte> codes = Values(t);
+            Span<sbyte> paired = _paired.AsSpan(t * cols, cols);
+            int b = 0;
+            for (; (b + 2) * 32 <= cols; b += 2)
+            {
+                codes.Slice(b * 32, 16).CopyTo(paired[(b * 32)..]);
+                codes.Slice(b * 32 + 32, 16).CopyTo(paired[(b * 32 + 16)..]);
+                codes.Slice(b * 32 + 16, 16).CopyTo(paired[(b * 32 + 32)..]);
+                codes.Slice(b * 32 + 48, 16).CopyTo(paired[(b * 32 + 48)..]);
+            }
+            codes[(b * 32)..].CopyTo(paired[(b * 32)..]);
         }
     }
 }

@@ -9,13 +9,15 @@ namespace Ftransformers.Tests.Model;
 [TestFixture]
 public class BatchedForwardTests
 {
-    private DeepSeekV3Model _fixture = null!, _synthetic = null!;
+    private DeepSeekV3Model _fixture = null!, _synthetic = null!, _quantized = null!;
 
     [OneTimeSetUp]
     public void Load()
     {
         _fixture = DeepSeekV3Model.Load(Fixtures.TinyV3);
         _synthetic = DeepSeekV3Model.FromCheckpoint(SyntheticModels.Tiny, SyntheticCheckpoint.CreateInMemory(SyntheticModels.Tiny, seed: 1));
+        // W8A8 + INT4: activations are quantized per token (per 32-block for INT4), so batching must not change a token's result.
+        _quantized = DeepSeekV3Model.Load(Fixtures.TinyV3, new ModelLoadOptions { Precision = Precision.W8A8Int4 });
     }
 
     [OneTimeTearDown]
@@ -23,16 +25,17 @@ public class BatchedForwardTests
     {
         _fixture.Dispose();
         _synthetic.Dispose();
+        _quantized.Dispose();
     }
 
-    private DeepSeekV3Model Model(string name) => name == "fixture" ? _fixture : _synthetic;
+    private DeepSeekV3Model Model(string name) => name switch { "fixture" => _fixture, "w8a8-int4" => _quantized, _ => _synthetic };
 
     private static KvCachePool Pool(DeepSeekV3Model model, int pageSize, int pages, KvCacheDType dtype = KvCacheDType.F32) =>
         new(model.Config.NumHiddenLayers, model.Config.KvLoraRank + model.Config.QkRopeHeadDim, pageSize, pages, dtype);
 
     private static int[] Prompt(string name, int length)
     {
-        if (name == "fixture")
+        if (name is "fixture" or "w8a8-int4")
             return GoldenPrompt.ReadAll(Path.Combine(Fixtures.TinyV3, "golden.safetensors"))[2].Tokens[..length];
         var random = new Random(length);
         return Enumerable.Range(0, length).Select(_ => random.Next(2, 1024)).ToArray();
@@ -48,7 +51,7 @@ public class BatchedForwardTests
         Enumerable.Range(0, logits.Length / vocab).Select(r => logits.AsSpan(r * vocab, vocab).ToArray()).ToList();
 
     [Test]
-    public void ChunkedPrefill_OverPages_EqualsOneFullPrefill([Values("fixture", "synthetic")] string name, [Values(1, 7, 64)] int chunk)
+    public void ChunkedPrefill_OverPages_EqualsOneFullPrefill([Values("fixture", "synthetic", "w8a8-int4")] string name, [Values(1, 7, 64)] int chunk)
     {
         DeepSeekV3Model model = Model(name);
         int vocab = model.Config.VocabSize;
@@ -73,7 +76,7 @@ public class BatchedForwardTests
     }
 
     [Test]
-    public void OneBatchOfSeveralSequences_EqualsEachSequenceAlone([Values("fixture", "synthetic")] string name)
+    public void OneBatchOfSeveralSequences_EqualsEachSequenceAlone([Values("fixture", "synthetic", "w8a8-int4")] string name)
     {
         DeepSeekV3Model model = Model(name);
         int vocab = model.Config.VocabSize;

@@ -45,6 +45,15 @@ public class QuantizerTests
         }
     }
 
+    [TestCase(false)]
+    [TestCase(true)]
+    public void Int4_OfWeightsBeyondF16Range_IsRefusedWithTheReason(bool symmetric)
+    {
+        float[] w = Enumerable.Range(0, 64).Select(i => i * 1e5f).ToArray();
+        var error = Assert.Throws<ArgumentException>(() => Int4Quantizer.Quantize(w, 1, 64, new Int4Format(32, symmetric)));
+        Assert.That(error!.Message, Does.Contain("F16"));
+    }
+
     [TestCase(32, false)]
     [TestCase(32, true)]
     [TestCase(128, false)]
