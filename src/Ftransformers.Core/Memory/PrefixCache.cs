@@ -8,7 +8,8 @@ internal readonly record struct PrefixMatch(int Length, PrefixCacheNode Node, in
 
 /// <summary>
 /// A radix tree from token ids to cached KV pages (the shape of SGLang's RadixCache): <see cref="Match"/> finds the
-/// longest cached prefix at token granularity, <see cref="Insert"/> adds a finished sequence's tokens and pages,
+/// longest cached prefix at token granularity, <see cref="Insert"/> adds a sequence's tokens and pages (its prompt
+/// after each prefill chunk, everything it computed when it finishes),
 /// <see cref="Lock"/>/<see cref="Unlock"/> pin the path a running sequence reuses, and <see cref="Evict"/> frees
 /// the least recently used unlocked leaves. Owned by the engine loop thread.
 /// </summary>

@@ -124,6 +124,23 @@ internal sealed class BatchScheduler
         return _batch;
     }
 
+    /// <summary>
+    /// Caches the prompt tokens a running sequence has computed so far (after each prefill chunk, as SGLang does), so
+    /// that requests arriving while it still runs reuse them; the sequence then pins the deeper node instead.
+    /// </summary>
+    public void CachePrefill(Sequence sequence)
+    {
+        if (_prefixCache == null || sequence.Status != SequenceStatus.Running)
+            return;
+        ReadOnlySpan<int> computed = CollectionsMarshal.AsSpan(sequence.Tokens)[..Math.Min(sequence.ComputedTokens, sequence.PromptLength)];
+        _prefixCache.Insert(computed, sequence.PageTable);
+        PrefixCacheNode node = _prefixCache.Match(computed).Node;
+        _prefixCache.Lock(node);
+        if (sequence.LockedNode != null)
+            _prefixCache.Unlock(sequence.LockedNode);
+        sequence.LockedNode = node;
+    }
+
     /// <summary>Releases a finished sequence; its computed tokens (prompt and generated) go to the prefix cache.</summary>
     public void Finish(Sequence sequence)
     {

@@ -181,7 +181,10 @@ internal sealed class EngineLoop : IDisposable
         for (int i = 0; i < step.Count; i++)
         {
             Sequence sequence = step[i].Sequence;
+            bool prefill = sequence.ComputedTokens < sequence.PromptLength;
             sequence.ComputedTokens += step[i].Count;
+            if (prefill)
+                _scheduler.CachePrefill(sequence);
             if (!samples[i])
                 continue;
             bool finished;

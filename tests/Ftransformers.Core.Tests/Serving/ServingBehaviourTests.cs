@@ -53,6 +53,26 @@ public class ServingBehaviourTests
     }
 
     [Test]
+    public async Task ARequestArrivingWhileAnotherDecodes_ReusesItsPrompt_AndEqualsItsSoloRun()
+    {
+        // Pages of 16: the 40-token prompt ends inside a page that the running request keeps writing into.
+        using InferenceSession session = Session("synthetic", new InferenceSessionOptions { KvCachePageSize = 16 });
+        int[] prompt = Tokens(5, 40);
+        using var cancel = new CancellationTokenSource();
+        Task<Outcome> first = Run(session, Request(prompt, 100_000), cancel.Token);
+        await WaitUntil(() => session.GetStatistics().PrefixCacheTokens >= 40, "the first request's prefill is cached");
+
+        int[] second = [.. prompt, 3, 4];
+        Outcome outcome = await Run(session, Request(second, 12));
+        Assert.That(session.GetStatistics().RunningRequests, Is.EqualTo(1), "the first request still runs");
+        cancel.Cancel();
+        await first;
+        Assert.That(outcome.Usage!.CachedPromptTokens, Is.EqualTo(40));
+        AssertEqualsSolo(outcome, Exactness.Solo(_reference, second, 12, SamplingOptions.Greedy), "second request");
+        await AssertNoLeak(session);
+    }
+
+    [Test]
     public async Task ARunningRequestsKv_IsNeverEvicted_WhileOthersCompeteForThePool()
     {
         // The long request reuses a cached prefix (locked while it runs) and grows to 130 tokens in a 160-slot pool
@@ -159,10 +179,12 @@ public class ServingBehaviourTests
         cancel.Cancel();
         await running;
 
-        await Run(session, Request(Tokens(2, 20), 5)); // 24 computed tokens stay cached: 2 pages
+        // The cancelled request's prompt was cached when its prefill ended (40 tokens, 3 pages); the next request's 24
+        // computed tokens are cached when it finishes (2 pages). Nothing else holds a page.
+        await Run(session, Request(Tokens(2, 20), 5));
         await WaitIdle(session);
         SessionStatistics after = session.GetStatistics();
-        Assert.That((after.RunningRequests, after.WaitingRequests, after.KvCacheTokensUsed, after.PrefixCacheTokens), Is.EqualTo((0, 0, 32L, 24L)));
+        Assert.That((after.RunningRequests, after.WaitingRequests, after.KvCacheTokensUsed, after.PrefixCacheTokens), Is.EqualTo((0, 0, 80L, 64L)));
     }
 
     [Test]
