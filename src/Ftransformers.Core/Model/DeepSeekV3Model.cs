@@ -122,9 +122,9 @@ public sealed class DeepSeekV3Model : IDisposable
             if ((uint)position >= (uint)Config.MaxPositionEmbeddings)
                 throw new ArgumentOutOfRangeException(nameof(batch), $"Position {position} is beyond max_position_embeddings ({Config.MaxPositionEmbeddings}).");
 
-        using var hBuffer = new PooledBuffer(n * hidden);
-        using var normedBuffer = new PooledBuffer(n * hidden);
-        using var deltaBuffer = new PooledBuffer(n * hidden);
+        using var hBuffer = new PooledBuffer<float>(n * hidden);
+        using var normedBuffer = new PooledBuffer<float>(n * hidden);
+        using var deltaBuffer = new PooledBuffer<float>(n * hidden);
         Span<float> h = hBuffer.Span, normed = normedBuffer.Span, delta = deltaBuffer.Span;
         // Decode steps only: one token per sequence.
         ForwardProfile? profile = n == batch.SequenceCount ? _profile : null;
@@ -162,7 +162,7 @@ public sealed class DeepSeekV3Model : IDisposable
             }
         }
 
-        using var finalBuffer = new PooledBuffer(rows * hidden);
+        using var finalBuffer = new PooledBuffer<float>(rows * hidden);
         Span<float> final = finalBuffer.Span;
         ReadOnlySpan<int> logitRows = batch.LogitRows;
         for (int r = 0; r < rows; r++)

@@ -62,17 +62,17 @@ internal sealed class MlaAttention
         foreach (int p in positions)
             maxVisible = Math.Max(maxVisible, p + 1);
         int group = Math.Min(tokens, TokensPerGroup);
-        using var q = new PooledBuffer(tokens * heads * qkHead);
-        using var kvA = new PooledBuffer(tokens * width);
-        using var queries = new PooledBuffer(group * heads * width);
-        using var contexts = new PooledBuffer(group * heads * rank);
-        using var scores = new PooledBuffer(heads * maxVisible);
-        using var angles = new PooledBuffer(group * rope);
-        using var attended = new PooledBuffer(tokens * heads * vHead);
+        using var q = new PooledBuffer<float>(tokens * heads * qkHead);
+        using var kvA = new PooledBuffer<float>(tokens * width);
+        using var queries = new PooledBuffer<float>(group * heads * width);
+        using var contexts = new PooledBuffer<float>(group * heads * rank);
+        using var scores = new PooledBuffer<float>(heads * maxVisible);
+        using var angles = new PooledBuffer<float>(group * rope);
+        using var attended = new PooledBuffer<float>(tokens * heads * vHead);
 
         if (_qA != null)
         {
-            using var qa = new PooledBuffer(tokens * _qA.Rows);
+            using var qa = new PooledBuffer<float>(tokens * _qA.Rows);
             _qA.Multiply(x, qa.Span, tokens);
             RmsNorm.ApplyRows(qa.Span, _qA.Rows, _qANorm, eps);
             _q!.Multiply(qa.Span, q.Span, tokens);

@@ -15,11 +15,11 @@ internal sealed class Mlp(WeightMatrix gate, WeightMatrix up, WeightMatrix down)
     /// <summary>y[t] = mlp(x[t]) for <paramref name="tokens"/> rows.</summary>
     public void Forward(ReadOnlySpan<float> x, Span<float> y, int tokens)
     {
-        var g = new float[tokens * Width];
-        var u = new float[tokens * Width];
-        gate.Multiply(x, g, tokens);
-        up.Multiply(x, u, tokens);
-        Activations.SiluMultiply(g, u, g);
-        down.Multiply(g, y, tokens);
+        using var g = new PooledBuffer<float>(tokens * Width);
+        using var u = new PooledBuffer<float>(tokens * Width);
+        gate.Multiply(x, g.Span, tokens);
+        up.Multiply(x, u.Span, tokens);
+        Activations.SiluMultiply(g.Span, u.Span, g.Span);
+        down.Multiply(g.Span, y, tokens);
     }
 }

@@ -27,38 +27,45 @@ internal sealed class MoeBlock(WeightMatrix gate, MoeRouter router, Mlp[] expert
     public void Forward(ReadOnlySpan<float> x, Span<float> y, int tokens)
     {
         int hidden = gate.Cols, k = router.TopK;
-        var logits = new float[tokens * experts.Length];
+        using var logitsBuffer = new PooledBuffer<float>(tokens * experts.Length);
+        using var chosenBuffer = new PooledBuffer<int>(tokens * k);
+        using var weightsBuffer = new PooledBuffer<float>(tokens * k);
+        Span<float> logits = logitsBuffer.Span, weights = weightsBuffer.Span;
+        Span<int> chosen = chosenBuffer.Span;
         gate.Multiply(x, logits, tokens);
-        var chosen = new int[tokens * k];
-        var weights = new float[tokens * k];
         for (int t = 0; t < tokens; t++)
-            router.Route(logits.AsSpan(t * experts.Length, experts.Length), chosen.AsSpan(t * k, k), weights.AsSpan(t * k, k));
+            router.Route(logits.Slice(t * experts.Length, experts.Length), chosen.Slice(t * k, k), weights.Slice(t * k, k));
 
         // Routed contributions are summed in expert order, then the shared expert is added, as the reference does.
-        var routed = new float[tokens * hidden];
-        var slots = new List<int>(tokens);
+        using var routedBuffer = new PooledBuffer<float>(tokens * hidden);
+        using var slotsBuffer = new PooledBuffer<int>(tokens * k);
+        using var inputBuffer = new PooledBuffer<float>(tokens * hidden);
+        using var outputBuffer = new PooledBuffer<float>(tokens * hidden);
+        Span<float> routed = routedBuffer.Span;
+        routed.Clear();
+        Span<int> slots = slotsBuffer.Span;
         for (int e = 0; e < experts.Length; e++)
         {
-            slots.Clear();
+            // The (token, choice) slots that picked expert e; a token picks an expert at most once.
+            int count = 0;
             for (int s = 0; s < chosen.Length; s++)
                 if (chosen[s] == e)
-                    slots.Add(s);
-            if (slots.Count == 0)
+                    slots[count++] = s;
+            if (count == 0)
                 continue;
-            var input = new float[slots.Count * hidden];
-            for (int i = 0; i < slots.Count; i++)
-                x.Slice(slots[i] / k * hidden, hidden).CopyTo(input.AsSpan(i * hidden));
-            var output = new float[slots.Count * hidden];
-            experts[e].Forward(input, output, slots.Count);
-            for (int i = 0; i < slots.Count; i++)
+            Span<float> input = inputBuffer.Span[..(count * hidden)], output = outputBuffer.Span[..(count * hidden)];
+            for (int i = 0; i < count; i++)
+                x.Slice(slots[i] / k * hidden, hidden).CopyTo(input.Slice(i * hidden, hidden));
+            experts[e].Forward(input, output, count);
+            for (int i = 0; i < count; i++)
             {
-                Span<float> target = routed.AsSpan(slots[i] / k * hidden, hidden);
-                TensorPrimitives.MultiplyAdd(output.AsSpan(i * hidden, hidden), weights[slots[i]], target, target);
+                Span<float> target = routed.Slice(slots[i] / k * hidden, hidden);
+                TensorPrimitives.MultiplyAdd(output.Slice(i * hidden, hidden), weights[slots[i]], target, target);
             }
         }
         if (shared is null)
         {
-            routed.AsSpan().CopyTo(y);
+            routed.CopyTo(y);
             return;
         }
         shared.Forward(x, y, tokens);
