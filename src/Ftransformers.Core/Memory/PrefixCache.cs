@@ -94,7 +94,8 @@ internal sealed class PrefixCache
     /// <c>pageTable[k]</c>). Tokens already cached keep their pages; the new suffix takes a reference on the pages it
     /// covers, so the caller may release its own references afterwards.
     /// </summary>
-    public void Insert(ReadOnlySpan<int> tokens, IReadOnlyList<int> pageTable)
+    /// <returns>The deepest node the tokens reach (the one to lock to keep them cached), as <see cref="Match"/> would find it.</returns>
+    public PrefixCacheNode Insert(ReadOnlySpan<int> tokens, IReadOnlyList<int> pageTable)
     {
         if (_pool.PagesFor(tokens.Length) > pageTable.Count)
             throw new ArgumentException($"{tokens.Length} tokens need {_pool.PagesFor(tokens.Length)} pages; the table has {pageTable.Count}.", nameof(pageTable));
@@ -108,14 +109,14 @@ internal sealed class PrefixCache
             if (common < child.Key.Length)
             {
                 if (length + common == tokens.Length)
-                    return;
+                    return child;
                 child = Split(child, common);
             }
             length += common;
             node = child;
         }
         if (length == tokens.Length)
-            return;
+            return node;
 
         int pageSize = _pool.PageSize, first = length / pageSize, last = (tokens.Length - 1) / pageSize;
         var pages = new int[last - first + 1];
@@ -127,6 +128,7 @@ internal sealed class PrefixCache
         var leaf = new PrefixCacheNode { Key = tokens[length..].ToArray(), Start = length, Pages = pages, Parent = node, LastAccess = now };
         node.Children.Add(leaf.Key[0], leaf);
         CachedTokens += leaf.Key.Length;
+        return leaf;
     }
 
     /// <summary>

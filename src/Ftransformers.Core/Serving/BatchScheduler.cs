@@ -133,8 +133,7 @@ internal sealed class BatchScheduler
         if (_prefixCache == null || sequence.Status != SequenceStatus.Running)
             return;
         ReadOnlySpan<int> computed = CollectionsMarshal.AsSpan(sequence.Tokens)[..Math.Min(sequence.ComputedTokens, sequence.PromptLength)];
-        _prefixCache.Insert(computed, sequence.PageTable);
-        PrefixCacheNode node = _prefixCache.Match(computed).Node;
+        PrefixCacheNode node = _prefixCache.Insert(computed, sequence.PageTable);
         _prefixCache.Lock(node);
         if (sequence.LockedNode != null)
             _prefixCache.Unlock(sequence.LockedNode);

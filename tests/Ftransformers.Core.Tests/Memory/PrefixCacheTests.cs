@@ -47,6 +47,20 @@ public class PrefixCacheTests
         Assert.That(_pool.FreePages, Is.EqualTo(_pool.PageCount - held.Count));
     }
 
+    // A running sequence locks what Insert returns: it must be the node Match finds for the same tokens.
+    [Test]
+    public void Insert_ReturnsTheNodeMatchFinds_NewSuffix_CachedPrefix_OrInsideANode()
+    {
+        var table = new List<int> { _pool.Allocate(), _pool.Allocate(), _pool.Allocate() };
+        int[] tokens = Range(1, 10);
+        Assert.That(_cache.Insert(tokens, table), Is.SameAs(_cache.Match(tokens).Node), "new suffix");
+        Assert.That(_cache.Insert(tokens, table), Is.SameAs(_cache.Match(tokens).Node), "already cached");
+        Assert.That(_cache.Insert(tokens[..6], table), Is.SameAs(_cache.Match(tokens[..6]).Node), "ending inside a node");
+        foreach (int page in table)
+            _pool.Release(page);
+        AssertReferencesConsistent();
+    }
+
     [Test]
     public void Match_FindsTheLongestCachedPrefix_AtTokenGranularity()
     {
