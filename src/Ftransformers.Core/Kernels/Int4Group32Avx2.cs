@@ -97,6 +97,8 @@ internal static class Int4Group32Avx2
         public EightBlocks(byte* w)
         {
             Vector256<byte> mask = Vector256.Create((byte)0xF);
+            WeightPrefetch.Ahead(w);
+            WeightPrefetch.Ahead(w + 64);
             Vector256<byte> v0 = Vector256.Load(w), v1 = Vector256.Load(w + 32), v2 = Vector256.Load(w + 64), v3 = Vector256.Load(w + 96);
             (_l0, _h0) = (v0 & mask, Vector256.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & mask);
             (_l1, _h1) = (v1 & mask, Vector256.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & mask);
@@ -146,10 +148,13 @@ internal static class Int4Group32Avx2
         Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero;
         for (int b = 0; b < full; b += 8)
         {
+            // Both tokens' integer dots first: the unpacked blocks (eight registers) are then dead before the float
+            // stage needs registers, so that no accumulator is spilled to the stack.
             var blocks = new EightBlocks(row.Packed + b * 16);
+            Vector256<int> d0 = blocks.Dots(x0.Paired + b * 32), d1 = blocks.Dots(x1.Paired + b * 32);
             (Vector256<float> scale, Vector256<float> min) = row.Eight(b);
-            a0 = x0.Accumulate(a0, blocks.Dots(x0.Paired + b * 32), scale, min, b);
-            a1 = x1.Accumulate(a1, blocks.Dots(x1.Paired + b * 32), scale, min, b);
+            a0 = x0.Accumulate(a0, d0, scale, min, b);
+            a1 = x1.Accumulate(a1, d1, scale, min, b);
         }
         float s0 = Vector256.Sum(a0), s1 = Vector256.Sum(a1);
         for (int b = full; b < row.Blocks; b++)

@@ -90,6 +90,8 @@ public static class Int8Dot
             int i = 0;
             for (; i + 32 <= cols; i += 32)
             {
+                if ((i & 63) == 0)
+                    WeightPrefetch.Ahead(w + i);
                 Vector256<sbyte> wv = Vector256.Load(w + i);
                 Vector256<byte> magnitude = Avx2.Abs(wv);
                 a0 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(magnitude, Avx2.Sign(Vector256.Load(x0 + i), wv)), ones);
@@ -165,7 +167,7 @@ public static class Int8Dot
         return Vector128.Sum(acc) + DotScalar(a, b, i);
     }
 
-    private static int DotAvx2(ReadOnlySpan<sbyte> a, ReadOnlySpan<sbyte> b)
+    private static unsafe int DotAvx2(ReadOnlySpan<sbyte> a, ReadOnlySpan<sbyte> b)
     {
         ref sbyte pa = ref MemoryMarshal.GetReference(a);
         ref sbyte pb = ref MemoryMarshal.GetReference(b);
@@ -174,6 +176,8 @@ public static class Int8Dot
         int i = 0;
         for (; i + 64 <= a.Length; i += 64)
         {
+            // a is the weight row in W8A8 products; a prefetch of an address never faults, even if the GC moves a.
+            WeightPrefetch.Ahead(Unsafe.AsPointer(ref Unsafe.Add(ref pa, i)));
             acc0 += Avx2MultiplyAdd(Vector256.LoadUnsafe(ref pa, (nuint)i), Vector256.LoadUnsafe(ref pb, (nuint)i), ones);
             acc1 += Avx2MultiplyAdd(Vector256.LoadUnsafe(ref pa, (nuint)(i + 32)), Vector256.LoadUnsafe(ref pb, (nuint)(i + 32)), ones);
         }
