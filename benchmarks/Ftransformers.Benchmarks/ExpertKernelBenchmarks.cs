@@ -10,13 +10,16 @@ namespace Ftransformers.Benchmarks;
 /// same run. Bytes per call: <see cref="ReadBandwidth"/> 1 GiB; <see cref="MoeLayerInt4"/> 8 experts x (gate and up
 /// 2048x7168, down 7168x2048) in INT4 g32 with F16 scale and min = 220.2 MB; <see cref="AttentionW8A8"/> q_a 1536x7168,
 /// q_b 24576x1536, kv_a 576x7168, kv_b 32768x512, o 7168x16384 in INT8 with row scales = 211.8 MB. GB/s = bytes / median.
+/// Calls cycle through <see cref="Layers"/> layers' weights, as decode does, so that no call finds the previous one's
+/// weights in the 32 MB L3 (whose replacement kept part of a single layer's set between calls).
 /// </summary>
 [MedianColumn]
 public class ExpertKernelBenchmarks
 {
-    private const int Hidden = 7168, ExpertWidth = 2048, Experts = 8;
+    private const int Hidden = 7168, ExpertWidth = 2048, Experts = 8, Layers = 4;
     private ComputePool? _pool;
-    private WeightMatrix[] _gate = [], _up = [], _down = [], _attention = [];
+    private WeightMatrix[][] _gate = [], _up = [], _down = [], _attention = [];
+    private int _layer;
     private float[] _buffer = [], _x = [], _h = [], _out = [];
     private float[][] _attentionInputs = [];
     private SumWork _sum = null!;
@@ -30,17 +33,17 @@ public class ExpertKernelBenchmarks
     {
         _pool = Threads > 1 ? new ComputePool(Threads) : null;
         var rng = new Random(7);
-        _gate = Enumerable.Range(0, Experts).Select(e => (WeightMatrix)RandomWeights.Int4($"gate{e}", ExpertWidth, Hidden, rng)).ToArray();
-        _up = Enumerable.Range(0, Experts).Select(e => (WeightMatrix)RandomWeights.Int4($"up{e}", ExpertWidth, Hidden, rng)).ToArray();
-        _down = Enumerable.Range(0, Experts).Select(e => (WeightMatrix)RandomWeights.Int4($"down{e}", Hidden, ExpertWidth, rng)).ToArray();
-        _attention =
+        _gate = Layer(() => Enumerable.Range(0, Experts).Select(e => (WeightMatrix)RandomWeights.Int4($"gate{e}", ExpertWidth, Hidden, rng)).ToArray());
+        _up = Layer(() => Enumerable.Range(0, Experts).Select(e => (WeightMatrix)RandomWeights.Int4($"up{e}", ExpertWidth, Hidden, rng)).ToArray());
+        _down = Layer(() => Enumerable.Range(0, Experts).Select(e => (WeightMatrix)RandomWeights.Int4($"down{e}", Hidden, ExpertWidth, rng)).ToArray());
+        _attention = Layer(() =>
         [
             RandomWeights.Int8("q_a", 1536, Hidden, rng), RandomWeights.Int8("q_b", 24576, 1536, rng), RandomWeights.Int8("kv_a", 576, Hidden, rng),
             RandomWeights.Int8("kv_b", 32768, 512, rng), RandomWeights.Int8("o", Hidden, 16384, rng),
-        ];
-        foreach (WeightMatrix m in _gate.Concat(_up).Concat(_down).Concat(_attention))
+        ]);
+        foreach (WeightMatrix m in _gate.Concat(_up).Concat(_down).Concat(_attention).SelectMany(layer => layer))
             m.Pool = _pool;
-        _attentionInputs = _attention.Select(m => RandomWeights.Activations(m.Cols, rng)).ToArray();
+        _attentionInputs = _attention[0].Select(m => RandomWeights.Activations(m.Cols, rng)).ToArray();
         _x = RandomWeights.Activations(Hidden, rng);
         _h = RandomWeights.Activations(ExpertWidth, rng);
         _out = new float[32768];
@@ -51,6 +54,11 @@ public class ExpertKernelBenchmarks
 
     [GlobalCleanup]
     public void Cleanup() => _pool?.Dispose();
+
+    private static WeightMatrix[][] Layer(Func<WeightMatrix[]> make) => Enumerable.Range(0, Layers).Select(_ => make()).ToArray();
+
+    // The next layer's weights.
+    private int NextLayer() => _layer = (_layer + 1) % Layers;
 
     /// <summary>Sums 1 GiB of floats: the read bandwidth the kernels are measured against.</summary>
     [Benchmark(Baseline = true)]
@@ -67,11 +75,12 @@ public class ExpertKernelBenchmarks
     [Benchmark]
     public float MoeLayerInt4()
     {
+        int layer = NextLayer();
         for (int e = 0; e < Experts; e++)
         {
-            _gate[e].Multiply(_x, _out, 1);
-            _up[e].Multiply(_x, _out, 1);
-            _down[e].Multiply(_h, _out, 1);
+            _gate[layer][e].Multiply(_x, _out, 1);
+            _up[layer][e].Multiply(_x, _out, 1);
+            _down[layer][e].Multiply(_h, _out, 1);
         }
         return _out[0];
     }
@@ -80,8 +89,9 @@ public class ExpertKernelBenchmarks
     [Benchmark]
     public float AttentionW8A8()
     {
-        for (int i = 0; i < _attention.Length; i++)
-            _attention[i].Multiply(_attentionInputs[i], _out, 1);
+        WeightMatrix[] attention = _attention[NextLayer()];
+        for (int i = 0; i < attention.Length; i++)
+            attention[i].Multiply(_attentionInputs[i], _out, 1);
         return _out[0];
     }
 

@@ -12,8 +12,9 @@ namespace Ftransformers.Kernels;
 /// loop of the routed experts. With codes q (0..15), block dots D_b = Σ q·x_code are taken in integers; then
 /// row · x ≈ Σ_b scale_g(b) · xscale_b · D_b + Σ_b min_g(b) · (xscale_b · Σ x_code), where a symmetric
 /// format's min is −8 · scale. A block's nibbles are unpacked once for all tokens, so tokens sharing an expert share
-/// one read of its weights. Group size 32 has faster kernels for AVX2 and SDOT (<see cref="Int4Group32Avx2"/>,
-/// <see cref="Int4Group32Dp"/>); the per-row paths below serve the other formats and every path in tests.
+/// one read of its weights. Group size 32 has a faster SDOT kernel (<see cref="Int4Group32Dp"/>) and, on AVX2, one over
+/// weights repacked in groups of eight rows (<see cref="Int4RowGroupsAvx2"/>); the per-row paths below serve the other
+/// formats and every path in tests.
 /// </summary>
 public static class Int4Dot
 {
@@ -59,19 +60,12 @@ public static class Int4Dot
 
     private static void RowsOnPath(KernelPath path, Int4Weights weights, int start, int end, Int8Activations x, Span<float> y)
     {
-        // Group size 32 (the default) has kernels that apply scales once per several blocks.
-        if (weights.Format.GroupSize == Int4Weights.BlockSize && x.Cols == weights.Cols && x.BlockSize == Int4Weights.BlockSize)
+        // Group size 32 (the default) has an SDOT kernel that applies scales once per four blocks. (On AVX2, weight
+        // matrices repack group size 32 into Int4RowGroups for their own kernel.)
+        if (path == KernelPath.Dp && weights.Format.GroupSize == Int4Weights.BlockSize && x.Cols == weights.Cols && x.BlockSize == Int4Weights.BlockSize)
         {
-            if (path == KernelPath.Avx2)
-            {
-                Int4Group32Avx2.Rows(weights, start, end, x, y);
-                return;
-            }
-            if (path == KernelPath.Dp)
-            {
-                Int4Group32Dp.Rows(weights, start, end, x, y);
-                return;
-            }
+            Int4Group32Dp.Rows(weights, start, end, x, y);
+            return;
         }
         Span<float> results = stackalloc float[x.Tokens];
         for (int r = start; r < end; r++)

@@ -4,24 +4,49 @@ using Ftransformers.Quantization;
 
 namespace Ftransformers.Model;
 
-/// <summary>Grouped INT4 weights against activations quantized to INT8 in blocks of 32.</summary>
-internal sealed class Int4WeightMatrix(string name, Int4Weights weights) : WeightMatrix(name, weights.Rows, weights.Cols)
+/// <summary>
+/// Grouped INT4 weights against activations quantized to INT8 in blocks of 32. Where the AVX2 row-group kernel runs,
+/// group-32 weights are repacked at load into <see cref="Int4RowGroups"/> (the row-major copy is then dropped, or a
+/// mapped checkpoint's pages left unused); elsewhere, and for other group sizes, they stay row-major.
+/// </summary>
+internal sealed class Int4WeightMatrix : WeightMatrix
 {
-    public Int4Weights Weights { get; } = weights;
+    private readonly Int4Weights? _rowMajor;
+    private readonly Int4RowGroups? _rowGroups;
+
+    public Int4WeightMatrix(string name, Int4Weights weights) : base(name, weights.Rows, weights.Cols)
+    {
+        if (Int4RowGroupsAvx2.IsSupported && Int4RowGroups.Suits(weights))
+            _rowGroups = Int4RowGroups.From(weights);
+        else
+            _rowMajor = weights;
+    }
 
     protected override int MaxTokensPerPass => Int4Dot.MaxTokens;
 
     protected override void PrepareActivations(MatrixProduct product) => product.Activations.QuantizePerBlock(product.Input, product.Tokens, Cols);
 
-    protected internal override unsafe void MultiplyRows(MatrixProduct p, int start, int end) =>
-        Int4Dot.Rows(Weights, start, end, p.Activations, new Span<float>(p.Y, p.Tokens * Rows));
+    protected internal override unsafe void MultiplyRows(MatrixProduct p, int start, int end)
+    {
+        var y = new Span<float>(p.Y, p.Tokens * Rows);
+        if (_rowGroups != null)
+            Int4RowGroupsAvx2.Rows(_rowGroups, start, end, p.Activations, y);
+        else
+            Int4Dot.Rows(_rowMajor!, start, end, p.Activations, y);
+    }
 
     public override float DotRow(int row, ReadOnlySpan<float> x)
     {
         Span<float> w = stackalloc float[Cols];
-        Weights.DequantizeRow(row, w);
+        CopyRow(row, w);
         return TensorPrimitives.Dot(w, x);
     }
 
-    public override void CopyRow(int row, Span<float> destination) => Weights.DequantizeRow(row, destination);
+    public override void CopyRow(int row, Span<float> destination)
+    {
+        if (_rowGroups != null)
+            _rowGroups.DequantizeRow(row, destination);
+        else
+            _rowMajor!.DequantizeRow(row, destination);
+    }
 }

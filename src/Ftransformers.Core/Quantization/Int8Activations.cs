@@ -12,7 +12,6 @@ public sealed class Int8Activations
     private sbyte[] _values = [];
     private float[] _scales = [];
     private float[] _scaledSums = [];
-    private sbyte[] _paired = [];
 
     /// <summary>Tokens held.</summary>
     public int Tokens { get; private set; }
@@ -30,12 +29,6 @@ public sealed class Int8Activations
 
     /// <summary>Every token's per-block scale * Σ codes, token after token.</summary>
     internal ReadOnlySpan<float> AllScaledSums => _scaledSums.AsSpan(0, Tokens * BlocksPerToken);
-    /// <summary>
-    /// Every token's codes of 32-blocks with the halves of each pair of blocks b, b + 1 interleaved: b[0..16], (b + 1)[0..16],
-    /// b[16..32], (b + 1)[16..32] (a last odd block as it is): the order of the low and high nibbles of two packed INT4 blocks.
-    /// </summary>
-    internal ReadOnlySpan<sbyte> AllPairedValues => _paired.AsSpan(0, Tokens * Cols);
-
     /// <summary>A token's codes.</summary>
     public ReadOnlySpan<sbyte> Values(int token) => _values.AsSpan(token * Cols, Cols);
     /// <summary>A token's block scales (x ≈ scale * code).</summary>
@@ -78,30 +71,6 @@ public sealed class Int8Activations
             int sum = Int8Codes.Quantize(block, inverse, _values.AsSpan(b * blockSize, blockSize));
             _scales[b] = scale;
             _scaledSums[b] = scale * sum;
-        }
-        if (blockSize == Int4Weights.BlockSize)
-            PairBlocks();
-    }
-
-    // Fills AllPairedValues from the codes (blocks of 32).
-    private void PairBlocks()
-    {
-        int tokens = Tokens, cols = Cols;
-        if (_paired.Length < tokens * cols)
-            _paired = new sbyte[tokens * cols];
-        for (int t = 0; t < tokens; t++)
-        {
-            ReadOnlySpan<sbyte> codes = Values(t);
-            Span<sbyte> paired = _paired.AsSpan(t * cols, cols);
-            int b = 0;
-            for (; (b + 2) * 32 <= cols; b += 2)
-            {
-                codes.Slice(b * 32, 16).CopyTo(paired[(b * 32)..]);
-                codes.Slice(b * 32 + 32, 16).CopyTo(paired[(b * 32 + 16)..]);
-                codes.Slice(b * 32 + 16, 16).CopyTo(paired[(b * 32 + 32)..]);
-                codes.Slice(b * 32 + 48, 16).CopyTo(paired[(b * 32 + 48)..]);
-            }
-            codes[(b * 32)..].CopyTo(paired[(b * 32)..]);
         }
     }
 }

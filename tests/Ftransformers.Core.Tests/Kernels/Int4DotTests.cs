@@ -10,7 +10,8 @@ public class Int4DotTests
     private static IEnumerable<TestCaseData> Cases() =>
         from path in KernelPaths.All
         from format in new[] { new Int4Format(32, false), new Int4Format(32, true), new Int4Format(128, false), new Int4Format(128, true) }
-        // Block counts 4, 8, 12, 7, 20, 25: every remainder the eight-block (AVX2) and four-block (SDOT) steps leave.
+        // Block counts 4, 8, 12, 7, 20, 25: every remainder the four-block SDOT step and the
+        // two-block AVX2 step leave.
         from shape in new[] { (Cols: 128, Tokens: 1), (Cols: 256, Tokens: 3), (Cols: 384, Tokens: 16), (Cols: 128, Tokens: 64), (Cols: 224, Tokens: 3), (Cols: 640, Tokens: 2), (Cols: 800, Tokens: 5) }
         where shape.Cols % format.GroupSize == 0
         select new TestCaseData(path, format, shape.Cols, shape.Tokens);
@@ -28,23 +29,11 @@ public class Int4DotTests
         act.QuantizePerBlock(x, tokens, cols);
 
         var results = new float[tokens];
-        var row = new float[cols];
         for (int r = 0; r < rows; r++)
         {
             Int4Dot.RowDotOn(path, weights, r, act, results);
-            weights.DequantizeRow(r, row);
             for (int t = 0; t < tokens; t++)
-            {
-                // The kernel's exact operands: dequantized weights and dequantized activation codes.
-                double expected = 0, magnitude = 0;
-                for (int c = 0; c < cols; c++)
-                {
-                    double xv = (double)act.Scales(t)[c / 32] * act.Values(t)[c];
-                    expected += row[c] * xv;
-                    magnitude += Math.Abs(row[c] * xv) + Math.Abs((double)weights.ScalesRow(r)[c / format.GroupSize] * 8 * xv);
-                }
-                Assert.That(results[t], Is.EqualTo(expected).Within(cols * 1.2e-7 * magnitude + 1e-6), $"row {r}, token {t}");
-            }
+                Int4Float64.AssertRowDot(results[t], weights, r, act, t);
         }
     }
 
@@ -53,7 +42,7 @@ public class Int4DotTests
     {
         KernelPaths.Require(path);
         var rng = new Random(cols + tokens);
-        const int rows = 7; // not a multiple of four: the four-row AVX2 path has leftover rows
+        const int rows = 7;
         Int4Weights weights = Int4Quantizer.Quantize(Enumerable.Range(0, rows * cols).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray(), rows, cols, format);
         var act = new Int8Activations();
         act.QuantizePerBlock(Enumerable.Range(0, tokens * cols).Select(_ => (float)rng.NextDouble() * 4 - 2).ToArray(), tokens, cols);
@@ -76,7 +65,7 @@ public class Int4DotTests
         select new TestCaseData(path, code, sign);
 
     // Every weight code at 0 or 15 against every activation code at +-127: the largest integer sums a block can make,
-    // which the eight-block AVX2 reduction keeps in int16 lanes.
+    // which the SDOT kernel's pairwise reduction must keep exact.
     [TestCaseSource(nameof(ExtremeCases))]
     public void Rows_OfExtremeCodes_AreExact(KernelPath path, int code, int sign)
     {

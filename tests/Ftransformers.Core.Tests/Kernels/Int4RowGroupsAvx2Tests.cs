@@ -1,0 +1,117 @@
+using Ftransformers.Kernels;
+using Ftransformers.Quantization;
+using NUnit.Framework;
+
+namespace Ftransformers.Tests.Kernels;
+
+[TestFixture]
+public class Int4RowGroupsAvx2Tests
+{
+    private static IEnumerable<TestCaseData> Cases() =>
+        from symmetric in new[] { false, true }
+        from shape in new[] { (Rows: 8, Cols: 32), (Rows: 13, Cols: 224), (Rows: 21, Cols: 800), (Rows: 3, Cols: 96) }
+        from tokens in new[] { 1, 2, 3, 4, 5, 7, 9 }
+        select new TestCaseData(symmetric, shape.Rows, shape.Cols, tokens);
+
+    private static (Int4Weights RowMajor, Int4RowGroups Groups, Int8Activations X) Operands(bool symmetric, int rows, int cols, int tokens, int seed)
+    {
+        var rng = new Random(seed);
+        float[] w = Enumerable.Range(0, rows * cols).Select(_ => (float)(rng.NextDouble() * 2 - 1.2)).ToArray();
+        float[] x = Enumerable.Range(0, tokens * cols).Select(_ => (float)(rng.NextDouble() * 6 - 3)).ToArray();
+        Int4Weights rowMajor = Int4Quantizer.Quantize(w, rows, cols, new Int4Format(32, symmetric));
+        var act = new Int8Activations();
+        act.QuantizePerBlock(x, tokens, cols);
+        return (rowMajor, Int4RowGroups.From(rowMajor), act);
+    }
+
+    [TestCaseSource(nameof(Cases))]
+    public void Rows_MatchFloat64OfTheDequantizedOperands(bool symmetric, int rows, int cols, int tokens)
+    {
+        KernelPaths.Require(KernelPath.Avx2);
+        (Int4Weights rowMajor, Int4RowGroups groups, Int8Activations act) = Operands(symmetric, rows, cols, tokens, rows * 1000 + cols + tokens);
+        var y = new float[tokens * rows];
+        Int4RowGroupsAvx2.Rows(groups, 0, rows, act, y);
+
+        for (int r = 0; r < rows; r++)
+            for (int t = 0; t < tokens; t++)
+                Int4Float64.AssertRowDot(y[t * rows + r], rowMajor, r, act, t);
+    }
+
+    // Ranges that split groups, as the compute pool may: each writes its rows only, with the values of the whole product.
+    [TestCase(0, 5)]
+    [TestCase(3, 11)]
+    [TestCase(8, 16)]
+    [TestCase(17, 21)]
+    [TestCase(6, 6)]
+    public void Rows_OfAnyRange_WriteThatRangeOnly_WithTheWholeProductsValues(int start, int end)
+    {
+        KernelPaths.Require(KernelPath.Avx2);
+        const int rows = 21, cols = 160, tokens = 3;
+        (_, Int4RowGroups groups, Int8Activations act) = Operands(false, rows, cols, tokens, 11);
+        var whole = new float[tokens * rows];
+        Int4RowGroupsAvx2.Rows(groups, 0, rows, act, whole);
+        var part = Enumerable.Repeat(float.NaN, tokens * rows).ToArray();
+        Int4RowGroupsAvx2.Rows(groups, start, end, act, part);
+        for (int t = 0; t < tokens; t++)
+            for (int r = 0; r < rows; r++)
+            {
+                float value = part[t * rows + r];
+                if (r >= start && r < end)
+                    Assert.That(value, Is.EqualTo(whole[t * rows + r]), $"row {r}, token {t}");
+                else
+                    Assert.That(value, Is.NaN, $"row {r}, token {t} is outside [{start}, {end})");
+            }
+    }
+
+    // Batched decoding must equal each request alone: a token's result may not depend on how many share its pass.
+    [Test]
+    public void Rows_GiveEachTokenTheSameBits_WhateverTokensShareItsPass()
+    {
+        KernelPaths.Require(KernelPath.Avx2);
+        const int rows = 16, cols = 256, tokens = 7;
+        (_, Int4RowGroups groups, Int8Activations all) = Operands(false, rows, cols, tokens, 5);
+        var y = new float[tokens * rows];
+        Int4RowGroupsAvx2.Rows(groups, 0, rows, all, y);
+        var alone = new Int8Activations();
+        var one = new float[rows];
+        for (int t = 0; t < tokens; t++)
+        {
+            float[] x = Enumerable.Range(0, cols).Select(c => all.Scales(t)[c / 32] * all.Values(t)[c]).ToArray();
+            alone.QuantizePerBlock(x, 1, cols);
+            Assert.That(alone.Values(0).ToArray(), Is.EqualTo(all.Values(t).ToArray()), "requantizing the dequantized codes is exact");
+            Int4RowGroupsAvx2.Rows(groups, 0, rows, alone, one);
+            Assert.That(one, Is.EqualTo(y.AsSpan(t * rows, rows).ToArray()), $"token {t}");
+        }
+    }
+
+    // Every code at 0 or 15 against every activation code at ±127: the largest int16 sums a lane can hold.
+    [TestCase(0, 1)]
+    [TestCase(15, 1)]
+    [TestCase(15, -1)]
+    public void Rows_OfExtremeCodes_AreExact(int code, int sign)
+    {
+        KernelPaths.Require(KernelPath.Avx2);
+        const int rows = 9, cols = 7168 + 96, tokens = 3;
+        byte[] packed = Enumerable.Repeat((byte)(code | code << 4), rows * cols / 2).ToArray();
+        Half[] scales = Enumerable.Repeat((Half)0.5f, rows * cols / 32).ToArray(), mins = Enumerable.Repeat((Half)(-1f), rows * cols / 32).ToArray();
+        Int4RowGroups groups = Int4RowGroups.From(Int4Weights.FromPinnedArrays(rows, cols, Int4Format.Default, packed, scales, mins));
+        var act = new Int8Activations();
+        act.QuantizePerBlock(Enumerable.Repeat(sign * 2f, tokens * cols).ToArray(), tokens, cols);
+        var y = new float[tokens * rows];
+        Int4RowGroupsAvx2.Rows(groups, 0, rows, act, y);
+        double expected = cols * (0.5 * code - 1) * 2 * sign;
+        Assert.That(y, Is.All.EqualTo(expected).Within(Math.Abs(expected) * 1e-6));
+    }
+
+    [Test]
+    public void Rows_RefuseMismatchedActivationsAndRanges()
+    {
+        KernelPaths.Require(KernelPath.Avx2);
+        (_, Int4RowGroups groups, Int8Activations act) = Operands(false, 8, 64, 1, 3);
+        var wide = new Int8Activations();
+        wide.QuantizePerBlock(new float[96], 1, 96);
+        Assert.That(() => Int4RowGroupsAvx2.Rows(groups, 0, 8, wide, new float[8]), Throws.ArgumentException.With.Message.Contains("64 values"));
+        Assert.That(() => Int4RowGroupsAvx2.Rows(groups, 0, 9, act, new float[9]), Throws.InstanceOf<ArgumentOutOfRangeException>());
+        Assert.That(() => Int4RowGroupsAvx2.Rows(groups, 0, 8, act, new float[7]), Throws.ArgumentException.With.Message.Contains("output"));
+    }
+}
