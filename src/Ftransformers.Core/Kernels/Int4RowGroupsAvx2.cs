@@ -55,6 +55,7 @@ internal static class Int4RowGroupsAvx2
             if (t < x.Tokens)
                 Pass<One>(job, t);
         }
+        GC.KeepAlive(weights); // the job holds raw pointers into its arrays
     }
 
     // One call's operands: the pinned weights, every token's codes, block scales and scaled sums, and the output rows.

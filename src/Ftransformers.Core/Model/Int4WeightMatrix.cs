@@ -22,6 +22,9 @@ internal sealed class Int4WeightMatrix : WeightMatrix
             _rowMajor = weights;
     }
 
+    /// <summary>Whether the weights were repacked into row groups (for tests and diagnostics).</summary>
+    internal bool UsesRowGroups => _rowGroups != null;
+
     protected override int MaxTokensPerPass => Int4Dot.MaxTokens;
 
     protected override void PrepareActivations(MatrixProduct product) => product.Activations.QuantizePerBlock(product.Input, product.Tokens, Cols);
