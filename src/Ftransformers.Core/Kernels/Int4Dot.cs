@@ -12,8 +12,9 @@ namespace Ftransformers.Kernels;
 /// loop of the routed experts. With codes q (0..15), block dots D_b = Σ q·x_code are taken in integers; then
 /// row · x ≈ Σ_b scale_g(b) · xscale_b · D_b + Σ_b min_g(b) · (xscale_b · Σ x_code), where a symmetric
 /// format's min is −8 · scale. A block's nibbles are unpacked once for all tokens, so tokens sharing an expert share
-/// one read of its weights. Group size 32 has a faster SDOT kernel (<see cref="Int4Group32Dp"/>) and, on AVX2, one over
-/// weights repacked in groups of eight rows (<see cref="Int4RowGroupsAvx2"/>); the per-row paths below serve the other
+/// one read of its weights. Group size 32 has a faster SDOT kernel (<see cref="Int4Group32Dp"/>). On AVX2 the fast kernel
+/// needs weights repacked in groups of eight rows (<see cref="Int4RowGroups"/>, <see cref="Int4RowGroupsAvx2"/>), as
+/// weight matrices do at load; row-major weights given here take the per-row paths below, which also serve the other
 /// formats and every path in tests.
 /// </summary>
 public static class Int4Dot

@@ -12,10 +12,10 @@ namespace Ftransformers.Kernels;
 /// integer dot of each row in its own lane, so scales, activation scales and mins apply as vectors with no horizontal
 /// reduction. The int16 sums stay exact: 16 products of at most 15 · 127 per lane.
 /// <para>
-/// It costs about 20 vector operations per token for eight rows of a block, against about 37 for the row-major
-/// kernel, whose per-row reduction dominated once several tokens share an expert (on the 2-core Zen3 dev machine,
-/// 0.40 ns per row-block and token at four tokens instead of 0.70). Tokens are taken four at a time, then two, then
-/// one; a token's result does not depend on how many share its pass.
+/// About 20 vector operations per token for eight rows of a block; a row-major layout needs about 37, most of them
+/// per-row reductions, which dominated once several tokens share an expert (on the 2-core Zen3 dev machine, 0.40 ns
+/// per row-block and token at four tokens against 0.70). Tokens are taken four at a time, then two, then one; a
+/// token's result does not depend on how many share its pass.
 /// </para>
 /// </summary>
 internal static class Int4RowGroupsAvx2
@@ -44,16 +44,21 @@ internal static class Int4RowGroupsAvx2
         fixed (float* ys = y)
         {
             var job = new Job(weights, codes, scales, sums, ys, start, end);
-            int t = 0;
-            for (; t + 4 <= x.Tokens; t += 4)
-                Pass<Four>(job, t);
-            if (x.Tokens - t >= 2)
+            // Every pass over one group before the next: the group's weights (16 bytes a column) are read from memory
+            // once and stay in L1 or L2 for the later passes.
+            for (int g = start / Int4RowGroups.RowsPerGroup; g * Int4RowGroups.RowsPerGroup < end; g++)
             {
-                Pass<Two>(job, t);
-                t += 2;
+                int t = 0;
+                for (; t + 4 <= x.Tokens; t += 4)
+                    Pass<Four>(job, g, t);
+                if (x.Tokens - t >= 2)
+                {
+                    Pass<Two>(job, g, t);
+                    t += 2;
+                }
+                if (t < x.Tokens)
+                    Pass<One>(job, g, t);
             }
-            if (t < x.Tokens)
-                Pass<One>(job, t);
         }
         GC.KeepAlive(weights); // the job holds raw pointers into its arrays
     }
@@ -90,8 +95,8 @@ internal static class Int4RowGroupsAvx2
         public static int Value => 4;
     }
 
-    // Tokens [t, t + TCount) against every group that the row range touches.
-    private static unsafe void Pass<TCount>(Job job, int t) where TCount : struct, ITokenCount
+    // Tokens [t, t + TCount) against group g.
+    private static unsafe void Pass<TCount>(Job job, int g, int t) where TCount : struct, ITokenCount
     {
         int blocks = job.Blocks, cols = job.Cols;
         Vector256<byte> mask = Vector256.Create((byte)0xF);
@@ -99,49 +104,46 @@ internal static class Int4RowGroupsAvx2
         sbyte* x0 = job.Codes + (long)t * cols, x1 = x0 + cols, x2 = x1 + cols, x3 = x2 + cols;
         float* s0 = job.XScales + (long)t * blocks, s1 = s0 + blocks, s2 = s1 + blocks, s3 = s2 + blocks;
         float* m0 = job.XSums + (long)t * blocks, m1 = m0 + blocks, m2 = m1 + blocks, m3 = m2 + blocks;
-        for (int g = job.Start / Int4RowGroups.RowsPerGroup; g * Int4RowGroups.RowsPerGroup < job.End; g++)
+        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, a2 = Vector256<float>.Zero, a3 = Vector256<float>.Zero;
+        for (int b = 0; b < blocks; b++)
         {
-            Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, a2 = Vector256<float>.Zero, a3 = Vector256<float>.Zero;
-            for (int b = 0; b < blocks; b++)
+            long groupBlock = (long)g * blocks + b;
+            byte* w = job.Packed + groupBlock * 128;
+            WeightPrefetch.Ahead(w);
+            WeightPrefetch.Ahead(w + 64);
+            Vector256<short> d0 = Vector256<short>.Zero, d1 = Vector256<short>.Zero, d2 = Vector256<short>.Zero, d3 = Vector256<short>.Zero;
+            int c = b * 32;
+            for (int q = 0; q < 4; q++, c += 4)
             {
-                long groupBlock = (long)g * blocks + b;
-                byte* w = job.Packed + groupBlock * 128;
-                WeightPrefetch.Ahead(w);
-                WeightPrefetch.Ahead(w + 64);
-                Vector256<short> d0 = Vector256<short>.Zero, d1 = Vector256<short>.Zero, d2 = Vector256<short>.Zero, d3 = Vector256<short>.Zero;
-                int c = b * 32;
-                for (int q = 0; q < 4; q++, c += 4)
-                {
-                    Vector256<byte> v = Vector256.Load(w + q * 32);
-                    Vector256<byte> low = v & mask, high = Vector256.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask;
-                    d0 += Quad(low, high, x0 + c);
-                    if (TCount.Value > 1)
-                        d1 += Quad(low, high, x1 + c);
-                    if (TCount.Value > 2)
-                    {
-                        d2 += Quad(low, high, x2 + c);
-                        d3 += Quad(low, high, x3 + c);
-                    }
-                }
-                Vector256<float> scale = Float16.Widen8Avx2(job.Scales + groupBlock * 8);
-                Vector256<float> min = job.Mins == null ? scale * -8f : Float16.Widen8Avx2(job.Mins + groupBlock * 8);
-                a0 = Accumulate(a0, d0, ones, scale, min, s0[b], m0[b]);
+                Vector256<byte> v = Vector256.Load(w + q * 32);
+                Vector256<byte> low = v & mask, high = Vector256.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask;
+                d0 += Quad(low, high, x0 + c);
                 if (TCount.Value > 1)
-                    a1 = Accumulate(a1, d1, ones, scale, min, s1[b], m1[b]);
+                    d1 += Quad(low, high, x1 + c);
                 if (TCount.Value > 2)
                 {
-                    a2 = Accumulate(a2, d2, ones, scale, min, s2[b], m2[b]);
-                    a3 = Accumulate(a3, d3, ones, scale, min, s3[b], m3[b]);
+                    d2 += Quad(low, high, x2 + c);
+                    d3 += Quad(low, high, x3 + c);
                 }
             }
-            Store(job, g, t, a0);
+            Vector256<float> scale = Float16.Widen8Avx2(job.Scales + groupBlock * 8);
+            Vector256<float> min = job.Mins == null ? scale * -8f : Float16.Widen8Avx2(job.Mins + groupBlock * 8);
+            a0 = Accumulate(a0, d0, ones, scale, min, s0[b], m0[b]);
             if (TCount.Value > 1)
-                Store(job, g, t + 1, a1);
+                a1 = Accumulate(a1, d1, ones, scale, min, s1[b], m1[b]);
             if (TCount.Value > 2)
             {
-                Store(job, g, t + 2, a2);
-                Store(job, g, t + 3, a3);
+                a2 = Accumulate(a2, d2, ones, scale, min, s2[b], m2[b]);
+                a3 = Accumulate(a3, d3, ones, scale, min, s3[b], m3[b]);
             }
+        }
+        Store(job, g, t, a0);
+        if (TCount.Value > 1)
+            Store(job, g, t + 1, a1);
+        if (TCount.Value > 2)
+        {
+            Store(job, g, t + 2, a2);
+            Store(job, g, t + 3, a3);
         }
     }
 

@@ -25,6 +25,8 @@ internal sealed class Int4WeightMatrix : WeightMatrix
     /// <summary>Whether the weights were repacked into row groups (for tests and diagnostics).</summary>
     internal bool UsesRowGroups => _rowGroups != null;
 
+    protected internal override int RowAlignment => _rowGroups != null ? Int4RowGroups.RowsPerGroup : 1;
+
     protected override int MaxTokensPerPass => Int4Dot.MaxTokens;
 
     protected override void PrepareActivations(MatrixProduct product) => product.Activations.QuantizePerBlock(product.Input, product.Tokens, Cols);

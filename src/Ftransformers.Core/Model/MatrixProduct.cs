@@ -39,5 +39,10 @@ internal sealed unsafe class MatrixProduct : IRangeWork
 
     public ReadOnlySpan<float> Input => new(X, Tokens * Matrix.Cols);
 
-    public void Run(int start, int end) => Matrix.MultiplyRows(this, start, end);
+    /// <summary>Units [start, end) of <see cref="WeightMatrix.RowAlignment"/> rows each.</summary>
+    public void Run(int start, int end)
+    {
+        int alignment = Matrix.RowAlignment;
+        Matrix.MultiplyRows(this, start * alignment, Math.Min(end * alignment, Matrix.Rows));
+    }
 }

@@ -29,6 +29,9 @@ internal abstract unsafe class WeightMatrix(string name, int rows, int cols)
     /// <summary>Copies row <paramref name="row"/> as F32 (embedding lookup).</summary>
     public abstract void CopyRow(int row, Span<float> destination);
 
+    /// <summary>Rows that threads should not split (a layout's row group), so that none is computed twice.</summary>
+    protected internal virtual int RowAlignment => 1;
+
     /// <summary>Tokens one pass handles; longer batches are split.</summary>
     protected virtual int MaxTokensPerPass => int.MaxValue;
 
@@ -45,11 +48,13 @@ internal abstract unsafe class WeightMatrix(string name, int rows, int cols)
                 int n = Math.Min(MaxTokensPerPass, tokens - t0);
                 product.Start(this, px + (long)t0 * Cols, py + (long)t0 * Rows, n);
                 PrepareActivations(product);
-                int minChunk = Math.Max(1, MinWorkPerChunk / Math.Max(1, Cols * n));
+                // The pool hands out units of RowAlignment rows (MatrixProduct.Run maps them back to rows).
+                int units = (Rows + RowAlignment - 1) / RowAlignment;
+                int minChunk = Math.Max(1, MinWorkPerChunk / Math.Max(1, Cols * n * RowAlignment));
                 if (Pool is { } pool)
-                    pool.For(Rows, product, minChunk);
+                    pool.For(units, product, minChunk);
                 else
-                    product.Run(0, Rows);
+                    product.Run(0, units);
             }
             product.Finish();
         }

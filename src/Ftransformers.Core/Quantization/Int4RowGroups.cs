@@ -58,16 +58,18 @@ public sealed class Int4RowGroups
         byte[] packed = GC.AllocateArray<byte>(checked(groups * blocks * GroupBlockBytes), pinned: true);
         Half[] scales = GC.AllocateArray<Half>(groups * blocks * RowsPerGroup, pinned: true);
         Half[]? mins = symmetric ? null : GC.AllocateArray<Half>(scales.Length, pinned: true);
+        // Four packed bytes (a quad) move as one uint: row r's quad q of block b goes to uint ((g·Blocks + b)·4 + q)·8 + i.
+        Span<uint> quads = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, uint>(packed.AsSpan());
         for (int r = 0; r < rows; r++)
         {
             int g = r / RowsPerGroup, i = r % RowsPerGroup;
-            ReadOnlySpan<byte> row = weights.PackedRow(r);
+            ReadOnlySpan<uint> row = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, uint>(weights.PackedRow(r));
             ReadOnlySpan<Half> rowScales = weights.ScalesRow(r), rowMins = weights.MinsRow(r);
             for (int b = 0; b < blocks; b++)
             {
                 int groupBlock = g * blocks + b;
                 for (int q = 0; q < 4; q++)
-                    row.Slice(b * 16 + q * 4, 4).CopyTo(packed.AsSpan((groupBlock * 4 + q) * 32 + i * 4, 4));
+                    quads[(groupBlock * 4 + q) * RowsPerGroup + i] = row[b * 4 + q];
                 scales[groupBlock * RowsPerGroup + i] = rowScales[b];
                 if (mins != null)
                     mins[groupBlock * RowsPerGroup + i] = rowMins[b];
@@ -80,6 +82,8 @@ public sealed class Int4RowGroups
     /// <summary>The 4-bit code of weight (row, col).</summary>
     public int Code(int row, int col)
     {
+        CheckRow(row);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)col, (uint)Cols, nameof(col));
         int inBlock = col % Int4Weights.BlockSize, b = col / Int4Weights.BlockSize, byteIndex = inBlock % 16;
         byte pair = Packed[((row / RowsPerGroup * Blocks + b) * 4 + byteIndex / 4) * 32 + row % RowsPerGroup * 4 + byteIndex % 4];
         return inBlock < 16 ? pair & 0xF : pair >> 4;
@@ -88,11 +92,21 @@ public sealed class Int4RowGroups
     /// <summary>Decodes a row to F32.</summary>
     public void DequantizeRow(int row, Span<float> destination)
     {
+        CheckRow(row);
+        if (destination.Length < Cols)
+            throw new ArgumentException($"A row needs {Cols} values, got {destination.Length}.", nameof(destination));
         for (int c = 0; c < Cols; c++)
         {
             int at = (row / RowsPerGroup * Blocks + c / Int4Weights.BlockSize) * RowsPerGroup + row % RowsPerGroup;
             float scale = (float)Scales[at];
             destination[c] = Symmetric ? scale * (Code(row, c) - 8) : scale * Code(row, c) + (float)Mins![at];
         }
+    }
+
+    // Padding rows of the last group are not rows of the matrix.
+    private void CheckRow(int row)
+    {
+        if ((uint)row >= (uint)Rows)
+            throw new ArgumentOutOfRangeException(nameof(row), row, $"The matrix has {Rows} rows.");
     }
 }

@@ -60,17 +60,17 @@ public sealed class Int8Activations
             _scales = new float[blocks];
             _scaledSums = new float[blocks];
         }
+        if (blockSize == Int4Weights.BlockSize)
+        {
+            Int8Codes.QuantizeBlocks32(x[..(tokens * cols)], _values, _scales, _scaledSums);
+            return;
+        }
         for (int b = 0; b < blocks; b++)
         {
             ReadOnlySpan<float> block = x.Slice(b * blockSize, blockSize);
-            float absMax = MathF.Abs(TensorPrimitives.MaxMagnitude(block)); // MaxMagnitude keeps the sign
-            // Blocks too small for a finite inverse scale are treated as zero.
-            float scale = absMax / 127f, inverse = float.IsFinite(127f / absMax) ? 127f / absMax : 0;
-            if (inverse == 0)
-                scale = 0;
-            int sum = Int8Codes.Quantize(block, inverse, _values.AsSpan(b * blockSize, blockSize));
+            (float scale, float inverse) = Int8Codes.BlockScale(MathF.Abs(TensorPrimitives.MaxMagnitude(block))); // MaxMagnitude keeps the sign
             _scales[b] = scale;
-            _scaledSums[b] = scale * sum;
+            _scaledSums[b] = scale * Int8Codes.Quantize(block, inverse, _values.AsSpan(b * blockSize, blockSize));
         }
     }
 }

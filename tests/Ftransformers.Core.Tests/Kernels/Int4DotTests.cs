@@ -42,7 +42,7 @@ public class Int4DotTests
     {
         KernelPaths.Require(path);
         var rng = new Random(cols + tokens);
-        const int rows = 7;
+        const int rows = 7; // rows 1..6 of 7: a range that starts and ends inside the matrix
         Int4Weights weights = Int4Quantizer.Quantize(Enumerable.Range(0, rows * cols).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray(), rows, cols, format);
         var act = new Int8Activations();
         act.QuantizePerBlock(Enumerable.Range(0, tokens * cols).Select(_ => (float)rng.NextDouble() * 4 - 2).ToArray(), tokens, cols);

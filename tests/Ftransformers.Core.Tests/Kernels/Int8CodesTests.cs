@@ -37,4 +37,50 @@ public class Int8CodesTests
         Assert.That(Int8Codes.QuantizeScalar([0.5f, 1.5f, -2.5f, 3f], 1f, codes, 0), Is.EqualTo(0 + 2 - 2 + 3));
         Assert.That(codes, Is.EqualTo(new sbyte[] { 0, 2, -2, 3 }));
     }
+
+    private delegate void BlockQuantizer(ReadOnlySpan<float> values, Span<sbyte> codes, Span<float> scales, Span<float> scaledSums);
+
+    // Blocks of 32 in one pass equal the per-block definition: |max| over the block, BlockScale, scalar rounding, with
+    // ties, a zero block, a subnormal one (no finite inverse), a huge one, a lone value and the clamp's edge.
+    [TestCase("Avx2")]
+    [TestCase("Vector128")]
+    [TestCase("Scalar")]
+    public void Blocks32_EqualThePerBlockDefinition(string path)
+    {
+        if ((path == "Avx2" && !System.Runtime.Intrinsics.X86.Avx2.IsSupported) || (path == "Vector128" && !System.Runtime.Intrinsics.Vector128.IsHardwareAccelerated))
+            Assert.Ignore($"{path} is not accelerated on this CPU.");
+        BlockQuantizer quantize = path switch
+        {
+            "Avx2" => Int8Codes.QuantizeBlocks32Avx2,
+            "Vector128" => Int8Codes.QuantizeBlocks32Vector128,
+            _ => Int8Codes.QuantizeBlocks32Scalar,
+        };
+        var rng = new Random(9);
+        const int blocks = 12;
+        float[] x = Enumerable.Range(0, blocks * 32).Select(_ => (float)(rng.NextDouble() * 8 - 4)).ToArray();
+        // Block 1: ties once scaled (|max| 127 -> inverse 1).
+        for (int i = 0; i < 32; i++)
+            x[32 + i] = i == 0 ? -127f : rng.Next(-126, 126) + 0.5f;
+        Array.Clear(x, 2 * 32, 32); // zero block
+        for (int i = 0; i < 32; i++)
+        {
+            x[3 * 32 + i] = 1e-40f * (i % 3 - 1); // subnormal: 127 / |max| overflows
+            x[4 * 32 + i] = 1e30f * (float)(rng.NextDouble() - 0.5);
+            x[5 * 32 + i] = i == 17 ? -3f : 0f;
+        }
+
+        sbyte[] codes = new sbyte[x.Length], expectedCodes = new sbyte[x.Length];
+        float[] scales = new float[blocks], sums = new float[blocks];
+        quantize(x, codes, scales, sums);
+        for (int b = 0; b < blocks; b++)
+        {
+            float[] block = x[(b * 32)..((b + 1) * 32)];
+            (float scale, float inverse) = Int8Codes.BlockScale(block.Max(MathF.Abs));
+            int sum = Int8Codes.QuantizeScalar(block, inverse, expectedCodes.AsSpan(b * 32, 32), 0);
+            Assert.That((scales[b], sums[b]), Is.EqualTo((scale, scale * sum)), $"block {b}");
+        }
+        Assert.That(codes, Is.EqualTo(expectedCodes));
+        Assert.That((scales[2], scales[3]), Is.EqualTo((0f, 0f)), "blocks without a finite inverse quantize to zero");
+        Assert.That(codes.AsSpan(5 * 32 + 17, 1)[0], Is.EqualTo((sbyte)-127));
+    }
 }

@@ -1,7 +1,5 @@
 using System.Runtime.InteropServices;
 using Ftransformers.Kernels;
-using Ftransformers.Model;
-using Ftransformers.Quantization;
 using NUnit.Framework;
 
 namespace Ftransformers.Tests.Kernels;
@@ -22,15 +20,5 @@ public class KernelDispatchTests
         TestContext.Out.WriteLine($"{RuntimeInformation.ProcessArchitecture}: INT8 path {Int8Dot.ActivePath}, INT4 path {Int4Dot.ActivePath}");
         Assert.That(Int8Dot.ActivePath.ToString(), Is.EqualTo(expected));
         Assert.That(Int4Dot.ActivePath.ToString(), Is.EqualTo(expected));
-    }
-
-    // INT4 weight matrices take the row-group kernel wherever it runs, for group size 32 only.
-    [TestCase(32, true)]
-    [TestCase(128, false)]
-    public void Int4Matrices_RepackGroupSize32_WhereTheRowGroupKernelRuns(int groupSize, bool repacks)
-    {
-        Int4Weights weights = Int4Quantizer.Quantize(new float[16 * 256], 16, 256, new Int4Format(groupSize, false));
-        var matrix = new Int4WeightMatrix("w", weights);
-        Assert.That(matrix.UsesRowGroups, Is.EqualTo(repacks && Int4RowGroupsAvx2.IsSupported));
     }
 }
