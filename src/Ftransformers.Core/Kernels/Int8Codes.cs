@@ -14,7 +14,7 @@ public static class Int8Codes
     /// The scale of a block whose largest magnitude is <paramref name="absMax"/> (x ≈ scale · code) and its inverse;
     /// blocks too small for a finite inverse (all zeros, or subnormal) get 0 for both, so their codes are 0.
     /// </summary>
-    public static (float Scale, float Inverse) BlockScale(float absMax)
+    internal static (float Scale, float Inverse) BlockScale(float absMax)
     {
         float inverse = 127f / absMax;
         if (!float.IsFinite(inverse))
@@ -23,60 +23,33 @@ public static class Int8Codes
     }
 
     /// <summary>
-    /// Quantizes consecutive blocks of 32 values, each with its own <see cref="BlockScale"/>: codes, block scales, and
-    /// scale · Σ codes per block (the term an INT4 weight's min multiplies). With AVX2 (or Vector128 on ARM64) each block
-    /// is one pass in registers; a per-block MaxMagnitude and <see cref="Quantize"/> cost more in calls.
+    /// Quantizes consecutive blocks of <paramref name="blockSize"/> values (a whole token for W8A8, 32 for INT4), each
+    /// with its own <see cref="BlockScale"/>: codes, block scales, and scale · Σ codes per block (the term an INT4
+    /// weight's min multiplies). Blocks of 32 on AVX2 take one pass in registers each; a MaxMagnitude and a
+    /// <see cref="Quantize"/> call per block cost about twice as much there.
     /// </summary>
-    public static void QuantizeBlocks32(ReadOnlySpan<float> values, Span<sbyte> codes, Span<float> scales, Span<float> scaledSums)
+    public static void QuantizeBlocks(ReadOnlySpan<float> values, int blockSize, Span<sbyte> codes, Span<float> scales, Span<float> scaledSums)
     {
-        int blocks = values.Length / 32;
-        if (values.Length % 32 != 0 || codes.Length < values.Length || scales.Length < blocks || scaledSums.Length < blocks)
-            throw new ArgumentException($"{values.Length} values need a multiple of 32, as many codes and a scale and a sum per block.");
-        if (Avx2.IsSupported)
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(blockSize);
+        int blocks = values.Length / blockSize;
+        if (values.Length % blockSize != 0 || codes.Length < values.Length || scales.Length < blocks || scaledSums.Length < blocks)
+            throw new ArgumentException($"{values.Length} values need a multiple of {blockSize}, as many codes and a scale and a sum per block.");
+        if (blockSize == 32 && Avx2.IsSupported)
             QuantizeBlocks32Avx2(values, codes, scales, scaledSums);
-        else if (Vector128.IsHardwareAccelerated)
-            QuantizeBlocks32Vector128(values, codes, scales, scaledSums);
         else
-            QuantizeBlocks32Scalar(values, codes, scales, scaledSums);
+            QuantizeBlocksEach(values, blockSize, codes, scales, scaledSums);
     }
 
-    internal static void QuantizeBlocks32Scalar(ReadOnlySpan<float> values, Span<sbyte> codes, Span<float> scales, Span<float> scaledSums)
+    // Block by block: |max| (MaxMagnitude keeps the sign), then the codes on Quantize's path.
+    internal static void QuantizeBlocksEach(ReadOnlySpan<float> values, int blockSize, Span<sbyte> codes, Span<float> scales, Span<float> scaledSums)
     {
-        for (int b = 0; b < values.Length / 32; b++)
+        for (int b = 0; b < values.Length / blockSize; b++)
         {
-            ReadOnlySpan<float> block = values.Slice(b * 32, 32);
+            ReadOnlySpan<float> block = values.Slice(b * blockSize, blockSize);
             (float scale, float inverse) = BlockScale(MathF.Abs(System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(block)));
             scales[b] = scale;
-            scaledSums[b] = scale * QuantizeScalar(block, inverse, codes.Slice(b * 32, 32), 0);
+            scaledSums[b] = scale * Quantize(block, inverse, codes.Slice(b * blockSize, blockSize));
         }
-    }
-
-    internal static void QuantizeBlocks32Vector128(ReadOnlySpan<float> values, Span<sbyte> codes, Span<float> scales, Span<float> scaledSums)
-    {
-        ref float x = ref MemoryMarshal.GetReference(values);
-        ref sbyte c = ref MemoryMarshal.GetReference(codes);
-        Vector128<int> low = Vector128.Create(-127), high = Vector128.Create(127);
-        for (int b = 0, i = 0; i < values.Length; b++, i += 32)
-        {
-            Vector128<float> m = Vector128<float>.Zero;
-            for (int j = 0; j < 32; j += 4)
-                m = Vector128.Max(m, Vector128.Abs(Vector128.LoadUnsafe(ref x, (nuint)(i + j))));
-            m = Vector128.Max(m, Vector128.Shuffle(m, Vector128.Create(2, 3, 0, 1)));
-            (float scale, float inverse) = BlockScale(Vector128.Max(m, Vector128.Shuffle(m, Vector128.Create(1, 0, 3, 2))).ToScalar());
-            Vector128<float> by = Vector128.Create(inverse);
-            Vector128<int> sums = Vector128<int>.Zero;
-            for (int j = 0; j < 32; j += 16) // two halves of four vectors, each narrowed to 16 codes
-            {
-                Vector128<int> q0 = Round(Vector128.LoadUnsafe(ref x, (nuint)(i + j)) * by), q1 = Round(Vector128.LoadUnsafe(ref x, (nuint)(i + j + 4)) * by);
-                Vector128<int> q2 = Round(Vector128.LoadUnsafe(ref x, (nuint)(i + j + 8)) * by), q3 = Round(Vector128.LoadUnsafe(ref x, (nuint)(i + j + 12)) * by);
-                Vector128.Narrow(Vector128.Narrow(q0, q1), Vector128.Narrow(q2, q3)).StoreUnsafe(ref c, (nuint)(i + j));
-                sums += (q0 + q1) + (q2 + q3);
-            }
-            scales[b] = scale;
-            scaledSums[b] = scale * Vector128.Sum(sums);
-        }
-
-        Vector128<int> Round(Vector128<float> v) => Vector128.Min(Vector128.Max(Vector128.ConvertToInt32(Vector128.Round(v)), low), high);
     }
 
     // AVX2: vcvtps2dq rounds to nearest even (the default MXCSR mode .NET keeps) and the saturating packs narrow to

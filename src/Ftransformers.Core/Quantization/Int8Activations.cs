@@ -1,4 +1,3 @@
-using System.Numerics.Tensors;
 using Ftransformers.Kernels;
 
 namespace Ftransformers.Quantization;
@@ -60,17 +59,6 @@ public sealed class Int8Activations
             _scales = new float[blocks];
             _scaledSums = new float[blocks];
         }
-        if (blockSize == Int4Weights.BlockSize)
-        {
-            Int8Codes.QuantizeBlocks32(x[..(tokens * cols)], _values, _scales, _scaledSums);
-            return;
-        }
-        for (int b = 0; b < blocks; b++)
-        {
-            ReadOnlySpan<float> block = x.Slice(b * blockSize, blockSize);
-            (float scale, float inverse) = Int8Codes.BlockScale(MathF.Abs(TensorPrimitives.MaxMagnitude(block))); // MaxMagnitude keeps the sign
-            _scales[b] = scale;
-            _scaledSums[b] = scale * Int8Codes.Quantize(block, inverse, _values.AsSpan(b * blockSize, blockSize));
-        }
+        Int8Codes.QuantizeBlocks(x[..(tokens * cols)], blockSize, _values, _scales, _scaledSums);
     }
 }
