@@ -13,7 +13,7 @@ namespace Ftransformers.Kernels;
 /// row · x ≈ Σ_b scale_g(b) · xscale_b · D_b + Σ_b min_g(b) · (xscale_b · Σ x_code), where a symmetric
 /// format's min is −8 · scale. A block's nibbles are unpacked once for all tokens, so tokens sharing an expert share
 /// one read of its weights. Group size 32 has a faster SDOT kernel (<see cref="Int4Group32Dp"/>). On AVX2 the fast kernel
-/// needs weights repacked in groups of eight rows (<see cref="Int4RowGroups"/>, <see cref="Int4RowGroupsAvx2"/>), as
+/// needs weights repacked in groups of sixteen rows (<see cref="Int4RowGroups"/>, <see cref="Int4RowGroupsAvx2"/>), as
 /// weight matrices do at load; row-major weights given here take the per-row paths below, which also serve the other
 /// formats and every path in tests.
 /// </summary>

@@ -6,20 +6,23 @@ using Ftransformers.Quantization;
 namespace Ftransformers.Kernels;
 
 /// <summary>
-/// The AVX2 INT4 kernel over <see cref="Int4RowGroups"/> (group size 32, rows in groups of eight), for one or more
-/// tokens. Per block and token: four codes of the token broadcast to every lane meet four packed bytes of each of eight
-/// rows; eight vpmaddubsw (low and high nibbles of four quads) summed in int16 and one vpmaddwd leave the block's
-/// integer dot of each row in its own lane, so scales, activation scales and mins apply as vectors with no horizontal
-/// reduction. The int16 sums stay exact: 16 products of at most 15 · 127 per lane.
+/// The AVX2 INT4 kernel over <see cref="Int4RowGroups"/> (group size 32, rows in groups of sixteen), for one or more
+/// tokens. Per quad of a block and token: four codes of the token broadcast to every lane meet the low nibbles (eight
+/// rows) and the high nibbles (eight more rows) of one 32-byte load; eight vpmaddubsw per row half and block, summed
+/// in int16, and one vpmaddwd leave each row's integer dot in its own lane, so scales, activation scales and mins
+/// apply as vectors with no horizontal reduction. The int16 sums stay exact: 16 products of at most 15 · 127 per lane.
 /// <para>
-/// About 20 vector operations per token for eight rows of a block; a row-major layout needs about 37, most of them
-/// per-row reductions, which dominated once several tokens share an expert (on the 2-core Zen3 dev machine, 0.40 ns
-/// per row-block and token at four tokens against 0.70). Tokens are taken four at a time, then two, then one; a
-/// token's result does not depend on how many share its pass.
+/// Per token and eight rows of a block: 4 broadcasts, 8 vpmaddubsw, 7 vpaddw, then vpmaddwd, a conversion, a multiply
+/// and two FMAs. On the 2-core Zen3 dev machine, one thread with the weights in L2 cache: 3.0 ns per eight rows,
+/// block and token at four tokens, against 3.5 ns with groups of eight rows (whose high nibbles held other columns,
+/// so each needed its own broadcast) and 0.70 ns per row-block, i.e. 5.6 ns, for the row-major layout. Tokens are taken
+/// four at a time, then two, then one; a token's result does not depend on how many share its pass.
 /// </para>
 /// </summary>
 internal static class Int4RowGroupsAvx2
 {
+    private const int BlockBytes = Int4RowGroups.RowsPerGroup * Int4Weights.BlockSize / 2;
+
     /// <summary>Whether this CPU runs the kernel.</summary>
     public static bool IsSupported => Avx2.IsSupported && Fma.IsSupported;
 
@@ -43,7 +46,11 @@ internal static class Int4RowGroupsAvx2
         fixed (float* scales = x.AllScales, sums = x.AllScaledSums)
         fixed (float* ys = y)
         {
-            var job = new Job(weights, codes, scales, sums, ys, start, end);
+            // The float sums of a pass (low rows, high rows per token) stay in memory: the eight int16 sums of four tokens
+            // fill the registers through a block, and the JIT would otherwise spill those, inside the quad loop. (Here,
+            // not in the pass: a stackalloc there would keep the pass from tiered, profile-guided compilation.)
+            Vector256<float>* passSums = stackalloc Vector256<float>[8];
+            var job = new Job(weights, codes, scales, sums, ys, passSums, start, end);
             // Every pass over one group before the next: the group's weights (16 bytes a column) are read from memory
             // once and stay in L1 or L2 for the later passes.
             for (int g = start / Int4RowGroups.RowsPerGroup; g * Int4RowGroups.RowsPerGroup < end; g++)
@@ -64,13 +71,14 @@ internal static class Int4RowGroupsAvx2
     }
 
     // One call's operands: the pinned weights, every token's codes, block scales and scaled sums, and the output rows.
-    private readonly unsafe struct Job(Int4RowGroups weights, sbyte* codes, float* scales, float* sums, float* y, int start, int end)
+    private readonly unsafe struct Job(Int4RowGroups weights, sbyte* codes, float* scales, float* sums, float* y, Vector256<float>* passSums, int start, int end)
     {
         public readonly byte* Packed = (byte*)Unsafe.AsPointer(ref weights.Packed[0]);
         public readonly Half* Scales = (Half*)Unsafe.AsPointer(ref weights.Scales[0]);
         public readonly Half* Mins = weights.Mins is { } mins ? (Half*)Unsafe.AsPointer(ref mins[0]) : null;
         public readonly sbyte* Codes = codes;
         public readonly float* XScales = scales, XSums = sums, Y = y;
+        public readonly Vector256<float>* PassSums = passSums;
         public readonly int Rows = weights.Rows, Cols = weights.Cols, Blocks = weights.Blocks, Start = start, End = end;
     }
 
@@ -100,74 +108,105 @@ internal static class Int4RowGroupsAvx2
     {
         int blocks = job.Blocks, cols = job.Cols;
         Vector256<byte> mask = Vector256.Create((byte)0xF);
-        Vector256<short> ones = Vector256.Create((short)1);
-        sbyte* x0 = job.Codes + (long)t * cols, x1 = x0 + cols, x2 = x1 + cols, x3 = x2 + cols;
-        float* s0 = job.XScales + (long)t * blocks, s1 = s0 + blocks, s2 = s1 + blocks, s3 = s2 + blocks;
-        float* m0 = job.XSums + (long)t * blocks, m1 = m0 + blocks, m2 = m1 + blocks, m3 = m2 + blocks;
-        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, a2 = Vector256<float>.Zero, a3 = Vector256<float>.Zero;
+        Vector256<float>* sums = job.PassSums;
+        for (int i = 0; i < 8; i++)
+            sums[i] = Vector256<float>.Zero;
+        sbyte* x = job.Codes + (long)t * cols;
+        float* xScales = job.XScales + (long)t * blocks, xSums = job.XSums + (long)t * blocks;
         for (int b = 0; b < blocks; b++)
         {
             long groupBlock = (long)g * blocks + b;
-            byte* w = job.Packed + groupBlock * 128;
-            WeightPrefetch.Ahead(w);
-            WeightPrefetch.Ahead(w + 64);
-            Vector256<short> d0 = Vector256<short>.Zero, d1 = Vector256<short>.Zero, d2 = Vector256<short>.Zero, d3 = Vector256<short>.Zero;
-            int c = b * 32;
-            for (int q = 0; q < 4; q++, c += 4)
+            byte* w = job.Packed + groupBlock * BlockBytes;
+            for (int line = 0; line < BlockBytes; line += 64)
+                WeightPrefetch.Ahead(w + line);
+            sbyte* c = x + b * Int4Weights.BlockSize;
+            Vector256<short> l0 = default, l1 = default, l2 = default, l3 = default, h0 = default, h1 = default, h2 = default, h3 = default;
+            // Unrolled by hand: as a loop, the JIT spills the int16 sums at its back edge.
+            Quad<TCount>(w, c, cols, mask, true, ref l0, ref l1, ref l2, ref l3, ref h0, ref h1, ref h2, ref h3);
+            Quad<TCount>(w + 32, c + 4, cols, mask, false, ref l0, ref l1, ref l2, ref l3, ref h0, ref h1, ref h2, ref h3);
+            Quad<TCount>(w + 64, c + 8, cols, mask, false, ref l0, ref l1, ref l2, ref l3, ref h0, ref h1, ref h2, ref h3);
+            Quad<TCount>(w + 96, c + 12, cols, mask, false, ref l0, ref l1, ref l2, ref l3, ref h0, ref h1, ref h2, ref h3);
+            Quad<TCount>(w + 128, c + 16, cols, mask, false, ref l0, ref l1, ref l2, ref l3, ref h0, ref h1, ref h2, ref h3);
+            Quad<TCount>(w + 160, c + 20, cols, mask, false, ref l0, ref l1, ref l2, ref l3, ref h0, ref h1, ref h2, ref h3);
+            Quad<TCount>(w + 192, c + 24, cols, mask, false, ref l0, ref l1, ref l2, ref l3, ref h0, ref h1, ref h2, ref h3);
+            Quad<TCount>(w + 224, c + 28, cols, mask, false, ref l0, ref l1, ref l2, ref l3, ref h0, ref h1, ref h2, ref h3);
+            Half* at = job.Scales + groupBlock * Int4RowGroups.RowsPerGroup;
+            Vector256<float> lowScale = Float16.Widen8Avx2(at), highScale = Float16.Widen8Avx2(at + Int4RowGroups.RowsPerHalf);
+            Vector256<float> lowMin, highMin;
+            if (job.Mins == null)
+                (lowMin, highMin) = (lowScale * -8f, highScale * -8f);
+            else
             {
-                Vector256<byte> v = Vector256.Load(w + q * 32);
-                Vector256<byte> low = v & mask, high = Vector256.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask;
-                d0 += Quad(low, high, x0 + c);
-                if (TCount.Value > 1)
-                    d1 += Quad(low, high, x1 + c);
-                if (TCount.Value > 2)
-                {
-                    d2 += Quad(low, high, x2 + c);
-                    d3 += Quad(low, high, x3 + c);
-                }
+                at = job.Mins + groupBlock * Int4RowGroups.RowsPerGroup;
+                (lowMin, highMin) = (Float16.Widen8Avx2(at), Float16.Widen8Avx2(at + Int4RowGroups.RowsPerHalf));
             }
-            Vector256<float> scale = Float16.Widen8Avx2(job.Scales + groupBlock * 8);
-            Vector256<float> min = job.Mins == null ? scale * -8f : Float16.Widen8Avx2(job.Mins + groupBlock * 8);
-            a0 = Accumulate(a0, d0, ones, scale, min, s0[b], m0[b]);
+            Accumulate(sums, l0, h0, lowScale, highScale, lowMin, highMin, xScales[b], xSums[b]);
             if (TCount.Value > 1)
-                a1 = Accumulate(a1, d1, ones, scale, min, s1[b], m1[b]);
+                Accumulate(sums + 2, l1, h1, lowScale, highScale, lowMin, highMin, xScales[blocks + b], xSums[blocks + b]);
             if (TCount.Value > 2)
             {
-                a2 = Accumulate(a2, d2, ones, scale, min, s2[b], m2[b]);
-                a3 = Accumulate(a3, d3, ones, scale, min, s3[b], m3[b]);
+                Accumulate(sums + 4, l2, h2, lowScale, highScale, lowMin, highMin, xScales[2 * blocks + b], xSums[2 * blocks + b]);
+                Accumulate(sums + 6, l3, h3, lowScale, highScale, lowMin, highMin, xScales[3 * blocks + b], xSums[3 * blocks + b]);
             }
         }
-        Store(job, g, t, a0);
+        for (int i = 0; i < TCount.Value; i++)
+            Store(job, g, t + i, (float*)(sums + 2 * i));
+    }
+
+    // One quad (four columns) of a block for every token of the pass: the low-nibble rows' and the high-nibble rows'
+    // int16 partial dots, started (first quad) or added to.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void Quad<TCount>(byte* w, sbyte* codes, int cols, Vector256<byte> mask, bool first,
+        ref Vector256<short> l0, ref Vector256<short> l1, ref Vector256<short> l2, ref Vector256<short> l3,
+        ref Vector256<short> h0, ref Vector256<short> h1, ref Vector256<short> h2, ref Vector256<short> h3) where TCount : struct, ITokenCount
+    {
+        Vector256<byte> v = Vector256.Load(w);
+        Vector256<byte> low = v & mask, high = Vector256.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask;
+        Token(low, high, codes, first, ref l0, ref h0);
         if (TCount.Value > 1)
-            Store(job, g, t + 1, a1);
+            Token(low, high, codes + cols, first, ref l1, ref h1);
         if (TCount.Value > 2)
         {
-            Store(job, g, t + 2, a2);
-            Store(job, g, t + 3, a3);
+            Token(low, high, codes + 2 * cols, first, ref l2, ref h2);
+            Token(low, high, codes + 3 * cols, first, ref l3, ref h3);
         }
     }
 
-    // Eight rows' int16 partial dots of one quad: low nibbles against codes c..c+3, high nibbles against c+16..c+19.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe Vector256<short> Quad(Vector256<byte> low, Vector256<byte> high, sbyte* codes) =>
-        Avx2.MultiplyAddAdjacent(low, Vector256.Create(*(int*)codes).AsSByte()) + Avx2.MultiplyAddAdjacent(high, Vector256.Create(*(int*)(codes + 16)).AsSByte());
+    private static unsafe void Token(Vector256<byte> low, Vector256<byte> high, sbyte* codes, bool first, ref Vector256<short> lowDots, ref Vector256<short> highDots)
+    {
+        Vector256<sbyte> k = Avx2.BroadcastScalarToVector256((int*)codes).AsSByte();
+        Vector256<short> l = Avx2.MultiplyAddAdjacent(low, k), h = Avx2.MultiplyAddAdjacent(high, k);
+        (lowDots, highDots) = first ? (l, h) : (lowDots + l, highDots + h);
+    }
 
-    // acc + dot · scale · xscale + min · xsum, per row lane.
+    // sums[0] (low rows) and sums[1] (high rows) + dot · scale · xscale + min · xsum, per row lane.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Accumulate(Vector256<float> acc, Vector256<short> dots, Vector256<short> ones, Vector256<float> scale, Vector256<float> min, float xScale, float xSum) =>
-        Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(dots, ones)), scale * Vector256.Create(xScale), Fma.MultiplyAdd(min, Vector256.Create(xSum), acc));
+    private static unsafe void Accumulate(Vector256<float>* sums, Vector256<short> lowDots, Vector256<short> highDots,
+        Vector256<float> lowScale, Vector256<float> highScale, Vector256<float> lowMin, Vector256<float> highMin, float xScale, float xSum)
+    {
+        Vector256<float> s = Vector256.Create(xScale), m = Vector256.Create(xSum);
+        sums[0] = Fma.MultiplyAdd(ToSingle(lowDots), lowScale * s, Fma.MultiplyAdd(lowMin, m, sums[0]));
+        sums[1] = Fma.MultiplyAdd(ToSingle(highDots), highScale * s, Fma.MultiplyAdd(highMin, m, sums[1]));
+    }
 
-    // Token t's results of group g, the rows within the job's range.
-    private static unsafe void Store(Job job, int g, int t, Vector256<float> rows)
+    // Each lane's two int16 partial dots summed to one, as float.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> ToSingle(Vector256<short> dots) =>
+        Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(dots, Vector256<short>.One));
+
+    // Token t's results of group g (sixteen floats), the rows within the job's range.
+    private static unsafe void Store(Job job, int g, int t, float* rows)
     {
         int first = g * Int4RowGroups.RowsPerGroup;
         float* y = job.Y + (long)t * job.Rows + first;
         if (first >= job.Start && first + Int4RowGroups.RowsPerGroup <= job.End)
         {
-            rows.Store(y);
+            Vector256.Load(rows).Store(y);
+            Vector256.Load(rows + 8).Store(y + 8);
             return;
         }
         for (int i = Math.Max(0, job.Start - first); i < Int4RowGroups.RowsPerGroup && first + i < job.End; i++)
-            y[i] = rows.GetElement(i);
+            y[i] = rows[i];
     }
 }

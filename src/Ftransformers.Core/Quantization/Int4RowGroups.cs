@@ -1,23 +1,32 @@
+using System.Runtime.InteropServices;
+
 namespace Ftransformers.Quantization;
 
 /// <summary>
 /// Group-32 INT4 weights repacked at load for the AVX2 kernel (<see cref="Kernels.Int4RowGroupsAvx2"/>): rows in
-/// groups of eight, so that one 32-byte load holds the same four packed bytes of a block from each of eight rows.
-/// A product with four activation codes broadcast to every lane then fills eight row lanes, which need no horizontal
-/// reduction, and a block's scales and mins of the eight rows are one vector. Same codes, scales and mins as the
+/// groups of sixteen, so that one 32-byte load holds four weights of a block from each of sixteen rows, eight in the
+/// low nibbles and eight in the high nibbles at the same columns. Four activation codes broadcast to every lane then
+/// meet both nibbles, so one broadcast serves sixteen rows, and each row's sum lands in its own lane with no
+/// horizontal reduction; a block's scales and mins of eight rows are one vector. Same codes, scales and mins as the
 /// row-major <see cref="Int4Weights"/>, so results do not depend on the layout beyond float summation order.
 /// <para>
-/// Layout: group g holds rows 8g..8g+7 (the last group is padded with zero rows). For block b and quad q (packed bytes
-/// 4q..4q+3 of the block: weights 4q..4q+3 in their low nibbles, 16+4q..16+4q+3 in their high nibbles), row i's four
-/// bytes sit at ((g · Blocks + b) · 4 + q) · 32 + 4i. Scales and mins (F16) sit at (g · Blocks + b) · 8 + i.
+/// Layout: group g holds rows 16g..16g+15 (the last group is padded with zero rows). For block b and quad q (weights
+/// 4q..4q+3 of the block, q = 0..7), lane i's four bytes sit at ((g · Blocks + b) · 8 + q) · 32 + 4i: row 16g+i's
+/// codes in their low nibbles, row 16g+8+i's in their high nibbles. Scales and mins (F16) of row 16g+j sit at
+/// (g · Blocks + b) · 16 + j.
 /// </para>
 /// </summary>
 public sealed class Int4RowGroups
 {
-    /// <summary>Rows a group holds: one per 32-bit lane of a 256-bit register.</summary>
-    public const int RowsPerGroup = 8;
+    /// <summary>Rows a group holds: two per 32-bit lane of a 256-bit register, one in each nibble.</summary>
+    public const int RowsPerGroup = 16;
 
-    private const int GroupBlockBytes = RowsPerGroup * 16;
+    /// <summary>Rows per nibble: one per 32-bit lane.</summary>
+    public const int RowsPerHalf = RowsPerGroup / 2;
+
+    private const int QuadsPerBlock = Int4Weights.BlockSize / 4;
+
+    private const int GroupBlockBytes = RowsPerGroup * Int4Weights.BlockSize / 2;
 
     private Int4RowGroups(int rows, int cols, bool symmetric, byte[] packed, Half[] scales, Half[]? mins)
     {
@@ -30,7 +39,7 @@ public sealed class Int4RowGroups
     /// <summary>Input features, a multiple of 32.</summary>
     public int Cols { get; }
 
-    /// <summary>Groups of eight rows.</summary>
+    /// <summary>Groups of sixteen rows.</summary>
     public int Groups => (Rows + RowsPerGroup - 1) / RowsPerGroup;
 
     /// <summary>Blocks of 32 weights per row.</summary>
@@ -58,25 +67,44 @@ public sealed class Int4RowGroups
         byte[] packed = GC.AllocateArray<byte>(checked(groups * blocks * GroupBlockBytes), pinned: true);
         Half[] scales = GC.AllocateArray<Half>(groups * blocks * RowsPerGroup, pinned: true);
         Half[]? mins = symmetric ? null : GC.AllocateArray<Half>(scales.Length, pinned: true);
-        // Four packed bytes (a quad) move as one uint: row r's quad q of block b goes to uint ((g·Blocks + b)·4 + q)·8 + i.
-        Span<uint> quads = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, uint>(packed.AsSpan());
-        for (int r = 0; r < rows; r++)
-        {
-            int g = r / RowsPerGroup, i = r % RowsPerGroup;
-            ReadOnlySpan<uint> row = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, uint>(weights.PackedRow(r));
-            ReadOnlySpan<Half> rowScales = weights.ScalesRow(r), rowMins = weights.MinsRow(r);
-            for (int b = 0; b < blocks; b++)
+        // Rows r and r + 8 of a group share lane i: per block, each row's 16 packed bytes (as four uints: codes j in
+        // the low nibbles, j + 16 in the high) become eight uints of quads, row r's codes low and row r + 8's high.
+        Span<uint> quads = MemoryMarshal.Cast<byte, uint>(packed.AsSpan());
+        for (int g = 0; g < groups; g++)
+            for (int i = 0; i < RowsPerHalf; i++)
             {
-                int groupBlock = g * blocks + b;
-                for (int q = 0; q < 4; q++)
-                    quads[(groupBlock * 4 + q) * RowsPerGroup + i] = row[b * 4 + q];
-                scales[groupBlock * RowsPerGroup + i] = rowScales[b];
-                if (mins != null)
-                    mins[groupBlock * RowsPerGroup + i] = rowMins[b];
+                int low = g * RowsPerGroup + i, high = low + RowsPerHalf;
+                if (low >= rows)
+                    break;
+                ReadOnlySpan<uint> lowRow = MemoryMarshal.Cast<byte, uint>(weights.PackedRow(low));
+                ReadOnlySpan<uint> highRow = high < rows ? MemoryMarshal.Cast<byte, uint>(weights.PackedRow(high)) : new uint[lowRow.Length];
+                for (int block = 0; block < blocks; block++)
+                {
+                    Span<uint> lanes = quads.Slice((g * blocks + block) * QuadsPerBlock * RowsPerHalf, QuadsPerBlock * RowsPerHalf);
+                    for (int q = 0; q < 4; q++)
+                    {
+                        uint l = lowRow[block * 4 + q], h = highRow[block * 4 + q];
+                        lanes[q * RowsPerHalf + i] = (l & 0x0F0F_0F0F) | (h & 0x0F0F_0F0F) << 4;
+                        lanes[(q + 4) * RowsPerHalf + i] = (l >> 4 & 0x0F0F_0F0F) | (h & 0xF0F0_F0F0);
+                    }
+                }
+                CopyBlockParameters(weights, low, g, i, blocks, scales, mins);
+                if (high < rows)
+                    CopyBlockParameters(weights, high, g, i + RowsPerHalf, blocks, scales, mins);
             }
-        }
         weights.KeepAlive();
         return new Int4RowGroups(rows, cols, symmetric, packed, scales, mins);
+    }
+
+    private static void CopyBlockParameters(Int4Weights weights, int row, int g, int j, int blocks, Half[] scales, Half[]? mins)
+    {
+        ReadOnlySpan<Half> rowScales = weights.ScalesRow(row), rowMins = weights.MinsRow(row);
+        for (int b = 0; b < blocks; b++)
+        {
+            scales[(g * blocks + b) * RowsPerGroup + j] = rowScales[b];
+            if (mins != null)
+                mins[(g * blocks + b) * RowsPerGroup + j] = rowMins[b];
+        }
     }
 
     /// <summary>The 4-bit code of weight (row, col).</summary>
@@ -84,9 +112,9 @@ public sealed class Int4RowGroups
     {
         CheckRow(row);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)col, (uint)Cols, nameof(col));
-        int inBlock = col % Int4Weights.BlockSize, b = col / Int4Weights.BlockSize, byteIndex = inBlock % 16;
-        byte pair = Packed[((row / RowsPerGroup * Blocks + b) * 4 + byteIndex / 4) * 32 + row % RowsPerGroup * 4 + byteIndex % 4];
-        return inBlock < 16 ? pair & 0xF : pair >> 4;
+        int inBlock = col % Int4Weights.BlockSize, b = col / Int4Weights.BlockSize, j = row % RowsPerGroup;
+        byte pair = Packed[((row / RowsPerGroup * Blocks + b) * QuadsPerBlock + inBlock / 4) * 32 + j % RowsPerHalf * 4 + inBlock % 4];
+        return j < RowsPerHalf ? pair & 0xF : pair >> 4;
     }
 
     /// <summary>Decodes a row to F32.</summary>

@@ -23,6 +23,7 @@ public class Int4WeightMatrixTests
     [TestCase(37, 5)]
     [TestCase(8, 1)]
     [TestCase(64, 9)]
+    [TestCase(200, 4)]
     public void Multiply_OnThePool_AndCopyRow_MatchTheRowMajorWeights(int rows, int tokens)
     {
         const int cols = 256;

@@ -11,7 +11,7 @@ public class Int4RowGroupsTests
     public void From_KeepsEveryCodeScaleAndMin(bool symmetric)
     {
         var rng = new Random(symmetric ? 2 : 1);
-        const int rows = 13, cols = 96; // a padded last group
+        const int rows = 29, cols = 96; // a padded last group, whose row 12 has no high-nibble partner
         float[] w = Enumerable.Range(0, rows * cols).Select(_ => (float)(rng.NextDouble() * 2 - 0.7)).ToArray();
         Int4Weights rowMajor = Int4Quantizer.Quantize(w, rows, cols, new Int4Format(32, symmetric));
         Int4RowGroups groups = Int4RowGroups.From(rowMajor);
@@ -29,16 +29,19 @@ public class Int4RowGroupsTests
     }
 
     [Test]
-    public void From_PutsFourBytesOfEachOfEightRowsInOneLoad()
+    public void From_PutsFourColumnsOfSixteenRowsInOneLoad_RowIAndRowIPlus8InOneLane()
     {
-        // Row r's packed byte j of block 0 is r * 16 + j (codes only matter here).
-        const int rows = 8, cols = 32;
-        byte[] packed = Enumerable.Range(0, rows * 16).Select(i => (byte)i).ToArray();
+        // Row r's code at column c of block 0 is (r + c) % 16; row-major, packed byte j holds columns j and j + 16.
+        const int rows = 16, cols = 32;
+        byte[] packed = new byte[rows * 16];
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < 16; j++)
+                packed[r * 16 + j] = (byte)((r + j) % 16 | (r + j + 16) % 16 << 4);
         Half[] scales = Enumerable.Repeat((Half)1f, rows).ToArray(), mins = Enumerable.Repeat((Half)0f, rows).ToArray();
         Int4RowGroups groups = Int4RowGroups.From(Int4Weights.FromPinnedArrays(rows, cols, Int4Format.Default, packed, scales, mins));
-        // Quad 1 (packed bytes 4..7) is the second 32 bytes: row 0's bytes 4..7, then row 1's, ...
-        byte[] expected = Enumerable.Range(0, rows).SelectMany(r => Enumerable.Range(4, 4).Select(j => (byte)(r * 16 + j))).ToArray();
-        Assert.That(groups.Packed.AsSpan(32, 32).ToArray(), Is.EqualTo(expected));
+        // Quad 5 (columns 20..23) is the sixth 32 bytes: lane i holds row i's codes low and row i + 8's high.
+        byte[] expected = Enumerable.Range(0, 8).SelectMany(i => Enumerable.Range(20, 4).Select(c => (byte)((i + c) % 16 | (i + 8 + c) % 16 << 4))).ToArray();
+        Assert.That(groups.Packed.AsSpan(5 * 32, 32).ToArray(), Is.EqualTo(expected));
     }
 
     [Test]
