@@ -14,9 +14,9 @@ namespace Ftransformers.Kernels;
 /// <para>
 /// Per token and eight rows of a block: 4 broadcasts, 8 vpmaddubsw, 7 vpaddw, then vpmaddwd, a conversion, a multiply
 /// and two FMAs. On the 2-core Zen3 dev machine, one thread with the weights in L2 cache: 2.7 ns per eight rows,
-/// block and token at four tokens, against 3.5 ns with groups of eight rows (whose high nibbles held other columns,
-/// so each needed its own broadcast) and 0.70 ns per row-block, i.e. 5.6 ns, for the row-major layout. Tokens are taken
-/// four at a time, then two, then one; a token's result does not depend on how many share its pass.
+/// block and token at four tokens; 3.4 ns with groups of eight rows (whose high nibbles held other columns, so each
+/// needed its own broadcast) and before the code-generation fixes in the comments below; about 5.6 ns row-major.
+/// Tokens are taken four at a time, then two, then one; a token's result does not depend on how many share its pass.
 /// </para>
 /// </summary>
 internal static class Int4RowGroupsAvx2
