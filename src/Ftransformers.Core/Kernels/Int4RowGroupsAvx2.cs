@@ -51,7 +51,7 @@ internal static class Int4RowGroupsAvx2
             // not in the pass: a stackalloc there would keep the pass from tiered, profile-guided compilation.)
             Vector256<float>* passSums = stackalloc Vector256<float>[8];
             var job = new Job(weights, codes, scales, sums, ys, passSums, start, end);
-            // Every pass over one group before the next: the group's weights (16 bytes a column) are read from memory
+            // Every pass over one group before the next: the group's weights (8 bytes a column) are read from memory
             // once and stay in L1 or L2 for the later passes.
             for (int g = start / Int4RowGroups.RowsPerGroup; g * Int4RowGroups.RowsPerGroup < end; g++)
             {
