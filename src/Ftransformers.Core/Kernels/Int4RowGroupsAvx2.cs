@@ -21,8 +21,6 @@ namespace Ftransformers.Kernels;
 /// </summary>
 internal static class Int4RowGroupsAvx2
 {
-    private const int BlockBytes = Int4RowGroups.RowsPerGroup * Int4Weights.BlockSize / 2;
-
     /// <summary>Whether this CPU runs the kernel.</summary>
     public static bool IsSupported => Avx2.IsSupported && Fma.IsSupported;
 
@@ -111,15 +109,15 @@ internal static class Int4RowGroupsAvx2
         nint cols = job.Cols, cols2 = 2 * cols, cols3 = 3 * cols;
         Vector256<byte> mask = Vector256.Create((byte)0xF);
         Vector256<float>* sums = job.PassSums;
-        for (int i = 0; i < 8; i++)
+        for (int i = 0; i < 2 * TCount.Value; i++)
             sums[i] = Vector256<float>.Zero;
         sbyte* x = job.Codes + t * cols;
         float* xScales = job.XScales + (long)t * blocks, xSums = job.XSums + (long)t * blocks;
         for (int b = 0; b < blocks; b++)
         {
             long groupBlock = (long)g * blocks + b;
-            byte* w = job.Packed + groupBlock * BlockBytes;
-            for (int line = 0; line < BlockBytes; line += 64)
+            byte* w = job.Packed + groupBlock * Int4RowGroups.GroupBlockBytes;
+            for (int line = 0; line < Int4RowGroups.GroupBlockBytes; line += 64)
                 WeightPrefetch.Ahead(w + line);
             sbyte* c = x + b * Int4Weights.BlockSize;
             Vector256<short> l0 = default, l1 = default, l2 = default, l3 = default, h0 = default, h1 = default, h2 = default, h3 = default;

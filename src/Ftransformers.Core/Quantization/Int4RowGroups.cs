@@ -26,7 +26,8 @@ public sealed class Int4RowGroups
 
     private const int QuadsPerBlock = Int4Weights.BlockSize / 4;
 
-    private const int GroupBlockBytes = RowsPerGroup * Int4Weights.BlockSize / 2;
+    /// <summary>Packed bytes of one block of one group: the kernel's stride.</summary>
+    internal const int GroupBlockBytes = RowsPerGroup * Int4Weights.BlockSize / 2;
 
     private Int4RowGroups(int rows, int cols, bool symmetric, byte[] packed, Half[] scales, Half[]? mins)
     {
