@@ -13,7 +13,6 @@ public class GemvBenchmark
 {
     private WeightMatrix _f32 = null!, _bf16 = null!;
     private float[] _x = null!, _y = null!;
-    private ushort[] _bf16Data = null!;
     private float[] _buffer = null!;
 
     [Params(2048)]
@@ -23,17 +22,14 @@ public class GemvBenchmark
     public int Cols { get; set; }
 
     [GlobalSetup]
-    public unsafe void Setup()
+    public void Setup()
     {
         var rng = new Random(1);
         var w = new float[Rows * Cols];
         for (int i = 0; i < w.Length; i++)
             w[i] = (float)rng.NextDouble() - 0.5f;
         _f32 = new F32WeightMatrix("f32", Rows, Cols, w);
-        _bf16Data = GC.AllocateUninitializedArray<ushort>(w.Length, pinned: true);
-        BFloat16.FromSingle(w, _bf16Data);
-        fixed (ushort* p = _bf16Data)
-            _bf16 = new Bf16WeightMatrix("bf16", Rows, Cols, p);
+        _bf16 = new Bf16WeightMatrix("bf16", Rows, Cols, w);
         _x = Enumerable.Range(0, Cols).Select(i => (float)Math.Sin(i)).ToArray();
         _y = new float[Rows];
         _buffer = w;

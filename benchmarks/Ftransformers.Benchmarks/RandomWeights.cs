@@ -1,3 +1,4 @@
+using Ftransformers.Memory;
 using Ftransformers.Model;
 using Ftransformers.Quantization;
 
@@ -8,29 +9,30 @@ internal static class RandomWeights
 {
     public static Int4WeightMatrix Int4(string name, int rows, int cols, Random rng)
     {
-        byte[] packed = GC.AllocateArray<byte>(rows * cols / 2, pinned: true);
-        rng.NextBytes(packed);
+        var packed = PinnedArray<byte>.Uninitialized(rows * cols / 2);
+        rng.NextBytes(packed.Span);
         int groups = rows * cols / 32;
-        Half[] scales = GC.AllocateArray<Half>(groups, pinned: true);
-        Half[] mins = GC.AllocateArray<Half>(groups, pinned: true);
+        var scales = PinnedArray<Half>.Uninitialized(groups);
+        var mins = PinnedArray<Half>.Uninitialized(groups);
         for (int i = 0; i < groups; i++)
         {
             float scale = 0.001f + (float)rng.NextDouble() * 0.01f;
-            (scales[i], mins[i]) = ((Half)scale, (Half)(-8 * scale));
+            (scales.Span[i], mins.Span[i]) = ((Half)scale, (Half)(-8 * scale));
         }
-        return new Int4WeightMatrix(name, Int4Weights.FromPinnedArrays(rows, cols, Int4Format.Default, packed, scales, mins));
+        return new Int4WeightMatrix(name, Int4Weights.FromOwned(rows, cols, Int4Format.Default, packed, scales, mins));
     }
 
     public static Int8WeightMatrix Int8(string name, int rows, int cols, Random rng)
     {
-        sbyte[] codes = GC.AllocateArray<sbyte>(rows * cols, pinned: true);
-        rng.NextBytes(System.Runtime.InteropServices.MemoryMarshal.AsBytes(codes.AsSpan()));
-        for (int i = 0; i < codes.Length; i++)
-            if (codes[i] == -128)
-                codes[i] = -127;
-        float[] scales = GC.AllocateArray<float>(rows, pinned: true);
-        Array.Fill(scales, 0.01f);
-        return new Int8WeightMatrix(name, Int8Weights.FromPinnedArrays(rows, cols, codes, scales));
+        var codes = PinnedArray<sbyte>.Uninitialized(rows * cols);
+        Span<sbyte> span = codes.Span;
+        rng.NextBytes(System.Runtime.InteropServices.MemoryMarshal.AsBytes(span));
+        for (int i = 0; i < span.Length; i++)
+            if (span[i] == -128)
+                span[i] = -127;
+        var scales = PinnedArray<float>.Uninitialized(rows);
+        scales.Span.Fill(0.01f);
+        return new Int8WeightMatrix(name, Int8Weights.FromOwned(rows, cols, codes, scales));
     }
 
     public static float[] Activations(int n, Random rng) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();

@@ -1,26 +1,25 @@
 namespace Ftransformers.Tests;
 
-/// <summary>Paths of the shared reference fixtures, resolved from the repository root.</summary>
+/// <summary>Paths of the reference fixtures in <c>tests/fixtures</c>, resolved from the repository root.</summary>
 internal static class Fixtures
 {
-    private static readonly Lazy<string> SharedRoot = new(FindSharedRoot);
+    private static readonly Lazy<string> Root = new(FindFixturesRoot);
 
-    public static string TinyV3 => Path.Combine(SharedRoot.Value, "fixtures", "tiny-v3");
-    public static string TinyV3Fp8 => Path.Combine(SharedRoot.Value, "fixtures", "tiny-v3-fp8");
-    public static string Tokenizer => Path.Combine(SharedRoot.Value, "fixtures", "deepseek-v3-tokenizer");
+    public static string TinyV3 => Path.Combine(Root.Value, "tiny-v3");
+    public static string TinyV3Fp8 => Path.Combine(Root.Value, "tiny-v3-fp8");
+    public static string Tokenizer => Path.Combine(Root.Value, "deepseek-v3-tokenizer");
 
-    // The fixtures live in ../shared beside the checkout (CI lays them out the same way);
-    // a missing folder is a broken set-up, so fail loudly instead of skipping.
-    private static string FindSharedRoot()
+    // The fixtures are part of the repository, so a missing folder is a broken checkout: fail loudly, never skip.
+    private static string FindFixturesRoot()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
         {
             if (File.Exists(Path.Combine(dir.FullName, "Ftransformers.Core.sln")))
             {
-                string shared = Path.GetFullPath(Path.Combine(dir.FullName, "..", "shared"));
-                if (!Directory.Exists(Path.Combine(shared, "fixtures")))
-                    throw new DirectoryNotFoundException($"Test fixtures not found at '{shared}/fixtures' (expected ../shared beside the repository).");
-                return shared;
+                string fixtures = Path.Combine(dir.FullName, "tests", "fixtures");
+                if (!Directory.Exists(fixtures))
+                    throw new DirectoryNotFoundException($"Test fixtures not found at '{fixtures}' (they are part of the repository).");
+                return fixtures;
             }
         }
         throw new DirectoryNotFoundException($"Could not find the repository root (Ftransformers.Core.sln) above '{AppContext.BaseDirectory}'.");

@@ -1,5 +1,6 @@
 using System.IO.MemoryMappedFiles;
 using System.Text.Json;
+using Ftransformers.Memory;
 
 namespace Ftransformers.Formats;
 
@@ -14,7 +15,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
 
     private readonly MemoryMappedFile? _map;
     private readonly MemoryMappedViewAccessor? _view;
-    private readonly byte[]? _pinnedBytes;
+    private readonly PinnedArray<byte>? _image;
     private byte* _base;
     private readonly long _dataStart;
     private readonly Dictionary<string, TensorInfo> _tensors;
@@ -28,12 +29,12 @@ public sealed unsafe class SafetensorsFile : IDisposable
     /// <summary>The free-form string metadata of the header (<c>__metadata__</c>).</summary>
     public IReadOnlyDictionary<string, string> Metadata { get; }
 
-    private SafetensorsFile(string path, byte* start, long length, MemoryMappedFile? map, MemoryMappedViewAccessor? view, byte[]? pinned)
+    private SafetensorsFile(string path, byte* start, long length, MemoryMappedFile? map, MemoryMappedViewAccessor? view, PinnedArray<byte>? image)
     {
         Path = path;
         _map = map;
         _view = view;
-        _pinnedBytes = pinned;
+        _image = image;
         _base = start;
         try
         {
@@ -73,16 +74,17 @@ public sealed unsafe class SafetensorsFile : IDisposable
         }
     }
 
-    /// <summary>Reads a safetensors image held in memory (synthetic models, tests).</summary>
+    /// <summary>Reads a safetensors image held in memory, from a pinned copy of <paramref name="bytes"/>.</summary>
     /// <param name="name">A name for messages.</param>
-    /// <param name="bytes">The file's bytes; must be allocated pinned (<see cref="GC.AllocateArray{T}(int, bool)"/>).</param>
-    public static SafetensorsFile FromPinnedBytes(string name, byte[] bytes)
+    /// <param name="bytes">The file's bytes.</param>
+    public static SafetensorsFile FromBytes(string name, ReadOnlySpan<byte> bytes) => FromImage(name, PinnedArray<byte>.CopyOf(bytes));
+
+    /// <summary>Reads an image this file then owns (synthetic models fill their tensors in place).</summary>
+    internal static SafetensorsFile FromImage(string name, PinnedArray<byte> image)
     {
-        if (bytes.Length < 8)
-            throw new InvalidDataException($"{name}: file is truncated ({bytes.Length} bytes).");
-        // The array lives on the pinned object heap, so its address is stable for the file's lifetime.
-        byte* ptr = (byte*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref bytes[0]);
-        return new SafetensorsFile(name, ptr, bytes.Length, null, null, bytes);
+        if (image.Length < 8)
+            throw new InvalidDataException($"{name}: file is truncated ({image.Length} bytes).");
+        return new SafetensorsFile(name, image.Pointer, image.Length, null, null, image);
     }
 
     /// <summary>Whether the file holds a tensor of this name.</summary>
@@ -106,7 +108,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
         _base = null;
         _view?.Dispose();
         _map?.Dispose();
-        GC.KeepAlive(_pinnedBytes);
+        GC.KeepAlive(_image);
     }
 
     private static (Dictionary<string, TensorInfo>, IReadOnlyDictionary<string, string>, long) ParseHeader(string path, ReadOnlySpan<byte> file, long fileLength)

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Ftransformers.Memory;
 
 namespace Ftransformers.Formats;
 
@@ -146,29 +147,29 @@ public sealed class SafetensorsWriter
         WriteTo(stream);
     }
 
-    /// <summary>Produces the file image in a pinned array, ready for <see cref="SafetensorsFile.FromPinnedBytes"/>.</summary>
-    public byte[] ToPinnedBytes()
+    /// <summary>Produces the file image in a pinned array, ready for <see cref="SafetensorsFile.FromImage"/>.</summary>
+    internal PinnedArray<byte> ToImage()
     {
-        byte[] image = GC.AllocateUninitializedArray<byte>(checked((int)FileLength), pinned: true);
-        using var stream = new MemoryStream(image);
+        var image = PinnedArray<byte>.Uninitialized(checked((int)FileLength));
+        using var stream = new MemoryStream(image.UnsafeArray);
         WriteTo(stream);
         return image;
     }
 
     /// <summary>
     /// The file image in a pinned array with the header written and the tensor bytes left uninitialized, for a caller
-    /// that fills each tensor in place after <see cref="SafetensorsFile.FromPinnedBytes"/> (no producer is called).
+    /// that fills each tensor in place after <see cref="SafetensorsFile.FromImage"/> (no producer is called).
     /// </summary>
     /// <exception cref="InvalidOperationException">The image exceeds the largest array .NET allocates.</exception>
-    public byte[] ToPinnedImageWithoutData()
+    internal PinnedArray<byte> ToImageWithoutData()
     {
         byte[] header = HeaderBytes();
         long length = 8 + header.Length + _tensors.Sum(t => t.ByteLength);
         if (length > Array.MaxLength)
             throw new InvalidOperationException($"A safetensors image of {length} bytes exceeds the largest array ({Array.MaxLength} bytes); split the tensors over several files.");
-        byte[] image = GC.AllocateUninitializedArray<byte>((int)length, pinned: true);
-        BitConverter.TryWriteBytes(image, (ulong)header.Length);
-        header.CopyTo(image, 8);
+        var image = PinnedArray<byte>.Uninitialized((int)length);
+        BitConverter.TryWriteBytes(image.Span, (ulong)header.Length);
+        header.CopyTo(image.Span[8..]);
         return image;
     }
 

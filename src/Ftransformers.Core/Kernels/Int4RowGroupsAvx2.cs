@@ -71,9 +71,9 @@ internal static class Int4RowGroupsAvx2
     // One call's operands: the pinned weights, every token's codes, block scales and scaled sums, and the output rows.
     private readonly unsafe struct Job(Int4RowGroups weights, sbyte* codes, float* scales, float* sums, float* y, Vector256<float>* passSums, int start, int end)
     {
-        public readonly byte* Packed = (byte*)Unsafe.AsPointer(ref weights.Packed[0]);
-        public readonly Half* Scales = (Half*)Unsafe.AsPointer(ref weights.Scales[0]);
-        public readonly Half* Mins = weights.Mins is { } mins ? (Half*)Unsafe.AsPointer(ref mins[0]) : null;
+        public readonly byte* Packed = weights.Packed.Pointer;
+        public readonly Half* Scales = weights.Scales.Pointer;
+        public readonly Half* Mins = weights.Mins is { } mins ? mins.Pointer : null;
         public readonly sbyte* Codes = codes;
         public readonly float* XScales = scales, XSums = sums, Y = y;
         public readonly Vector256<float>* PassSums = passSums;

@@ -1,4 +1,5 @@
 using Ftransformers.Kernels;
+using Ftransformers.Memory;
 
 namespace Ftransformers.Model;
 
@@ -6,16 +7,16 @@ namespace Ftransformers.Model;
 internal sealed unsafe class Bf16WeightMatrix : WeightMatrix
 {
     private readonly ushort* _data;
-    private readonly ushort[]? _owned;
+    private readonly PinnedArray<ushort>? _owned;
 
     public Bf16WeightMatrix(string name, int rows, int cols, ushort* mapped) : base(name, rows, cols) => _data = mapped;
 
     /// <summary>Rounds F32 values to BF16 into an owned array.</summary>
     public Bf16WeightMatrix(string name, int rows, int cols, ReadOnlySpan<float> values) : base(name, rows, cols)
     {
-        _owned = GC.AllocateUninitializedArray<ushort>(checked(rows * cols), pinned: true);
-        BFloat16.FromSingle(values, _owned);
-        _data = (ushort*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref _owned[0]);
+        _owned = PinnedArray<ushort>.Uninitialized(checked(rows * cols));
+        BFloat16.FromSingle(values, _owned.Span);
+        _data = _owned.Pointer;
     }
 
     private ReadOnlySpan<ushort> Row(int row) => new(_data + (long)row * Cols, Cols);

@@ -50,7 +50,7 @@ public static class ConvertedSyntheticCheckpoint
                     writer.Add(t);
                 writer.SetMetadata("format", "pt");
                 writer.SetMetadata(CheckpointConverter.MetadataKey, quantization.ToJsonString());
-                files.Add(SafetensorsFile.FromPinnedBytes($"synthetic(seed {seed}) file {s + 1} of {shards.Count}", writer.ToPinnedImageWithoutData()));
+                files.Add(SafetensorsFile.FromImage($"synthetic(seed {seed}) file {s + 1} of {shards.Count}", writer.ToImageWithoutData()));
             }
         }
         catch

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using Ftransformers.Memory;
 
 namespace Ftransformers.Model;
 
@@ -6,15 +7,16 @@ namespace Ftransformers.Model;
 internal sealed unsafe class F32WeightMatrix : WeightMatrix
 {
     private readonly float* _data;
-    private readonly float[]? _owned;
+    private readonly PinnedArray<float>? _owned;
 
     public F32WeightMatrix(string name, int rows, int cols, float* mapped) : base(name, rows, cols) => _data = mapped;
 
     public F32WeightMatrix(string name, int rows, int cols, ReadOnlySpan<float> values) : base(name, rows, cols)
     {
-        _owned = GC.AllocateUninitializedArray<float>(checked(rows * cols), pinned: true);
-        values.CopyTo(_owned);
-        _data = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref _owned[0]);
+        if (values.Length != (long)rows * cols)
+            throw new ArgumentException($"{name}: expected {rows}x{cols} values, got {values.Length}.", nameof(values));
+        _owned = PinnedArray<float>.CopyOf(values);
+        _data = _owned.Pointer;
     }
 
     private ReadOnlySpan<float> Row(int row) => new(_data + (long)row * Cols, Cols);

@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using Ftransformers.Kernels;
+using Ftransformers.Memory;
 using Ftransformers.Quantization;
 
 namespace Ftransformers.Model;
@@ -26,18 +27,19 @@ internal sealed class Int8Absorption
         _keysTransposed = new Int8Weights[heads];
         _values = new Int8Weights[heads];
         _keyScales = new float[heads][];
-        float[] unitScales = GC.AllocateArray<float>(rank, pinned: true);
-        Array.Fill(unitScales, 1f);
+        var unitScales = PinnedArray<float>.Uninitialized(rank);
+        unitScales.Span.Fill(1f);
         for (int h = 0; h < heads; h++)
         {
-            sbyte[] transposed = GC.AllocateArray<sbyte>(rank * nope, pinned: true);
+            var transposed = PinnedArray<sbyte>.Uninitialized(rank * nope);
+            Span<sbyte> codes = transposed.Span;
             for (int r = 0; r < nope; r++)
             {
                 ReadOnlySpan<sbyte> row = kvB.Row(h * kvbHead + r);
                 for (int j = 0; j < rank; j++)
-                    transposed[j * nope + r] = row[j];
+                    codes[j * nope + r] = row[j];
             }
-            _keysTransposed[h] = Int8Weights.FromPinnedArrays(rank, nope, transposed, unitScales);
+            _keysTransposed[h] = Int8Weights.FromOwned(rank, nope, transposed, unitScales);
             _keyScales[h] = kvB.Scales.Slice(h * kvbHead, nope).ToArray();
             _values[h] = kvB.Slice(h * kvbHead + nope, vHead);
         }

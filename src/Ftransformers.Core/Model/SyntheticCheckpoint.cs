@@ -76,7 +76,7 @@ public static class SyntheticCheckpoint
         var writer = new SafetensorsWriter();
         foreach (var (name, dt, shape, data) in Tensors(config, seed, dtype))
             writer.Add(name, dt, shape, data);
-        return Checkpoint.FromFiles($"synthetic(seed {seed})", [SafetensorsFile.FromPinnedBytes($"synthetic(seed {seed})", writer.ToPinnedBytes())]);
+        return Checkpoint.FromFiles($"synthetic(seed {seed})", [SafetensorsFile.FromImage($"synthetic(seed {seed})", writer.ToImage())]);
     }
 
     /// <summary>Writes a checkpoint folder (config.json and safetensors in <paramref name="shards"/> files).</summary>

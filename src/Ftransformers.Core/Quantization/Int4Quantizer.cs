@@ -1,3 +1,5 @@
+using Ftransformers.Memory;
+
 namespace Ftransformers.Quantization;
 
 /// <summary>
@@ -20,20 +22,20 @@ public static class Int4Quantizer
         if (cols % format.GroupSize != 0)
             throw new ArgumentException($"Columns ({cols}) must be a multiple of the group size ({format.GroupSize}).", nameof(cols));
         int groups = rows * (cols / format.GroupSize);
-        byte[] packed = GC.AllocateArray<byte>(rows * cols / 2, pinned: true);
-        Half[] scales = GC.AllocateArray<Half>(groups, pinned: true);
-        Half[]? mins = format.Symmetric ? null : GC.AllocateArray<Half>(groups, pinned: true);
+        var packed = PinnedArray<byte>.Zeroed(rows * cols / 2);
+        var scales = PinnedArray<Half>.Zeroed(groups);
+        PinnedArray<Half>? mins = format.Symmetric ? null : PinnedArray<Half>.Zeroed(groups);
         Span<byte> codes = stackalloc byte[format.GroupSize];
         for (int g = 0; g < groups; g++)
         {
             ReadOnlySpan<float> group = weights.Slice(g * format.GroupSize, format.GroupSize);
             (float scale, float min) = format.Symmetric ? QuantizeSymmetric(group, codes, search) : QuantizeAsymmetric(group, codes, search);
-            scales[g] = (Half)RoundToHalf(scale);
+            scales.Span[g] = (Half)RoundToHalf(scale);
             if (mins != null)
-                mins[g] = (Half)RoundToHalf(min);
-            Pack(codes, packed.AsSpan(g * format.GroupSize / 2, format.GroupSize / 2));
+                mins.Span[g] = (Half)RoundToHalf(min);
+            Pack(codes, packed.Span.Slice(g * format.GroupSize / 2, format.GroupSize / 2));
         }
-        return Int4Weights.FromPinnedArrays(rows, cols, format, packed, scales, mins);
+        return Int4Weights.FromOwned(rows, cols, format, packed, scales, mins);
     }
 
     // The stored precision of scales and mins; a value beyond F16's range cannot be stored.

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Ftransformers.Memory;
 
 namespace Ftransformers.Quantization;
 
@@ -29,7 +30,7 @@ public sealed class Int4RowGroups
     /// <summary>Packed bytes of one block of one group: the kernel's stride.</summary>
     internal const int GroupBlockBytes = RowsPerGroup * Int4Weights.BlockSize / 2;
 
-    private Int4RowGroups(int rows, int cols, bool symmetric, byte[] packed, Half[] scales, Half[]? mins)
+    private Int4RowGroups(int rows, int cols, bool symmetric, PinnedArray<byte> packed, PinnedArray<Half> scales, PinnedArray<Half>? mins)
     {
         (Rows, Cols, Symmetric, Packed, Scales, Mins) = (rows, cols, symmetric, packed, scales, mins);
     }
@@ -50,9 +51,9 @@ public sealed class Int4RowGroups
     public bool Symmetric { get; }
 
     // Pinned, so that the kernel may take their addresses without fixing them.
-    internal byte[] Packed { get; }
-    internal Half[] Scales { get; }
-    internal Half[]? Mins { get; }
+    internal PinnedArray<byte> Packed { get; }
+    internal PinnedArray<Half> Scales { get; }
+    internal PinnedArray<Half>? Mins { get; }
 
     /// <summary>Whether <paramref name="weights"/> can be repacked: group size 32, the kernel's block.</summary>
     public static bool Suits(Int4Weights weights) => weights.Format.GroupSize == Int4Weights.BlockSize;
@@ -65,12 +66,12 @@ public sealed class Int4RowGroups
         int rows = weights.Rows, cols = weights.Cols, blocks = cols / Int4Weights.BlockSize;
         int groups = (rows + RowsPerGroup - 1) / RowsPerGroup;
         bool symmetric = weights.Format.Symmetric;
-        byte[] packed = GC.AllocateArray<byte>(checked(groups * blocks * GroupBlockBytes), pinned: true);
-        Half[] scales = GC.AllocateArray<Half>(groups * blocks * RowsPerGroup, pinned: true);
-        Half[]? mins = symmetric ? null : GC.AllocateArray<Half>(scales.Length, pinned: true);
+        var packed = PinnedArray<byte>.Zeroed(checked(groups * blocks * GroupBlockBytes));
+        var scales = PinnedArray<Half>.Zeroed(groups * blocks * RowsPerGroup);
+        PinnedArray<Half>? mins = symmetric ? null : PinnedArray<Half>.Zeroed(scales.Length);
         // Rows r and r + 8 of a group share lane i: per block, each row's 16 packed bytes (as four uints: codes j in
         // the low nibbles, j + 16 in the high) become eight uints of quads, row r's codes low and row r + 8's high.
-        Span<uint> quads = MemoryMarshal.Cast<byte, uint>(packed.AsSpan());
+        Span<uint> quads = MemoryMarshal.Cast<byte, uint>(packed.Span);
         for (int g = 0; g < groups; g++)
             for (int i = 0; i < RowsPerHalf; i++)
             {
@@ -89,21 +90,21 @@ public sealed class Int4RowGroups
                         lanes[(q + 4) * RowsPerHalf + i] = (l >> 4 & 0x0F0F_0F0F) | (h & 0xF0F0_F0F0);
                     }
                 }
-                CopyBlockParameters(weights, low, g, i, blocks, scales, mins);
+                CopyBlockParameters(weights, low, g, i, blocks, scales.Span, mins == null ? default : mins.Span);
                 if (high < rows)
-                    CopyBlockParameters(weights, high, g, i + RowsPerHalf, blocks, scales, mins);
+                    CopyBlockParameters(weights, high, g, i + RowsPerHalf, blocks, scales.Span, mins == null ? default : mins.Span);
             }
         weights.KeepAlive();
         return new Int4RowGroups(rows, cols, symmetric, packed, scales, mins);
     }
 
-    private static void CopyBlockParameters(Int4Weights weights, int row, int g, int j, int blocks, Half[] scales, Half[]? mins)
+    private static void CopyBlockParameters(Int4Weights weights, int row, int g, int j, int blocks, Span<Half> scales, Span<Half> mins)
     {
         ReadOnlySpan<Half> rowScales = weights.ScalesRow(row), rowMins = weights.MinsRow(row);
         for (int b = 0; b < blocks; b++)
         {
             scales[(g * blocks + b) * RowsPerGroup + j] = rowScales[b];
-            if (mins != null)
+            if (!mins.IsEmpty)
                 mins[(g * blocks + b) * RowsPerGroup + j] = rowMins[b];
         }
     }
@@ -114,7 +115,7 @@ public sealed class Int4RowGroups
         CheckRow(row);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)col, (uint)Cols, nameof(col));
         int inBlock = col % Int4Weights.BlockSize, b = col / Int4Weights.BlockSize, j = row % RowsPerGroup;
-        byte pair = Packed[((row / RowsPerGroup * Blocks + b) * QuadsPerBlock + inBlock / 4) * 32 + j % RowsPerHalf * 4 + inBlock % 4];
+        byte pair = Packed.Span[((row / RowsPerGroup * Blocks + b) * QuadsPerBlock + inBlock / 4) * 32 + j % RowsPerHalf * 4 + inBlock % 4];
         return j < RowsPerHalf ? pair & 0xF : pair >> 4;
     }
 
@@ -127,8 +128,8 @@ public sealed class Int4RowGroups
         for (int c = 0; c < Cols; c++)
         {
             int at = (row / RowsPerGroup * Blocks + c / Int4Weights.BlockSize) * RowsPerGroup + row % RowsPerGroup;
-            float scale = (float)Scales[at];
-            destination[c] = Symmetric ? scale * (Code(row, c) - 8) : scale * Code(row, c) + (float)Mins![at];
+            float scale = (float)Scales.Span[at];
+            destination[c] = Symmetric ? scale * (Code(row, c) - 8) : scale * Code(row, c) + (float)Mins!.Span[at];
         }
     }
 

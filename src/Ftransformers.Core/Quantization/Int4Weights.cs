@@ -1,3 +1,5 @@
+using Ftransformers.Memory;
+
 namespace Ftransformers.Quantization;
 
 /// <summary>
@@ -36,16 +38,18 @@ public sealed unsafe class Int4Weights
         _mins = mins;
     }
 
-    /// <summary>Wraps owned arrays (allocated pinned by <see cref="Int4Quantizer"/>).</summary>
-    internal static Int4Weights FromPinnedArrays(int rows, int cols, Int4Format format, byte[] packed, Half[] scales, Half[]? mins)
+    /// <summary>Takes ownership of pinned arrays (as <see cref="Int4Quantizer"/> fills them).</summary>
+    internal static Int4Weights FromOwned(int rows, int cols, Int4Format format, PinnedArray<byte> packed, PinnedArray<Half> scales, PinnedArray<Half>? mins)
     {
         Check(rows, cols, format);
-        if (packed.Length != rows * cols / 2 || scales.Length != rows * (cols / format.GroupSize) || (mins != null && mins.Length != scales.Length))
+        if (packed.Length != (long)rows * cols / 2 || scales.Length != (long)rows * (cols / format.GroupSize) || (mins != null && mins.Length != scales.Length))
             throw new ArgumentException($"Array sizes do not match a [{rows}, {cols}] {format} matrix.");
-        return new Int4Weights(rows, cols, format, (byte*)Pin(packed), (Half*)Pin(scales), mins == null ? null : (Half*)Pin(mins), (packed, scales, mins));
+        return new Int4Weights(rows, cols, format, packed.Pointer, scales.Pointer, mins == null ? null : mins.Pointer, (packed, scales, mins));
     }
 
-    private static void* Pin<T>(T[] array) where T : unmanaged => System.Runtime.CompilerServices.Unsafe.AsPointer(ref array[0]);
+    /// <summary>A matrix over pinned copies of <paramref name="packed"/>, <paramref name="scales"/> and <paramref name="mins"/> (empty when symmetric).</summary>
+    internal static Int4Weights CopyOf(int rows, int cols, Int4Format format, ReadOnlySpan<byte> packed, ReadOnlySpan<Half> scales, ReadOnlySpan<Half> mins) =>
+        FromOwned(rows, cols, format, PinnedArray<byte>.CopyOf(packed), PinnedArray<Half>.CopyOf(scales), format.Symmetric ? null : PinnedArray<Half>.CopyOf(mins));
 
     private static void Check(int rows, int cols, Int4Format format)
     {

@@ -1,3 +1,5 @@
+using Ftransformers.Memory;
+
 namespace Ftransformers.Quantization;
 
 /// <summary>
@@ -11,12 +13,12 @@ public static class Int8Quantizer
     {
         if (weights.Length != (long)rows * cols)
             throw new ArgumentException($"Expected {rows}x{cols} weights, got {weights.Length}.", nameof(weights));
-        sbyte[] codes = GC.AllocateArray<sbyte>(rows * cols, pinned: true);
-        float[] scales = GC.AllocateArray<float>(rows, pinned: true);
+        var codes = PinnedArray<sbyte>.Zeroed(rows * cols);
+        var scales = PinnedArray<float>.Zeroed(rows);
         for (int r = 0; r < rows; r++)
         {
             ReadOnlySpan<float> row = weights.Slice(r * cols, cols);
-            Span<sbyte> q = codes.AsSpan(r * cols, cols);
+            Span<sbyte> q = codes.Span.Slice(r * cols, cols);
             float absMax = MathF.Abs(System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(row)); // MaxMagnitude keeps the sign
             float inverse = 127f / absMax;
             if (!float.IsFinite(inverse))
@@ -29,8 +31,8 @@ public static class Int8Quantizer
                 wq += row[i] * q[i];
                 qq += q[i] * q[i];
             }
-            scales[r] = (float)(wq / qq);
+            scales.Span[r] = (float)(wq / qq);
         }
-        return Int8Weights.FromPinnedArrays(rows, cols, codes, scales);
+        return Int8Weights.FromOwned(rows, cols, codes, scales);
     }
 }

@@ -1,3 +1,5 @@
+using Ftransformers.Memory;
+
 namespace Ftransformers.Quantization;
 
 /// <summary>
@@ -24,12 +26,12 @@ public sealed unsafe class Int8Weights
         _scales = scales;
     }
 
-    internal static Int8Weights FromPinnedArrays(int rows, int cols, sbyte[] codes, float[] scales)
+    /// <summary>Takes ownership of pinned arrays (as <see cref="Int8Quantizer"/> fills them).</summary>
+    internal static Int8Weights FromOwned(int rows, int cols, PinnedArray<sbyte> codes, PinnedArray<float> scales)
     {
-        if (codes.Length != rows * cols || scales.Length != rows)
+        if (codes.Length != (long)rows * cols || scales.Length != rows)
             throw new ArgumentException($"Array sizes do not match a [{rows}, {cols}] INT8 matrix.");
-        return new Int8Weights(rows, cols, (sbyte*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref codes[0]),
-            (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref scales[0]), (codes, scales));
+        return new Int8Weights(rows, cols, codes.Pointer, scales.Pointer, (codes, scales));
     }
 
     /// <summary>Rows [<paramref name="start"/>, <paramref name="start"/> + <paramref name="count"/>) as a matrix of their own, sharing this one's memory.</summary>

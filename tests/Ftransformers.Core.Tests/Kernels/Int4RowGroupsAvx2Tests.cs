@@ -102,7 +102,7 @@ public class Int4RowGroupsAvx2Tests
         const int rows = 25, cols = 7168 + 96, tokens = 3;
         byte[] packed = Enumerable.Repeat((byte)(code | code << 4), rows * cols / 2).ToArray();
         Half[] scales = Enumerable.Repeat((Half)0.5f, rows * cols / 32).ToArray(), mins = Enumerable.Repeat((Half)(-1f), rows * cols / 32).ToArray();
-        Int4RowGroups groups = Int4RowGroups.From(Int4Weights.FromPinnedArrays(rows, cols, Int4Format.Default, packed, scales, mins));
+        Int4RowGroups groups = Int4RowGroups.From(Int4Weights.CopyOf(rows, cols, Int4Format.Default, packed, scales, mins));
         var act = new Int8Activations();
         act.QuantizePerBlock(Enumerable.Repeat(sign * 2f, tokens * cols).ToArray(), tokens, cols);
         var y = new float[tokens * rows];

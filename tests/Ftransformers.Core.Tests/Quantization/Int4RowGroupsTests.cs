@@ -38,10 +38,10 @@ public class Int4RowGroupsTests
             for (int j = 0; j < 16; j++)
                 packed[r * 16 + j] = (byte)((r + j) % 16 | (r + j + 16) % 16 << 4);
         Half[] scales = Enumerable.Repeat((Half)1f, rows).ToArray(), mins = Enumerable.Repeat((Half)0f, rows).ToArray();
-        Int4RowGroups groups = Int4RowGroups.From(Int4Weights.FromPinnedArrays(rows, cols, Int4Format.Default, packed, scales, mins));
+        Int4RowGroups groups = Int4RowGroups.From(Int4Weights.CopyOf(rows, cols, Int4Format.Default, packed, scales, mins));
         // Quad 5 (columns 20..23) is the sixth 32 bytes: lane i holds row i's codes low and row i + 8's high.
         byte[] expected = Enumerable.Range(0, 8).SelectMany(i => Enumerable.Range(20, 4).Select(c => (byte)((i + c) % 16 | (i + 8 + c) % 16 << 4))).ToArray();
-        Assert.That(groups.Packed.AsSpan(5 * 32, 32).ToArray(), Is.EqualTo(expected));
+        Assert.That(groups.Packed.Span.Slice(5 * 32, 32).ToArray(), Is.EqualTo(expected));
     }
 
     [Test]
