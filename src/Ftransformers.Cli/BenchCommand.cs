@@ -53,6 +53,12 @@ internal static class BenchCommand
             if (prefix < 0 || prefix >= input) problems.Add("--prefix-length must be at least 0 and less than --input-length.");
             if (parse.GetValue(warmup) < 0) problems.Add("--warmup must be at least 0.");
             if (parse.GetValue(timeout) < 1) problems.Add("--timeout must be at least 1.");
+            // Flags of the other target are refused, not ignored.
+            bool remote = parse.GetValue(url) != null;
+            IEnumerable<Option> otherTarget = remote ? engine.All.Where(o => o != engine.Tokenizer) : [apiKey, timeout];
+            foreach (Option option in otherTarget.Where(o => parse.GetResult(o) is { Implicit: false }))
+                problems.Add(remote ? $"{option.Name} sets up the in-process engine; a server given by --url runs with its own settings."
+                    : $"{option.Name} is for a server given by --url.");
             foreach (string problem in problems)
                 await stderr.WriteLineAsync($"error: {problem}");
             if (problems.Count > 0)

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Ftransformers.Hosting;
+using Ftransformers.Memory;
 
 namespace Ftransformers.Cli;
 
@@ -12,13 +13,17 @@ internal sealed class EngineFlags
     public Option<string?> Tokenizer { get; } = new("--tokenizer-path") { Description = "Tokenizer folder (tokenizer.json); defaults to the model folder, else a byte-level tokenizer." };
     public Option<string?> Quantization { get; } = new("--quantization") { Description = $"Precision preset: {string.Join(", ", FtransformersOptions.PrecisionPresets)}." };
     public Option<int?> CpuInfer { get; } = new("--cpuinfer") { Description = "Threads for CPU compute (default: every core)." };
+    public Option<bool?> PinThreads { get; } = new("--pin-threads") { Description = "Pin each compute thread to a core of its own: true (default) or false." };
     public Option<int?> ChunkedPrefillSize { get; } = new("--chunked-prefill-size") { Description = "Most prompt tokens prefilled per step; -1 disables chunking." };
-    public Option<int?> MaxTotalTokens { get; } = new("--max-total-tokens") { Description = "KV cache pool size in tokens." };
+    public Option<int?> MaxTotalTokens { get; } = new("--max-total-tokens") { Description = "KV cache pool size in tokens (default: a quarter of the memory left after loading, at most the context)." };
     public Option<int?> MaxRunningRequests { get; } = new("--max-running-requests") { Description = "Most requests decoded together." };
-    public Option<int?> MaxWaitingRequests { get; } = new("--max-waiting-requests") { Description = "Most queued requests before new ones are refused (HTTP 503)." };
+    public Option<int?> MaxWaitingRequests { get; } = new("--max-waiting-requests", "--max-queued-requests") { Description = "Most queued requests before new ones are refused (HTTP 503)." };
     public Option<bool> DisableRadixCache { get; } = new("--disable-radix-cache") { Description = "Turn off prefix (radix) caching." };
+    public Option<KvCacheDType?> KvCacheDType { get; } = new("--kv-cache-dtype") { Description = "KV cache storage: F32 (default, exact) or BF16 (half the memory)." };
+    public Option<int?> PageSize { get; } = new("--page-size") { Description = "Positions per KV cache page." };
 
-    public IEnumerable<Option> All => [Tokenizer, Quantization, CpuInfer, ChunkedPrefillSize, MaxTotalTokens, MaxRunningRequests, MaxWaitingRequests, DisableRadixCache];
+    public IEnumerable<Option> All => [Tokenizer, Quantization, CpuInfer, PinThreads, ChunkedPrefillSize, MaxTotalTokens, MaxRunningRequests, MaxWaitingRequests,
+        DisableRadixCache, KvCacheDType, PageSize];
 
     public void Apply(ParseResult parse, FtransformersOptions options)
     {
@@ -30,6 +35,9 @@ internal sealed class EngineFlags
         options.MaxRunningRequests = parse.GetValue(MaxRunningRequests);
         options.MaxWaitingRequests = parse.GetValue(MaxWaitingRequests);
         options.EnablePrefixCache = !parse.GetValue(DisableRadixCache);
+        options.KvCacheDType = parse.GetValue(KvCacheDType);
+        options.KvCachePageSize = parse.GetValue(PageSize);
+        options.PinThreads = parse.GetValue(PinThreads);
     }
 
     /// <summary>Writes each problem with <paramref name="options"/> to stderr; true when there were none.</summary>

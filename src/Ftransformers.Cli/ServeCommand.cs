@@ -72,6 +72,9 @@ internal static class ServeCommand
         to.MaxRunningRequests = from.MaxRunningRequests;
         to.MaxWaitingRequests = from.MaxWaitingRequests;
         to.EnablePrefixCache = from.EnablePrefixCache;
+        to.KvCacheDType = from.KvCacheDType;
+        to.KvCachePageSize = from.KvCachePageSize;
+        to.PinThreads = from.PinThreads;
         to.Profile = from.Profile;
     }
 }

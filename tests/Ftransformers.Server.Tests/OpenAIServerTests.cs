@@ -269,6 +269,71 @@ public class OpenAIServerTests
         await AssertServerStillAnswers();
     }
 
+    // Valid JSON escapes that decode to a lone UTF-16 surrogate, which no .NET string accepts.
+    [TestCase("/v1/chat/completions", """{"model": "tiny", "messages": [{"role": "user", "content": "a\ud800b"}], "max_tokens": 3}""", "messages[0].content")]
+    [TestCase("/v1/chat/completions", """{"model": "tiny", "messages": [{"role": "user", "content": [{"type": "text", "text": "\udc00"}]}]}""", "messages[0].content[0].text")]
+    [TestCase("/v1/chat/completions", """{"model": "tiny", "messages": [{"role": "\ud800", "content": "a"}]}""", "messages[0].role")]
+    [TestCase("/v1/chat/completions", """{"model": "tiny\udbff", "messages": [{"role": "user", "content": "a"}]}""", "model")]
+    [TestCase("/v1/chat/completions", """{"model": "tiny", "messages": [{"role": "user", "content": "a"}], "stop": ["\ud800"]}""", "stop")]
+    [TestCase("/v1/completions", """{"model": "tiny", "prompt": "\ud800", "max_tokens": 3}""", "prompt")]
+    public async Task LoneSurrogateInAString_Is400_NamingTheField(string path, string body, string field)
+    {
+        using HttpResponseMessage response = await _http.SendAsync(Post(path, body));
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+        JsonElement error = await ErrorOf(response);
+        Assert.That(error.GetProperty("param").GetString(), Is.EqualTo(field));
+        Assert.That(error.GetProperty("message").GetString(), Does.Contain("surrogate"));
+        await AssertServerStillAnswers();
+    }
+
+    [Test]
+    public async Task ThreeHundredMutatedRequests_NeverGetA5xx_AndTheServerStillAnswers()
+    {
+        string[] valid =
+        [
+            ChatBody(""", "temperature": 0.5, "top_p": 0.9, "stop": ["x"], "stream": true, "stream_options": {"include_usage": true}"""),
+            """{"model": "tiny", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": [{"type": "text", "text": "Hi"}]}], "max_completion_tokens": 2, "seed": 3}""",
+            """{"model": "tiny", "prompt": "Once upon", "max_tokens": 2, "top_k": 5}""",
+            """{"model": "tiny", "prompt": [[5, 6, 7]], "max_tokens": 2, "stream": true}""",
+        ];
+        string[] oddValues = ["null", "true", "-1", "0", "1e309", "-1e308", "99999999999999999999", "3.5", "\"\"", "\"\\ud800\"", "\"\\u0000\"",
+            "\"\u202e\ud83e\udd8a\"", "[]", "{}", "[[[[[[]]]]]]", "[1, \"a\", null]", "{\"type\": 7}"];
+        var random = new Random(12);
+        var statuses = new Dictionary<int, int>();
+        for (int i = 0; i < 300; i++)
+        {
+            string body = valid[random.Next(valid.Length)];
+            string path = body.Contains("\"prompt\"", StringComparison.Ordinal) ? "/v1/completions" : "/v1/chat/completions";
+            string mutated = random.Next(4) switch
+            {
+                0 => body[..random.Next(body.Length)],                                             // truncated
+                1 => ReplaceAValue(body, oddValues[random.Next(oddValues.Length)], random),        // a wrong type or an odd value
+                2 => body.Insert(random.Next(body.Length), oddValues[random.Next(oddValues.Length)]), // stray text anywhere
+                _ => ReplaceAValue(ReplaceAValue(body, oddValues[random.Next(oddValues.Length)], random), oddValues[random.Next(oddValues.Length)], random),
+            };
+            using HttpResponseMessage response = await _http.SendAsync(Post(path, mutated));
+            int status = (int)response.StatusCode;
+            statuses[status] = statuses.GetValueOrDefault(status) + 1;
+            Assert.That(status, Is.LessThan(500), $"request {i} to {path}: {mutated}\n{await response.Content.ReadAsStringAsync()}");
+            if (status >= 400)
+                Assert.That((await ErrorOf(response)).GetProperty("message").GetString(), Is.Not.Empty, $"request {i}: {mutated}");
+            else
+                await response.Content.ReadAsStringAsync(); // a stream is read to its end
+        }
+        TestContext.Out.WriteLine(string.Join(", ", statuses.OrderBy(s => s.Key).Select(s => $"{s.Key}: {s.Value}")));
+        Assert.That(statuses.GetValueOrDefault(400), Is.GreaterThan(150), "most mutations are refused");
+        await AssertServerStillAnswers();
+    }
+
+    // Replaces the value after a random ':' of the body (up to the next ',' or '}') with another.
+    private static string ReplaceAValue(string body, string value, Random random)
+    {
+        int[] colons = [.. Enumerable.Range(0, body.Length).Where(i => body[i] == ':')];
+        int start = colons[random.Next(colons.Length)] + 1;
+        int end = body.IndexOfAny([',', '}'], start);
+        return body[..start] + " " + value + (end < 0 ? "" : body[end..]);
+    }
+
     [Test]
     public async Task MessageWithoutRole_Is400_NamingTheMessage()
     {
@@ -373,8 +438,6 @@ public class OpenAIServerTests
         }
 
         await _server.Session.EndlessStopped.Task.WaitAsync(TimeSpan.FromSeconds(10));
-        for (int i = 0; i < 100 && _server.Session.GetStatistics().RunningRequests > 0; i++)
-            await Task.Delay(20);
         Assert.That(_server.Session.GetStatistics().RunningRequests, Is.Zero);
         await AssertServerStillAnswers();
     }

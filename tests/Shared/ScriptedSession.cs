@@ -119,8 +119,8 @@ internal sealed class ScriptedSession(IInferenceSession? inner = null) : IInfere
         {
             // Cancelled, or the consumer stopped reading (a server whose write to a gone client failed disposes the
             // stream before the abort token fires): the real session cancels the sequence in both cases.
-            EndlessStopped.TrySetResult();
             Interlocked.Decrement(ref _running);
+            EndlessStopped.TrySetResult(); // after the count drops, so a test that awaits it sees nothing running
         }
     }
 

@@ -57,14 +57,25 @@ public sealed class InferenceSession : IInferenceSession
         _eos = [.. model.Config.EosTokenIds, tokenizer.EosTokenId];
 
         DeepSeekV3Config config = model.Config;
-        _maxTotalTokens = options.MaxTotalTokens ?? config.MaxPositionEmbeddings;
+        _maxTotalTokens = options.MaxTotalTokens ?? PoolTokensFromMemory(config, options.KvCacheDType);
         int pageSize = options.KvCachePageSize;
         int pages = checked((int)(((long)_maxTotalTokens + pageSize - 1) / pageSize));
         _pool = new KvCachePool(config.NumHiddenLayers, config.KvLoraRank + config.QkRopeHeadDim, pageSize, pages, options.KvCacheDType);
         _maxLength = (int)Math.Min(config.MaxPositionEmbeddings, _pool.CapacityTokens);
         _prefixCache = options.EnablePrefixCache ? new PrefixCache(_pool) : null;
-        var scheduler = new BatchScheduler(_pool, _prefixCache, options.ChunkedPrefillSize, options.MaxRunningRequests);
+        var scheduler = new BatchScheduler(_pool, _prefixCache, options.PrefillTokensPerStep, options.MaxRunningRequests);
         _engine = new EngineLoop(scheduler, new ModelRunner(model, _pool), _pool, _prefixCache, options.MaxWaitingRequests);
+    }
+
+    // A quarter of the memory left after loading (the model's pages that are resident included), within
+    // [min(4096, context), context]: the model's full context in F32 would reserve ~23 GB for DeepSeek-V3.
+    private static int PoolTokensFromMemory(DeepSeekV3Config config, KvCacheDType dtype)
+    {
+        const int floorTokens = 4096;
+        long left = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes - Environment.WorkingSet;
+        long tokens = Math.Max(0, left / 4) / KvCachePool.BytesPerToken(config.NumHiddenLayers, config.KvLoraRank + config.QkRopeHeadDim, dtype);
+        int context = config.MaxPositionEmbeddings;
+        return (int)Math.Clamp(tokens, Math.Min(floorTokens, context), context);
     }
 
     /// <summary>
@@ -77,6 +88,8 @@ public sealed class InferenceSession : IInferenceSession
     /// <summary>Loads a session as <paramref name="options"/> describe.</summary>
     public static InferenceSession Load(InferenceSessionOptions options)
     {
+        if (string.IsNullOrWhiteSpace(options.Model))
+            throw new ArgumentException("Model must name a checkpoint folder or synthetic:NAME.", nameof(options));
         options.Validate();
         string model = options.Model;
         string? tokenizerDirectory = options.Tokenizer;

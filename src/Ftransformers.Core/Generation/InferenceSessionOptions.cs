@@ -21,16 +21,20 @@ public sealed record InferenceSessionOptions
     /// <summary>Threads for the CPU kernels, the engine's own included (server flag <c>--cpuinfer</c>).</summary>
     public int CpuThreads { get; init; } = Environment.ProcessorCount;
 
+    /// <summary>Pin each compute thread to a core of its own (Linux); off leaves placement to the OS.</summary>
+    public bool PinThreads { get; init; } = true;
+
     /// <summary>The model-loading part of these options.</summary>
-    public ModelLoadOptions ToModelLoadOptions() => new() { Precision = Precision, CpuThreads = CpuThreads, Profile = Profile };
+    public ModelLoadOptions ToModelLoadOptions() => new() { Precision = Precision, CpuThreads = CpuThreads, PinThreads = PinThreads, Profile = Profile };
 
     /// <summary>Times the model's decode steps by part when set (benchmarks); null times nothing.</summary>
     public ForwardProfile? Profile { get; init; }
 
     /// <summary>
     /// Token slots of the KV cache pool, shared by running requests and cached prefixes, allocated once at load
-    /// (<c>--max-total-tokens</c>). Null: the model's context length, so one full-length request always fits.
-    /// The pool is rounded up to whole pages. A token takes layers x (kv_lora_rank + qk_rope_head_dim) values:
+    /// (<c>--max-total-tokens</c>). Null sizes it from memory: what a quarter of the memory left after loading the
+    /// model holds (physical memory, or the container's limit, less what the process holds), at most the model's
+    /// context and at least 4096 tokens (or the context, if shorter). The pool is rounded up to whole pages. A token takes layers x (kv_lora_rank + qk_rope_head_dim) values:
     /// about 140 KB in F32 and 70 KB in BF16 for DeepSeek-V3 (61 x 576). A request longer than the pool ends with
     /// <see cref="FinishReason.Length"/>.
     /// </summary>
@@ -39,7 +43,8 @@ public sealed record InferenceSessionOptions
     /// <summary>
     /// Most prompt tokens prefilled in one step (<c>--chunked-prefill-size</c>): longer prompts are prefilled in
     /// chunks of this size while the running requests keep decoding, one token each per step. Smaller values keep
-    /// decoding smoother beside long prompts; larger ones prefill faster.
+    /// decoding smoother beside long prompts; larger ones prefill faster. -1 turns chunking off: a prompt is
+    /// prefilled in one step. A step never prefills more than the pool's free pages hold, whatever this value.
     /// </summary>
     public int ChunkedPrefillSize { get; init; } = 2048;
 
@@ -67,23 +72,39 @@ public sealed record InferenceSessionOptions
     /// <summary>Positions per KV cache page (<c>--page-size</c>).</summary>
     public int KvCachePageSize { get; init; } = 16;
 
-    /// <summary>Throws when a value is out of range, naming the option.</summary>
+    /// <summary>Most prompt tokens one step prefills: <see cref="ChunkedPrefillSize"/>, or no bound when it is -1.</summary>
+    internal int PrefillTokensPerStep => ChunkedPrefillSize == -1 ? int.MaxValue : ChunkedPrefillSize;
+
+    /// <summary>
+    /// Every problem with the serving and loading values, each message starting with the option's name; empty when
+    /// they are valid. The one rule for these options: hosts map their own options here and report these.
+    /// </summary>
+    public IReadOnlyList<(string Option, string Message)> Problems()
+    {
+        var problems = new List<(string, string)>();
+        void Add(string option, string rule) => problems.Add((option, $"{option} {rule}"));
+        foreach ((string option, string rule) in ToModelLoadOptions().Problems())
+            Add(option, rule);
+        if (MaxTotalTokens is < 2)
+            Add(nameof(MaxTotalTokens), $"must be at least 2 (a prompt token and a generated one), or unset to size the pool from memory (got {MaxTotalTokens}).");
+        if (ChunkedPrefillSize is < 1 and not -1)
+            Add(nameof(ChunkedPrefillSize), $"must be a positive token count, or -1 to disable chunking (got {ChunkedPrefillSize}).");
+        if (MaxRunningRequests < 1)
+            Add(nameof(MaxRunningRequests), $"must be at least 1 (got {MaxRunningRequests}).");
+        if (MaxWaitingRequests < 1)
+            Add(nameof(MaxWaitingRequests), $"must be at least 1: every request waits before it runs (got {MaxWaitingRequests}).");
+        if (!Enum.IsDefined(KvCacheDType))
+            Add(nameof(KvCacheDType), $"must be F32 or BF16 (got {KvCacheDType}).");
+        if (KvCachePageSize < 1)
+            Add(nameof(KvCachePageSize), $"must be at least 1 (got {KvCachePageSize}).");
+        return problems;
+    }
+
+    /// <summary>Throws for the first value out of range, naming the option (<see cref="Problems"/> lists them all).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A value is out of range.</exception>
     public void Validate()
     {
-        if (string.IsNullOrWhiteSpace(Model))
-            throw new ArgumentException("Model must name a checkpoint folder or synthetic:NAME.", nameof(Model));
-        ToModelLoadOptions().Validate();
-        if (MaxTotalTokens is < 2)
-            throw new ArgumentOutOfRangeException(nameof(MaxTotalTokens), MaxTotalTokens, "MaxTotalTokens must be at least 2 (a prompt token and a generated one), or null for the model's context length.");
-        if (ChunkedPrefillSize < 1)
-            throw new ArgumentOutOfRangeException(nameof(ChunkedPrefillSize), ChunkedPrefillSize, "ChunkedPrefillSize must be at least 1 token.");
-        if (MaxRunningRequests < 1)
-            throw new ArgumentOutOfRangeException(nameof(MaxRunningRequests), MaxRunningRequests, "MaxRunningRequests must be at least 1.");
-        if (MaxWaitingRequests < 1)
-            throw new ArgumentOutOfRangeException(nameof(MaxWaitingRequests), MaxWaitingRequests, "MaxWaitingRequests must be at least 1 (every request waits before it runs).");
-        if (!Enum.IsDefined(KvCacheDType))
-            throw new ArgumentOutOfRangeException(nameof(KvCacheDType), KvCacheDType, "KvCacheDType must be F32 or BF16.");
-        if (KvCachePageSize < 1)
-            throw new ArgumentOutOfRangeException(nameof(KvCachePageSize), KvCachePageSize, "KvCachePageSize must be at least 1.");
+        if (Problems() is [var (option, message), ..])
+            throw new ArgumentOutOfRangeException(option, message);
     }
 }

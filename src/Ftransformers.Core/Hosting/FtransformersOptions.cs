@@ -1,4 +1,5 @@
 using Ftransformers.Generation;
+using Ftransformers.Memory;
 
 namespace Ftransformers.Hosting;
 
@@ -44,6 +45,15 @@ public sealed class FtransformersOptions
     /// <summary>Reuse the KV of shared prompt prefixes (the radix cache).</summary>
     public bool EnablePrefixCache { get; set; } = true;
 
+    /// <summary>Storage precision of the KV cache (F32 or BF16); null keeps the engine's default (F32).</summary>
+    public KvCacheDType? KvCacheDType { get; set; }
+
+    /// <summary>Positions per KV cache page; null keeps the engine's default.</summary>
+    public int? KvCachePageSize { get; set; }
+
+    /// <summary>Pin each compute thread to a core of its own (Linux); null keeps the engine's default (on).</summary>
+    public bool? PinThreads { get; set; }
+
     /// <summary>Times the model's decode steps by part when set (the in-process bench); not read from configuration.</summary>
     public Model.ForwardProfile? Profile { get; set; }
 
@@ -53,7 +63,11 @@ public sealed class FtransformersOptions
         : ModelPath.StartsWith(Model.SyntheticModels.Prefix, StringComparison.Ordinal) ? ModelPath
         : Path.GetFileName(Path.TrimEndingDirectorySeparator(ModelPath));
 
-    /// <summary>Every problem with the values, each naming the option; empty when they are valid.</summary>
+    /// <summary>
+    /// Every problem with the values, each naming the option; empty when they are valid. Beyond the host's own
+    /// options, these are the session's rules (<see cref="InferenceSessionOptions.Problems"/>), applied to the
+    /// options these map to.
+    /// </summary>
     public IReadOnlyList<string> Validate()
     {
         var errors = new List<string>();
@@ -61,39 +75,35 @@ public sealed class FtransformersOptions
             errors.Add($"{nameof(ModelPath)} is required: a checkpoint folder or synthetic:NAME.");
         if (ServedModelName is { } name && string.IsNullOrWhiteSpace(name))
             errors.Add($"{nameof(ServedModelName)} must not be blank.");
-        if (Precision != null && !PrecisionPresets.Contains(Precision, StringComparer.Ordinal))
+        bool knownPrecision = Precision == null || PrecisionPresets.Contains(Precision, StringComparer.Ordinal);
+        if (!knownPrecision)
             errors.Add($"{nameof(Precision)} '{Precision}' is unknown; known: {string.Join(", ", PrecisionPresets)}.");
-        if (CpuThreads is < 1 or > 4096)
-            errors.Add($"{nameof(CpuThreads)} must be between 1 and 4096 (got {CpuThreads}).");
-        if (ChunkedPrefillSize is { } chunk && chunk != -1 && chunk < 1)
-            errors.Add($"{nameof(ChunkedPrefillSize)} must be a positive token count, or -1 to disable chunking (got {chunk}).");
-        if (MaxTotalTokens is < 1)
-            errors.Add($"{nameof(MaxTotalTokens)} must be at least 1 (got {MaxTotalTokens}).");
-        if (MaxRunningRequests is < 1)
-            errors.Add($"{nameof(MaxRunningRequests)} must be at least 1 (got {MaxRunningRequests}).");
-        if (MaxWaitingRequests is < 0)
-            errors.Add($"{nameof(MaxWaitingRequests)} must be at least 0 (got {MaxWaitingRequests}).");
-        if (ChunkedPrefillSize is > 0 && MaxTotalTokens is { } total && ChunkedPrefillSize > total)
-            errors.Add($"{nameof(ChunkedPrefillSize)} ({ChunkedPrefillSize}) must not exceed {nameof(MaxTotalTokens)} ({total}).");
+        errors.AddRange(ToSessionOptions(knownPrecision ? ParsePrecision() : null).Problems().Select(p => p.Message));
         return errors;
     }
 
+    private Model.Precision? ParsePrecision() => Precision is null or "auto" ? null : Model.Precision.Parse(Precision);
+
     /// <summary>The session options these stand for.</summary>
-    public InferenceSessionOptions ToSessionOptions()
+    public InferenceSessionOptions ToSessionOptions() => ToSessionOptions(ParsePrecision());
+
+    private InferenceSessionOptions ToSessionOptions(Model.Precision? precision)
     {
         var defaults = new InferenceSessionOptions();
         return new InferenceSessionOptions
         {
             Model = ModelPath,
             Tokenizer = TokenizerPath,
-            Precision = Precision is null or "auto" ? null : Model.Precision.Parse(Precision),
+            Precision = precision,
             CpuThreads = CpuThreads ?? defaults.CpuThreads,
-            // -1 turns chunking off: a whole prompt is prefilled in one step.
-            ChunkedPrefillSize = ChunkedPrefillSize is -1 ? int.MaxValue : ChunkedPrefillSize ?? defaults.ChunkedPrefillSize,
+            PinThreads = PinThreads ?? defaults.PinThreads,
+            ChunkedPrefillSize = ChunkedPrefillSize ?? defaults.ChunkedPrefillSize,
             MaxTotalTokens = MaxTotalTokens,
             MaxRunningRequests = MaxRunningRequests ?? defaults.MaxRunningRequests,
             MaxWaitingRequests = MaxWaitingRequests ?? defaults.MaxWaitingRequests,
             EnablePrefixCache = EnablePrefixCache,
+            KvCacheDType = KvCacheDType ?? defaults.KvCacheDType,
+            KvCachePageSize = KvCachePageSize ?? defaults.KvCachePageSize,
             Profile = Profile,
         };
     }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Ftransformers.Generation;
 using Ftransformers.Model;
@@ -16,14 +15,20 @@ public sealed partial class InstrumentedInferenceSession : IInferenceSession
     private readonly IInferenceSession _inner;
     private readonly FtransformersMetrics _metrics;
     private readonly ILogger _logger;
+    private readonly TimeProvider _time;
     private long _nextRequestId;
 
     /// <summary>Wraps <paramref name="inner"/> (owned: disposed with this session) and points the load gauges at it.</summary>
-    public InstrumentedInferenceSession(IInferenceSession inner, FtransformersMetrics metrics, ILogger<InstrumentedInferenceSession> logger)
+    /// <param name="inner">The session to wrap.</param>
+    /// <param name="metrics">Where latencies and counts are recorded.</param>
+    /// <param name="logger">Where requests are logged.</param>
+    /// <param name="time">The clock latencies are read from (the system's when null).</param>
+    public InstrumentedInferenceSession(IInferenceSession inner, FtransformersMetrics metrics, ILogger<InstrumentedInferenceSession> logger, TimeProvider? time = null)
     {
         _inner = inner;
         _metrics = metrics;
         _logger = logger;
+        _time = time ?? TimeProvider.System;
         metrics.ObserveSession(inner);
     }
 
@@ -43,7 +48,7 @@ public sealed partial class InstrumentedInferenceSession : IInferenceSession
     public async IAsyncEnumerable<GenerationChunk> GenerateAsync(GenerationRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         long id = Interlocked.Increment(ref _nextRequestId);
-        long start = Stopwatch.GetTimestamp();
+        long start = _time.GetTimestamp();
         long previous = start;
         bool first = true;
         string? outcome = null;
@@ -65,7 +70,7 @@ public sealed partial class InstrumentedInferenceSession : IInferenceSession
                 catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
                 {
                     outcome = "cancelled";
-                    LogCancelled(id, Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+                    LogCancelled(id, _time.GetElapsedTime(start).TotalMilliseconds);
                     throw;
                 }
                 catch (QueueFullException e)
@@ -87,20 +92,20 @@ public sealed partial class InstrumentedInferenceSession : IInferenceSession
                     throw;
                 }
 
-                long now = Stopwatch.GetTimestamp();
+                long now = _time.GetTimestamp();
                 int tokens = chunk.TokenIds.Count;
                 if (tokens > 0)
                 {
                     if (first)
                     {
-                        _metrics.RecordTimeToFirstToken(Stopwatch.GetElapsedTime(start, now));
+                        _metrics.RecordTimeToFirstToken(_time.GetElapsedTime(start, now));
                         if (tokens > 1)
                             _metrics.RecordInterTokenLatency(TimeSpan.Zero, tokens - 1);
                         first = false;
                     }
                     else
                     {
-                        _metrics.RecordInterTokenLatency(Stopwatch.GetElapsedTime(previous, now) / tokens, tokens);
+                        _metrics.RecordInterTokenLatency(_time.GetElapsedTime(previous, now) / tokens, tokens);
                     }
                     _metrics.RecordGeneratedTokens(tokens);
                     previous = now;
@@ -117,7 +122,7 @@ public sealed partial class InstrumentedInferenceSession : IInferenceSession
         {
             // A caller that stops reading before the last chunk abandoned the request: count it as cancelled.
             outcome ??= "cancelled";
-            TimeSpan elapsed = Stopwatch.GetElapsedTime(start);
+            TimeSpan elapsed = _time.GetElapsedTime(start);
             _metrics.RecordEnded(outcome, elapsed, usage);
             if (usage != null)
                 LogFinished(id, outcome, usage.PromptTokens, usage.CachedPromptTokens, usage.CompletionTokens, elapsed.TotalMilliseconds);

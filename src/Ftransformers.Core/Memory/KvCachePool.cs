@@ -32,7 +32,7 @@ internal sealed unsafe class KvCachePool : ILatentStore, IDisposable
         PageSize = pageSize;
         PageCount = pageCount;
         DType = dtype;
-        _rowBytes = (long)rowWidth * (dtype == KvCacheDType.F32 ? sizeof(float) : sizeof(ushort));
+        _rowBytes = BytesPerToken(1, rowWidth, dtype);
         _layerStride = (long)pageCount * pageSize * _rowBytes;
         // Native memory: the OS commits pages as they are first written, so an unused tail costs address space only.
         _storage = (byte*)NativeMemory.AlignedAlloc((nuint)(_layerStride * layers), 64);
@@ -132,6 +132,10 @@ internal sealed unsafe class KvCachePool : ILatentStore, IDisposable
     /// <inheritdoc/>
     public ReadOnlySpan<ushort> RowBf16(int layer, long slot) =>
         DType == KvCacheDType.BF16 ? new(RowAddress(layer, slot), RowWidth) : throw new InvalidOperationException("This KV cache stores F32 rows.");
+
+    /// <summary>Bytes one token takes in a pool of <paramref name="layers"/> layers of <paramref name="rowWidth"/> values.</summary>
+    public static long BytesPerToken(int layers, int rowWidth, KvCacheDType dtype) =>
+        (long)layers * rowWidth * (dtype == KvCacheDType.F32 ? sizeof(float) : sizeof(ushort));
 
     private byte* RowAddress(int layer, long slot)
     {

@@ -20,12 +20,32 @@ public sealed record ModelLoadOptions
     /// <summary>Times decode steps by part when set (see <see cref="ForwardProfile"/>); null times nothing.</summary>
     public ForwardProfile? Profile { get; init; }
 
-    /// <summary>Throws when a value is out of range, naming the option.</summary>
+    /// <summary>Every value out of range: the option's name and the rule it breaks; empty when they are valid.</summary>
+    public IReadOnlyList<(string Option, string Rule)> Problems()
+    {
+        var problems = new List<(string, string)>();
+        if (Precision is { } precision)
+        {
+            try
+            {
+                precision.Int4.Validate();
+            }
+            catch (ArgumentException e)
+            {
+                problems.Add((nameof(Precision), $"is invalid: {e.Message}"));
+            }
+        }
+        if (CpuThreads is < 1 or > 4096)
+            problems.Add((nameof(CpuThreads), $"must be between 1 and 4096 (got {CpuThreads})."));
+        return problems;
+    }
+
+    /// <summary>Throws for the first value out of range, naming the option.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A value is out of range.</exception>
     public void Validate()
     {
-        Precision?.Int4.Validate();
-        if (CpuThreads < 1 || CpuThreads > 4096)
-            throw new ArgumentOutOfRangeException(nameof(CpuThreads), CpuThreads, "CpuThreads must be between 1 and 4096.");
+        if (Problems() is [var (option, rule), ..])
+            throw new ArgumentOutOfRangeException(option, $"{option} {rule}");
     }
 
     internal ComputePool? CreatePool() => CpuThreads > 1 ? new ComputePool(CpuThreads, PinThreads) : null;

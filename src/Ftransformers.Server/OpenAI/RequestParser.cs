@@ -29,7 +29,7 @@ internal static class RequestParser
         if (body.TryGetProperty("tools", out JsonElement tools) && tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() > 0)
             throw ApiException.BadRequest("Tool definitions are not supported yet.", "tools");
         if (body.TryGetProperty("response_format", out JsonElement format) && format.ValueKind == JsonValueKind.Object
-            && !(format.TryGetProperty("type", out JsonElement type) && type.ValueKind == JsonValueKind.String && type.GetString() == "text"))
+            && !(format.TryGetProperty("type", out JsonElement type) && type.ValueKind == JsonValueKind.String && Text(type, "response_format.type") == "text"))
             throw ApiException.BadRequest("Only response_format {\"type\": \"text\"} is supported.", "response_format");
 
         int? maxTokens = Int(body, "max_completion_tokens", 1, contextLength) ?? Int(body, "max_tokens", 1, contextLength);
@@ -44,8 +44,8 @@ internal static class RequestParser
             throw ApiException.BadRequest("'prompt' is required.", "prompt");
         GenerationRequest input = prompt.ValueKind switch
         {
-            JsonValueKind.String => new GenerationRequest { Prompt = prompt.GetString() },
-            JsonValueKind.Array when prompt.GetArrayLength() == 1 && prompt[0].ValueKind == JsonValueKind.String => new GenerationRequest { Prompt = prompt[0].GetString() },
+            JsonValueKind.String => new GenerationRequest { Prompt = Text(prompt, "prompt") },
+            JsonValueKind.Array when prompt.GetArrayLength() == 1 && prompt[0].ValueKind == JsonValueKind.String => new GenerationRequest { Prompt = Text(prompt[0], "prompt") },
             JsonValueKind.Array when prompt.GetArrayLength() == 1 && prompt[0].ValueKind == JsonValueKind.Array => new GenerationRequest { PromptTokens = TokenIds(prompt[0]) },
             JsonValueKind.Array when prompt.GetArrayLength() > 0 && prompt[0].ValueKind == JsonValueKind.Number => new GenerationRequest { PromptTokens = TokenIds(prompt) },
             JsonValueKind.Array when prompt.GetArrayLength() > 1 => throw ApiException.BadRequest("Only one prompt per request is supported.", "prompt"),
@@ -53,7 +53,7 @@ internal static class RequestParser
         };
         if (body.TryGetProperty("echo", out JsonElement echo) && echo.ValueKind == JsonValueKind.True)
             throw ApiException.BadRequest("echo is not supported.", "echo");
-        if (body.TryGetProperty("suffix", out JsonElement suffix) && suffix.ValueKind == JsonValueKind.String && suffix.GetString()!.Length > 0)
+        if (body.TryGetProperty("suffix", out JsonElement suffix) && suffix.ValueKind == JsonValueKind.String && Text(suffix, "suffix").Length > 0)
             throw ApiException.BadRequest("suffix is not supported.", "suffix");
         // OpenAI's legacy completions default to 16 tokens.
         var request = Common(body, input, Int(body, "max_tokens", 1, contextLength) ?? 16);
@@ -99,13 +99,13 @@ internal static class RequestParser
 
     private static ParsedRequest Finish(JsonElement body, GenerationRequest request, string inputField)
     {
-        if (!body.TryGetProperty("model", out JsonElement model) || model.ValueKind != JsonValueKind.String || string.IsNullOrWhiteSpace(model.GetString()))
+        if (!body.TryGetProperty("model", out JsonElement model) || model.ValueKind != JsonValueKind.String || string.IsNullOrWhiteSpace(Text(model, "model")))
             throw ApiException.BadRequest("'model' is required and must be a string.", "model");
         bool stream = Bool(body, "stream") ?? false;
         bool includeUsage = false;
         if (body.TryGetProperty("stream_options", out JsonElement options) && options.ValueKind == JsonValueKind.Object)
             includeUsage = Bool(options, "include_usage", "stream_options.include_usage") ?? false;
-        return new ParsedRequest(model.GetString()!, request, stream, includeUsage, inputField);
+        return new ParsedRequest(Text(model, "model"), request, stream, includeUsage, inputField);
     }
 
     private static ChatMessage ParseMessage(JsonElement message, string path)
@@ -114,7 +114,7 @@ internal static class RequestParser
             throw ApiException.BadRequest($"'{path}' must be an object.", path);
         if (!message.TryGetProperty("role", out JsonElement roleElement) || roleElement.ValueKind != JsonValueKind.String)
             throw ApiException.BadRequest($"'{path}.role' is required.", $"{path}.role");
-        string role = roleElement.GetString()! switch
+        string role = Text(roleElement, $"{path}.role") switch
         {
             "system" or "developer" => ChatMessage.SystemRole,
             "user" => ChatMessage.UserRole,
@@ -135,17 +135,17 @@ internal static class RequestParser
         if (!message.TryGetProperty("content", out JsonElement content) || content.ValueKind == JsonValueKind.Null)
             return null;
         if (content.ValueKind == JsonValueKind.String)
-            return content.GetString();
+            return Text(content, $"{path}.content");
         if (content.ValueKind != JsonValueKind.Array)
             throw ApiException.BadRequest($"'{path}.content' must be a string or an array of text parts.", $"{path}.content");
         var text = new StringBuilder();
         int i = 0;
         foreach (JsonElement part in content.EnumerateArray())
         {
-            if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out JsonElement type) || type.GetString() != "text"
+            if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out JsonElement type) || type.ValueKind != JsonValueKind.String || Text(type, $"{path}.content[{i}].type") != "text"
                 || !part.TryGetProperty("text", out JsonElement partText) || partText.ValueKind != JsonValueKind.String)
                 throw ApiException.BadRequest($"'{path}.content[{i}]' must be a text part; other content is not supported.", $"{path}.content[{i}]");
-            text.Append(partText.GetString());
+            text.Append(Text(partText, $"{path}.content[{i}].text"));
             i++;
         }
         return text.ToString();
@@ -156,8 +156,8 @@ internal static class RequestParser
         if (call.ValueKind == JsonValueKind.Object && call.TryGetProperty("function", out JsonElement function) && function.ValueKind == JsonValueKind.Object
             && function.TryGetProperty("name", out JsonElement name) && name.ValueKind == JsonValueKind.String)
         {
-            string arguments = function.TryGetProperty("arguments", out JsonElement args) && args.ValueKind == JsonValueKind.String ? args.GetString()! : "{}";
-            return new ToolCall(name.GetString()!, arguments);
+            string arguments = function.TryGetProperty("arguments", out JsonElement args) && args.ValueKind == JsonValueKind.String ? Text(args, $"{path}.function.arguments") : "{}";
+            return new ToolCall(Text(name, $"{path}.function.name"), arguments);
         }
         throw ApiException.BadRequest($"'{path}' must have function.name and function.arguments.", path);
     }
@@ -182,10 +182,23 @@ internal static class RequestParser
         if (!body.TryGetProperty("stop", out JsonElement stop) || stop.ValueKind == JsonValueKind.Null)
             return [];
         if (stop.ValueKind == JsonValueKind.String)
-            return stop.GetString()!.Length > 0 ? [stop.GetString()!] : [];
-        if (stop.ValueKind == JsonValueKind.Array && stop.GetArrayLength() <= 16 && stop.EnumerateArray().All(s => s.ValueKind == JsonValueKind.String && s.GetString()!.Length > 0))
-            return [.. stop.EnumerateArray().Select(s => s.GetString()!)];
+            return Text(stop, "stop") is { Length: > 0 } single ? [single] : [];
+        if (stop.ValueKind == JsonValueKind.Array && stop.GetArrayLength() <= 16 && stop.EnumerateArray().All(s => s.ValueKind == JsonValueKind.String && Text(s, "stop").Length > 0))
+            return [.. stop.EnumerateArray().Select(s => Text(s, "stop"))];
         throw ApiException.BadRequest("'stop' must be a non-empty string or an array of at most 16 of them.", "stop");
+    }
+
+    // JSON may escape a lone UTF-16 surrogate ("\ud800"), which no .NET string can be decoded from.
+    private static string Text(JsonElement value, string param)
+    {
+        try
+        {
+            return value.GetString()!;
+        }
+        catch (InvalidOperationException)
+        {
+            throw ApiException.BadRequest($"'{param}' holds an invalid Unicode escape (a lone UTF-16 surrogate).", param);
+        }
     }
 
     private static bool? Bool(JsonElement body, string name, string? param = null)

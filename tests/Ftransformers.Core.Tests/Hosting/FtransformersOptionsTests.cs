@@ -24,6 +24,8 @@ public class FtransformersOptionsTests
     [TestCase(nameof(FtransformersOptions.MaxRunningRequests))]
     [TestCase(nameof(FtransformersOptions.MaxWaitingRequests))]
     [TestCase(nameof(FtransformersOptions.ServedModelName))]
+    [TestCase(nameof(FtransformersOptions.KvCacheDType))]
+    [TestCase(nameof(FtransformersOptions.KvCachePageSize))]
     public void OutOfRangeValue_IsReported_NamingTheOption(string option)
     {
         var options = new FtransformersOptions { ModelPath = "synthetic:tiny" };
@@ -36,17 +38,32 @@ public class FtransformersOptionsTests
             case nameof(FtransformersOptions.MaxRunningRequests): options.MaxRunningRequests = 0; break;
             case nameof(FtransformersOptions.MaxWaitingRequests): options.MaxWaitingRequests = -1; break;
             case nameof(FtransformersOptions.ServedModelName): options.ServedModelName = " "; break;
+            case nameof(FtransformersOptions.KvCacheDType): options.KvCacheDType = (Ftransformers.Memory.KvCacheDType)7; break;
+            case nameof(FtransformersOptions.KvCachePageSize): options.KvCachePageSize = 0; break;
         }
         IReadOnlyList<string> errors = options.Validate();
         Assert.That(errors, Has.Count.EqualTo(1));
         Assert.That(errors[0], Does.StartWith(option));
     }
 
-    [Test]
-    public void ChunkedPrefill_AcceptsMinusOneToDisable_AndMustFitTheCache()
+    // The host reports exactly what the session would refuse at load: one rule for both.
+    [TestCase(0)]
+    [TestCase(-3)]
+    public void MaxWaitingRequests_TheSessionRefuses_IsRefusedAtStartUp(int waiting)
     {
+        var options = new FtransformersOptions { ModelPath = "synthetic:tiny", MaxWaitingRequests = waiting };
+        Assert.That(options.Validate().Single(), Does.StartWith("MaxWaitingRequests"));
+        Assert.Throws<ArgumentOutOfRangeException>(options.ToSessionOptions().Validate);
+    }
+
+    [Test]
+    public void ChunkedPrefill_AcceptsMinusOneToDisable_AndABudgetAboveThePool_AsTheSessionDoes()
+    {
+        // A step prefills no more than the free pages hold, so a larger budget is no error (the session's default of
+        // 2048 tokens runs with any pool size).
         Assert.That(new FtransformersOptions { ModelPath = "m", ChunkedPrefillSize = -1 }.Validate(), Is.Empty);
-        Assert.That(new FtransformersOptions { ModelPath = "m", ChunkedPrefillSize = 4096, MaxTotalTokens = 1024 }.Validate().Single(), Does.Contain("MaxTotalTokens"));
+        Assert.That(new FtransformersOptions { ModelPath = "m", ChunkedPrefillSize = 4096, MaxTotalTokens = 1024 }.Validate(), Is.Empty);
+        Assert.DoesNotThrow(new InferenceSessionOptions { ChunkedPrefillSize = 4096, MaxTotalTokens = 1024 }.Validate);
     }
 
     [Test]
@@ -56,11 +73,13 @@ public class FtransformersOptionsTests
         {
             ModelPath = "/models/v3", TokenizerPath = "/tok", Precision = "w8a8-int4", CpuThreads = 8, ChunkedPrefillSize = 512,
             MaxTotalTokens = 65536, MaxRunningRequests = 16, MaxWaitingRequests = 64, EnablePrefixCache = false,
+            KvCacheDType = Ftransformers.Memory.KvCacheDType.BF16, KvCachePageSize = 64, PinThreads = false,
         };
         Assert.That(options.ToSessionOptions(), Is.EqualTo(new InferenceSessionOptions
         {
             Model = "/models/v3", Tokenizer = "/tok", Precision = Ftransformers.Model.Precision.W8A8Int4, CpuThreads = 8, ChunkedPrefillSize = 512,
             MaxTotalTokens = 65536, MaxRunningRequests = 16, MaxWaitingRequests = 64, EnablePrefixCache = false,
+            KvCacheDType = Ftransformers.Memory.KvCacheDType.BF16, KvCachePageSize = 64, PinThreads = false,
         }));
     }
 
@@ -70,7 +89,8 @@ public class FtransformersOptionsTests
         var options = new FtransformersOptions { ModelPath = "synthetic:tiny", Precision = "auto" };
         Assert.That(options.ToSessionOptions(), Is.EqualTo(new InferenceSessionOptions { Model = "synthetic:tiny" }));
         options.ChunkedPrefillSize = -1;
-        Assert.That(options.ToSessionOptions().ChunkedPrefillSize, Is.EqualTo(int.MaxValue));
+        Assert.That(options.ToSessionOptions().ChunkedPrefillSize, Is.EqualTo(-1));
+        Assert.That(options.ToSessionOptions().PrefillTokensPerStep, Is.EqualTo(int.MaxValue));
     }
 
     [TestCase("synthetic:tiny", null, "synthetic:tiny")]

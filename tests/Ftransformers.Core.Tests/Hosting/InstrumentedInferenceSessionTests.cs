@@ -12,9 +12,20 @@ namespace Ftransformers.Tests.Hosting;
 [TestFixture]
 public class InstrumentedInferenceSessionTests
 {
-    /// <summary>Streams one token per chunk after a short wait, or refuses as a full queue.</summary>
+    /// <summary>A clock that moves only when told to.</summary>
+    private sealed class ManualClock : TimeProvider
+    {
+        private long _ticks;
+        public override long TimestampFrequency => TimeSpan.TicksPerSecond;
+        public override long GetTimestamp() => Interlocked.Read(ref _ticks);
+        public void Advance(TimeSpan by) => Interlocked.Add(ref _ticks, by.Ticks);
+    }
+
+    /// <summary>Streams one token per chunk, each after <see cref="TokenTime"/> on the clock, or refuses as a full queue.</summary>
     private sealed class FakeSession : IInferenceSession
     {
+        public static readonly TimeSpan TokenTime = TimeSpan.FromMilliseconds(5);
+        public ManualClock Clock { get; } = new();
         public bool Full { get; set; }
         public SessionStatistics Statistics { get; set; } = new(2, 3, 100, 400);
         public DeepSeekV3Config Config => SyntheticModels.Tiny;
@@ -28,7 +39,9 @@ public class InstrumentedInferenceSessionTests
                 throw new QueueFullException("full");
             for (int i = 1; i <= request.MaxTokens; i++)
             {
-                await Task.Delay(5, cancellationToken);
+                await Task.Yield();
+                cancellationToken.ThrowIfCancellationRequested();
+                Clock.Advance(TokenTime);
                 bool last = i == request.MaxTokens;
                 yield return new GenerationChunk("a", [20]) { FinishReason = last ? FinishReason.Length : null, Usage = last ? new GenerationUsage(12, i) { CachedPromptTokens = 5 } : null };
             }
@@ -70,20 +83,23 @@ public class InstrumentedInferenceSessionTests
     {
         using var metrics = new FtransformersMetrics();
         using var recorder = new Recorder(metrics.Meter);
-        var session = new InstrumentedInferenceSession(new FakeSession(), metrics, NullLogger<InstrumentedInferenceSession>.Instance);
+        var fake = new FakeSession();
+        var session = new InstrumentedInferenceSession(fake, metrics, NullLogger<InstrumentedInferenceSession>.Instance, fake.Clock);
 
         await foreach (GenerationChunk _ in session.GenerateAsync(GenerationRequest.FromPrompt("x", 4)))
         {
         }
 
         Assert.That(recorder.Count(FtransformersMetrics.TimeToFirstTokenName), Is.EqualTo(1));
-        Assert.That(recorder.Sum(FtransformersMetrics.TimeToFirstTokenName), Is.GreaterThan(0.004));
+        Assert.That(recorder.Sum(FtransformersMetrics.TimeToFirstTokenName), Is.EqualTo(0.005).Within(1e-12));
         Assert.That(recorder.Count(FtransformersMetrics.InterTokenLatencyName), Is.EqualTo(3));
+        Assert.That(recorder.Sum(FtransformersMetrics.InterTokenLatencyName), Is.EqualTo(0.015).Within(1e-12));
         Assert.That(recorder.Sum(FtransformersMetrics.GeneratedTokensName), Is.EqualTo(4));
         Assert.That(recorder.Sum(FtransformersMetrics.PromptTokensName), Is.EqualTo(12));
         Assert.That(recorder.Sum(FtransformersMetrics.CachedPromptTokensName), Is.EqualTo(5));
         Assert.That(recorder.Measurements.Single(m => m.Name == FtransformersMetrics.RequestsName).Outcome, Is.EqualTo("length"));
         Assert.That(recorder.Count(FtransformersMetrics.RequestDurationName), Is.EqualTo(1));
+        Assert.That(recorder.Sum(FtransformersMetrics.RequestDurationName), Is.EqualTo(0.020).Within(1e-12));
     }
 
     [Test]

@@ -76,15 +76,19 @@ public class ContinuousBatchingTests
 
         // One sink for both: the loop appends sampled rows in step order.
         var rows = new List<float[]>();
+        var decodingStarted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         async Task<int[]> Generate(int[] prompt, int maxTokens)
         {
             var tokens = new List<int>();
             await foreach (GenerationChunk chunk in session.GenerateAsync(Request(prompt, maxTokens), rows, CancellationToken.None))
+            {
                 tokens.AddRange(chunk.TokenIds);
+                decodingStarted.TrySetResult();
+            }
             return [.. tokens];
         }
         Task<int[]> decoding = Generate(shortPrompt, 200);
-        await Task.Delay(1);
+        await decodingStarted.Task.WaitAsync(TimeSpan.FromMinutes(2)); // the short request is decoding when the long one arrives
         int[] longTokens = await Generate(longPrompt, 1);
         int[] shortTokens = await decoding;
 

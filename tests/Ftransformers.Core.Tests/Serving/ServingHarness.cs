@@ -70,6 +70,29 @@ internal static class ServingHarness
         Assert.That(free, Is.EqualTo(pages - held.Count(c => c > 0)));
     }
 
+    /// <summary>
+    /// Holds the engine loop between two steps until the result is disposed, so that what is submitted meanwhile
+    /// queues up in a known order and the loop's next step sees all of it at once.
+    /// </summary>
+    public static async Task<IDisposable> HoldEngine(InferenceSession session)
+    {
+        var held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new ManualResetEventSlim();
+        _ = session.InspectAsync((_, _) =>
+        {
+            held.SetResult();
+            release.Wait();
+            return 0;
+        });
+        await held.Task.WaitAsync(TimeSpan.FromMinutes(2));
+        return new EngineHold(release);
+    }
+
+    private sealed class EngineHold(ManualResetEventSlim release) : IDisposable
+    {
+        public void Dispose() => release.Set();
+    }
+
     public static async Task WaitIdle(InferenceSession session)
     {
         var deadline = DateTime.UtcNow.AddMinutes(2);

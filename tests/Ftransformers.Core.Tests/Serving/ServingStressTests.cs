@@ -33,20 +33,31 @@ public class ServingStressTests
             SamplingOptions sampling = random.Next(4) == 0 ? new SamplingOptions { Temperature = 1f, TopK = 20, Seed = i } : SamplingOptions.Greedy;
             // A fifth are cancelled: after a random number of tokens, or before any.
             int cancelAfter = random.Next(5) == 0 ? random.Next(0, 6) : -1;
-            return (Request: Request(prompt, random.Next(1, 17), sampling), CancelAfter: cancelAfter, CancelDelay: random.Next(0, 20));
+            return (Request: Request(prompt, random.Next(1, 17), sampling), CancelAfter: cancelAfter);
         }).ToArray();
 
-        Outcome[] outcomes = await Task.WhenAll(requests.Select(r => Task.Run(async () =>
+        // All are submitted, in order, while the loop is held: the first MaxWaitingRequests queue and the rest are
+        // refused, and those to be cancelled before any token are cancelled while they wait.
+        var cancels = requests.Select(_ => new CancellationTokenSource()).ToArray();
+        var runs = new Task<Outcome>[requests.Length];
+        using (await HoldEngine(session))
         {
-            using var cancel = new CancellationTokenSource();
-            if (r.CancelAfter == 0)
-                cancel.CancelAfter(r.CancelDelay);
-            return await Run(session, r.Request, cancel.Token, onChunk: n =>
+            for (int i = 0; i < requests.Length; i++)
             {
-                if (n == r.CancelAfter)
-                    cancel.Cancel();
-            });
-        })));
+                var (request, cancelAfter) = requests[i];
+                CancellationTokenSource cancel = cancels[i];
+                runs[i] = Run(session, request, cancel.Token, onChunk: n =>
+                {
+                    if (n == cancelAfter)
+                        cancel.Cancel();
+                });
+            }
+            foreach (int i in Enumerable.Range(0, requests.Length).Where(i => requests[i].CancelAfter == 0))
+                await cancels[i].CancelAsync();
+        }
+        Outcome[] outcomes = await Task.WhenAll(runs);
+        foreach (CancellationTokenSource cancel in cancels)
+            cancel.Dispose();
 
         int completed = 0, cancelled = 0, rejected = 0;
         for (int i = 0; i < requests.Length; i++)
@@ -76,9 +87,13 @@ public class ServingStressTests
             }
         }
         TestContext.Out.WriteLine($"completed {completed}, cancelled {cancelled}, rejected {rejected}; {session.GetStatistics()}");
-        Assert.That(completed, Is.GreaterThan(120));
-        Assert.That(cancelled, Is.GreaterThan(0));
-        Assert.That(rejected, Is.GreaterThan(0));
+        int queued = options.MaxWaitingRequests;
+        int cancelledWhileQueued = requests.Take(queued).Count(r => r.CancelAfter == 0);
+        Assert.That(rejected, Is.EqualTo(requests.Length - queued), "every request past the queue's bound is refused");
+        Assert.That(outcomes.Skip(queued).Select(o => o.Error), Has.All.TypeOf<QueueFullException>());
+        Assert.That(cancelled, Is.GreaterThanOrEqualTo(cancelledWhileQueued).And.GreaterThan(0));
+        Assert.That(completed + cancelled, Is.EqualTo(queued));
+        Assert.That(completed, Is.GreaterThanOrEqualTo(queued - requests.Take(queued).Count(r => r.CancelAfter >= 0)), "only requests the test cancels end early");
         SessionStatistics statistics = session.GetStatistics();
         Assert.That(statistics.Preemptions, Is.GreaterThan(0), "the pool was meant to run short");
         Assert.That(statistics.PrefixCacheHitTokens, Is.GreaterThan(0));
