@@ -2,6 +2,7 @@ using System.Numerics.Tensors;
 using BenchmarkDotNet.Attributes;
 using Ftransformers.Kernels;
 using Ftransformers.Model;
+using Ftransformers.Threading;
 
 namespace Ftransformers.Benchmarks;
 

@@ -65,15 +65,15 @@ internal static class Int4RowGroupsAvx2
                     Pass<One>(job, g, t);
             }
         }
-        GC.KeepAlive(weights); // the job holds raw pointers into its arrays
+        weights.KeepAlive(); // the job holds raw pointers into its memory
     }
 
     // One call's operands: the pinned weights, every token's codes, block scales and scaled sums, and the output rows.
     private readonly unsafe struct Job(Int4RowGroups weights, sbyte* codes, float* scales, float* sums, float* y, Vector256<float>* passSums, int start, int end)
     {
-        public readonly byte* Packed = weights.Packed.Pointer;
-        public readonly Half* Scales = weights.Scales.Pointer;
-        public readonly Half* Mins = weights.Mins is { } mins ? mins.Pointer : null;
+        public readonly byte* Packed = weights.PackedPointer;
+        public readonly Half* Scales = weights.ScalesPointer;
+        public readonly Half* Mins = weights.MinsPointer;
         public readonly sbyte* Codes = codes;
         public readonly float* XScales = scales, XSums = sums, Y = y;
         public readonly Vector256<float>* PassSums = passSums;

@@ -4,7 +4,7 @@ namespace Ftransformers.Memory;
 /// Where attention keeps the MLA cache: per layer and slot, one row of <c>kv_lora_rank</c> latent values followed by
 /// <c>qk_rope_head_dim</c> roped key values. Rows are written in F32 and read back in the store's precision.
 /// </summary>
-internal interface ILatentStore
+public interface ILatentStore
 {
     /// <summary>Values per row (kv_lora_rank + qk_rope_head_dim).</summary>
     int RowWidth { get; }

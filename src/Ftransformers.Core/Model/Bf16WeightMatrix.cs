@@ -19,6 +19,10 @@ internal sealed unsafe class Bf16WeightMatrix : WeightMatrix
         _data = _owned.Pointer;
     }
 
+    internal override RowStorage[] Storage() => [new((nint)_data, (long)Cols * sizeof(ushort), 1, Rows)];
+
+    internal override WeightMatrix Relocated(nint[] starts) => new Bf16WeightMatrix(Name, Rows, Cols, (ushort*)starts[0]);
+
     private ReadOnlySpan<ushort> Row(int row) => new(_data + (long)row * Cols, Cols);
 
     public override float DotRow(int row, ReadOnlySpan<float> x) => BFloat16.Dot(Row(row), x);

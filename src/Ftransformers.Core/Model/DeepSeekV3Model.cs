@@ -1,32 +1,44 @@
 using System.Diagnostics;
 using System.Numerics.Tensors;
+using Ftransformers.Backends;
 using Ftransformers.Formats;
 using Ftransformers.Kernels;
 using Ftransformers.Memory;
+using Ftransformers.Threading;
 
 namespace Ftransformers.Model;
 
 /// <summary>
-/// A DeepSeek-V3-class transformer over a checkpoint: embeddings, layers of MLA attention with a dense MLP or a
-/// MoE block, final norm and lm_head, computed in F32. Holds the checkpoint's mapping open until disposed.
+/// A DeepSeek-V3-class transformer over a checkpoint, as a thin layer loop over two backends: an
+/// <see cref="IAttentionBackend"/> (embeddings, MLA attention, dense MLPs, router, shared experts, head) and an
+/// <see cref="IExpertBackend"/> (the routed experts), each loading its own tensors by name and selected by
+/// <see cref="ModelLoadOptions"/>. In a MoE layer the attention side computes the shared experts while the routed ones
+/// run. Holds the checkpoint's mapping open until disposed.
 /// </summary>
 public sealed class DeepSeekV3Model : IDisposable
 {
     private readonly Checkpoint _checkpoint;
-    private readonly WeightMatrix _embedding, _lmHead;
-    private readonly float[] _finalNorm;
-    private readonly Layer[] _layers;
-    private readonly Kernels.ComputePool? _pool;
+    private readonly IAttentionBackend _attention;
+    private readonly IExpertBackend _experts;
+    private readonly ExpertBatch _routed;
+    private readonly ComputePool? _pool;
     private readonly ForwardProfile? _profile;
     private readonly int _denseLayers;
-
-    private sealed record Layer(float[] AttentionNorm, MlaAttention Attention, float[] FeedForwardNorm, Mlp? Dense, MoeBlock? Moe);
 
     /// <summary>The architecture.</summary>
     public DeepSeekV3Config Config { get; }
 
     /// <summary>The weight formats the model computes with.</summary>
     public Precision Precision { get; }
+
+    /// <summary>The attention side.</summary>
+    public IAttentionBackend AttentionBackend => _attention;
+
+    /// <summary>The routed-experts side.</summary>
+    public IExpertBackend ExpertBackend => _experts;
+
+    /// <summary>Where the CPU compute threads run (null: the calling thread alone).</summary>
+    public CpuTopology? Topology => _pool?.Topology;
 
     private DeepSeekV3Model(DeepSeekV3Config config, Checkpoint checkpoint, ModelLoadOptions options)
     {
@@ -38,27 +50,21 @@ public sealed class DeepSeekV3Model : IDisposable
         Precision = config.ConvertedPrecision ?? options.Precision ?? Precision.F32;
         _pool = options.CreatePool();
         _profile = options.Profile;
-        var weights = new WeightLoader(checkpoint, config.Fp8BlockSize, Precision, _pool);
-        int hidden = config.HiddenSize;
-        _embedding = weights.Matrix("model.embed_tokens.weight", config.VocabSize, hidden);
-        _lmHead = config.TieWordEmbeddings && !weights.Contains("lm_head.weight")
-            ? weights.Matrix("model.embed_tokens.weight", config.VocabSize, hidden, Precision.LmHead)
-            : weights.Matrix("lm_head.weight", config.VocabSize, hidden, Precision.LmHead);
-        _finalNorm = weights.Vector("model.norm.weight", hidden);
-        var rope = new RotaryEmbedding(config.QkRopeHeadDim, config.RopeTheta, config.RopeScaling);
-        _layers = new Layer[config.NumHiddenLayers];
-        for (int i = 0; i < _layers.Length; i++)
+        try
         {
-            string p = $"model.layers.{i}";
-            bool moe = config.IsMoeLayer(i);
-            _layers[i] = new Layer(
-                weights.Vector(p + ".input_layernorm.weight", hidden),
-                new MlaAttention(weights, config, rope, i),
-                weights.Vector(p + ".post_attention_layernorm.weight", hidden),
-                moe ? null : Mlp.Load(weights, p + ".mlp", hidden, config.IntermediateSize, Precision.DenseMlp),
-                moe ? MoeBlock.Load(weights, config, i) : null);
-            _denseLayers += moe ? 0 : 1;
+            var context = new BackendContext(config, checkpoint, Precision, _pool);
+            _attention = BackendRegistry.CreateAttention(options.AttentionBackend, context);
+            _experts = BackendRegistry.CreateExperts(options.ExpertBackend, context);
         }
+        catch
+        {
+            _attention?.Dispose();
+            _pool?.Dispose();
+            throw;
+        }
+        _routed = new ExpertBatch(config.HiddenSize, config.NumExpertsPerTok);
+        for (int i = 0; i < config.NumHiddenLayers; i++)
+            _denseLayers += config.IsMoeLayer(i) ? 0 : 1;
     }
 
     /// <summary>Loads a Hugging Face checkpoint folder (config.json and safetensors, single or sharded).</summary>
@@ -110,7 +116,7 @@ public sealed class DeepSeekV3Model : IDisposable
     /// </summary>
     internal void Forward(ForwardBatch batch, ILatentStore kv, Span<float> logits, CancellationToken cancellationToken = default)
     {
-        int n = batch.TokenCount, hidden = Config.HiddenSize, rows = batch.LogitCount;
+        int n = batch.TokenCount, rows = batch.LogitCount;
         if (n == 0)
             throw new ArgumentException("Forward needs at least one token.", nameof(batch));
         if (logits.Length < rows * Config.VocabSize)
@@ -122,56 +128,49 @@ public sealed class DeepSeekV3Model : IDisposable
             if ((uint)position >= (uint)Config.MaxPositionEmbeddings)
                 throw new ArgumentOutOfRangeException(nameof(batch), $"Position {position} is beyond max_position_embeddings ({Config.MaxPositionEmbeddings}).");
 
-        using var hBuffer = new PooledBuffer<float>(n * hidden);
-        using var normedBuffer = new PooledBuffer<float>(n * hidden);
-        using var deltaBuffer = new PooledBuffer<float>(n * hidden);
-        Span<float> h = hBuffer.Span, normed = normedBuffer.Span, delta = deltaBuffer.Span;
         // Decode steps only: one token per sequence.
         ForwardProfile? profile = n == batch.SequenceCount ? _profile : null;
         long mark = profile != null ? Stopwatch.GetTimestamp() : 0;
         long head = 0, attention = 0, denseMlp = 0, moe = 0;
-        ReadOnlySpan<int> tokens = batch.Tokens;
-        for (int t = 0; t < n; t++)
-            _embedding.CopyRow(tokens[t], h.Slice(t * hidden, hidden));
+        _attention.BeginStep(batch, kv);
         if (profile != null)
             head += Lap(ref mark);
 
-        float eps = (float)Config.RmsNormEps;
-        for (int i = 0; i < _layers.Length; i++)
+        for (int i = 0; i < Config.NumHiddenLayers; i++)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            Layer layer = _layers[i];
-            NormRows(h, layer.AttentionNorm, eps, normed);
-            layer.Attention.Forward(normed, delta, batch, kv, i);
-            TensorPrimitives.Add(h, delta, h);
+            _attention.Attention(i);
             if (profile != null)
                 attention += Lap(ref mark);
-
-            NormRows(h, layer.FeedForwardNorm, eps, normed);
-            if (layer.Moe != null)
-                layer.Moe.Forward(normed, delta, n);
-            else
-                layer.Dense!.Forward(normed, delta, n);
-            TensorPrimitives.Add(h, delta, h);
-            if (profile != null)
+            if (Config.IsMoeLayer(i))
             {
-                if (layer.Moe != null)
+                _attention.Route(i, _routed);
+                _experts.Submit(_routed);
+                try
+                {
+                    _attention.SharedExperts(i);
+                }
+                finally
+                {
+                    _experts.Wait();
+                }
+                _attention.FinishMoe(i, _routed);
+                if (profile != null)
                     moe += Lap(ref mark);
-                else
+            }
+            else
+            {
+                _attention.DenseMlp(i);
+                if (profile != null)
                     denseMlp += Lap(ref mark);
             }
         }
 
-        using var finalBuffer = new PooledBuffer<float>(rows * hidden);
-        Span<float> final = finalBuffer.Span;
-        ReadOnlySpan<int> logitRows = batch.LogitRows;
-        for (int r = 0; r < rows; r++)
-            RmsNorm.Apply(h.Slice(logitRows[r] * hidden, hidden), _finalNorm, eps, final.Slice(r * hidden, hidden));
-        _lmHead.Multiply(final, logits, rows);
+        _attention.Logits(logits[..(rows * Config.VocabSize)]);
         if (profile != null)
         {
             head += Lap(ref mark);
-            profile.AddDecodeStep(n, _denseLayers, _layers.Length - _denseLayers, head, attention, denseMlp, moe);
+            profile.AddDecodeStep(n, _denseLayers, Config.NumHiddenLayers - _denseLayers, head, attention, denseMlp, moe);
         }
     }
 
@@ -190,16 +189,11 @@ public sealed class DeepSeekV3Model : IDisposable
                 throw new ArgumentOutOfRangeException(nameof(tokens), $"Token id {id} is outside the vocabulary (size {Config.VocabSize}).");
     }
 
-    private static void NormRows(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float eps, Span<float> destination)
-    {
-        int width = weight.Length;
-        for (int offset = 0; offset < x.Length; offset += width)
-            RmsNorm.Apply(x.Slice(offset, width), weight, eps, destination.Slice(offset, width));
-    }
-
     /// <summary>Releases the checkpoint's mapping.</summary>
     public void Dispose()
     {
+        _experts.Dispose();
+        _attention.Dispose();
         _pool?.Dispose();
         _checkpoint.Dispose();
     }

@@ -19,6 +19,10 @@ internal sealed unsafe class F32WeightMatrix : WeightMatrix
         _data = _owned.Pointer;
     }
 
+    internal override RowStorage[] Storage() => [new((nint)_data, (long)Cols * sizeof(float), 1, Rows)];
+
+    internal override WeightMatrix Relocated(nint[] starts) => new F32WeightMatrix(Name, Rows, Cols, (float*)starts[0]);
+
     private ReadOnlySpan<float> Row(int row) => new(_data + (long)row * Cols, Cols);
 
     public override float DotRow(int row, ReadOnlySpan<float> x) => TensorPrimitives.Dot(Row(row), x);

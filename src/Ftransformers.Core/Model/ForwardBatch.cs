@@ -7,7 +7,7 @@ namespace Ftransformers.Model;
 /// batch must be consecutive positions following the ones already cached. Reused between steps to stay
 /// allocation-free.
 /// </summary>
-internal sealed class ForwardBatch
+public sealed class ForwardBatch
 {
     private int[] _tokens = new int[16], _positions = new int[16], _sequences = new int[16], _logitRows = new int[16];
     private readonly List<IReadOnlyList<int>> _pageTables = [];
@@ -40,7 +40,7 @@ internal sealed class ForwardBatch
     public IReadOnlyList<int> PageTable(int sequence) => _pageTables[sequence];
 
     /// <summary>Empties the batch for a new step.</summary>
-    public void Clear(int pageSize)
+    internal void Clear(int pageSize)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(pageSize, 1);
         PageSize = pageSize;
@@ -53,7 +53,7 @@ internal sealed class ForwardBatch
     /// Adds a sequence's tokens at positions <paramref name="start"/>.. and returns its index; with
     /// <paramref name="logits"/> the last token's logits (or every token's, <paramref name="allLogits"/>) are wanted.
     /// </summary>
-    public int AddSequence(ReadOnlySpan<int> tokens, int start, IReadOnlyList<int> pageTable, bool logits, bool allLogits = false)
+    internal int AddSequence(ReadOnlySpan<int> tokens, int start, IReadOnlyList<int> pageTable, bool logits, bool allLogits = false)
     {
         int sequence = _pageTables.Count;
         _pageTables.Add(pageTable);

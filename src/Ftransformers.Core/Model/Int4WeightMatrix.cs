@@ -22,14 +22,39 @@ internal sealed class Int4WeightMatrix : WeightMatrix
             _rowMajor = weights;
     }
 
+    private Int4WeightMatrix(string name, Int4RowGroups rowGroups) : base(name, rowGroups.Rows, rowGroups.Cols) => _rowGroups = rowGroups;
+
+    internal override unsafe RowStorage[] Storage()
+    {
+        if (_rowGroups is { } g)
+        {
+            long parameters = (long)g.GroupParameters * sizeof(ushort);
+            RowStorage[] groups = [new((nint)g.PackedPointer, g.GroupBytes, Int4RowGroups.RowsPerGroup, g.Groups), new((nint)g.ScalesPointer, parameters, Int4RowGroups.RowsPerGroup, g.Groups)];
+            return g.Symmetric ? groups : [.. groups, new((nint)g.MinsPointer, parameters, Int4RowGroups.RowsPerGroup, g.Groups)];
+        }
+        Int4Weights w = _rowMajor!;
+        long perRow = (long)w.GroupsPerRow * sizeof(ushort);
+        RowStorage[] rows = [new(AddressOf(w.Packed), Cols / 2, 1, Rows), new(AddressOf(w.Scales), perRow, 1, Rows)];
+        return w.Format.Symmetric ? rows : [.. rows, new(AddressOf(w.Mins), perRow, 1, Rows)];
+    }
+
+    internal override unsafe WeightMatrix Relocated(nint[] starts)
+    {
+        if (_rowGroups is { } g)
+            return new Int4WeightMatrix(Name, new Int4RowGroups(Rows, Cols, g.Symmetric, (byte*)starts[0], (Half*)starts[1], g.Symmetric ? null : (Half*)starts[2], owner: null));
+        Int4Weights w = _rowMajor!;
+        return new Int4WeightMatrix(Name, new Int4Weights(Rows, Cols, w.Format, (byte*)starts[0], (Half*)starts[1], w.Format.Symmetric ? null : (Half*)starts[2]));
+    }
+
+
     /// <summary>Whether the weights were repacked into row groups (for tests and diagnostics).</summary>
     internal bool UsesRowGroups => _rowGroups != null;
 
     protected internal override int RowAlignment => _rowGroups != null ? Int4RowGroups.RowsPerGroup : 1;
 
-    protected override int MaxTokensPerPass => Int4Dot.MaxTokens;
+    protected internal override int MaxTokensPerPass => Int4Dot.MaxTokens;
 
-    protected override void PrepareActivations(MatrixProduct product) => product.Activations.QuantizePerBlock(product.Input, product.Tokens, Cols);
+    protected internal override void PrepareActivations(MatrixProduct product) => product.Activations.QuantizePerBlock(product.Input, product.Tokens, Cols);
 
     protected internal override unsafe void MultiplyRows(MatrixProduct p, int start, int end)
     {

@@ -9,7 +9,17 @@ internal sealed class Int8WeightMatrix(string name, Int8Weights weights) : Weigh
 {
     public Int8Weights Weights { get; } = weights;
 
-    protected override void PrepareActivations(MatrixProduct product) => product.Activations.QuantizePerToken(product.Input, product.Tokens, Cols);
+    internal override unsafe RowStorage[] Storage() =>
+    [
+        new(AddressOf(Weights.Codes), Cols, 1, Rows),
+        new(AddressOf(Weights.Scales), sizeof(float), 1, Rows),
+    ];
+
+    internal override unsafe WeightMatrix Relocated(nint[] starts) =>
+        new Int8WeightMatrix(Name, new Int8Weights(Rows, Cols, (sbyte*)starts[0], (float*)starts[1]));
+
+
+    protected internal override void PrepareActivations(MatrixProduct product) => product.Activations.QuantizePerToken(product.Input, product.Tokens, Cols);
 
     protected internal override unsafe void MultiplyRows(MatrixProduct p, int start, int end) =>
         Int8Dot.Rows(Weights, start, end, p.Activations, new Span<float>(p.Y, p.Tokens * Rows));

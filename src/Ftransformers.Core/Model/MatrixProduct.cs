@@ -1,5 +1,6 @@
 using Ftransformers.Kernels;
 using Ftransformers.Quantization;
+using Ftransformers.Threading;
 
 namespace Ftransformers.Model;
 
@@ -18,7 +19,7 @@ internal sealed unsafe class MatrixProduct : IRangeWork
     public int Tokens { get; private set; }
 
     /// <summary>Quantized activations for INT8 and INT4 weights.</summary>
-    public Int8Activations Activations { get; } = new();
+    public Int8Activations Activations { get; set; } = new();
 
     public static MatrixProduct ForThisThread() => t_current ??= new MatrixProduct();
 

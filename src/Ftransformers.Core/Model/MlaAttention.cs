@@ -1,6 +1,7 @@
 using System.Numerics.Tensors;
 using Ftransformers.Kernels;
 using Ftransformers.Memory;
+using Ftransformers.Threading;
 
 namespace Ftransformers.Model;
 

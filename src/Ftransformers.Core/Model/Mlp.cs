@@ -7,6 +7,12 @@ internal sealed class Mlp(WeightMatrix gate, WeightMatrix up, WeightMatrix down)
 {
     public int Width => gate.Rows;
 
+    public WeightMatrix Gate => gate;
+
+    public WeightMatrix Up => up;
+
+    public WeightMatrix Down => down;
+
     public static Mlp Load(WeightLoader weights, string prefix, int hidden, int width, WeightFormat format) => new(
         weights.Matrix(prefix + ".gate_proj.weight", width, hidden, format),
         weights.Matrix(prefix + ".up_proj.weight", width, hidden, format),

@@ -1,4 +1,5 @@
 using Ftransformers.Kernels;
+using Ftransformers.Threading;
 
 namespace Ftransformers.Model;
 
@@ -16,6 +17,19 @@ public sealed record ModelLoadOptions
 
     /// <summary>Pin compute threads to cores (Linux).</summary>
     public bool PinThreads { get; init; } = true;
+
+    /// <summary>
+    /// NUMA nodes the compute threads and the routed experts' rows are split across (<c>--numa-nodes</c>); null uses the
+    /// machine's nodes among the CPUs the process may use. More than the machine has splits its CPUs into that many
+    /// groups acting as nodes; 1 turns NUMA placement off.
+    /// </summary>
+    public int? NumaNodes { get; init; }
+
+    /// <summary>The attention backend's name (<see cref="Backends.BackendRegistry"/>): embeddings, attention, dense layers, router, shared experts, head.</summary>
+    public string AttentionBackend { get; init; } = Backends.BackendRegistry.Cpu;
+
+    /// <summary>The expert backend's name (<see cref="Backends.BackendRegistry"/>): the routed experts.</summary>
+    public string ExpertBackend { get; init; } = Backends.BackendRegistry.Cpu;
 
     /// <summary>Times decode steps by part when set (see <see cref="ForwardProfile"/>); null times nothing.</summary>
     public ForwardProfile? Profile { get; init; }
@@ -37,6 +51,14 @@ public sealed record ModelLoadOptions
         }
         if (CpuThreads is < 1 or > 4096)
             problems.Add((nameof(CpuThreads), $"must be between 1 and 4096 (got {CpuThreads})."));
+        if (NumaNodes is < 1)
+            problems.Add((nameof(NumaNodes), $"must be at least 1, or unset for the machine's nodes (got {NumaNodes})."));
+        else if (NumaNodes > CpuThreads)
+            problems.Add((nameof(NumaNodes), $"({NumaNodes}) cannot exceed CpuThreads ({CpuThreads}): every node needs a thread."));
+        if (!Backends.BackendRegistry.AttentionBackends.Contains(AttentionBackend, StringComparer.OrdinalIgnoreCase))
+            problems.Add((nameof(AttentionBackend), $"'{AttentionBackend}' is unknown; known: {string.Join(", ", Backends.BackendRegistry.AttentionBackends)}."));
+        if (!Backends.BackendRegistry.ExpertBackends.Contains(ExpertBackend, StringComparer.OrdinalIgnoreCase))
+            problems.Add((nameof(ExpertBackend), $"'{ExpertBackend}' is unknown; known: {string.Join(", ", Backends.BackendRegistry.ExpertBackends)}."));
         return problems;
     }
 
@@ -48,5 +70,5 @@ public sealed record ModelLoadOptions
             throw new ArgumentOutOfRangeException(option, $"{option} {rule}");
     }
 
-    internal ComputePool? CreatePool() => CpuThreads > 1 ? new ComputePool(CpuThreads, PinThreads) : null;
+    internal ComputePool? CreatePool() => CpuThreads > 1 ? new ComputePool(CpuTopology.Detect(CpuThreads, NumaNodes), PinThreads) : null;
 }

@@ -1,6 +1,7 @@
 using Ftransformers.Formats;
 using Ftransformers.Kernels;
 using Ftransformers.Quantization;
+using Ftransformers.Threading;
 
 namespace Ftransformers.Model;
 

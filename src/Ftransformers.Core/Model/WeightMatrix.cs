@@ -1,4 +1,5 @@
 using Ftransformers.Kernels;
+using Ftransformers.Threading;
 
 namespace Ftransformers.Model;
 
@@ -33,7 +34,7 @@ internal abstract unsafe class WeightMatrix(string name, int rows, int cols)
     protected internal virtual int RowAlignment => 1;
 
     /// <summary>Tokens one pass handles; longer batches are split.</summary>
-    protected virtual int MaxTokensPerPass => int.MaxValue;
+    protected internal virtual int MaxTokensPerPass => int.MaxValue;
 
     /// <summary>y[t] = W x[t] for <paramref name="tokens"/> row-major inputs of width <see cref="Cols"/>.</summary>
     public void Multiply(ReadOnlySpan<float> x, Span<float> y, int tokens)
@@ -61,9 +62,23 @@ internal abstract unsafe class WeightMatrix(string name, int rows, int cols)
     }
 
     /// <summary>Quantizes the activations of a product, for formats that compute in integers.</summary>
-    protected virtual void PrepareActivations(MatrixProduct product)
+    protected internal virtual void PrepareActivations(MatrixProduct product)
     {
     }
+
+    /// <summary>
+    /// The matrix's memory as row-ordered stretches, each holding <see cref="RowStorage.BytesPerUnit"/> bytes per unit
+    /// of <see cref="RowStorage.UnitRows"/> rows, so that a range of whole units is a range of bytes (for placing
+    /// rows on NUMA nodes).
+    /// </summary>
+    internal abstract RowStorage[] Storage();
+
+    /// <summary>The same matrix over copies of <see cref="Storage"/> at <paramref name="starts"/>, which outlive it.</summary>
+    internal abstract WeightMatrix Relocated(nint[] starts);
+
+    /// <summary>The address of memory that does not move (mapped, native or pinned).</summary>
+    protected static nint AddressOf<T>(ReadOnlySpan<T> span) where T : unmanaged =>
+        (nint)System.Runtime.CompilerServices.Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetReference(span));
 
     /// <summary>Computes rows [start, end) of every token's output.</summary>
     protected internal virtual void MultiplyRows(MatrixProduct p, int start, int end)
@@ -72,4 +87,11 @@ internal abstract unsafe class WeightMatrix(string name, int rows, int cols)
             for (int t = 0; t < p.Tokens; t++)
                 p.Y[(long)t * Rows + r] = DotRow(r, new ReadOnlySpan<float>(p.X + (long)t * Cols, Cols));
     }
+}
+
+/// <summary>A row-ordered stretch of a matrix's memory: <paramref name="BytesPerUnit"/> bytes for each of <paramref name="Units"/> units of <paramref name="UnitRows"/> rows.</summary>
+internal readonly record struct RowStorage(nint Start, long BytesPerUnit, int UnitRows, int Units)
+{
+    /// <summary>Bytes in all.</summary>
+    public long Length => BytesPerUnit * Units;
 }

@@ -17,7 +17,7 @@ namespace Ftransformers.Quantization;
 /// (g · Blocks + b) · 16 + j.
 /// </para>
 /// </summary>
-public sealed class Int4RowGroups
+public sealed unsafe class Int4RowGroups
 {
     /// <summary>Rows a group holds: two per 32-bit lane of a 256-bit register, one in each nibble.</summary>
     public const int RowsPerGroup = 16;
@@ -30,9 +30,15 @@ public sealed class Int4RowGroups
     /// <summary>Packed bytes of one block of one group: the kernel's stride.</summary>
     internal const int GroupBlockBytes = RowsPerGroup * Int4Weights.BlockSize / 2;
 
-    private Int4RowGroups(int rows, int cols, bool symmetric, PinnedArray<byte> packed, PinnedArray<Half> scales, PinnedArray<Half>? mins)
+    private readonly object? _owner;
+
+    /// <summary>Wraps row groups in memory that <paramref name="owner"/> keeps (or that outlives this object when null).</summary>
+    internal Int4RowGroups(int rows, int cols, bool symmetric, byte* packed, Half* scales, Half* mins, object? owner)
     {
-        (Rows, Cols, Symmetric, Packed, Scales, Mins) = (rows, cols, symmetric, packed, scales, mins);
+        (Rows, Cols, Symmetric, _owner) = (rows, cols, symmetric, owner);
+        PackedPointer = packed;
+        ScalesPointer = scales;
+        MinsPointer = symmetric ? null : mins;
     }
 
     /// <summary>Output features.</summary>
@@ -50,10 +56,22 @@ public sealed class Int4RowGroups
     /// <summary>No mins: the zero point is 8 (the min is −8 · scale).</summary>
     public bool Symmetric { get; }
 
-    // Pinned, so that the kernel may take their addresses without fixing them.
-    internal PinnedArray<byte> Packed { get; }
-    internal PinnedArray<Half> Scales { get; }
-    internal PinnedArray<Half>? Mins { get; }
+    // Pinned or native memory, so that the kernel may take their addresses without fixing them.
+    internal byte* PackedPointer { get; }
+    internal Half* ScalesPointer { get; }
+    internal Half* MinsPointer { get; }
+
+    /// <summary>Packed bytes per group of sixteen rows.</summary>
+    internal long GroupBytes => (long)Blocks * GroupBlockBytes;
+
+    /// <summary>The packed bytes, group after group.</summary>
+    internal ReadOnlySpan<byte> Packed => new(PackedPointer, checked((int)(Groups * GroupBytes)));
+
+    /// <summary>The block scales (and mins) of a group: <see cref="Blocks"/> times sixteen.</summary>
+    internal int GroupParameters => Blocks * RowsPerGroup;
+
+    /// <summary>Keeps the memory's owner alive until here, for callers that use raw pointers.</summary>
+    internal void KeepAlive() => GC.KeepAlive(_owner);
 
     /// <summary>Whether <paramref name="weights"/> can be repacked: group size 32, the kernel's block.</summary>
     public static bool Suits(Int4Weights weights) => weights.Format.GroupSize == Int4Weights.BlockSize;
@@ -95,7 +113,7 @@ public sealed class Int4RowGroups
                     CopyBlockParameters(weights, high, g, i + RowsPerHalf, blocks, scales.Span, mins == null ? default : mins.Span);
             }
         weights.KeepAlive();
-        return new Int4RowGroups(rows, cols, symmetric, packed, scales, mins);
+        return new Int4RowGroups(rows, cols, symmetric, packed.Pointer, scales.Pointer, mins == null ? null : mins.Pointer, (packed, scales, mins));
     }
 
     private static void CopyBlockParameters(Int4Weights weights, int row, int g, int j, int blocks, Span<Half> scales, Span<Half> mins)
@@ -115,7 +133,7 @@ public sealed class Int4RowGroups
         CheckRow(row);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)col, (uint)Cols, nameof(col));
         int inBlock = col % Int4Weights.BlockSize, b = col / Int4Weights.BlockSize, j = row % RowsPerGroup;
-        byte pair = Packed.Span[((row / RowsPerGroup * Blocks + b) * QuadsPerBlock + inBlock / 4) * 32 + j % RowsPerHalf * 4 + inBlock % 4];
+        byte pair = PackedPointer[((row / RowsPerGroup * Blocks + b) * QuadsPerBlock + inBlock / 4) * 32 + j % RowsPerHalf * 4 + inBlock % 4];
         return j < RowsPerHalf ? pair & 0xF : pair >> 4;
     }
 
@@ -128,8 +146,8 @@ public sealed class Int4RowGroups
         for (int c = 0; c < Cols; c++)
         {
             int at = (row / RowsPerGroup * Blocks + c / Int4Weights.BlockSize) * RowsPerGroup + row % RowsPerGroup;
-            float scale = (float)Scales.Span[at];
-            destination[c] = Symmetric ? scale * (Code(row, c) - 8) : scale * Code(row, c) + (float)Mins!.Span[at];
+            float scale = (float)ScalesPointer[at];
+            destination[c] = Symmetric ? scale * (Code(row, c) - 8) : scale * Code(row, c) + (float)MinsPointer[at];
         }
     }
 

@@ -1,5 +1,6 @@
 using Ftransformers.Kernels;
 using NUnit.Framework;
+using Ftransformers.Threading;
 
 namespace Ftransformers.Tests.Kernels;
 

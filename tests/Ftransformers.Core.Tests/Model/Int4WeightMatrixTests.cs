@@ -3,6 +3,7 @@ using Ftransformers.Model;
 using Ftransformers.Quantization;
 using Ftransformers.Tests.Kernels;
 using NUnit.Framework;
+using Ftransformers.Threading;
 
 namespace Ftransformers.Tests.Model;
 

@@ -41,7 +41,7 @@ public class Int4RowGroupsTests
         Int4RowGroups groups = Int4RowGroups.From(Int4Weights.CopyOf(rows, cols, Int4Format.Default, packed, scales, mins));
         // Quad 5 (columns 20..23) is the sixth 32 bytes: lane i holds row i's codes low and row i + 8's high.
         byte[] expected = Enumerable.Range(0, 8).SelectMany(i => Enumerable.Range(20, 4).Select(c => (byte)((i + c) % 16 | (i + 8 + c) % 16 << 4))).ToArray();
-        Assert.That(groups.Packed.Span.Slice(5 * 32, 32).ToArray(), Is.EqualTo(expected));
+        Assert.That(groups.Packed.Slice(5 * 32, 32).ToArray(), Is.EqualTo(expected));
     }
 
     [Test]

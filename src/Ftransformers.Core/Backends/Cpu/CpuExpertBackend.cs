@@ -1,0 +1,99 @@
+using Ftransformers.Model;
+using Ftransformers.Threading;
+
+namespace Ftransformers.Backends.Cpu;
+
+/// <summary>One MoE layer's routed experts, and which rows of them each node holds and computes.</summary>
+/// <param name="Experts">The experts, by id.</param>
+/// <param name="GateRows">Node n computes gate and up rows [GateRows[n], GateRows[n + 1]).</param>
+/// <param name="DownRows">Node n computes down rows [DownRows[n], DownRows[n + 1]).</param>
+internal sealed record RoutedExperts(Mlp[] Experts, int[] GateRows, int[] DownRows);
+
+/// <summary>
+/// The routed experts on the CPU. With several NUMA nodes, every expert's rows are split across the nodes in
+/// proportion to their threads: each node's rows are copied into memory placed on that node (bound where the OS
+/// allows it, and first touched by that node's threads) and computed by that node's threads, so no weight is stored
+/// twice and none is read across the socket link. A layer's routed work is one job over the pool
+/// (<see cref="RoutedExpertsJob"/>); <see cref="Submit"/> starts it on the workers, and the caller joins it in
+/// <see cref="Wait"/> after computing the shared experts.
+/// </summary>
+internal sealed class CpuExpertBackend : IExpertBackend
+{
+    private readonly ComputePool? _pool;
+    private readonly RoutedExperts?[] _layers;
+    private readonly RoutedExpertsJob _job;
+    private readonly NodePlacement? _placement;
+    private readonly int[] _counts;
+    private bool _submitted;
+
+    public CpuExpertBackend(BackendContext context)
+    {
+        DeepSeekV3Config config = context.Config;
+        _pool = context.Pool;
+        int nodes = _pool?.NodeCount ?? 1;
+        _counts = new int[nodes];
+        _job = new RoutedExpertsJob(config.HiddenSize, config.MoeIntermediateSize, config.NumExpertsPerTok);
+        var weights = new WeightLoader(context.Checkpoint, config.Fp8BlockSize, context.Precision, pool: null);
+        if (nodes > 1)
+            _placement = new NodePlacement(_pool!);
+        _layers = new RoutedExperts?[config.NumHiddenLayers];
+        for (int i = 0; i < _layers.Length; i++)
+        {
+            if (!config.IsMoeLayer(i))
+                continue;
+            var experts = new Mlp[config.NRoutedExperts];
+            for (int e = 0; e < experts.Length; e++)
+                experts[e] = Mlp.Load(weights, $"model.layers.{i}.mlp.experts.{e}", config.HiddenSize, config.MoeIntermediateSize, context.Precision.RoutedExperts);
+            int[] gateRows = SplitRows(experts[0].Gate, nodes), downRows = SplitRows(experts[0].Down, nodes);
+            if (_placement != null)
+                for (int e = 0; e < experts.Length; e++)
+                    experts[e] = new Mlp(_placement.Place(experts[e].Gate, gateRows), _placement.Place(experts[e].Up, gateRows), _placement.Place(experts[e].Down, downRows));
+            _layers[i] = new RoutedExperts(experts, gateRows, downRows);
+        }
+    }
+
+    public string Name => BackendRegistry.Cpu;
+
+    /// <summary>The experts of a MoE layer (tests and benchmarks).</summary>
+    internal RoutedExperts Layer(int layer) => _layers[layer] ?? throw new ArgumentException($"Layer {layer} has no routed experts.", nameof(layer));
+
+    // Rows in proportion to each node's threads, cut at the matrix's row units (a row group is never split).
+    private int[] SplitRows(WeightMatrix matrix, int nodes)
+    {
+        int unit = matrix.RowAlignment, units = (matrix.Rows + unit - 1) / unit, threads = _pool?.ThreadCount ?? 1, before = 0;
+        var bounds = new int[nodes + 1];
+        for (int n = 0; n < nodes; n++)
+        {
+            before += _pool?.ThreadsOn(n) ?? 1;
+            bounds[n + 1] = Math.Min(matrix.Rows, (int)((long)units * before / threads) * unit);
+        }
+        bounds[nodes] = matrix.Rows;
+        return bounds;
+    }
+
+    public void Submit(ExpertBatch batch)
+    {
+        if (_submitted)
+            throw new InvalidOperationException("A routed-experts batch is already in flight; Wait for it first.");
+        if (batch.TopK != _job.TopK || batch.Hidden != _job.Hidden)
+            throw new ArgumentException($"The batch has {batch.Hidden} values and {batch.TopK} experts per token; the model has {_job.Hidden} and {_job.TopK}.", nameof(batch));
+        _job.Prepare(Layer(batch.Layer), batch, _counts.Length);
+        _job.CountItems(_counts);
+        _submitted = true;
+        _pool?.Start(_job, _counts);
+    }
+
+    public void Wait()
+    {
+        if (!_submitted)
+            throw new InvalidOperationException("No routed-experts batch was submitted.");
+        _submitted = false;
+        if (_pool != null)
+            _pool.Join();
+        else
+            _job.Run(0, 0, _counts[0]);
+        _job.Combine();
+    }
+
+    public void Dispose() => _placement?.Dispose();
+}
