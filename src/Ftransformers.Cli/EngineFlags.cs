@@ -21,9 +21,12 @@ internal sealed class EngineFlags
     public Option<bool> DisableRadixCache { get; } = new("--disable-radix-cache") { Description = "Turn off prefix (radix) caching." };
     public Option<KvCacheDType?> KvCacheDType { get; } = new("--kv-cache-dtype") { Description = "KV cache storage: F32 (default, exact) or BF16 (half the memory)." };
     public Option<int?> PageSize { get; } = new("--page-size") { Description = "Positions per KV cache page." };
+    public Option<int?> NumaNodes { get; } = new("--numa-nodes") { Description = "NUMA nodes to split compute threads and routed experts across (default: the machine's; more splits the CPUs into groups; 1 turns it off)." };
+    public Option<string?> AttentionBackend { get; } = new("--attention-backend") { Description = "Attention backend by name (default: cpu)." };
+    public Option<string?> ExpertBackend { get; } = new("--expert-backend") { Description = "Routed-experts backend by name (default: cpu)." };
 
     public IEnumerable<Option> All => [Tokenizer, Quantization, CpuInfer, PinThreads, ChunkedPrefillSize, MaxTotalTokens, MaxRunningRequests, MaxWaitingRequests,
-        DisableRadixCache, KvCacheDType, PageSize];
+        DisableRadixCache, KvCacheDType, PageSize, NumaNodes, AttentionBackend, ExpertBackend];
 
     public void Apply(ParseResult parse, FtransformersOptions options)
     {
@@ -38,6 +41,9 @@ internal sealed class EngineFlags
         options.KvCacheDType = parse.GetValue(KvCacheDType);
         options.KvCachePageSize = parse.GetValue(PageSize);
         options.PinThreads = parse.GetValue(PinThreads);
+        options.NumaNodes = parse.GetValue(NumaNodes);
+        options.AttentionBackend = parse.GetValue(AttentionBackend);
+        options.ExpertBackend = parse.GetValue(ExpertBackend);
     }
 
     /// <summary>Writes each problem with <paramref name="options"/> to stderr; true when there were none.</summary>

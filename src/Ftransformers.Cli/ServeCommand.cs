@@ -75,6 +75,9 @@ internal static class ServeCommand
         to.KvCacheDType = from.KvCacheDType;
         to.KvCachePageSize = from.KvCachePageSize;
         to.PinThreads = from.PinThreads;
+        to.NumaNodes = from.NumaNodes;
+        to.AttentionBackend = from.AttentionBackend;
+        to.ExpertBackend = from.ExpertBackend;
         to.Profile = from.Profile;
     }
 }

@@ -14,12 +14,19 @@ internal static class VerifyCommand
         var golden = new Option<string>("--golden") { Description = "Golden safetensors file (p{i}.tokens, p{i}.prefill_logits, p{i}.greedy_tokens, p{i}.decode_logits).", Required = true };
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of the table." };
         var preset = new Option<string?>("--preset") { Description = $"Precision preset ({string.Join(", ", Precision.PresetNames)}); quantized presets are judged by pooled KL <= 0.02 and top-1 >= 0.80, bf16 by 1e-2 per row." };
-        var command = new Command("verify", "Check a checkpoint against reference logits: full prefill, then greedy decode with the KV cache.") { model, golden, json, preset };
+        var threads = new Option<int?>("--cpuinfer") { Description = "CPU threads (default: every core)." };
+        var numaNodes = new Option<int?>("--numa-nodes") { Description = "NUMA nodes to split threads and routed experts across (default: the machine's; more splits the CPUs into groups)." };
+        var command = new Command("verify", "Check a checkpoint against reference logits: full prefill, then greedy decode with the KV cache.") { model, golden, json, preset, threads, numaNodes };
         command.SetAction((parse, ct) => Program.GuardInput(parse, async () =>
         {
             var prompts = GoldenPrompt.ReadAll(parse.GetRequiredValue(golden));
             Precision? precision = parse.GetValue(preset) is { } name ? Precision.Parse(name) : null;
-            using DeepSeekV3Model loaded = DeepSeekV3Model.Load(parse.GetRequiredValue(model), new ModelLoadOptions { Precision = precision });
+            var options = new ModelLoadOptions { Precision = precision, NumaNodes = parse.GetValue(numaNodes) };
+            if (parse.GetValue(threads) is { } cpus)
+                options = options with { CpuThreads = cpus };
+            using DeepSeekV3Model loaded = DeepSeekV3Model.Load(parse.GetRequiredValue(model), options);
+            if (loaded.Topology is { } topology)
+                await parse.InvocationConfiguration.Error.WriteLineAsync($"Compute threads: {topology}");
             IReadOnlyList<PromptVerification> results = await Task.Run(() => ModelVerifier.Verify(loaded, prompts, ct), ct);
             VerificationCriteria criteria = VerificationCriteria.For(loaded.Precision);
             bool pass = criteria.IsMet(results);

@@ -24,8 +24,21 @@ public sealed record InferenceSessionOptions
     /// <summary>Pin each compute thread to a core of its own (Linux); off leaves placement to the OS.</summary>
     public bool PinThreads { get; init; } = true;
 
+    /// <summary>NUMA nodes the compute threads and routed experts are split across (<c>--numa-nodes</c>); null: the machine's.</summary>
+    public int? NumaNodes { get; init; }
+
+    /// <summary>The attention backend by name (<c>--attention-backend</c>).</summary>
+    public string AttentionBackend { get; init; } = Backends.BackendRegistry.Cpu;
+
+    /// <summary>The routed-experts backend by name (<c>--expert-backend</c>).</summary>
+    public string ExpertBackend { get; init; } = Backends.BackendRegistry.Cpu;
+
     /// <summary>The model-loading part of these options.</summary>
-    public ModelLoadOptions ToModelLoadOptions() => new() { Precision = Precision, CpuThreads = CpuThreads, PinThreads = PinThreads, Profile = Profile };
+    public ModelLoadOptions ToModelLoadOptions() => new()
+    {
+        Precision = Precision, CpuThreads = CpuThreads, PinThreads = PinThreads, NumaNodes = NumaNodes,
+        AttentionBackend = AttentionBackend, ExpertBackend = ExpertBackend, Profile = Profile,
+    };
 
     /// <summary>Times the model's decode steps by part when set (benchmarks); null times nothing.</summary>
     public ForwardProfile? Profile { get; init; }

@@ -54,6 +54,15 @@ public sealed class FtransformersOptions
     /// <summary>Pin each compute thread to a core of its own (Linux); null keeps the engine's default (on).</summary>
     public bool? PinThreads { get; set; }
 
+    /// <summary>NUMA nodes the compute threads and routed experts are split across; null uses the machine's nodes.</summary>
+    public int? NumaNodes { get; set; }
+
+    /// <summary>The attention backend by name; null keeps the engine's default (<c>cpu</c>).</summary>
+    public string? AttentionBackend { get; set; }
+
+    /// <summary>The routed-experts backend by name; null keeps the engine's default (<c>cpu</c>).</summary>
+    public string? ExpertBackend { get; set; }
+
     /// <summary>Times the model's decode steps by part when set (the in-process bench); not read from configuration.</summary>
     public Model.ForwardProfile? Profile { get; set; }
 
@@ -97,6 +106,9 @@ public sealed class FtransformersOptions
             Precision = precision,
             CpuThreads = CpuThreads ?? defaults.CpuThreads,
             PinThreads = PinThreads ?? defaults.PinThreads,
+            NumaNodes = NumaNodes,
+            AttentionBackend = AttentionBackend ?? defaults.AttentionBackend,
+            ExpertBackend = ExpertBackend ?? defaults.ExpertBackend,
             ChunkedPrefillSize = ChunkedPrefillSize ?? defaults.ChunkedPrefillSize,
             MaxTotalTokens = MaxTotalTokens,
             MaxRunningRequests = MaxRunningRequests ?? defaults.MaxRunningRequests,

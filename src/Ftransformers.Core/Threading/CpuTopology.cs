@@ -75,7 +75,7 @@ public sealed class CpuTopology
     public override string ToString() =>
         string.Join("; ", Nodes.Select(n => $"node {n.Index} (OS node {n.OsNode}): {n.Cpus.Count} CPUs {Ranges(n.Cpus)}"));
 
-    private static string Ranges(IReadOnlyList<int> cpus) => cpus.Count == 0 ? "" : cpus.Count == 1 ? $"{cpus[0]}" : $"{cpus[0]}..{cpus[^1]}";
+    private static string Ranges(IReadOnlyList<int> cpus) => cpus.Count <= 8 ? string.Join(",", cpus) : $"{string.Join(",", cpus.Take(4))},...,{cpus[^1]}";
 
     private static List<(int OsNode, int[] Cpus)> Group(IReadOnlyList<int> allowed, Func<int, int>? osNodeOf = null)
     {

@@ -2,10 +2,11 @@ using NUnit.Framework;
 using Ftransformers.Model;
 using Ftransformers.Verification;
 
-namespace Ftransformers.Tests.Model;
+namespace Ftransformers.Tests.Backends;
 
-[TestFixture]
-public class TinyV3ExactnessTests
+/// <summary>Conformance: logits against DeepSeek's reference implementation on the fixtures.</summary>
+[TestFixtureSource(typeof(BackendSetup), nameof(BackendSetup.All))]
+public class TinyV3ExactnessTests(BackendSetup setup)
 {
     private static IEnumerable<TestCaseData> Checkpoints()
     {
@@ -17,7 +18,7 @@ public class TinyV3ExactnessTests
     public void EveryPrefillRowAndDecodeStep_IsWithinBound_AndGreedyTokensMatch(string fixture)
     {
         string dir = fixture == "tiny-v3" ? Fixtures.TinyV3 : Fixtures.TinyV3Fp8;
-        using DeepSeekV3Model model = DeepSeekV3Model.Load(dir);
+        using DeepSeekV3Model model = setup.Load(dir);
         var golden = GoldenPrompt.ReadAll(Path.Combine(dir, "golden.safetensors"));
         var results = ModelVerifier.Verify(model, golden);
         Assert.That(results, Has.Count.EqualTo(golden.Count));

@@ -4,20 +4,21 @@ using Ftransformers.Tests.Serving;
 using Ftransformers.Verification;
 using NUnit.Framework;
 
-namespace Ftransformers.Tests.Model;
+namespace Ftransformers.Tests.Backends;
 
-[TestFixture]
-public class BatchedForwardTests
+/// <summary>Conformance: a token's result does not depend on how its step was cut (chunks) or what else ran in it (batches).</summary>
+[TestFixtureSource(typeof(BackendSetup), nameof(BackendSetup.All))]
+public class BatchedForwardTests(BackendSetup setup)
 {
     private DeepSeekV3Model _fixture = null!, _synthetic = null!, _quantized = null!;
 
     [OneTimeSetUp]
     public void Load()
     {
-        _fixture = DeepSeekV3Model.Load(Fixtures.TinyV3);
-        _synthetic = DeepSeekV3Model.FromCheckpoint(SyntheticModels.Tiny, SyntheticCheckpoint.CreateInMemory(SyntheticModels.Tiny, seed: 1));
+        _fixture = setup.Load(Fixtures.TinyV3);
+        _synthetic = setup.Synthetic(SyntheticModels.Tiny);
         // W8A8 + INT4: activations are quantized per token (per 32-block for INT4), so batching must not change a token's result.
-        _quantized = DeepSeekV3Model.Load(Fixtures.TinyV3, new ModelLoadOptions { Precision = Precision.W8A8Int4 });
+        _quantized = setup.Load(Fixtures.TinyV3, Precision.W8A8Int4);
     }
 
     [OneTimeTearDown]
