@@ -3,7 +3,6 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
-using Ftransformers.Quantization;
 
 namespace Ftransformers.Kernels;
 
@@ -13,7 +12,7 @@ namespace Ftransformers.Kernels;
 /// row · x ≈ Σ_b scale_g(b) · xscale_b · D_b + Σ_b min_g(b) · (xscale_b · Σ x_code), where a symmetric
 /// format's min is −8 · scale. A block's nibbles are unpacked once for all tokens, so tokens sharing an expert share
 /// one read of its weights. Group size 32 has a faster SDOT kernel (<see cref="Int4Group32Dp"/>). On AVX2 the fast kernel
-/// needs weights repacked in groups of sixteen rows (<see cref="Int4RowGroups"/>, <see cref="Int4RowGroupsAvx2"/>), as
+/// needs weights repacked in groups of sixteen rows (<see cref="Int4RowGroupLayout"/>, <see cref="Int4RowGroupsAvx2"/>), as
 /// weight matrices do at load; row-major weights given here take the per-row paths below, which also serve the other
 /// formats and every path in tests.
 /// </summary>
@@ -34,16 +33,16 @@ public static class Int4Dot
     /// results[t] = row <paramref name="row"/> of <paramref name="weights"/> · token t of <paramref name="x"/>,
     /// for every token of <paramref name="x"/> (at most <see cref="MaxTokens"/>).
     /// </summary>
-    public static void RowDot(Int4Weights weights, int row, Int8Activations x, Span<float> results) =>
-        RowDotOn(ActivePath, weights, row, x, results);
+    public static void RowDot(in Int4Layout weights, int row, Int8Activations x, Span<float> results) =>
+        RowDotOn(ActivePath, in weights, row, x, results);
 
     /// <summary>
     /// Rows [<paramref name="start"/>, <paramref name="end"/>) of the product for every token of <paramref name="x"/>:
     /// y[t * weights.Rows + r] = row r · token t.
     /// </summary>
-    public static void Rows(Int4Weights weights, int start, int end, Int8Activations x, Span<float> y) => RowsOn(ActivePath, weights, start, end, x, y);
+    public static void Rows(in Int4Layout weights, int start, int end, Int8Activations x, Span<float> y) => RowsOn(ActivePath, in weights, start, end, x, y);
 
-    internal static unsafe void RowsOn(KernelPath path, Int4Weights weights, int start, int end, Int8Activations x, Span<float> y)
+    internal static unsafe void RowsOn(KernelPath path, in Int4Layout weights, int start, int end, Int8Activations x, Span<float> y)
     {
         if (y.Length < (x.Tokens - 1) * weights.Rows + end)
             throw new ArgumentException($"The output needs {x.Tokens} x {weights.Rows} values.", nameof(y));
@@ -51,44 +50,44 @@ public static class Int4Dot
             throw new ArgumentException($"At most {MaxTokens} tokens per call, got {x.Tokens}.", nameof(x));
         try
         {
-            RowsOnPath(path, weights, start, end, x, y);
+            RowsOnPath(path, in weights, start, end, x, y);
         }
         finally
         {
-            weights.KeepAlive();
+            GC.KeepAlive(weights.Owner);
         }
     }
 
-    private static void RowsOnPath(KernelPath path, Int4Weights weights, int start, int end, Int8Activations x, Span<float> y)
+    private static void RowsOnPath(KernelPath path, in Int4Layout weights, int start, int end, Int8Activations x, Span<float> y)
     {
         // Group size 32 (the default) has an SDOT kernel that applies scales once per four blocks. (On AVX2, weight
         // matrices repack group size 32 into Int4RowGroups for their own kernel.)
-        if (path == KernelPath.Dp && weights.Format.GroupSize == Int4Weights.BlockSize && x.Cols == weights.Cols && x.BlockSize == Int4Weights.BlockSize)
+        if (path == KernelPath.Dp && weights.GroupSize == Int4Layout.BlockSize && x.Cols == weights.Cols && x.BlockSize == Int4Layout.BlockSize)
         {
-            Int4Group32Dp.Rows(weights, start, end, x, y);
+            Int4Group32Dp.Rows(in weights, start, end, x, y);
             return;
         }
         Span<float> results = stackalloc float[x.Tokens];
         for (int r = start; r < end; r++)
         {
-            RowDotOn(path, weights, r, x, results);
+            RowDotOn(path, in weights, r, x, results);
             for (int t = 0; t < x.Tokens; t++)
                 y[t * weights.Rows + r] = results[t];
         }
     }
 
-    internal static void RowDotOn(KernelPath path, Int4Weights weights, int row, Int8Activations x, Span<float> results)
+    internal static void RowDotOn(KernelPath path, in Int4Layout weights, int row, Int8Activations x, Span<float> results)
     {
-        if (x.Cols != weights.Cols || x.BlockSize != Int4Weights.BlockSize)
-            throw new ArgumentException($"Activations must be {weights.Cols} values per token in blocks of {Int4Weights.BlockSize}, got {x.Cols} in blocks of {x.BlockSize}.");
+        if (x.Cols != weights.Cols || x.BlockSize != Int4Layout.BlockSize)
+            throw new ArgumentException($"Activations must be {weights.Cols} values per token in blocks of {Int4Layout.BlockSize}, got {x.Cols} in blocks of {x.BlockSize}.");
         if (x.Tokens > MaxTokens || results.Length < x.Tokens)
             throw new ArgumentException($"At most {MaxTokens} tokens per call, with a result per token.");
         ReadOnlySpan<byte> packed = weights.PackedRow(row);
         int groups = weights.GroupsPerRow;
         Span<float> scales = groups <= 1024 ? stackalloc float[groups] : new float[groups];
         Span<float> offsets = groups <= 1024 ? stackalloc float[groups] : new float[groups];
-        weights.ScalesAndMinsRow(row, scales, offsets);
-        int blocksPerGroup = weights.Format.GroupSize / Int4Weights.BlockSize;
+        weights.ScalesAndOffsetsRow(row, scales, offsets);
+        int blocksPerGroup = weights.GroupSize / Int4Layout.BlockSize;
         switch (path)
         {
             case KernelPath.Avx2: MainTermAvx2(packed, scales, blocksPerGroup, x, results); break;

@@ -1,6 +1,5 @@
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
-using Ftransformers.Quantization;
 
 namespace Ftransformers.Kernels;
 
@@ -13,14 +12,14 @@ namespace Ftransformers.Kernels;
 internal static class Int4Group32Dp
 {
     /// <summary>Rows [start, end) for every token: y[t * weights.Rows + r] = row r · token t.</summary>
-    public static unsafe void Rows(Int4Weights weights, int start, int end, Int8Activations x, Span<float> y)
+    public static unsafe void Rows(in Int4Layout weights, int start, int end, Int8Activations x, Span<float> y)
     {
         int tokens = x.Tokens, blocks = x.BlocksPerToken, cols = x.Cols, stride = cols / 2, rows = weights.Rows, full = blocks & ~3;
         Vector128<byte> mask = Vector128.Create((byte)0xF);
         Span<Vector128<float>> acc = stackalloc Vector128<float>[tokens];
-        bool symmetric = weights.Format.Symmetric;
-        fixed (byte* packed = weights.Packed)
-        fixed (Half* allScales = weights.Scales, allMins = weights.Mins)
+        bool symmetric = weights.Symmetric;
+        byte* packed = weights.Packed;
+        Half* allScales = weights.Scales, allMins = weights.Mins;
         fixed (float* ys = y)
         fixed (sbyte* xv = x.AllValues)
         fixed (float* xs = x.AllScales, xsums = x.AllScaledSums)

@@ -1,12 +1,11 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
-using Ftransformers.Quantization;
 
 namespace Ftransformers.Kernels;
 
 /// <summary>
-/// The AVX2 INT4 kernel over <see cref="Int4RowGroups"/> (group size 32, rows in groups of sixteen), for one or more
+/// The AVX2 INT4 kernel over <see cref="Int4RowGroupLayout"/> (group size 32, rows in groups of sixteen), for one or more
 /// tokens. Per quad of a block and token: four codes of the token broadcast to every lane meet the low nibbles (eight
 /// rows) and the high nibbles (eight more rows) of one 32-byte load; eight vpmaddubsw per row half and block, summed
 /// in int16, and one vpmaddwd leave each row's integer dot in its own lane, so scales, activation scales and mins
@@ -28,12 +27,12 @@ internal static class Int4RowGroupsAvx2
     /// Rows [<paramref name="start"/>, <paramref name="end"/>) for every token: y[t * weights.Rows + r] = row r · token t.
     /// Groups that straddle the range are computed whole and stored in part, so that ranges split anywhere.
     /// </summary>
-    public static unsafe void Rows(Int4RowGroups weights, int start, int end, Int8Activations x, Span<float> y)
+    public static unsafe void Rows(in Int4RowGroupLayout weights, int start, int end, Int8Activations x, Span<float> y)
     {
         if (!IsSupported)
             throw new PlatformNotSupportedException("The row-group INT4 kernel needs AVX2 and FMA.");
-        if (x.Cols != weights.Cols || x.BlockSize != Int4Weights.BlockSize)
-            throw new ArgumentException($"Activations must be {weights.Cols} values per token in blocks of {Int4Weights.BlockSize}, got {x.Cols} in blocks of {x.BlockSize}.", nameof(x));
+        if (x.Cols != weights.Cols || x.BlockSize != Int4Layout.BlockSize)
+            throw new ArgumentException($"Activations must be {weights.Cols} values per token in blocks of {Int4Layout.BlockSize}, got {x.Cols} in blocks of {x.BlockSize}.", nameof(x));
         if ((uint)start > (uint)end || end > weights.Rows)
             throw new ArgumentOutOfRangeException(nameof(end), $"Rows [{start}, {end}) are not within the {weights.Rows} rows.");
         if (y.Length < (x.Tokens - 1) * weights.Rows + end)
@@ -51,7 +50,7 @@ internal static class Int4RowGroupsAvx2
             var job = new Job(weights, codes, scales, sums, ys, passSums, start, end);
             // Every pass over one group before the next: the group's weights (8 bytes a column) are read from memory
             // once and stay in L1 or L2 for the later passes.
-            for (int g = start / Int4RowGroups.RowsPerGroup; g * Int4RowGroups.RowsPerGroup < end; g++)
+            for (int g = start / Int4RowGroupLayout.RowsPerGroup; g * Int4RowGroupLayout.RowsPerGroup < end; g++)
             {
                 int t = 0;
                 for (; t + 4 <= x.Tokens; t += 4)
@@ -65,15 +64,15 @@ internal static class Int4RowGroupsAvx2
                     Pass<One>(job, g, t);
             }
         }
-        weights.KeepAlive(); // the job holds raw pointers into its memory
+        GC.KeepAlive(weights.Owner); // the job holds raw pointers into its memory
     }
 
     // One call's operands: the pinned weights, every token's codes, block scales and scaled sums, and the output rows.
-    private readonly unsafe struct Job(Int4RowGroups weights, sbyte* codes, float* scales, float* sums, float* y, Vector256<float>* passSums, int start, int end)
+    private readonly unsafe struct Job(in Int4RowGroupLayout weights, sbyte* codes, float* scales, float* sums, float* y, Vector256<float>* passSums, int start, int end)
     {
-        public readonly byte* Packed = weights.PackedPointer;
-        public readonly Half* Scales = weights.ScalesPointer;
-        public readonly Half* Mins = weights.MinsPointer;
+        public readonly byte* Packed = weights.Packed;
+        public readonly Half* Scales = weights.Scales;
+        public readonly Half* Mins = weights.Mins;
         public readonly sbyte* Codes = codes;
         public readonly float* XScales = scales, XSums = sums, Y = y;
         public readonly Vector256<float>* PassSums = passSums;
@@ -116,10 +115,10 @@ internal static class Int4RowGroupsAvx2
         for (int b = 0; b < blocks; b++)
         {
             long groupBlock = (long)g * blocks + b;
-            byte* w = job.Packed + groupBlock * Int4RowGroups.GroupBlockBytes;
-            for (int line = 0; line < Int4RowGroups.GroupBlockBytes; line += 64)
+            byte* w = job.Packed + groupBlock * Int4RowGroupLayout.GroupBlockBytes;
+            for (int line = 0; line < Int4RowGroupLayout.GroupBlockBytes; line += 64)
                 WeightPrefetch.Ahead(w + line);
-            sbyte* c = x + b * Int4Weights.BlockSize;
+            sbyte* c = x + b * Int4Layout.BlockSize;
             Vector256<short> l0 = default, l1 = default, l2 = default, l3 = default, h0 = default, h1 = default, h2 = default, h3 = default;
             // Unrolled by hand: as a loop, the JIT spills the int16 sums at its back edge.
             Quad<TCount>(w, c, cols, cols2, cols3, mask, true, ref l0, ref l1, ref l2, ref l3, ref h0, ref h1, ref h2, ref h3);
@@ -130,15 +129,15 @@ internal static class Int4RowGroupsAvx2
             Quad<TCount>(w + 160, c + 20, cols, cols2, cols3, mask, false, ref l0, ref l1, ref l2, ref l3, ref h0, ref h1, ref h2, ref h3);
             Quad<TCount>(w + 192, c + 24, cols, cols2, cols3, mask, false, ref l0, ref l1, ref l2, ref l3, ref h0, ref h1, ref h2, ref h3);
             Quad<TCount>(w + 224, c + 28, cols, cols2, cols3, mask, false, ref l0, ref l1, ref l2, ref l3, ref h0, ref h1, ref h2, ref h3);
-            Half* at = job.Scales + groupBlock * Int4RowGroups.RowsPerGroup;
-            Vector256<float> lowScale = Float16.Widen8Avx2(at), highScale = Float16.Widen8Avx2(at + Int4RowGroups.RowsPerHalf);
+            Half* at = job.Scales + groupBlock * Int4RowGroupLayout.RowsPerGroup;
+            Vector256<float> lowScale = Float16.Widen8Avx2(at), highScale = Float16.Widen8Avx2(at + Int4RowGroupLayout.RowsPerHalf);
             Vector256<float> lowMin, highMin;
             if (job.Mins == null)
                 (lowMin, highMin) = (lowScale * -8f, highScale * -8f);
             else
             {
-                at = job.Mins + groupBlock * Int4RowGroups.RowsPerGroup;
-                (lowMin, highMin) = (Float16.Widen8Avx2(at), Float16.Widen8Avx2(at + Int4RowGroups.RowsPerHalf));
+                at = job.Mins + groupBlock * Int4RowGroupLayout.RowsPerGroup;
+                (lowMin, highMin) = (Float16.Widen8Avx2(at), Float16.Widen8Avx2(at + Int4RowGroupLayout.RowsPerHalf));
             }
             float* xs = xScales + b, xm = xSums + b;
             Accumulate(sums, l0, h0, lowScale, highScale, lowMin, highMin, xs, xm);
@@ -200,15 +199,15 @@ internal static class Int4RowGroupsAvx2
     // Token t's results of group g (sixteen floats), the rows within the job's range.
     private static unsafe void Store(Job job, int g, int t, float* rows)
     {
-        int first = g * Int4RowGroups.RowsPerGroup;
+        int first = g * Int4RowGroupLayout.RowsPerGroup;
         float* y = job.Y + (long)t * job.Rows + first;
-        if (first >= job.Start && first + Int4RowGroups.RowsPerGroup <= job.End)
+        if (first >= job.Start && first + Int4RowGroupLayout.RowsPerGroup <= job.End)
         {
             Vector256.Load(rows).Store(y);
             Vector256.Load(rows + 8).Store(y + 8);
             return;
         }
-        for (int i = Math.Max(0, job.Start - first); i < Int4RowGroups.RowsPerGroup && first + i < job.End; i++)
+        for (int i = Math.Max(0, job.Start - first); i < Int4RowGroupLayout.RowsPerGroup && first + i < job.End; i++)
             y[i] = rows[i];
     }
 }

@@ -3,7 +3,6 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
-using Ftransformers.Quantization;
 
 namespace Ftransformers.Kernels;
 
@@ -33,9 +32,9 @@ public static class Int8Dot
     /// W8A8 rows [<paramref name="start"/>, <paramref name="end"/>) for every token of <paramref name="x"/> (quantized per
     /// token): y[t * weights.Rows + r] = scale_r * xscale_t * (row r · codes of token t).
     /// </summary>
-    public static void Rows(Int8Weights weights, int start, int end, Int8Activations x, Span<float> y) => RowsOn(ActivePath, weights, start, end, x, y);
+    public static void Rows(in Int8Layout weights, int start, int end, Int8Activations x, Span<float> y) => RowsOn(ActivePath, in weights, start, end, x, y);
 
-    internal static unsafe void RowsOn(KernelPath path, Int8Weights weights, int start, int end, Int8Activations x, Span<float> y)
+    internal static unsafe void RowsOn(KernelPath path, in Int8Layout weights, int start, int end, Int8Activations x, Span<float> y)
     {
         int tokens = x.Tokens, rows = weights.Rows, cols = weights.Cols;
         if (x.Cols != cols || x.BlockSize != cols)
@@ -65,7 +64,7 @@ public static class Int8Dot
             for (; t < tokens; t++)
                 y[t * rows + r] = scale * x.Scales(t)[0] * DotOn(path, row, x.Values(t));
         }
-        weights.KeepAlive();
+        GC.KeepAlive(weights.Owner);
     }
 
     // dots[k] += tail · token k's codes from the same column (the columns after the vector loop).

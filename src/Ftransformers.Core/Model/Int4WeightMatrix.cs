@@ -60,9 +60,9 @@ internal sealed class Int4WeightMatrix : WeightMatrix
     {
         var y = new Span<float>(p.Y, p.Tokens * Rows);
         if (_rowGroups != null)
-            Int4RowGroupsAvx2.Rows(_rowGroups, start, end, p.Activations, y);
+            Int4RowGroupsAvx2.Rows(_rowGroups.Layout, start, end, p.Activations, y);
         else
-            Int4Dot.Rows(_rowMajor!, start, end, p.Activations, y);
+            Int4Dot.Rows(_rowMajor!.Layout, start, end, p.Activations, y);
     }
 
     public override float DotRow(int row, ReadOnlySpan<float> x)

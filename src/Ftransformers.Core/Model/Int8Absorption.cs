@@ -57,7 +57,7 @@ internal sealed class Int8Absorption
             TensorPrimitives.Multiply(queries.Slice(t * inStride, _nope), _keyScales[head], scaled.Slice(t * _nope, _nope));
         s.Activations.QuantizePerToken(scaled, tokens, _nope);
         Span<float> products = Scratch.Grow(ref s.Outputs, tokens * _rank);
-        Int8Dot.Rows(_keysTransposed[head], 0, _rank, s.Activations, products);
+        Int8Dot.Rows(_keysTransposed[head].Layout, 0, _rank, s.Activations, products);
         for (int t = 0; t < tokens; t++)
             products.Slice(t * _rank, _rank).CopyTo(latent.Slice(t * outStride, _rank));
     }
@@ -74,7 +74,7 @@ internal sealed class Int8Absorption
             contexts.Slice(t * inStride, _rank).CopyTo(gathered.Slice(t * _rank, _rank));
         s.Activations.QuantizePerToken(gathered, tokens, _rank);
         Span<float> products = Scratch.Grow(ref s.Outputs, tokens * _vHead);
-        Int8Dot.Rows(_values[head], 0, _vHead, s.Activations, products);
+        Int8Dot.Rows(_values[head].Layout, 0, _vHead, s.Activations, products);
         for (int t = 0; t < tokens; t++)
             products.Slice(t * _vHead, _vHead).CopyTo(outputs.Slice(t * outStride, _vHead));
     }

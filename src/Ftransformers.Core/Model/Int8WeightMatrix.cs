@@ -22,7 +22,7 @@ internal sealed class Int8WeightMatrix(string name, Int8Weights weights) : Weigh
     protected internal override void PrepareActivations(MatrixProduct product) => product.Activations.QuantizePerToken(product.Input, product.Tokens, Cols);
 
     protected internal override unsafe void MultiplyRows(MatrixProduct p, int start, int end) =>
-        Int8Dot.Rows(Weights, start, end, p.Activations, new Span<float>(p.Y, p.Tokens * Rows));
+        Int8Dot.Rows(Weights.Layout, start, end, p.Activations, new Span<float>(p.Y, p.Tokens * Rows));
 
     // The single-row paths (MLA absorption) keep F32 activations: the row is widened to F32, then vector math.
     public override float DotRow(int row, ReadOnlySpan<float> x)

@@ -1,10 +1,11 @@
 using System.Runtime.InteropServices;
+using Ftransformers.Kernels;
 using Ftransformers.Memory;
 
 namespace Ftransformers.Quantization;
 
 /// <summary>
-/// Group-32 INT4 weights repacked at load for the AVX2 kernel (<see cref="Kernels.Int4RowGroupsAvx2"/>): rows in
+/// Group-32 INT4 weights repacked at load for the AVX2 kernel (<see cref="Int4RowGroupsAvx2"/>): rows in
 /// groups of sixteen, so that one 32-byte load holds four weights of a block from each of sixteen rows, eight in the
 /// low nibbles and eight in the high nibbles at the same columns. Four activation codes broadcast to every lane then
 /// meet both nibbles, so one broadcast serves sixteen rows, and each row's sum lands in its own lane with no
@@ -20,15 +21,15 @@ namespace Ftransformers.Quantization;
 public sealed unsafe class Int4RowGroups
 {
     /// <summary>Rows a group holds: two per 32-bit lane of a 256-bit register, one in each nibble.</summary>
-    public const int RowsPerGroup = 16;
+    public const int RowsPerGroup = Int4RowGroupLayout.RowsPerGroup;
 
     /// <summary>Rows per nibble: one per 32-bit lane.</summary>
-    public const int RowsPerHalf = RowsPerGroup / 2;
+    public const int RowsPerHalf = Int4RowGroupLayout.RowsPerHalf;
 
     private const int QuadsPerBlock = Int4Weights.BlockSize / 4;
 
     /// <summary>Packed bytes of one block of one group: the kernel's stride.</summary>
-    internal const int GroupBlockBytes = RowsPerGroup * Int4Weights.BlockSize / 2;
+    internal const int GroupBlockBytes = Int4RowGroupLayout.GroupBlockBytes;
 
     private readonly object? _owner;
 
@@ -69,6 +70,9 @@ public sealed unsafe class Int4RowGroups
 
     /// <summary>The block scales (and mins) of a group: <see cref="Blocks"/> times sixteen.</summary>
     internal int GroupParameters => Blocks * RowsPerGroup;
+
+    /// <summary>The groups as the kernel reads them (this object keeps their memory alive).</summary>
+    internal Int4RowGroupLayout Layout => new(PackedPointer, ScalesPointer, MinsPointer, Rows, Cols, this);
 
     /// <summary>Keeps the memory's owner alive until here, for callers that use raw pointers.</summary>
     internal void KeepAlive() => GC.KeepAlive(_owner);

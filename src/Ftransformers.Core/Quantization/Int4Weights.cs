@@ -1,3 +1,4 @@
+using Ftransformers.Kernels;
 using Ftransformers.Memory;
 
 namespace Ftransformers.Quantization;
@@ -11,7 +12,7 @@ namespace Ftransformers.Quantization;
 public sealed unsafe class Int4Weights
 {
     /// <summary>Weights per packed block (16 bytes).</summary>
-    public const int BlockSize = 32;
+    public const int BlockSize = Int4Layout.BlockSize;
 
     private readonly byte* _packed;
     private readonly Half* _scales, _mins;
@@ -79,15 +80,8 @@ public sealed unsafe class Int4Weights
     /// <summary>Keeps the memory's owner (a mapped checkpoint) alive until here, for callers that use raw pointers.</summary>
     internal void KeepAlive() => GC.KeepAlive(_owner);
 
-    /// <summary>A row's scales and mins (or −8 · scale when symmetric) widened to F32, as the kernels use them.</summary>
-    internal void ScalesAndMinsRow(int row, Span<float> scales, Span<float> mins)
-    {
-        Kernels.Float16.ToSingle(ScalesRow(row), scales);
-        if (Format.Symmetric)
-            System.Numerics.Tensors.TensorPrimitives.Multiply(scales[..GroupsPerRow], -8f, mins);
-        else
-            Kernels.Float16.ToSingle(MinsRow(row), mins);
-    }
+    /// <summary>The weights as the kernels read them (this object keeps their memory alive).</summary>
+    internal Int4Layout Layout => new(_packed, _scales, _mins, Rows, Cols, Format.GroupSize, this);
 
     /// <summary>The 4-bit code of weight (row, col).</summary>
     public int Code(int row, int col)

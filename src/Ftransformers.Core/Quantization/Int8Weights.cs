@@ -1,3 +1,4 @@
+using Ftransformers.Kernels;
 using Ftransformers.Memory;
 
 namespace Ftransformers.Quantization;
@@ -53,6 +54,9 @@ public sealed unsafe class Int8Weights
 
     /// <summary>All row scales.</summary>
     public ReadOnlySpan<float> Scales => new(_scales, Rows);
+
+    /// <summary>The weights as the kernels read them (this object keeps their memory alive).</summary>
+    internal Int8Layout Layout => new(_codes, _scales, Rows, Cols, this);
 
     /// <summary>Keeps the owner of the memory alive (for callers holding only spans).</summary>
     internal void KeepAlive() => GC.KeepAlive(_owner);

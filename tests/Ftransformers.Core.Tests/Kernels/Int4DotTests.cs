@@ -31,7 +31,7 @@ public class Int4DotTests
         var results = new float[tokens];
         for (int r = 0; r < rows; r++)
         {
-            Int4Dot.RowDotOn(path, weights, r, act, results);
+            Int4Dot.RowDotOn(path, weights.Layout, r, act, results);
             for (int t = 0; t < tokens; t++)
                 Int4Float64.AssertRowDot(results[t], weights, r, act, t);
         }
@@ -47,11 +47,11 @@ public class Int4DotTests
         var act = new Int8Activations();
         act.QuantizePerBlock(Enumerable.Range(0, tokens * cols).Select(_ => (float)rng.NextDouble() * 4 - 2).ToArray(), tokens, cols);
         var y = new float[tokens * rows];
-        Int4Dot.RowsOn(path, weights, 1, rows, act, y);
+        Int4Dot.RowsOn(path, weights.Layout, 1, rows, act, y);
         var one = new float[tokens];
         for (int r = 1; r < rows; r++)
         {
-            Int4Dot.RowDotOn(path, weights, r, act, one);
+            Int4Dot.RowDotOn(path, weights.Layout, r, act, one);
             for (int t = 0; t < tokens; t++)
                 Assert.That(y[t * rows + r], Is.EqualTo(one[t]).Within(Math.Abs(one[t]) * 1e-5 + 1e-5), $"row {r}, token {t}");
         }
@@ -78,7 +78,7 @@ public class Int4DotTests
         act.QuantizePerBlock(Enumerable.Repeat(sign * 2f, tokens * cols).ToArray(), tokens, cols);
         Assert.That(act.Values(0)[0], Is.EqualTo(sign * 127), "activations sit at the extreme code");
         var y = new float[tokens * rows];
-        Int4Dot.RowsOn(path, weights, 0, rows, act, y);
+        Int4Dot.RowsOn(path, weights.Layout, 0, rows, act, y);
         // Each weight is 0.5 * code - 1 and each activation 2 * sign: exact in float64, and the kernel's float sums of
         // integer-valued block terms are exact too.
         double expected = cols * (0.5 * code - 1) * 2 * sign;
@@ -96,7 +96,7 @@ public class Int4DotTests
         var act = new Int8Activations();
         act.QuantizePerBlock(x, 1, cols);
         var result = new float[1];
-        Int4Dot.RowDot(weights, 0, act, result);
+        Int4Dot.RowDot(weights.Layout, 0, act, result);
         double exact = w.Zip(x, (a, b) => (double)a * b).Sum();
         // Weight error <= scale/2 (~1/15) and activation error <= 1/254 per element, random signs: ~sqrt(n) growth.
         Assert.That(result[0], Is.EqualTo(exact).Within(0.05 * Math.Sqrt(cols)));

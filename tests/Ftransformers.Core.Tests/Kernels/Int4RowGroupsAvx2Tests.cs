@@ -36,7 +36,7 @@ public class Int4RowGroupsAvx2Tests
         RequireKernel();
         (Int4Weights rowMajor, Int4RowGroups groups, Int8Activations act) = Operands(symmetric, rows, cols, tokens, rows * 1000 + cols + tokens);
         var y = new float[tokens * rows];
-        Int4RowGroupsAvx2.Rows(groups, 0, rows, act, y);
+        Int4RowGroupsAvx2.Rows(groups.Layout, 0, rows, act, y);
 
         for (int r = 0; r < rows; r++)
             for (int t = 0; t < tokens; t++)
@@ -57,9 +57,9 @@ public class Int4RowGroupsAvx2Tests
         const int rows = 37, cols = 160;
         (_, Int4RowGroups groups, Int8Activations act) = Operands(false, rows, cols, tokens, 11);
         var whole = new float[tokens * rows];
-        Int4RowGroupsAvx2.Rows(groups, 0, rows, act, whole);
+        Int4RowGroupsAvx2.Rows(groups.Layout, 0, rows, act, whole);
         var part = Enumerable.Repeat(float.NaN, tokens * rows).ToArray();
-        Int4RowGroupsAvx2.Rows(groups, start, end, act, part);
+        Int4RowGroupsAvx2.Rows(groups.Layout, start, end, act, part);
         for (int t = 0; t < tokens; t++)
             for (int r = 0; r < rows; r++)
             {
@@ -79,7 +79,7 @@ public class Int4RowGroupsAvx2Tests
         const int rows = 40, cols = 256, tokens = 7;
         (_, Int4RowGroups groups, Int8Activations all) = Operands(false, rows, cols, tokens, 5);
         var y = new float[tokens * rows];
-        Int4RowGroupsAvx2.Rows(groups, 0, rows, all, y);
+        Int4RowGroupsAvx2.Rows(groups.Layout, 0, rows, all, y);
         var alone = new Int8Activations();
         var one = new float[rows];
         for (int t = 0; t < tokens; t++)
@@ -87,7 +87,7 @@ public class Int4RowGroupsAvx2Tests
             float[] x = Enumerable.Range(0, cols).Select(c => all.Scales(t)[c / 32] * all.Values(t)[c]).ToArray();
             alone.QuantizePerBlock(x, 1, cols);
             Assert.That(alone.Values(0).ToArray(), Is.EqualTo(all.Values(t).ToArray()), "requantizing the dequantized codes is exact");
-            Int4RowGroupsAvx2.Rows(groups, 0, rows, alone, one);
+            Int4RowGroupsAvx2.Rows(groups.Layout, 0, rows, alone, one);
             Assert.That(one, Is.EqualTo(y.AsSpan(t * rows, rows).ToArray()), $"token {t}");
         }
     }
@@ -106,7 +106,7 @@ public class Int4RowGroupsAvx2Tests
         var act = new Int8Activations();
         act.QuantizePerBlock(Enumerable.Repeat(sign * 2f, tokens * cols).ToArray(), tokens, cols);
         var y = new float[tokens * rows];
-        Int4RowGroupsAvx2.Rows(groups, 0, rows, act, y);
+        Int4RowGroupsAvx2.Rows(groups.Layout, 0, rows, act, y);
         double expected = cols * (0.5 * code - 1) * 2 * sign;
         Assert.That(y, Is.All.EqualTo(expected).Within(Math.Abs(expected) * 1e-6));
     }
@@ -118,8 +118,8 @@ public class Int4RowGroupsAvx2Tests
         (_, Int4RowGroups groups, Int8Activations act) = Operands(false, 8, 64, 1, 3);
         var wide = new Int8Activations();
         wide.QuantizePerBlock(new float[96], 1, 96);
-        Assert.That(() => Int4RowGroupsAvx2.Rows(groups, 0, 8, wide, new float[8]), Throws.ArgumentException.With.Message.Contains("64 values"));
-        Assert.That(() => Int4RowGroupsAvx2.Rows(groups, 0, 9, act, new float[9]), Throws.InstanceOf<ArgumentOutOfRangeException>());
-        Assert.That(() => Int4RowGroupsAvx2.Rows(groups, 0, 8, act, new float[7]), Throws.ArgumentException.With.Message.Contains("output"));
+        Assert.That(() => Int4RowGroupsAvx2.Rows(groups.Layout, 0, 8, wide, new float[8]), Throws.ArgumentException.With.Message.Contains("64 values"));
+        Assert.That(() => Int4RowGroupsAvx2.Rows(groups.Layout, 0, 9, act, new float[9]), Throws.InstanceOf<ArgumentOutOfRangeException>());
+        Assert.That(() => Int4RowGroupsAvx2.Rows(groups.Layout, 0, 8, act, new float[7]), Throws.ArgumentException.With.Message.Contains("output"));
     }
 }

@@ -48,7 +48,7 @@ public class Int8DotTests
         var act = new Int8Activations();
         act.QuantizePerToken(Enumerable.Range(0, tokens * cols).Select(_ => (float)rng.NextDouble() * 4 - 2).ToArray(), tokens, cols);
         var y = new float[tokens * rows];
-        Int8Dot.RowsOn(path, weights, 1, rows, act, y);
+        Int8Dot.RowsOn(path, weights.Layout, 1, rows, act, y);
         for (int t = 0; t < tokens; t++)
         {
             Assert.That(y[t * rows], Is.Zero, "rows outside the range are untouched");

@@ -1,3 +1,4 @@
+using Ftransformers.Kernels;
 using Ftransformers.Model;
 using Ftransformers.Quantization;
 using NUnit.Framework;

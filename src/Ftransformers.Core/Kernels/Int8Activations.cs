@@ -1,6 +1,4 @@
-using Ftransformers.Kernels;
-
-namespace Ftransformers.Quantization;
+namespace Ftransformers.Kernels;
 
 /// <summary>
 /// Activations of several tokens quantized to INT8 at run time: one scale per token (W8A8) or one per block of
@@ -41,9 +39,9 @@ public sealed class Int8Activations
     /// <summary>Quantizes rows in blocks of 32 values (<paramref name="cols"/> must be a multiple of 32).</summary>
     public void QuantizePerBlock(ReadOnlySpan<float> x, int tokens, int cols)
     {
-        if (cols % Int4Weights.BlockSize != 0)
-            throw new ArgumentException($"Block quantization needs a multiple of {Int4Weights.BlockSize} values per token, got {cols}.", nameof(cols));
-        Quantize(x, tokens, cols, Int4Weights.BlockSize);
+        if (cols % Int4Layout.BlockSize != 0)
+            throw new ArgumentException($"Block quantization needs a multiple of {Int4Layout.BlockSize} values per token, got {cols}.", nameof(cols));
+        Quantize(x, tokens, cols, Int4Layout.BlockSize);
     }
 
     private void Quantize(ReadOnlySpan<float> x, int tokens, int cols, int blockSize)
