@@ -1,6 +1,7 @@
 using BenchmarkDotNet.Attributes;
 using Ftransformers.Memory;
 using Ftransformers.Model;
+using Ftransformers.Inference;
 
 namespace Ftransformers.Benchmarks;
 

@@ -5,6 +5,7 @@ using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
 using Ftransformers.Generation;
 using Ftransformers.Model;
+using Ftransformers.Serving;
 
 namespace Ftransformers.Benchmarks;
 

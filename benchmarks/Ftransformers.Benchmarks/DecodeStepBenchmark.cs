@@ -1,5 +1,6 @@
 using BenchmarkDotNet.Attributes;
 using Ftransformers.Model;
+using Ftransformers.Inference;
 
 namespace Ftransformers.Benchmarks;
 

@@ -2,6 +2,7 @@ using BenchmarkDotNet.Attributes;
 using Ftransformers.Kernels;
 using Ftransformers.Model;
 using Ftransformers.Threading;
+using Ftransformers.Backends.Cpu;
 
 namespace Ftransformers.Benchmarks;
 

@@ -1,6 +1,7 @@
 using BenchmarkDotNet.Attributes;
 using Ftransformers.Kernels;
 using Ftransformers.Model;
+using Ftransformers.Backends.Cpu;
 
 namespace Ftransformers.Benchmarks;
 

@@ -2,6 +2,8 @@ using BenchmarkDotNet.Attributes;
 using Ftransformers.Generation;
 using Ftransformers.Model;
 using Ftransformers.Tokenization;
+using Ftransformers.Inference;
+using Ftransformers.Serving;
 
 namespace Ftransformers.Benchmarks;
 

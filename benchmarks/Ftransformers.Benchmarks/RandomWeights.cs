@@ -1,6 +1,7 @@
 using Ftransformers.Memory;
 using Ftransformers.Model;
 using Ftransformers.Quantization;
+using Ftransformers.Backends.Cpu;
 
 namespace Ftransformers.Benchmarks;
 

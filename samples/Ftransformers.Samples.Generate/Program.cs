@@ -1,6 +1,7 @@
 // Streams a chat completion from a model folder given as the first argument (default: the synthetic model).
 using Ftransformers.Generation;
 using Ftransformers.Tokenization;
+using Ftransformers.Serving;
 
 string model = args.Length > 0 ? args[0] : "synthetic:tiny";
 using var session = InferenceSession.Load(model);

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using Ftransformers.Generation;
 using Ftransformers.Tokenization;
+using Ftransformers.Serving;
 
 namespace Ftransformers.Cli;
 

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using Ftransformers.Model;
 using Ftransformers.Verification;
+using Ftransformers.Inference;
 
 namespace Ftransformers.Cli;
 

@@ -6,6 +6,7 @@ using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection;
 using NUnit.Framework;
 using AIChatMessage = Microsoft.Extensions.AI.ChatMessage;
+using Ftransformers.Serving;
 
 namespace Ftransformers.Tests.Extensions.AI;
 

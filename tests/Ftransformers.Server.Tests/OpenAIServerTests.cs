@@ -10,6 +10,7 @@ using OpenAI;
 using OpenAI.Chat;
 using OpenAI.Models;
 using EngineChatMessage = Ftransformers.Tokenization.ChatMessage;
+using Ftransformers.Serving;
 
 namespace Ftransformers.Tests.Server;
 

@@ -4,6 +4,7 @@ using System.Reflection;
 using System.Xml.Linq;
 using Ftransformers.Generation;
 using NUnit.Framework;
+using Ftransformers.Serving;
 
 namespace Ftransformers.Tests.Server;
 

@@ -5,6 +5,7 @@ using Ftransformers.Tests.Shared;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Ftransformers.Serving;
 
 namespace Ftransformers.Tests.Server;
 

@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Ftransformers.Tokenization;
+using Ftransformers.Inference;
 
 namespace Ftransformers.Cli.Bench;
 
@@ -47,7 +48,7 @@ internal sealed class HttpTarget : IBenchTarget
     public string Description => _endpoint.ToString();
     public string Model { get; }
     public string? Preset { get; private set; }
-    public Model.ForwardProfile? Profile => null;
+    public ForwardProfile? Profile => null;
 
     /// <summary>The API actually driven (the URL may name it).</summary>
     public BenchApi Api => _api;

@@ -4,6 +4,7 @@ using Ftransformers.Hosting;
 using Ftransformers.Model;
 using Ftransformers.Tokenization;
 using Microsoft.Extensions.DependencyInjection;
+using Ftransformers.Inference;
 
 namespace Ftransformers.Cli.Bench;
 

@@ -6,7 +6,7 @@ namespace Ftransformers.Backends;
 /// <summary>
 /// The accelerator side of the model: embeddings, norms, MLA attention over the KV cache, the dense MLPs, the MoE
 /// layers' router and shared experts, and the head. It holds the hidden states of the step in its own memory; the
-/// layer loop (<see cref="DeepSeekV3Model"/>) drives it call by call, and hands the routed experts to an
+/// layer loop (the model, <c>DeepSeekV3Model</c>) drives it call by call, and hands the routed experts to an
 /// <see cref="IExpertBackend"/> between <see cref="Route"/> and <see cref="FinishMoe"/>. Calls come from one thread,
 /// in the order of the loop.
 /// </summary>

@@ -1,5 +1,6 @@
 using Ftransformers.Model;
 using Ftransformers.Memory;
+using Ftransformers.Inference;
 
 namespace Ftransformers.Generation;
 
@@ -28,10 +29,10 @@ public sealed record InferenceSessionOptions
     public int? NumaNodes { get; init; }
 
     /// <summary>The attention backend by name (<c>--attention-backend</c>).</summary>
-    public string AttentionBackend { get; init; } = Backends.BackendRegistry.Cpu;
+    public string AttentionBackend { get; init; } = BackendRegistry.Cpu;
 
     /// <summary>The routed-experts backend by name (<c>--expert-backend</c>).</summary>
-    public string ExpertBackend { get; init; } = Backends.BackendRegistry.Cpu;
+    public string ExpertBackend { get; init; } = BackendRegistry.Cpu;
 
     /// <summary>The model-loading part of these options.</summary>
     public ModelLoadOptions ToModelLoadOptions() => new()

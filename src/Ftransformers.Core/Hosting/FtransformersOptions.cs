@@ -1,5 +1,6 @@
 using Ftransformers.Generation;
 using Ftransformers.Memory;
+using Ftransformers.Inference;
 
 namespace Ftransformers.Hosting;
 
@@ -64,7 +65,7 @@ public sealed class FtransformersOptions
     public string? ExpertBackend { get; set; }
 
     /// <summary>Times the model's decode steps by part when set (the in-process bench); not read from configuration.</summary>
-    public Model.ForwardProfile? Profile { get; set; }
+    public ForwardProfile? Profile { get; set; }
 
     /// <summary>The name clients see: <see cref="ServedModelName"/>, else the model folder's name or the synthetic name.</summary>
     public string EffectiveModelName =>

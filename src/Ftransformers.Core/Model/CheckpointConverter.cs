@@ -15,6 +15,10 @@ namespace Ftransformers.Model;
 /// </summary>
 public static class CheckpointConverter
 {
+    /// <summary>The name of a converted tensor's part: <c>a.b.weight</c> → <c>a.b.qweight</c>.</summary>
+    public static string PartName(string weightName, string part) =>
+        (weightName.EndsWith(".weight", StringComparison.Ordinal) ? weightName[..^".weight".Length] : weightName) + "." + part;
+
     /// <summary>Header metadata key holding the formats.</summary>
     public const string MetadataKey = "ftransformers.quantization";
 
@@ -79,8 +83,8 @@ public static class CheckpointConverter
             {
                 int rows = (int)shape[0], cols = (int)shape[1];
                 var parts = new SharedQuantization<Int8Weights>(2, () => Int8Quantizer.Quantize(checkpoint.ReadSingle(name, config.Fp8BlockSize), rows, cols));
-                yield return new TensorToWrite(WeightLoader.QuantizedName(name, "qweight"), TensorDType.I8, [rows, cols], () => Report(progress, name, "w8a8", MemoryMarshal.AsBytes(parts.Take().Codes).ToArray()));
-                yield return new TensorToWrite(WeightLoader.QuantizedName(name, "scales"), TensorDType.F32, [rows], () => MemoryMarshal.AsBytes(parts.Take().Scales).ToArray());
+                yield return new TensorToWrite(CheckpointConverter.PartName(name, "qweight"), TensorDType.I8, [rows, cols], () => Report(progress, name, "w8a8", MemoryMarshal.AsBytes(parts.Take().Codes).ToArray()));
+                yield return new TensorToWrite(CheckpointConverter.PartName(name, "scales"), TensorDType.F32, [rows], () => MemoryMarshal.AsBytes(parts.Take().Scales).ToArray());
                 break;
             }
             default:
@@ -90,10 +94,10 @@ public static class CheckpointConverter
                 int groups = cols / int4.GroupSize;
                 var parts = new SharedQuantization<Int4Weights>(int4.Symmetric ? 2 : 3,
                     () => Int4Quantizer.Quantize(checkpoint.ReadSingle(name, config.Fp8BlockSize), rows, cols, int4, precision.SearchInt4Scales));
-                yield return new TensorToWrite(WeightLoader.QuantizedName(name, "qweight"), TensorDType.U8, [rows, cols / 2], () => Report(progress, name, int4.ToString(), parts.Take().Packed.ToArray()));
-                yield return new TensorToWrite(WeightLoader.QuantizedName(name, "scales"), TensorDType.F16, [rows, groups], () => MemoryMarshal.AsBytes(parts.Take().Scales).ToArray());
+                yield return new TensorToWrite(CheckpointConverter.PartName(name, "qweight"), TensorDType.U8, [rows, cols / 2], () => Report(progress, name, int4.ToString(), parts.Take().Packed.ToArray()));
+                yield return new TensorToWrite(CheckpointConverter.PartName(name, "scales"), TensorDType.F16, [rows, groups], () => MemoryMarshal.AsBytes(parts.Take().Scales).ToArray());
                 if (!int4.Symmetric)
-                    yield return new TensorToWrite(WeightLoader.QuantizedName(name, "mins"), TensorDType.F16, [rows, groups], () => MemoryMarshal.AsBytes(parts.Take().Mins).ToArray());
+                    yield return new TensorToWrite(CheckpointConverter.PartName(name, "mins"), TensorDType.F16, [rows, groups], () => MemoryMarshal.AsBytes(parts.Take().Mins).ToArray());
                 break;
             }
         }

@@ -88,8 +88,8 @@ public static class ConvertedSyntheticCheckpoint
                 yield return new Part(name, TensorDType.BF16, shape, Fill.Bf16Matrix, bound);
                 break;
             case WeightFormat.W8A8:
-                yield return new Part(WeightLoader.QuantizedName(name, "qweight"), TensorDType.I8, shape, Fill.Int8Codes, 0);
-                yield return new Part(WeightLoader.QuantizedName(name, "scales"), TensorDType.F32, [rows], Fill.Constant, bound / 127);
+                yield return new Part(CheckpointConverter.PartName(name, "qweight"), TensorDType.I8, shape, Fill.Int8Codes, 0);
+                yield return new Part(CheckpointConverter.PartName(name, "scales"), TensorDType.F32, [rows], Fill.Constant, bound / 127);
                 break;
             default:
             {
@@ -97,16 +97,16 @@ public static class ConvertedSyntheticCheckpoint
                 if (cols % format.GroupSize != 0 || cols % Int4Weights.BlockSize != 0)
                     throw new ArgumentException($"Tensor '{name}' has {cols} columns, not a multiple of the {format} group and block size.", nameof(precision));
                 long groups = cols / format.GroupSize;
-                yield return new Part(WeightLoader.QuantizedName(name, "qweight"), TensorDType.U8, [rows, cols / 2], Fill.Int4Codes, 0);
+                yield return new Part(CheckpointConverter.PartName(name, "qweight"), TensorDType.U8, [rows, cols / 2], Fill.Int4Codes, 0);
                 if (format.Symmetric)
                 {
                     // Codes 0..15 stand for code - 8: the range [-8s, 7s] is about [-bound, bound].
-                    yield return new Part(WeightLoader.QuantizedName(name, "scales"), TensorDType.F16, [rows, groups], Fill.Constant, bound / 8);
+                    yield return new Part(CheckpointConverter.PartName(name, "scales"), TensorDType.F16, [rows, groups], Fill.Constant, bound / 8);
                 }
                 else
                 {
-                    yield return new Part(WeightLoader.QuantizedName(name, "scales"), TensorDType.F16, [rows, groups], Fill.Constant, 2 * bound / 15);
-                    yield return new Part(WeightLoader.QuantizedName(name, "mins"), TensorDType.F16, [rows, groups], Fill.Constant, -bound);
+                    yield return new Part(CheckpointConverter.PartName(name, "scales"), TensorDType.F16, [rows, groups], Fill.Constant, 2 * bound / 15);
+                    yield return new Part(CheckpointConverter.PartName(name, "mins"), TensorDType.F16, [rows, groups], Fill.Constant, -bound);
                 }
                 break;
             }

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Ftransformers.Memory;
 using Ftransformers.Model;
+using Ftransformers.Inference;
 
 namespace Ftransformers.Serving;
 

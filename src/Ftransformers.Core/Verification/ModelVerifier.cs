@@ -1,4 +1,5 @@
 using Ftransformers.Model;
+using Ftransformers.Inference;
 
 namespace Ftransformers.Verification;
 

@@ -1,5 +1,6 @@
 using Ftransformers.Backends;
 using Ftransformers.Model;
+using Ftransformers.Inference;
 
 namespace Ftransformers.Tests.Backends;
 

@@ -3,6 +3,7 @@ using Ftransformers.Model;
 using Ftransformers.Tests.Serving;
 using Ftransformers.Verification;
 using NUnit.Framework;
+using Ftransformers.Inference;
 
 namespace Ftransformers.Tests.Backends;
 

@@ -3,6 +3,7 @@ using Ftransformers.Formats;
 using Ftransformers.Model;
 using Ftransformers.Tests.Serving;
 using NUnit.Framework;
+using Ftransformers.Inference;
 
 namespace Ftransformers.Tests.Backends;
 

@@ -1,6 +1,7 @@
 using NUnit.Framework;
 using Ftransformers.Model;
 using Ftransformers.Verification;
+using Ftransformers.Inference;
 
 namespace Ftransformers.Tests.Backends;
 

@@ -4,6 +4,7 @@ using Ftransformers.Kernels;
 using Ftransformers.Model;
 using Ftransformers.Tests.Support;
 using NUnit.Framework;
+using Ftransformers.Inference;
 
 namespace Ftransformers.Tests.Formats;
 

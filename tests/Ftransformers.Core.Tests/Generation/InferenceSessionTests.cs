@@ -3,6 +3,8 @@ using Ftransformers.Model;
 using Ftransformers.Tokenization;
 using Ftransformers.Verification;
 using NUnit.Framework;
+using Ftransformers.Inference;
+using Ftransformers.Serving;
 
 namespace Ftransformers.Tests.Generation;
 

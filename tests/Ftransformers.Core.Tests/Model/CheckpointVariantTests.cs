@@ -5,6 +5,7 @@ using Ftransformers.Model;
 using Ftransformers.Tests.Support;
 using Ftransformers.Verification;
 using NUnit.Framework;
+using Ftransformers.Inference;
 
 namespace Ftransformers.Tests.Model;
 

@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using Ftransformers.Formats;
 using Ftransformers.Model;
 using NUnit.Framework;
+using Ftransformers.Inference;
 
 namespace Ftransformers.Tests.Model;
 

@@ -1,5 +1,6 @@
 using Ftransformers.Model;
 using NUnit.Framework;
+using Ftransformers.Inference;
 
 namespace Ftransformers.Tests.Model;
 

@@ -4,6 +4,7 @@ using Ftransformers.Quantization;
 using Ftransformers.Tests.Kernels;
 using NUnit.Framework;
 using Ftransformers.Threading;
+using Ftransformers.Backends.Cpu;
 
 namespace Ftransformers.Tests.Model;
 

@@ -2,6 +2,7 @@ using Ftransformers.Kernels;
 using Ftransformers.Model;
 using Ftransformers.Quantization;
 using NUnit.Framework;
+using Ftransformers.Backends.Cpu;
 
 namespace Ftransformers.Tests.Model;
 

@@ -1,6 +1,7 @@
 using Ftransformers.Model;
 using Ftransformers.Verification;
 using NUnit.Framework;
+using Ftransformers.Inference;
 
 namespace Ftransformers.Tests.Model;
 

@@ -1,6 +1,7 @@
 using Ftransformers.Generation;
 using Ftransformers.Model;
 using NUnit.Framework;
+using Ftransformers.Inference;
 
 namespace Ftransformers.Tests.Serving;
 

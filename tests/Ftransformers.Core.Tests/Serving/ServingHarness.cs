@@ -2,6 +2,8 @@ using Ftransformers.Generation;
 using Ftransformers.Model;
 using Ftransformers.Tokenization;
 using NUnit.Framework;
+using Ftransformers.Inference;
+using Ftransformers.Serving;
 
 namespace Ftransformers.Tests.Serving;
 

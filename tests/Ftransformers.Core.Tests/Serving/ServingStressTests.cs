@@ -2,6 +2,8 @@ using Ftransformers.Generation;
 using Ftransformers.Model;
 using NUnit.Framework;
 using static Ftransformers.Tests.Serving.ServingHarness;
+using Ftransformers.Inference;
+using Ftransformers.Serving;
 
 namespace Ftransformers.Tests.Serving;
 

@@ -1,5 +1,6 @@
 using Ftransformers.Formats;
 using Ftransformers.Model;
+using Ftransformers.Backends.Cpu;
 
 namespace Ftransformers.Tests.Support;
 

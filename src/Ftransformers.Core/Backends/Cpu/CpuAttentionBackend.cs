@@ -2,6 +2,7 @@ using System.Numerics.Tensors;
 using Ftransformers.Kernels;
 using Ftransformers.Memory;
 using Ftransformers.Model;
+using Ftransformers.Inference;
 
 namespace Ftransformers.Backends.Cpu;
 

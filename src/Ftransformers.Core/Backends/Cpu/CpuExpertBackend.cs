@@ -1,5 +1,6 @@
 using Ftransformers.Model;
 using Ftransformers.Threading;
+using Ftransformers.Inference;
 
 namespace Ftransformers.Backends.Cpu;
 

@@ -1,8 +1,9 @@
 using System.Numerics.Tensors;
 using Ftransformers.Kernels;
 using Ftransformers.Quantization;
+using Ftransformers.Model;
 
-namespace Ftransformers.Model;
+namespace Ftransformers.Backends.Cpu;
 
 /// <summary>W8A8: INT8 weights per output channel against activations quantized to INT8 per token.</summary>
 internal sealed class Int8WeightMatrix(string name, Int8Weights weights) : WeightMatrix(name, weights.Rows, weights.Cols)

@@ -1,7 +1,8 @@
 using Ftransformers.Kernels;
 using Ftransformers.Memory;
+using Ftransformers.Model;
 
-namespace Ftransformers.Model;
+namespace Ftransformers.Backends.Cpu;
 
 /// <summary>BF16 weights read in place from the mapping (or a pinned array) and widened on the fly.</summary>
 internal sealed unsafe class Bf16WeightMatrix : WeightMatrix

@@ -1,7 +1,8 @@
 using Ftransformers.Kernels;
 using Ftransformers.Threading;
+using Ftransformers.Model;
 
-namespace Ftransformers.Model;
+namespace Ftransformers.Inference;
 
 /// <summary>How a model is loaded: precision and compute threads.</summary>
 public sealed record ModelLoadOptions
@@ -25,11 +26,11 @@ public sealed record ModelLoadOptions
     /// </summary>
     public int? NumaNodes { get; init; }
 
-    /// <summary>The attention backend's name (<see cref="Backends.BackendRegistry"/>): embeddings, attention, dense layers, router, shared experts, head.</summary>
-    public string AttentionBackend { get; init; } = Backends.BackendRegistry.Cpu;
+    /// <summary>The attention backend's name (<see cref="BackendRegistry"/>): embeddings, attention, dense layers, router, shared experts, head.</summary>
+    public string AttentionBackend { get; init; } = BackendRegistry.Cpu;
 
-    /// <summary>The expert backend's name (<see cref="Backends.BackendRegistry"/>): the routed experts.</summary>
-    public string ExpertBackend { get; init; } = Backends.BackendRegistry.Cpu;
+    /// <summary>The expert backend's name (<see cref="BackendRegistry"/>): the routed experts.</summary>
+    public string ExpertBackend { get; init; } = BackendRegistry.Cpu;
 
     /// <summary>Times decode steps by part when set (see <see cref="ForwardProfile"/>); null times nothing.</summary>
     public ForwardProfile? Profile { get; init; }
@@ -55,10 +56,10 @@ public sealed record ModelLoadOptions
             problems.Add((nameof(NumaNodes), $"must be at least 1, or unset for the machine's nodes (got {NumaNodes})."));
         else if (NumaNodes > CpuThreads)
             problems.Add((nameof(NumaNodes), $"({NumaNodes}) cannot exceed CpuThreads ({CpuThreads}): every node needs a thread."));
-        if (!Backends.BackendRegistry.AttentionBackends.Contains(AttentionBackend, StringComparer.OrdinalIgnoreCase))
-            problems.Add((nameof(AttentionBackend), $"'{AttentionBackend}' is unknown; known: {string.Join(", ", Backends.BackendRegistry.AttentionBackends)}."));
-        if (!Backends.BackendRegistry.ExpertBackends.Contains(ExpertBackend, StringComparer.OrdinalIgnoreCase))
-            problems.Add((nameof(ExpertBackend), $"'{ExpertBackend}' is unknown; known: {string.Join(", ", Backends.BackendRegistry.ExpertBackends)}."));
+        if (!BackendRegistry.AttentionBackends.Contains(AttentionBackend, StringComparer.OrdinalIgnoreCase))
+            problems.Add((nameof(AttentionBackend), $"'{AttentionBackend}' is unknown; known: {string.Join(", ", BackendRegistry.AttentionBackends)}."));
+        if (!BackendRegistry.ExpertBackends.Contains(ExpertBackend, StringComparer.OrdinalIgnoreCase))
+            problems.Add((nameof(ExpertBackend), $"'{ExpertBackend}' is unknown; known: {string.Join(", ", BackendRegistry.ExpertBackends)}."));
         return problems;
     }
 

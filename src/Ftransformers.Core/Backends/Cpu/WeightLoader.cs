@@ -2,8 +2,9 @@ using Ftransformers.Formats;
 using Ftransformers.Kernels;
 using Ftransformers.Quantization;
 using Ftransformers.Threading;
+using Ftransformers.Model;
 
-namespace Ftransformers.Model;
+namespace Ftransformers.Backends.Cpu;
 
 /// <summary>
 /// Reads model tensors from a checkpoint in the requested formats, checking each shape against the config.
@@ -71,9 +72,8 @@ internal sealed class WeightLoader(Checkpoint checkpoint, int fp8BlockSize, Prec
         return Decode(name);
     }
 
-    /// <summary>The name of a converted tensor's part: <c>a.b.weight</c> → <c>a.b.qweight</c>.</summary>
-    public static string QuantizedName(string weightName, string part) =>
-        (weightName.EndsWith(".weight", StringComparison.Ordinal) ? weightName[..^".weight".Length] : weightName) + "." + part;
+    /// <summary>The name of a converted tensor's part (see <see cref="CheckpointConverter.PartName"/>).</summary>
+    public static string QuantizedName(string weightName, string part) => CheckpointConverter.PartName(weightName, part);
 
     private void Expect(string name, TensorInfo info, TensorDType dtype, params long[] shape)
     {

@@ -5,8 +5,9 @@ using Ftransformers.Formats;
 using Ftransformers.Kernels;
 using Ftransformers.Memory;
 using Ftransformers.Threading;
+using Ftransformers.Model;
 
-namespace Ftransformers.Model;
+namespace Ftransformers.Inference;
 
 /// <summary>
 /// A DeepSeek-V3-class transformer over a checkpoint, as a thin layer loop over two backends: an

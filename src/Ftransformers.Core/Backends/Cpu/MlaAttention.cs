@@ -2,8 +2,9 @@ using System.Numerics.Tensors;
 using Ftransformers.Kernels;
 using Ftransformers.Memory;
 using Ftransformers.Threading;
+using Ftransformers.Model;
 
-namespace Ftransformers.Model;
+namespace Ftransformers.Backends.Cpu;
 
 /// <summary>
 /// Multi-head latent attention in its absorbed form: the cache holds one normalized latent and one roped key per

@@ -1,7 +1,8 @@
 using Ftransformers.Kernels;
 using Ftransformers.Threading;
+using Ftransformers.Model;
 
-namespace Ftransformers.Model;
+namespace Ftransformers.Backends.Cpu;
 
 /// <summary>
 /// A row-major [rows, cols] weight matrix (a linear layer y = W x) in its stored precision. Products over all

@@ -2,8 +2,9 @@ using System.Numerics.Tensors;
 using Ftransformers.Kernels;
 using Ftransformers.Memory;
 using Ftransformers.Quantization;
+using Ftransformers.Model;
 
-namespace Ftransformers.Model;
+namespace Ftransformers.Backends.Cpu;
 
 /// <summary>
 /// MLA's absorbed kv_b products in W8A8, for a kv_b stored in INT8: a head's query into latent space,

@@ -1,8 +1,9 @@
 using Ftransformers.Kernels;
 using Ftransformers.Quantization;
 using Ftransformers.Threading;
+using Ftransformers.Model;
 
-namespace Ftransformers.Model;
+namespace Ftransformers.Backends.Cpu;
 
 /// <summary>
 /// The state of one matrix product handed to the compute pool: inputs, outputs and reusable activation buffers.

@@ -1,6 +1,7 @@
 using Ftransformers.Memory;
+using Ftransformers.Model;
 
-namespace Ftransformers.Model;
+namespace Ftransformers.Inference;
 
 /// <summary>
 /// One sequence's MLA cache: per layer and position, the normalized <c>kv_lora_rank</c> latent followed by the

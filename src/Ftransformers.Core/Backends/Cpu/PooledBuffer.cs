@@ -1,6 +1,7 @@
 using System.Buffers;
+using Ftransformers.Model;
 
-namespace Ftransformers.Model;
+namespace Ftransformers.Backends.Cpu;
 
 /// <summary>
 /// Scratch values rented from the shared pool for the span of one call, so forward passes do not allocate in steady

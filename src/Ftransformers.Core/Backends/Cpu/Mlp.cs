@@ -1,6 +1,7 @@
 using Ftransformers.Kernels;
+using Ftransformers.Model;
 
-namespace Ftransformers.Model;
+namespace Ftransformers.Backends.Cpu;
 
 /// <summary>The SwiGLU feed-forward block: down(silu(gate x) * up x). Dense layers, shared and routed experts use it.</summary>
 internal sealed class Mlp(WeightMatrix gate, WeightMatrix up, WeightMatrix down)

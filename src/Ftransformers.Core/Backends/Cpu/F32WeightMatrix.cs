@@ -1,7 +1,8 @@
 using System.Numerics.Tensors;
 using Ftransformers.Memory;
+using Ftransformers.Model;
 
-namespace Ftransformers.Model;
+namespace Ftransformers.Backends.Cpu;
 
 /// <summary>F32 weights, mapped in place or decoded into a pinned array.</summary>
 internal sealed unsafe class F32WeightMatrix : WeightMatrix

@@ -1,6 +1,7 @@
 using System.Diagnostics;
+using Ftransformers.Model;
 
-namespace Ftransformers.Model;
+namespace Ftransformers.Inference;
 
 /// <summary>
 /// Wall time of a model's decode steps by part (embedding and lm_head, attention, dense MLP, MoE), so that the time

@@ -1,8 +1,9 @@
 using System.Numerics.Tensors;
 using Ftransformers.Kernels;
 using Ftransformers.Quantization;
+using Ftransformers.Model;
 
-namespace Ftransformers.Model;
+namespace Ftransformers.Backends.Cpu;
 
 /// <summary>
 /// Grouped INT4 weights against activations quantized to INT8 in blocks of 32. Where the AVX2 row-group kernel runs,

@@ -5,8 +5,10 @@ using Ftransformers.Memory;
 using Ftransformers.Model;
 using Ftransformers.Serving;
 using Ftransformers.Tokenization;
+using Ftransformers.Inference;
+using Ftransformers.Generation;
 
-namespace Ftransformers.Generation;
+namespace Ftransformers.Serving;
 
 /// <summary>
 /// Serves requests on one model, many at a time: each request is encoded and queued; one engine loop thread

@@ -1,10 +1,13 @@
 using System.Collections.Concurrent;
 using Ftransformers.Backends.Cpu;
+using Ftransformers.Inference;
+using Ftransformers.Model;
+using Ftransformers.Backends;
 
-namespace Ftransformers.Backends;
+namespace Ftransformers.Inference;
 
 /// <summary>
-/// Attention and expert backends by name, as <see cref="Model.ModelLoadOptions"/> selects them: <c>cpu</c> is built in;
+/// Attention and expert backends by name, as <see cref="ModelLoadOptions"/> selects them: <c>cpu</c> is built in;
 /// a package with another (a GPU or NPU attention backend) registers it once at start-up.
 /// </summary>
 public static class BackendRegistry
