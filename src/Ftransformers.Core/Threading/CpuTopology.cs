@@ -43,26 +43,47 @@ public sealed class CpuTopology
         if (groups > threads)
             throw new ArgumentOutOfRangeException(nameof(nodes), nodes, $"NumaNodes ({groups}) cannot exceed the compute threads ({threads}): every node needs a thread.");
 
-        // Threads taken from each machine node in proportion to its CPUs, so every node's memory is read.
-        int total = machine.Sum(n => n.Cpus.Length);
-        var taken = new List<(int Cpu, int OsNode)>();
-        for (int i = 0; i < machine.Count; i++)
+        // Threads taken from each machine node in proportion to its CPUs (earlier nodes first when it does not divide),
+        // so every node's memory is read.
+        int total = machine.Sum(n => n.Cpus.Length), before = 0;
+        var taken = new List<(int OsNode, int[] Cpus)>();
+        foreach (var (osNode, cpus) in machine)
         {
-            int share = (int)((long)threads * (machine.Take(i + 1).Sum(n => n.Cpus.Length)) / total) - (int)((long)threads * machine.Take(i).Sum(n => n.Cpus.Length) / total);
-            for (int j = 0; j < share; j++)
-                taken.Add((machine[i].Cpus[j % machine[i].Cpus.Length], machine[i].OsNode));
+            int share = Share(threads, before + cpus.Length, total) - Share(threads, before, total);
+            before += cpus.Length;
+            if (share > 0)
+                taken.Add((osNode, [.. Enumerable.Range(0, share).Select(j => cpus[j % cpus.Length])]));
         }
 
-        // Cut the taken CPUs, in node order, into the requested number of contiguous groups of near-equal size.
-        var result = new CpuNode[groups];
-        for (int g = 0; g < groups; g++)
+        var result = new List<CpuNode>();
+        if (groups < taken.Count)
         {
-            int start = (int)((long)taken.Count * g / groups), end = (int)((long)taken.Count * (g + 1) / groups);
-            var part = taken.GetRange(start, end - start);
-            result[g] = new CpuNode(g, part[0].OsNode, [.. part.Select(c => c.Cpu)]);
+            // Fewer groups than nodes: neighbouring nodes merge, each group placed on its first CPU's node.
+            var flat = taken.SelectMany(n => n.Cpus.Select(cpu => (n.OsNode, Cpu: cpu))).ToList();
+            for (int g = 0; g < groups; g++)
+            {
+                var part = flat.GetRange(flat.Count * g / groups, flat.Count * (g + 1) / groups - flat.Count * g / groups);
+                result.Add(new CpuNode(g, part[0].OsNode, [.. part.Select(c => c.Cpu)]));
+            }
+            return new CpuTopology(result);
         }
+        // As many groups as nodes or more: each node is cut into groups in proportion to its threads, never straddling two.
+        int assigned = 0, threadsBefore = 0;
+        foreach (var (osNode, cpus) in taken)
+        {
+            int parts = Share(groups - taken.Count, threadsBefore + cpus.Length, threads) - Share(groups - taken.Count, threadsBefore, threads) + 1;
+            parts = Math.Min(parts, cpus.Length);
+            threadsBefore += cpus.Length;
+            for (int g = 0; g < parts; g++)
+                result.Add(new CpuNode(assigned++, osNode, cpus[(cpus.Length * g / parts)..(cpus.Length * (g + 1) / parts)]));
+        }
+        if (result.Count != groups)
+            throw new ArgumentOutOfRangeException(nameof(nodes), nodes, $"{groups} NUMA nodes cannot be cut from {threads} threads on {taken.Count} machine nodes.");
         return new CpuTopology(result);
     }
+
+    // The first `part` of `whole` items' share of `count`, rounded up: cumulative, so shares add up to count.
+    private static int Share(int count, int part, int whole) => (int)(((long)count * part + whole - 1) / whole);
 
     /// <summary>One node of <paramref name="threads"/> CPUs, 0, 1, ... (wrapping at the processor count): no NUMA placement.</summary>
     public static CpuTopology Flat(int threads)
