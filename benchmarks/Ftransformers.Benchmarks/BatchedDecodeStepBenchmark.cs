@@ -17,6 +17,7 @@ public class BatchedDecodeStepBenchmark
     private const int Context = 32;
     private DeepSeekV3Model _model = null!;
     private KvCachePool _pool = null!;
+    private ILatentStore _kv = null!;
     private ForwardBatch _batch = null!;
     private float[] _logits = null!;
 
@@ -29,7 +30,8 @@ public class BatchedDecodeStepBenchmark
     {
         DeepSeekV3Config config = SyntheticModels.V3Layout;
         _model = DeepSeekV3Model.FromCheckpoint(config, SyntheticCheckpoint.CreateInMemory(config, seed: 1));
-        _pool = new KvCachePool(config.NumHiddenLayers, config.KvLoraRank + config.QkRopeHeadDim, 16, 64, KvCacheDType.F32);
+        _pool = new KvCachePool(16, 64);
+        _kv = _model.AttentionBackend.CreateKvCache(_pool.CapacityTokens, KvCacheDType.F32);
         _batch = new ForwardBatch();
         var random = new Random(1);
         var tables = new List<List<int>>();
@@ -39,7 +41,7 @@ public class BatchedDecodeStepBenchmark
             int[] prompt = Enumerable.Range(0, Context).Select(_ => random.Next(2, config.VocabSize)).ToArray();
             _batch.Clear(_pool.PageSize);
             _batch.AddSequence(prompt, 0, table, logits: true);
-            _model.Forward(_batch, _pool, new float[config.VocabSize]);
+            _model.Forward(_batch, _kv, new float[config.VocabSize]);
             tables.Add(table);
         }
         _batch.Clear(_pool.PageSize);
@@ -50,12 +52,12 @@ public class BatchedDecodeStepBenchmark
 
     /// <summary>The decode step (it rewrites the same KV slot each time).</summary>
     [Benchmark]
-    public void Step() => _model.Forward(_batch, _pool, _logits);
+    public void Step() => _model.Forward(_batch, _kv, _logits);
 
     [GlobalCleanup]
     public void Cleanup()
     {
-        _pool.Dispose();
+        _kv.Dispose();
         _model.Dispose();
     }
 }

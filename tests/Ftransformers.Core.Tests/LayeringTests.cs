@@ -61,6 +61,40 @@ public class LayeringTests
         Assert.That(violations, Is.Empty, "a lower namespace references a higher one");
     }
 
+    // Constants are copied into the code that uses them, so the compiled assembly does not show them; the sources'
+    // using directives do.
+    [Test]
+    public void NoSourceFileImportsAHigherNamespace()
+    {
+        string core = Path.Combine(RepositoryRoot(), "src", "Ftransformers.Core");
+        var violations = new List<string>();
+        foreach (string file in Directory.EnumerateFiles(core, "*.cs", SearchOption.AllDirectories))
+        {
+            string relative = Path.GetRelativePath(core, file);
+            if (relative.StartsWith("obj", StringComparison.Ordinal) || relative.StartsWith("bin", StringComparison.Ordinal))
+                continue;
+            string[] lines = File.ReadAllLines(file);
+            string? own = lines.Select(l => l.Trim()).FirstOrDefault(l => l.StartsWith("namespace ", StringComparison.Ordinal))?["namespace ".Length..].TrimEnd(';');
+            int from = own == "Microsoft.Extensions.DependencyInjection" ? Layers.Length - 1 : Array.IndexOf(Layers, own);
+            Assert.That(from, Is.GreaterThanOrEqualTo(0), $"{relative}: namespace {own} has no layer");
+            foreach (string line in lines.Where(l => l.StartsWith("using Ftransformers.", StringComparison.Ordinal)))
+            {
+                string imported = line["using ".Length..].TrimEnd(';');
+                if (Array.IndexOf(Layers, imported) > from)
+                    violations.Add($"{relative}: {own} imports {imported}");
+            }
+        }
+        Assert.That(violations, Is.Empty);
+    }
+
+    private static string RepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "Ftransformers.Core.sln")))
+                return dir.FullName;
+        throw new DirectoryNotFoundException($"Could not find the repository root (Ftransformers.Core.sln) above '{AppContext.BaseDirectory}'.");
+    }
+
     private static TypeReference Outermost(TypeReference type)
     {
         while (type.DeclaringType != null)

@@ -15,7 +15,13 @@ public interface IAttentionBackend : IDisposable
     /// <summary>The name options select it by (e.g. <c>cpu</c>).</summary>
     string Name { get; }
 
-    /// <summary>Starts a step: embeds the batch's tokens; attention reads and writes <paramref name="kv"/>.</summary>
+    /// <summary>
+    /// Makes a KV cache of <paramref name="slots"/> token slots in every layer, in this backend's memory (host, or
+    /// device for an accelerator): the store <see cref="BeginStep"/> computes over. The caller disposes it.
+    /// </summary>
+    ILatentStore CreateKvCache(long slots, KvCacheDType dtype);
+
+    /// <summary>Starts a step: embeds the batch's tokens; attention reads and writes <paramref name="kv"/> (from <see cref="CreateKvCache"/>).</summary>
     void BeginStep(ForwardBatch batch, ILatentStore kv);
 
     /// <summary>h += MLA(norm(h)) for layer <paramref name="layer"/>, writing the step's tokens' latents to the KV cache.</summary>

@@ -5,8 +5,9 @@ namespace Ftransformers.Inference;
 
 /// <summary>
 /// One sequence's MLA cache: per layer and position, the normalized <c>kv_lora_rank</c> latent followed by the
-/// roped <c>qk_rope_head_dim</c> key, contiguous. It grows as tokens are appended. (The serving engine keeps its
-/// sequences in a shared paged pool instead; this cache serves single-sequence use such as verification.)
+/// roped <c>qk_rope_head_dim</c> key, contiguous, in managed host memory. It grows as tokens are appended. (The serving
+/// engine keeps its sequences in a paged cache the attention backend makes; this one serves single-sequence use such as
+/// verification, with the CPU attention backend.)
 /// </summary>
 public sealed class SequenceKvCache : ILatentStore
 {
@@ -62,6 +63,17 @@ public sealed class SequenceKvCache : ILatentStore
     ReadOnlySpan<float> ILatentStore.RowF32(int layer, long slot) => Row(layer, checked((int)slot));
 
     ReadOnlySpan<ushort> ILatentStore.RowBf16(int layer, long slot) => throw new InvalidOperationException("A SequenceKvCache stores F32 rows.");
+
+    void ILatentStore.CopyPositions(long sourceSlot, long destinationSlot, int count)
+    {
+        foreach (float[] rows in _layers)
+            rows.AsSpan(checked((int)sourceSlot * RowWidth), count * RowWidth).CopyTo(rows.AsSpan(checked((int)destinationSlot * RowWidth)));
+    }
+
+    /// <summary>Nothing to release: the rows are managed arrays.</summary>
+    public void Dispose()
+    {
+    }
 
     /// <summary>Marks <paramref name="count"/> appended tokens complete.</summary>
     internal void Commit(int count) => Length += count;

@@ -2,9 +2,10 @@ namespace Ftransformers.Memory;
 
 /// <summary>
 /// Where attention keeps the MLA cache: per layer and slot, one row of <c>kv_lora_rank</c> latent values followed by
-/// <c>qk_rope_head_dim</c> roped key values. Rows are written in F32 and read back in the store's precision.
+/// <c>qk_rope_head_dim</c> roped key values. Rows are written in F32 and read back in the store's precision. An
+/// attention backend makes the stores it computes over (<c>IAttentionBackend.CreateKvCache</c>), in its own memory.
 /// </summary>
-public interface ILatentStore
+public interface ILatentStore : IDisposable
 {
     /// <summary>Values per row (kv_lora_rank + qk_rope_head_dim).</summary>
     int RowWidth { get; }
@@ -20,4 +21,7 @@ public interface ILatentStore
 
     /// <summary>A stored row of a BF16 store, as BF16 bits.</summary>
     ReadOnlySpan<ushort> RowBf16(int layer, long slot);
+
+    /// <summary>Copies the rows of <paramref name="count"/> consecutive slots, in every layer, to other slots.</summary>
+    void CopyPositions(long sourceSlot, long destinationSlot, int count);
 }

@@ -23,18 +23,20 @@ internal readonly record struct ScheduledSequence(Sequence Sequence, int Count)
 internal sealed class BatchScheduler
 {
     private readonly KvCachePool _pool;
+    private readonly ILatentStore _kv;
     private readonly PrefixCache? _prefixCache;
     private readonly int _chunkedPrefillSize, _maxRunning;
     private readonly List<Sequence> _waiting = [];
     private readonly List<Sequence> _running = [];
     private readonly List<ScheduledSequence> _batch = [];
 
-    /// <summary>Creates a scheduler over a pool and an optional prefix cache.</summary>
-    public BatchScheduler(KvCachePool pool, PrefixCache? prefixCache, int chunkedPrefillSize, int maxRunningRequests)
+    /// <summary>Creates a scheduler over a pool's pages, the store they address (a reused prefix's partial page is copied there), and an optional prefix cache.</summary>
+    public BatchScheduler(KvCachePool pool, ILatentStore kv, PrefixCache? prefixCache, int chunkedPrefillSize, int maxRunningRequests)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(chunkedPrefillSize, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxRunningRequests, 1);
         _pool = pool;
+        _kv = kv;
         _prefixCache = prefixCache;
         _chunkedPrefillSize = chunkedPrefillSize;
         _maxRunning = maxRunningRequests;
@@ -232,7 +234,7 @@ internal sealed class BatchScheduler
             if (cached % pageSize != 0)
             {
                 int page = _pool.Allocate();
-                _pool.CopyPositions(hit.Pages[^1], page, cached % pageSize);
+                _kv.CopyPositions((long)hit.Pages[^1] * pageSize, (long)page * pageSize, cached % pageSize);
                 sequence.PageTable.Add(page);
             }
             sequence.LockedNode = hit.Node;

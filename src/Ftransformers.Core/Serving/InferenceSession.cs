@@ -20,6 +20,7 @@ public sealed class InferenceSession : IInferenceSession
     private readonly DeepSeekV3Model _model;
     private readonly HashSet<int> _eos;
     private readonly KvCachePool _pool;
+    private readonly ILatentStore _kv;
     private readonly PrefixCache? _prefixCache;
     private readonly EngineLoop _engine;
     private readonly int _maxTotalTokens, _maxLength;
@@ -62,11 +63,13 @@ public sealed class InferenceSession : IInferenceSession
         _maxTotalTokens = options.MaxTotalTokens ?? PoolTokensFromMemory(config, options.KvCacheDType);
         int pageSize = options.KvCachePageSize;
         int pages = checked((int)(((long)_maxTotalTokens + pageSize - 1) / pageSize));
-        _pool = new KvCachePool(config.NumHiddenLayers, config.KvLoraRank + config.QkRopeHeadDim, pageSize, pages, options.KvCacheDType);
+        _pool = new KvCachePool(pageSize, pages);
+        // The pages' rows live in the attention backend's memory.
+        _kv = model.AttentionBackend.CreateKvCache(_pool.CapacityTokens, options.KvCacheDType);
         _maxLength = (int)Math.Min(config.MaxPositionEmbeddings, _pool.CapacityTokens);
         _prefixCache = options.EnablePrefixCache ? new PrefixCache(_pool) : null;
-        var scheduler = new BatchScheduler(_pool, _prefixCache, options.PrefillTokensPerStep, options.MaxRunningRequests);
-        _engine = new EngineLoop(scheduler, new ModelRunner(model, _pool), _pool, _prefixCache, options.MaxWaitingRequests);
+        var scheduler = new BatchScheduler(_pool, _kv, _prefixCache, options.PrefillTokensPerStep, options.MaxRunningRequests);
+        _engine = new EngineLoop(scheduler, new ModelRunner(model, _pool, _kv), _pool, _prefixCache, options.MaxWaitingRequests);
     }
 
     // A quarter of the memory left after loading (the model's pages that are resident included), within
@@ -188,7 +191,7 @@ public sealed class InferenceSession : IInferenceSession
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
             return;
         _engine.Dispose();
-        _pool.Dispose();
+        _kv.Dispose();
         _model.Dispose();
     }
 }

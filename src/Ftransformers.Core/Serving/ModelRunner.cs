@@ -6,10 +6,11 @@ using Ftransformers.Inference;
 namespace Ftransformers.Serving;
 
 /// <summary>
-/// Turns a scheduled step into one forward pass of the model over the paged KV pool: every sequence's tokens, its
-/// positions and page table, and one logits row per sequence whose step reaches its last token.
+/// Turns a scheduled step into one forward pass of the model over the paged KV cache (<paramref name="kv"/>, addressed
+/// through <paramref name="pool"/>'s pages): every sequence's tokens, its positions and page table, and one logits row
+/// per sequence whose step reaches its last token.
 /// </summary>
-internal sealed class ModelRunner(DeepSeekV3Model model, KvCachePool pool)
+internal sealed class ModelRunner(DeepSeekV3Model model, KvCachePool pool, ILatentStore kv)
 {
     private readonly ForwardBatch _batch = new();
     private float[] _logits = [];
@@ -33,7 +34,7 @@ internal sealed class ModelRunner(DeepSeekV3Model model, KvCachePool pool)
         int values = _batch.LogitCount * model.Config.VocabSize;
         if (_logits.Length < values)
             _logits = new float[Math.Max(values, 2 * _logits.Length)];
-        model.Forward(_batch, pool, _logits.AsSpan(0, values), cancellationToken);
+        model.Forward(_batch, kv, _logits.AsSpan(0, values), cancellationToken);
         return _logits.AsSpan(0, values);
     }
 }

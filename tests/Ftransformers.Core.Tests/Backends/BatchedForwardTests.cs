@@ -32,8 +32,12 @@ public class BatchedForwardTests(BackendSetup setup)
 
     private DeepSeekV3Model Model(string name) => name switch { "fixture" => _fixture, "w8a8-int4" => _quantized, _ => _synthetic };
 
-    private static KvCachePool Pool(DeepSeekV3Model model, int pageSize, int pages, KvCacheDType dtype = KvCacheDType.F32) =>
-        new(model.Config.NumHiddenLayers, model.Config.KvLoraRank + model.Config.QkRopeHeadDim, pageSize, pages, dtype);
+    // Pages, and the rows they address in a cache the model's attention backend makes.
+    private static (KvCachePool Pool, ILatentStore Kv) Cache(DeepSeekV3Model model, int pageSize, int pages, KvCacheDType dtype = KvCacheDType.F32)
+    {
+        var pool = new KvCachePool(pageSize, pages);
+        return (pool, model.AttentionBackend.CreateKvCache(pool.CapacityTokens, dtype));
+    }
 
     private static int[] Prompt(string name, int length)
     {
@@ -60,7 +64,8 @@ public class BatchedForwardTests(BackendSetup setup)
         int[] prompt = Prompt(name, 100);
         var full = Rows(model.Forward(prompt, new SequenceKvCache(model.Config), allPositions: true), vocab);
 
-        using KvCachePool pool = Pool(model, pageSize: 16, pages: 8);
+        var (pool, kv) = Cache(model, pageSize: 16, pages: 8);
+        using ILatentStore _ = kv;
         var table = new List<int>();
         var batch = new ForwardBatch();
         var chunked = new List<float[]>();
@@ -71,7 +76,7 @@ public class BatchedForwardTests(BackendSetup setup)
             batch.Clear(pool.PageSize);
             batch.AddSequence(prompt.AsSpan(start, count), start, table, logits: true, allLogits: true);
             var logits = new float[count * vocab];
-            model.Forward(batch, pool, logits);
+            model.Forward(batch, kv, logits);
             chunked.AddRange(Rows(logits, vocab));
         }
         Exactness.AssertRowsMatch(chunked, full, $"{name}, chunks of {chunk}");
@@ -86,7 +91,8 @@ public class BatchedForwardTests(BackendSetup setup)
         var solo = prompts.Select(p => Rows(model.Forward(p, new SequenceKvCache(model.Config), allPositions: true), vocab)).ToArray();
 
         // Step 1 prefills the first 30 tokens of each; step 2 the rest, in another order. Pages are interleaved.
-        using KvCachePool pool = Pool(model, pageSize: 4, pages: 40);
+        var (pool, kv) = Cache(model, pageSize: 4, pages: 40);
+        using ILatentStore _ = kv;
         var tables = prompts.Select(_ => new List<int>()).ToArray();
         var results = prompts.Select(_ => new List<float[]>()).ToArray();
         var batch = new ForwardBatch();
@@ -113,7 +119,7 @@ public class BatchedForwardTests(BackendSetup setup)
                 counts.Add((s, count));
             }
             var logits = new float[batch.LogitCount * vocab];
-            model.Forward(batch, pool, logits);
+            model.Forward(batch, kv, logits);
             var rows = Rows(logits, vocab);
             int row = 0;
             foreach (var (s, count) in counts)
@@ -134,14 +140,15 @@ public class BatchedForwardTests(BackendSetup setup)
         int[] prompt = Prompt("fixture", 100);
         var full = Rows(model.Forward(prompt, new SequenceKvCache(model.Config), allPositions: true), vocab);
 
-        using KvCachePool pool = Pool(model, pageSize: 16, pages: 7, KvCacheDType.BF16);
+        var (pool, kv) = Cache(model, pageSize: 16, pages: 7, KvCacheDType.BF16);
+        using ILatentStore _ = kv;
         var table = new List<int>();
         Grow(pool, table, prompt.Length);
         var batch = new ForwardBatch();
         batch.Clear(pool.PageSize);
         batch.AddSequence(prompt, 0, table, logits: true, allLogits: true);
         var logits = new float[prompt.Length * vocab];
-        model.Forward(batch, pool, logits);
+        model.Forward(batch, kv, logits);
         var rows = Rows(logits, vocab);
         double worst = Enumerable.Range(0, rows.Count).Max(i => Exactness.RelativeError(rows[i], full[i]));
         TestContext.Out.WriteLine($"BF16 KV cache: worst row relative error {worst:E2}");

@@ -13,12 +13,9 @@ public class PrefixCacheTests
     [SetUp]
     public void Create()
     {
-        _pool = new KvCachePool(layers: 1, rowWidth: 2, PageSize, pageCount: 64, KvCacheDType.F32);
+        _pool = new KvCachePool(PageSize, pageCount: 64);
         _cache = new PrefixCache(_pool);
     }
-
-    [TearDown]
-    public void Destroy() => _pool.Dispose();
 
     // As a finishing sequence does: its own pages for every token, inserted, then its references dropped.
     private int[] InsertFresh(int[] tokens, int[]? sharedPages = null)

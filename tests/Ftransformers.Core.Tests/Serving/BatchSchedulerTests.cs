@@ -1,4 +1,5 @@
 using Ftransformers.Generation;
+using Ftransformers.Backends.Cpu;
 using Ftransformers.Memory;
 using Ftransformers.Serving;
 using Ftransformers.Tokenization;
@@ -11,15 +12,17 @@ public class BatchSchedulerTests
 {
     private const int PageSize = 4;
     private KvCachePool _pool = null!;
+    private CpuKvCache _kv = null!;
     private long _ids;
 
     [TearDown]
-    public void Destroy() => _pool.Dispose();
+    public void Destroy() => _kv.Dispose();
 
     private BatchScheduler Scheduler(int pages, int chunk = 16, int maxRunning = 8, bool prefixCache = false)
     {
-        _pool = new KvCachePool(layers: 1, rowWidth: 2, PageSize, pages, KvCacheDType.F32);
-        return new BatchScheduler(_pool, prefixCache ? new PrefixCache(_pool) : null, chunk, maxRunning);
+        _pool = new KvCachePool(PageSize, pages);
+        _kv = new CpuKvCache(layers: 1, rowWidth: 2, _pool.CapacityTokens, KvCacheDType.F32);
+        return new BatchScheduler(_pool, _kv, prefixCache ? new PrefixCache(_pool) : null, chunk, maxRunning);
     }
 
     private Sequence Add(BatchScheduler scheduler, int promptLength, int firstToken = 10)

@@ -1,6 +1,5 @@
 using Ftransformers.Model;
 using Ftransformers.Threading;
-using Ftransformers.Inference;
 
 namespace Ftransformers.Backends.Cpu;
 
@@ -24,27 +23,30 @@ internal sealed class CpuExpertBackend : IExpertBackend
     private readonly RoutedExperts?[] _layers;
     private readonly RoutedExpertsJob _job;
     private readonly NodePlacement? _placement;
-    private readonly int[] _counts;
+    private readonly int[] _counts, _threads;
     private bool _submitted;
 
     public CpuExpertBackend(BackendContext context)
+        : this(context.Pool, context.Config.HiddenSize, context.Config.MoeIntermediateSize, context.Config.NumExpertsPerTok, LoadLayers(context))
     {
-        DeepSeekV3Config config = context.Config;
-        _pool = context.Pool;
+    }
+
+    /// <summary>A backend over experts already loaded (per layer; null where a layer has none), placed on the pool's nodes.</summary>
+    internal CpuExpertBackend(ComputePool? pool, int hidden, int intermediate, int topK, Func<int, Mlp[]?>[] layers)
+    {
+        _pool = pool;
         int nodes = _pool?.NodeCount ?? 1;
         _counts = new int[nodes];
-        _job = new RoutedExpertsJob(config.HiddenSize, config.MoeIntermediateSize, config.NumExpertsPerTok);
-        var weights = new WeightLoader(context.Checkpoint, config.Fp8BlockSize, context.Precision, pool: null);
+        _threads = [.. Enumerable.Range(0, nodes).Select(n => _pool?.ThreadsOn(n) ?? 1)];
+        _job = new RoutedExpertsJob(hidden, intermediate, topK);
         if (nodes > 1)
             _placement = new NodePlacement(_pool!);
-        _layers = new RoutedExperts?[config.NumHiddenLayers];
+        _layers = new RoutedExperts?[layers.Length];
         for (int i = 0; i < _layers.Length; i++)
         {
-            if (!config.IsMoeLayer(i))
+            // One layer at a time: a layer's experts are placed before the next one's are loaded.
+            if (layers[i](i) is not { } experts)
                 continue;
-            var experts = new Mlp[config.NRoutedExperts];
-            for (int e = 0; e < experts.Length; e++)
-                experts[e] = Mlp.Load(weights, $"model.layers.{i}.mlp.experts.{e}", config.HiddenSize, config.MoeIntermediateSize, context.Precision.RoutedExperts);
             int[] gateRows = SplitRows(experts[0].Gate, nodes), downRows = SplitRows(experts[0].Down, nodes);
             if (_placement != null)
                 for (int e = 0; e < experts.Length; e++)
@@ -53,7 +55,20 @@ internal sealed class CpuExpertBackend : IExpertBackend
         }
     }
 
-    public string Name => BackendRegistry.Cpu;
+    private static Func<int, Mlp[]?>[] LoadLayers(BackendContext context)
+    {
+        DeepSeekV3Config config = context.Config;
+        var weights = new WeightLoader(context.Checkpoint, config.Fp8BlockSize, context.Precision, pool: null);
+        Mlp[]? Load(int layer) => !config.IsMoeLayer(layer) ? null
+            : [.. Enumerable.Range(0, config.NRoutedExperts).Select(e =>
+                Mlp.Load(weights, $"model.layers.{layer}.mlp.experts.{e}", config.HiddenSize, config.MoeIntermediateSize, context.Precision.RoutedExperts))];
+        return [.. Enumerable.Range(0, config.NumHiddenLayers).Select(_ => (Func<int, Mlp[]?>)Load)];
+    }
+
+    /// <summary>Bytes of expert weights placed on each node (empty with one node: the weights stay where they were loaded).</summary>
+    internal long[] BytesPerNode => _placement?.BytesPerNode ?? [];
+
+    public string Name => "cpu";
 
     /// <summary>The experts of a MoE layer (tests and benchmarks).</summary>
     internal RoutedExperts Layer(int layer) => _layers[layer] ?? throw new ArgumentException($"Layer {layer} has no routed experts.", nameof(layer));
@@ -78,7 +93,7 @@ internal sealed class CpuExpertBackend : IExpertBackend
             throw new InvalidOperationException("A routed-experts batch is already in flight; Wait for it first.");
         if (batch.TopK != _job.TopK || batch.Hidden != _job.Hidden)
             throw new ArgumentException($"The batch has {batch.Hidden} values and {batch.TopK} experts per token; the model has {_job.Hidden} and {_job.TopK}.", nameof(batch));
-        _job.Prepare(Layer(batch.Layer), batch, _counts.Length);
+        _job.Prepare(Layer(batch.Layer), batch, _threads);
         _job.CountItems(_counts);
         _submitted = true;
         _pool?.Start(_job, _counts);

@@ -15,8 +15,10 @@ namespace Ftransformers.Backends.Cpu;
 /// </summary>
 internal sealed unsafe class RoutedExpertsJob : INodeWork
 {
-    // Multiply-adds one chunk should hold, so that a chunk's rows amortize taking it from the queue.
-    private const int WorkPerChunk = 1 << 16;
+    // A node's work is cut into about this many chunks per thread, each of [MinChunkWork, MaxChunkWork] multiply-adds:
+    // enough chunks to balance the threads, large enough that taking one from the queue costs nothing.
+    private const int ChunksPerThread = 8;
+    private const long MinChunkWork = 1 << 16, MaxChunkWork = 1 << 22;
 
     private enum Part : byte { Gate, Up, Down }
 
@@ -48,9 +50,13 @@ internal sealed unsafe class RoutedExpertsJob : INodeWork
     /// <summary>Experts per token.</summary>
     public int TopK => _topK;
 
-    /// <summary>Prepares the job for <paramref name="batch"/>: groups the choices by expert, gathers and quantizes inputs, queues the chunks per node.</summary>
-    public void Prepare(RoutedExperts layer, ExpertBatch batch, int nodes)
+    /// <summary>
+    /// Prepares the job for <paramref name="batch"/>: groups the choices by expert, gathers and quantizes inputs, queues
+    /// the chunks per node (<paramref name="threadsPerNode"/> sizes them).
+    /// </summary>
+    public void Prepare(RoutedExperts layer, ExpertBatch batch, ReadOnlySpan<int> threadsPerNode)
     {
+        int nodes = threadsPerNode.Length;
         (_layer, _batch, _failed) = (layer, batch, false);
         int choices = batch.Tokens * _topK, hidden = _hidden;
         // Slots (token * k + choice) grouped by expert: a counting sort keeps each expert's slots in token order.
@@ -99,10 +105,31 @@ internal sealed unsafe class RoutedExpertsJob : INodeWork
             for (int t0 = 0; t0 < count; t0 += expert.Gate.MaxTokensPerPass)
                 AddUnit(e, first + t0, Math.Min(expert.Gate.MaxTokensPerPass, count - t0));
         }
+
+        Span<long> chunkWork = stackalloc long[nodes];
+        for (int node = 0; node < nodes; node++)
+        {
+            long work = 0;
+            for (int u = 0; u < _unitCount; u++)
+                work += ((long)(layer.GateRows[node + 1] - layer.GateRows[node]) * 2 * _hidden + (long)(layer.DownRows[node + 1] - layer.DownRows[node]) * _inter) * _units[u].Count;
+            chunkWork[node] = Math.Clamp(work / (Math.Max(1, threadsPerNode[node]) * ChunksPerThread), MinChunkWork, MaxChunkWork);
+        }
+        for (int u = 0; u < _unitCount; u++)
+        {
+            Unit unit = _units[u];
+            Mlp mlp = layer.Experts[unit.Expert];
+            int remaining = 0;
+            for (int node = 0; node < nodes; node++)
+            {
+                remaining += AddChunks(node, u, Part.Gate, mlp.Gate, layer.GateRows, unit.Count, chunkWork[node]);
+                remaining += AddChunks(node, u, Part.Up, mlp.Up, layer.GateRows, unit.Count, chunkWork[node]);
+            }
+            unit.Remaining = remaining;
+        }
         // Down chunks after every gate and up chunk, so a thread reaches one only when the gate and up it needs are under way.
         for (int u = 0; u < _unitCount; u++)
             for (int node = 0; node < nodes; node++)
-                AddChunks(node, u, Part.Down, layer.Experts[_units[u].Expert].Down, layer.DownRows, _units[u].Count);
+                AddChunks(node, u, Part.Down, layer.Experts[_units[u].Expert].Down, layer.DownRows, _units[u].Count, chunkWork[node]);
     }
 
     private void AddUnit(int expert, int first, int count)
@@ -120,20 +147,13 @@ internal sealed unsafe class RoutedExpertsJob : INodeWork
         unit.Up.Start(mlp.Up, input, up, count);
         unit.Up.Activations = unit.Gate.Activations;
         unit.Down.Start(mlp.Down, gate, _out.Pointer + (long)first * _hidden, count);
-        int remaining = 0;
-        for (int node = 0; node < _items.Length; node++)
-        {
-            remaining += AddChunks(node, u, Part.Gate, mlp.Gate, _layer.GateRows, count);
-            remaining += AddChunks(node, u, Part.Up, mlp.Up, _layer.GateRows, count);
-        }
-        unit.Remaining = remaining;
     }
 
-    // Queues node's rows of a matrix in chunks of about WorkPerChunk multiply-adds, whole row units each.
-    private int AddChunks(int node, int unit, Part part, WeightMatrix matrix, int[] rowsOfNode, int tokens)
+    // Queues node's rows of a matrix in chunks of about chunkWork multiply-adds, whole row units each.
+    private int AddChunks(int node, int unit, Part part, WeightMatrix matrix, int[] rowsOfNode, int tokens, long chunkWork)
     {
         int start = rowsOfNode[node], end = rowsOfNode[node + 1], alignment = matrix.RowAlignment;
-        int rows = Math.Max(1, WorkPerChunk / Math.Max(1, matrix.Cols * tokens));
+        int rows = (int)Math.Clamp(chunkWork / Math.Max(1, (long)matrix.Cols * tokens), 1, Math.Max(1, end - start));
         rows = (rows + alignment - 1) / alignment * alignment;
         int added = 0;
         for (int r = start; r < end; r += rows, added++)
