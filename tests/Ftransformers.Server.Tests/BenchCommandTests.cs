@@ -175,6 +175,18 @@ public class BenchCommandTests
         Assert.That(error, Does.Contain(named));
     }
 
+    // Flags of the other target are refused rather than ignored.
+    [TestCase("--url", "http://127.0.0.1:9/", "--numa-nodes", "2", "--numa-nodes")]
+    [TestCase("--url", "http://127.0.0.1:9/", "--kv-cache-dtype", "bf16", "--kv-cache-dtype")]
+    [TestCase("--input-length", "16", "--api-key", "k", "--api-key")]
+    [TestCase("--input-length", "16", "--timeout", "5", "--timeout")]
+    public async Task AFlagOfTheOtherTarget_IsBadInput_NamingIt(string flag1, string value1, string flag2, string value2, string named)
+    {
+        var (exit, _, error) = await Bench("--model", "synthetic:tiny", flag1, value1, flag2, value2);
+        Assert.That(exit, Is.EqualTo(Program.ExitBadInput));
+        Assert.That(error, Does.Contain(named));
+    }
+
     [Test]
     public void Distribution_InterpolatesPercentilesLikeNumpy()
     {

@@ -59,7 +59,34 @@ public class ServeCommandTests
         Assert.That(await serving.WaitAsync(TimeSpan.FromSeconds(30)), Is.Zero, error.ToString());
     }
 
+    [Test]
+    public async Task Serve_OnTwoNumaNodes_AnswersAChatRequest()
+    {
+        var output = new WatchedWriter(new Regex(@"on (http://127\.0\.0\.1:\d+/)"));
+        var error = new StringWriter();
+        using var stop = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        Task<int> serving = Program.RunAsync(["serve", "--model-path", "synthetic:tiny", "--port", "0", "--served-model-name", "tiny", "--numa-nodes", "2", "--cpuinfer", "2",
+            "--max-total-tokens", "512", "--kv-cache-dtype", "bf16", "--page-size", "8", "--max-queued-requests", "4"], output, error, stop.Token);
+
+        Task first = await Task.WhenAny(output.Matched.Task, serving, Task.Delay(TimeSpan.FromSeconds(60)));
+        Assert.That(first, Is.SameAs(output.Matched.Task), $"the server did not report its address: {output} {error}");
+        using var http = new HttpClient { BaseAddress = new Uri(output.Matched.Task.Result.Groups[1].Value), Timeout = TimeSpan.FromSeconds(60) };
+        using HttpResponseMessage response = await http.PostAsync("/v1/chat/completions",
+            new StringContent("""{"model": "tiny", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 4, "temperature": 0}""", Encoding.UTF8, "application/json"));
+        string body = await response.Content.ReadAsStringAsync();
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), body);
+        Assert.That(body, Does.Contain("\"completion_tokens\":4"));
+
+        await stop.CancelAsync();
+        Assert.That(await serving.WaitAsync(TimeSpan.FromSeconds(30)), Is.Zero, error.ToString());
+    }
+
     [TestCase("--chunked-prefill-size", "0", "ChunkedPrefillSize")]
+    [TestCase("--numa-nodes", "0", "NumaNodes")]
+    [TestCase("--attention-backend", "cuda", "AttentionBackend")]
+    [TestCase("--expert-backend", "ascend", "ExpertBackend")]
+    [TestCase("--page-size", "0", "KvCachePageSize")]
+    [TestCase("--max-queued-requests", "0", "MaxWaitingRequests")]
     [TestCase("--cpuinfer", "0", "CpuThreads")]
     [TestCase("--quantization", "int3", "Precision")]
     [TestCase("--port", "70000", "Port")]
