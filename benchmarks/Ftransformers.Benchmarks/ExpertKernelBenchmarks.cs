@@ -22,9 +22,9 @@ public class ExpertKernelBenchmarks
     private ComputePool? _pool;
     private WeightMatrix[][] _gate = [], _up = [], _down = [], _attention = [];
     private int _layer;
-    private float[] _buffer = [], _x = [], _h = [], _out = [];
+    private float[] _x = [], _h = [], _out = [];
     private float[][] _attentionInputs = [];
-    private SumWork _sum = null!;
+    private MemoryReadBaseline _read = null!;
 
     /// <summary>Compute threads (the caller included).</summary>
     [Params(1, 2)]
@@ -49,9 +49,7 @@ public class ExpertKernelBenchmarks
         _x = RandomWeights.Activations(Hidden, rng);
         _h = RandomWeights.Activations(ExpertWidth, rng);
         _out = new float[32768];
-        _buffer = GC.AllocateArray<float>(1 << 28, pinned: true);
-        _buffer.AsSpan().Fill(1f);
-        _sum = new SumWork(_buffer);
+        _read = new MemoryReadBaseline();
     }
 
     [GlobalCleanup]
@@ -64,14 +62,7 @@ public class ExpertKernelBenchmarks
 
     /// <summary>Sums 1 GiB of floats: the read bandwidth the kernels are measured against.</summary>
     [Benchmark(Baseline = true)]
-    public float ReadBandwidth()
-    {
-        if (_pool is { } pool)
-            pool.For(SumWork.Chunks, _sum);
-        else
-            _sum.Run(0, SumWork.Chunks);
-        return TensorPrimitives.Sum(_sum.Partial);
-    }
+    public float ReadBandwidth() => _read.Read(_pool);
 
     /// <summary>One token through the 8 routed experts of one MoE layer.</summary>
     [Benchmark]
@@ -95,18 +86,5 @@ public class ExpertKernelBenchmarks
         for (int i = 0; i < attention.Length; i++)
             attention[i].Multiply(_attentionInputs[i], _out, 1);
         return _out[0];
-    }
-
-    private sealed class SumWork(float[] buffer) : IRangeWork
-    {
-        public const int Chunks = 256;
-        public readonly float[] Partial = new float[Chunks];
-
-        public void Run(int start, int end)
-        {
-            int chunk = buffer.Length / Chunks;
-            for (int c = start; c < end; c++)
-                Partial[c] = TensorPrimitives.Sum(buffer.AsSpan(c * chunk, chunk));
-        }
     }
 }

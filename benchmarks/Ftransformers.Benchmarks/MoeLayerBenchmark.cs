@@ -40,8 +40,8 @@ public class MoeLayerBenchmark
     private Mlp[][] _experts = [];
     private Mlp[] _shared = [];
     private ExpertBatch _batch = null!;
-    private float[] _sharedOut = [], _input = [], _output = [], _buffer = [];
-    private SumWork _sum = null!;
+    private float[] _sharedOut = [], _input = [], _output = [];
+    private MemoryReadBaseline _read = null!;
     private int _layer;
 
     /// <summary>Tokens in the step, each routed to 8 experts of its own.</summary>
@@ -64,9 +64,7 @@ public class MoeLayerBenchmark
         _input = RandomWeights.Activations(Tokens * Hidden, rng);
         _output = new float[Tokens * Hidden];
         _sharedOut = new float[Tokens * Hidden];
-        _buffer = GC.AllocateArray<float>(1 << 28, pinned: true);
-        _buffer.AsSpan().Fill(1f);
-        _sum = new SumWork(_buffer);
+        _read = new MemoryReadBaseline();
     }
 
     [GlobalCleanup]
@@ -80,11 +78,7 @@ public class MoeLayerBenchmark
 
     /// <summary>Sums 1 GiB of floats on all threads: the read bandwidth the layer is measured against.</summary>
     [Benchmark(Baseline = true)]
-    public float ReadBandwidth()
-    {
-        _pool.For(SumWork.Chunks, _sum);
-        return TensorPrimitives.Sum(_sum.Partial);
-    }
+    public float ReadBandwidth() => _read.Read(_pool);
 
     /// <summary>Routed experts one by one (3 fork-joins each), then the shared expert, as the engine did before the seam.</summary>
     [Benchmark]
@@ -140,19 +134,6 @@ public class MoeLayerBenchmark
         return _output[0];
     }
 
-    private sealed class SumWork(float[] buffer) : IRangeWork
-    {
-        public const int Chunks = 256;
-        public readonly float[] Partial = new float[Chunks];
-
-        public void Run(int start, int end)
-        {
-            int chunk = buffer.Length / Chunks;
-            for (int c = start; c < end; c++)
-                Partial[c] = TensorPrimitives.Sum(buffer.AsSpan(c * chunk, chunk));
-        }
-    }
-
     /// <summary>GB/s streamed by each case and its share of the read bandwidth of the same run.</summary>
     private sealed class StreamingColumns : ManualConfig
     {
@@ -192,7 +173,7 @@ public class MoeLayerBenchmark
         private static double? Rate(Summary summary, BenchmarkCase benchmarkCase, int tokens)
         {
             double? median = summary[benchmarkCase]?.ResultStatistics?.Median;
-            long bytes = benchmarkCase.Descriptor.WorkloadMethod.Name == nameof(ReadBandwidth) ? 4L << 28 : tokens * TopK * ExpertBytes + SharedBytes;
+            long bytes = benchmarkCase.Descriptor.WorkloadMethod.Name == nameof(ReadBandwidth) ? MemoryReadBaseline.Bytes : tokens * TopK * ExpertBytes + SharedBytes;
             return median is > 0 ? bytes / median.Value : null; // bytes per ns = GB/s
         }
     }
