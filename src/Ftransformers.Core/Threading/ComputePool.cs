@@ -28,13 +28,14 @@ public sealed class ComputePool : IDisposable
     // Spin this many rounds for the next job (or for the last worker) before blocking.
     private const int SpinRounds = 2000;
 
-    // One node's share of a job; padded so that nodes' counters do not share a cache line.
-    [StructLayout(LayoutKind.Explicit, Size = 128)]
+    // One node's share of a job. Next, which every thread of the node bumps, sits 96 bytes from anything else (another
+    // node's range, the array's length that each access checks), so no cache line holds it and something read.
+    [StructLayout(LayoutKind.Explicit, Size = 192)]
     private struct Range
     {
-        [FieldOffset(0)] public int Next;
-        [FieldOffset(64)] public int Count;
-        [FieldOffset(68)] public int Grain;
+        [FieldOffset(0)] public int Count;
+        [FieldOffset(4)] public int Grain;
+        [FieldOffset(96)] public int Next;
     }
 
     private readonly Thread[] _workers;
