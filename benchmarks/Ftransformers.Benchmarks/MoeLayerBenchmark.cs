@@ -59,7 +59,7 @@ public class MoeLayerBenchmark
         _shared = [.. Enumerable.Range(0, Layers).Select(_ => new Mlp(RandomWeights.Int8("shared.gate", Width, Hidden, rng), RandomWeights.Int8("shared.up", Width, Hidden, rng), RandomWeights.Int8("shared.down", Hidden, Width, rng)))];
         foreach (Mlp mlp in _experts.SelectMany(l => l).Concat(_shared))
             mlp.Gate.Pool = mlp.Up.Pool = mlp.Down.Pool = _pool;
-        _backend = new CpuExpertBackend(_pool, Hidden, Width, TopK, [.. _experts.Select(layer => (Func<int, Mlp[]?>)(_ => layer))]);
+        _backend = new CpuExpertBackend(_pool, Hidden, Width, TopK, Layers, layer => _experts[layer]);
         _batch = new ExpertBatch(Hidden, TopK);
         _input = RandomWeights.Activations(Tokens * Hidden, rng);
         _output = new float[Tokens * Hidden];

@@ -66,7 +66,7 @@ public class LayeringTests
     [Test]
     public void NoSourceFileImportsAHigherNamespace()
     {
-        string core = Path.Combine(RepositoryRoot(), "src", "Ftransformers.Core");
+        string core = Path.Combine(Fixtures.RepositoryRoot, "src", "Ftransformers.Core");
         var violations = new List<string>();
         foreach (string file in Directory.EnumerateFiles(core, "*.cs", SearchOption.AllDirectories))
         {
@@ -85,14 +85,6 @@ public class LayeringTests
             }
         }
         Assert.That(violations, Is.Empty);
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "Ftransformers.Core.sln")))
-                return dir.FullName;
-        throw new DirectoryNotFoundException($"Could not find the repository root (Ftransformers.Core.sln) above '{AppContext.BaseDirectory}'.");
     }
 
     private static TypeReference Outermost(TypeReference type)

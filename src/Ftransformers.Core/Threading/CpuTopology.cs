@@ -22,9 +22,6 @@ public sealed class CpuTopology
     /// <summary>Compute threads: one per CPU of every node.</summary>
     public int ThreadCount => Nodes.Sum(n => n.Cpus.Count);
 
-    /// <summary>The machine's node count among the CPUs the process may use.</summary>
-    public static int MachineNodeCount() => Group(CpuAffinity.AllowedCpus()).Count;
-
     /// <summary>
     /// <paramref name="threads"/> CPUs taken evenly from the machine's nodes, in <paramref name="nodes"/> groups (null:
     /// the machine's node count, at most one per thread). More threads than allowed CPUs reuse CPUs.
@@ -98,9 +95,8 @@ public sealed class CpuTopology
 
     private static string Ranges(IReadOnlyList<int> cpus) => cpus.Count <= 8 ? string.Join(",", cpus) : $"{string.Join(",", cpus.Take(4))},...,{cpus[^1]}";
 
-    private static List<(int OsNode, int[] Cpus)> Group(IReadOnlyList<int> allowed, Func<int, int>? osNodeOf = null)
+    private static List<(int OsNode, int[] Cpus)> Group(IReadOnlyList<int> allowed, Func<int, int> osNodeOf)
     {
-        osNodeOf ??= OsNodeOfCpu();
         return [.. allowed.GroupBy(osNodeOf).OrderBy(g => g.Key).Select(g => (g.Key, g.Order().ToArray()))];
     }
 

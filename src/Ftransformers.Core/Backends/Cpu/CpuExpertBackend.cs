@@ -27,12 +27,12 @@ internal sealed class CpuExpertBackend : IExpertBackend
     private bool _submitted;
 
     public CpuExpertBackend(BackendContext context)
-        : this(context.Pool, context.Config.HiddenSize, context.Config.MoeIntermediateSize, context.Config.NumExpertsPerTok, LoadLayers(context))
+        : this(context.Pool, context.Config.HiddenSize, context.Config.MoeIntermediateSize, context.Config.NumExpertsPerTok, context.Config.NumHiddenLayers, Loader(context))
     {
     }
 
-    /// <summary>A backend over experts already loaded (per layer; null where a layer has none), placed on the pool's nodes.</summary>
-    internal CpuExpertBackend(ComputePool? pool, int hidden, int intermediate, int topK, Func<int, Mlp[]?>[] layers)
+    /// <summary>A backend over the experts <paramref name="loadLayer"/> gives for each of <paramref name="layers"/> layers (null where a layer has none), placed on the pool's nodes.</summary>
+    internal CpuExpertBackend(ComputePool? pool, int hidden, int intermediate, int topK, int layers, Func<int, Mlp[]?> loadLayer)
     {
         _pool = pool;
         int nodes = _pool?.NodeCount ?? 1;
@@ -41,11 +41,11 @@ internal sealed class CpuExpertBackend : IExpertBackend
         _job = new RoutedExpertsJob(hidden, intermediate, topK);
         if (nodes > 1)
             _placement = new NodePlacement(_pool!);
-        _layers = new RoutedExperts?[layers.Length];
+        _layers = new RoutedExperts?[layers];
         for (int i = 0; i < _layers.Length; i++)
         {
             // One layer at a time: a layer's experts are placed before the next one's are loaded.
-            if (layers[i](i) is not { } experts)
+            if (loadLayer(i) is not { } experts)
                 continue;
             int[] gateRows = SplitRows(experts[0].Gate, nodes), downRows = SplitRows(experts[0].Down, nodes);
             if (_placement != null)
@@ -55,22 +55,19 @@ internal sealed class CpuExpertBackend : IExpertBackend
         }
     }
 
-    private static Func<int, Mlp[]?>[] LoadLayers(BackendContext context)
+    // A layer's routed experts from the checkpoint, by their tensor names.
+    private static Func<int, Mlp[]?> Loader(BackendContext context)
     {
         DeepSeekV3Config config = context.Config;
         var weights = new WeightLoader(context.Checkpoint, config.Fp8BlockSize, context.Precision, pool: null);
-        Mlp[]? Load(int layer) => !config.IsMoeLayer(layer) ? null
+        return layer => !config.IsMoeLayer(layer) ? null
             : [.. Enumerable.Range(0, config.NRoutedExperts).Select(e =>
                 Mlp.Load(weights, $"model.layers.{layer}.mlp.experts.{e}", config.HiddenSize, config.MoeIntermediateSize, context.Precision.RoutedExperts))];
-        return [.. Enumerable.Range(0, config.NumHiddenLayers).Select(_ => (Func<int, Mlp[]?>)Load)];
     }
-
-    /// <summary>Bytes of expert weights placed on each node (empty with one node: the weights stay where they were loaded).</summary>
-    internal long[] BytesPerNode => _placement?.BytesPerNode ?? [];
 
     public string Name => "cpu";
 
-    /// <summary>The experts of a MoE layer (tests and benchmarks).</summary>
+    /// <summary>The experts of a MoE layer.</summary>
     internal RoutedExperts Layer(int layer) => _layers[layer] ?? throw new ArgumentException($"Layer {layer} has no routed experts.", nameof(layer));
 
     // Rows in proportion to each node's threads, cut at the matrix's row units (a row group is never split).

@@ -16,9 +16,6 @@ internal sealed unsafe class NodePlacement(ComputePool pool) : IDisposable
     private readonly List<nint> _blocks = [];
     private readonly CopyJob _copy = new();
 
-    /// <summary>Bytes placed so far, per node.</summary>
-    public long[] BytesPerNode { get; } = new long[pool.NodeCount];
-
     /// <summary>
     /// A copy of <paramref name="matrix"/> whose rows [rowsOfNode[n], rowsOfNode[n + 1]) live on node n; bounds must
     /// fall on the matrix's row units.
@@ -43,7 +40,6 @@ internal sealed unsafe class NodePlacement(ComputePool pool) : IDisposable
                 if (to <= from)
                     continue;
                 NodeMemory.TryBind(block + from, to - from, pool.Topology.Nodes[n].OsNode);
-                BytesPerNode[n] += to - from;
                 for (long at = from; at < to; at += CopyChunk)
                     _copy.Add(n, (byte*)part.Start + at, block + at, Math.Min(CopyChunk, to - at));
             }

@@ -106,12 +106,11 @@ internal sealed unsafe class RoutedExpertsJob : INodeWork
                 AddUnit(e, first + t0, Math.Min(expert.Gate.MaxTokensPerPass, count - t0));
         }
 
+        // A node's work: its rows of gate, up and down for every choice.
         Span<long> chunkWork = stackalloc long[nodes];
         for (int node = 0; node < nodes; node++)
         {
-            long work = 0;
-            for (int u = 0; u < _unitCount; u++)
-                work += ((long)(layer.GateRows[node + 1] - layer.GateRows[node]) * 2 * _hidden + (long)(layer.DownRows[node + 1] - layer.DownRows[node]) * _inter) * _units[u].Count;
+            long work = ((long)(layer.GateRows[node + 1] - layer.GateRows[node]) * 2 * _hidden + (long)(layer.DownRows[node + 1] - layer.DownRows[node]) * _inter) * choices;
             chunkWork[node] = Math.Clamp(work / (Math.Max(1, threadsPerNode[node]) * ChunksPerThread), MinChunkWork, MaxChunkWork);
         }
         for (int u = 0; u < _unitCount; u++)

@@ -14,12 +14,12 @@ internal sealed class WeightLoader(Checkpoint checkpoint, int fp8BlockSize, Prec
 {
     public Precision Precision => precision;
 
-    public bool Contains(string name) => checkpoint.Contains(name) || checkpoint.Contains(QuantizedName(name, "qweight"));
+    public bool Contains(string name) => checkpoint.Contains(name) || checkpoint.Contains(CheckpointConverter.PartName(name, "qweight"));
 
     /// <summary>A [rows, cols] matrix in <paramref name="format"/>, computing on the loader's pool.</summary>
     public WeightMatrix Matrix(string name, int rows, int cols, WeightFormat format = WeightFormat.Native)
     {
-        WeightMatrix matrix = checkpoint.Contains(QuantizedName(name, "qweight")) ? Converted(name, rows, cols) : Load(name, rows, cols, format);
+        WeightMatrix matrix = checkpoint.Contains(CheckpointConverter.PartName(name, "qweight")) ? Converted(name, rows, cols) : Load(name, rows, cols, format);
         matrix.Pool = pool;
         return matrix;
     }
@@ -43,7 +43,7 @@ internal sealed class WeightLoader(Checkpoint checkpoint, int fp8BlockSize, Prec
 
     private unsafe WeightMatrix Converted(string name, int rows, int cols)
     {
-        string qweight = QuantizedName(name, "qweight"), scales = QuantizedName(name, "scales"), mins = QuantizedName(name, "mins");
+        string qweight = CheckpointConverter.PartName(name, "qweight"), scales = CheckpointConverter.PartName(name, "scales"), mins = CheckpointConverter.PartName(name, "mins");
         TensorInfo codes = checkpoint.Info(qweight);
         if (codes.DType == TensorDType.I8)
         {
@@ -72,8 +72,6 @@ internal sealed class WeightLoader(Checkpoint checkpoint, int fp8BlockSize, Prec
         return Decode(name);
     }
 
-    /// <summary>The name of a converted tensor's part (see <see cref="CheckpointConverter.PartName"/>).</summary>
-    public static string QuantizedName(string weightName, string part) => CheckpointConverter.PartName(weightName, part);
 
     private void Expect(string name, TensorInfo info, TensorDType dtype, params long[] shape)
     {
