@@ -8,7 +8,10 @@ namespace Ftransformers.Benchmarks;
 /// <summary>Random quantized matrices at real shapes, made directly in the quantized layout (quantizing would take minutes).</summary>
 internal static class RandomWeights
 {
-    public static Int4WeightMatrix Int4(string name, int rows, int cols, Random rng)
+    public static Int4WeightMatrix Int4(string name, int rows, int cols, Random rng) => new(name, Int4Rows(rows, cols, rng));
+
+    /// <summary>Row-major group-32 INT4 weights with random codes and small scales.</summary>
+    public static Int4Weights Int4Rows(int rows, int cols, Random rng)
     {
         var packed = PinnedArray<byte>.Uninitialized(rows * cols / 2);
         rng.NextBytes(packed.Span);
@@ -20,7 +23,7 @@ internal static class RandomWeights
             float scale = 0.001f + (float)rng.NextDouble() * 0.01f;
             (scales.Span[i], mins.Span[i]) = ((Half)scale, (Half)(-8 * scale));
         }
-        return new Int4WeightMatrix(name, Int4Weights.FromOwned(rows, cols, Int4Format.Default, packed, scales, mins));
+        return Int4Weights.FromOwned(rows, cols, Int4Format.Default, packed, scales, mins);
     }
 
     public static Int8WeightMatrix Int8(string name, int rows, int cols, Random rng)

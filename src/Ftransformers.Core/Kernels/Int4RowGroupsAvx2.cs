@@ -31,12 +31,7 @@ internal static class Int4RowGroupsAvx2
     {
         if (!IsSupported)
             throw new PlatformNotSupportedException("The row-group INT4 kernel needs AVX2 and FMA.");
-        if (x.Cols != weights.Cols || x.BlockSize != Int4Layout.BlockSize)
-            throw new ArgumentException($"Activations must be {weights.Cols} values per token in blocks of {Int4Layout.BlockSize}, got {x.Cols} in blocks of {x.BlockSize}.", nameof(x));
-        if ((uint)start > (uint)end || end > weights.Rows)
-            throw new ArgumentOutOfRangeException(nameof(end), $"Rows [{start}, {end}) are not within the {weights.Rows} rows.");
-        if (y.Length < (x.Tokens - 1) * weights.Rows + end)
-            throw new ArgumentException($"The output needs {x.Tokens} x {weights.Rows} values.", nameof(y));
+        CheckOperands(weights, start, end, x, y);
         if (start == end)
             return;
         fixed (sbyte* codes = x.AllValues)
@@ -54,14 +49,14 @@ internal static class Int4RowGroupsAvx2
             {
                 int t = 0;
                 for (; t + 4 <= x.Tokens; t += 4)
-                    Pass<Four>(job, g, t);
+                    Pass<FourTokens>(job, g, t);
                 if (x.Tokens - t >= 2)
                 {
-                    Pass<Two>(job, g, t);
+                    Pass<TwoTokens>(job, g, t);
                     t += 2;
                 }
                 if (t < x.Tokens)
-                    Pass<One>(job, g, t);
+                    Pass<OneToken>(job, g, t);
             }
         }
         GC.KeepAlive(weights.Owner); // the job holds raw pointers into its memory
@@ -77,27 +72,6 @@ internal static class Int4RowGroupsAvx2
         public readonly float* XScales = scales, XSums = sums, Y = y;
         public readonly Vector256<float>* PassSums = passSums;
         public readonly int Rows = weights.Rows, Cols = weights.Cols, Blocks = weights.Blocks, Start = start, End = end;
-    }
-
-    /// <summary>How many tokens one pass serves, as a type: each count compiles to its own loop, with no tests per token.</summary>
-    private interface ITokenCount
-    {
-        static abstract int Value { get; }
-    }
-
-    private readonly struct One : ITokenCount
-    {
-        public static int Value => 1;
-    }
-
-    private readonly struct Two : ITokenCount
-    {
-        public static int Value => 2;
-    }
-
-    private readonly struct Four : ITokenCount
-    {
-        public static int Value => 4;
     }
 
     // Tokens [t, t + TCount) against group g.
@@ -197,17 +171,35 @@ internal static class Int4RowGroupsAvx2
         Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(dots, Vector256<short>.One));
 
     // Token t's results of group g (sixteen floats), the rows within the job's range.
-    private static unsafe void Store(Job job, int g, int t, float* rows)
+    private static unsafe void Store(Job job, int g, int t, float* rows) =>
+        StoreGroup(job.Y + (long)t * job.Rows, g, job.Start, job.End, rows, rows + Int4RowGroupLayout.RowsPerHalf);
+
+    /// <summary>Refuses activations of another width or block size, a range outside the rows, a short output.</summary>
+    internal static void CheckOperands(in Int4RowGroupLayout weights, int start, int end, Int8Activations x, Span<float> y)
+    {
+        if (x.Cols != weights.Cols || x.BlockSize != Int4Layout.BlockSize)
+            throw new ArgumentException($"Activations must be {weights.Cols} values per token in blocks of {Int4Layout.BlockSize}, got {x.Cols} in blocks of {x.BlockSize}.", nameof(x));
+        if ((uint)start > (uint)end || end > weights.Rows)
+            throw new ArgumentOutOfRangeException(nameof(end), $"Rows [{start}, {end}) are not within the {weights.Rows} rows.");
+        if (y.Length < (x.Tokens - 1) * weights.Rows + end)
+            throw new ArgumentException($"The output needs {x.Tokens} x {weights.Rows} values.", nameof(y));
+    }
+
+    /// <summary>
+    /// One token's results of group g into its output row <paramref name="y"/>: eight low-nibble rows, then eight high,
+    /// those within [<paramref name="start"/>, <paramref name="end"/>) only.
+    /// </summary>
+    internal static unsafe void StoreGroup(float* y, int g, int start, int end, float* low, float* high)
     {
         int first = g * Int4RowGroupLayout.RowsPerGroup;
-        float* y = job.Y + (long)t * job.Rows + first;
-        if (first >= job.Start && first + Int4RowGroupLayout.RowsPerGroup <= job.End)
+        y += first;
+        if (first >= start && first + Int4RowGroupLayout.RowsPerGroup <= end)
         {
-            Vector256.Load(rows).Store(y);
-            Vector256.Load(rows + 8).Store(y + 8);
+            Vector256.Load(low).Store(y);
+            Vector256.Load(high).Store(y + Int4RowGroupLayout.RowsPerHalf);
             return;
         }
-        for (int i = Math.Max(0, job.Start - first); i < Int4RowGroupLayout.RowsPerGroup && first + i < job.End; i++)
-            y[i] = rows[i];
+        for (int i = Math.Max(0, start - first); i < Int4RowGroupLayout.RowsPerGroup && first + i < end; i++)
+            y[i] = i < Int4RowGroupLayout.RowsPerHalf ? low[i] : high[i - Int4RowGroupLayout.RowsPerHalf];
     }
 }

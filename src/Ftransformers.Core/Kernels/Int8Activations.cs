@@ -9,6 +9,7 @@ public sealed class Int8Activations
     private sbyte[] _values = [];
     private float[] _scales = [];
     private float[] _scaledSums = [];
+    private int[] _codeSums = [];
 
     /// <summary>Tokens held.</summary>
     public int Tokens { get; private set; }
@@ -23,6 +24,9 @@ public sealed class Int8Activations
     internal ReadOnlySpan<sbyte> AllValues => _values.AsSpan(0, Tokens * Cols);
     /// <summary>Every token's block scales, token after token.</summary>
     internal ReadOnlySpan<float> AllScales => _scales.AsSpan(0, Tokens * BlocksPerToken);
+
+    /// <summary>Every token's per-block Σ codes, token after token.</summary>
+    internal ReadOnlySpan<int> AllCodeSums => _codeSums.AsSpan(0, Tokens * BlocksPerToken);
 
     /// <summary>Every token's per-block scale * Σ codes, token after token.</summary>
     internal ReadOnlySpan<float> AllScaledSums => _scaledSums.AsSpan(0, Tokens * BlocksPerToken);
@@ -56,7 +60,8 @@ public sealed class Int8Activations
         {
             _scales = new float[blocks];
             _scaledSums = new float[blocks];
+            _codeSums = new int[blocks];
         }
-        Int8Codes.QuantizeBlocks(x[..(tokens * cols)], blockSize, _values, _scales, _scaledSums);
+        Int8Codes.QuantizeBlocks(x[..(tokens * cols)], blockSize, _values, _scales, _codeSums, _scaledSums);
     }
 }

@@ -24,37 +24,39 @@ public static class Int8Codes
 
     /// <summary>
     /// Quantizes consecutive blocks of <paramref name="blockSize"/> values (a whole token for W8A8, 32 for INT4), each
-    /// with its own <see cref="BlockScale"/>: codes, block scales, and scale · Σ codes per block (the term an INT4
-    /// weight's min multiplies). Blocks of 32 on AVX2 take one pass in registers each; a MaxMagnitude and a
-    /// <see cref="Quantize"/> call per block cost about twice as much there.
+    /// with its own <see cref="BlockScale"/>: codes, block scales, Σ codes per block and scale · Σ codes (the term an
+    /// INT4 weight's min multiplies; the integer sum corrects the offset of the VNNI INT8 kernel). Blocks of 32 on AVX2
+    /// take one pass in registers each; a MaxMagnitude and a <see cref="Quantize"/> call per block cost about twice as
+    /// much there.
     /// </summary>
-    public static void QuantizeBlocks(ReadOnlySpan<float> values, int blockSize, Span<sbyte> codes, Span<float> scales, Span<float> scaledSums)
+    public static void QuantizeBlocks(ReadOnlySpan<float> values, int blockSize, Span<sbyte> codes, Span<float> scales, Span<int> codeSums, Span<float> scaledSums)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(blockSize);
         int blocks = values.Length / blockSize;
-        if (values.Length % blockSize != 0 || codes.Length < values.Length || scales.Length < blocks || scaledSums.Length < blocks)
-            throw new ArgumentException($"{values.Length} values need a multiple of {blockSize}, as many codes and a scale and a sum per block.");
+        if (values.Length % blockSize != 0 || codes.Length < values.Length || scales.Length < blocks || codeSums.Length < blocks || scaledSums.Length < blocks)
+            throw new ArgumentException($"{values.Length} values need a multiple of {blockSize}, as many codes and a scale and two sums per block.");
         if (blockSize == 32 && Avx2.IsSupported)
-            QuantizeBlocks32Avx2(values, codes, scales, scaledSums);
+            QuantizeBlocks32Avx2(values, codes, scales, codeSums, scaledSums);
         else
-            QuantizeBlocksEach(values, blockSize, codes, scales, scaledSums);
+            QuantizeBlocksEach(values, blockSize, codes, scales, codeSums, scaledSums);
     }
 
     // Block by block: |max| (MaxMagnitude keeps the sign), then the codes on Quantize's path.
-    internal static void QuantizeBlocksEach(ReadOnlySpan<float> values, int blockSize, Span<sbyte> codes, Span<float> scales, Span<float> scaledSums)
+    internal static void QuantizeBlocksEach(ReadOnlySpan<float> values, int blockSize, Span<sbyte> codes, Span<float> scales, Span<int> codeSums, Span<float> scaledSums)
     {
         for (int b = 0; b < values.Length / blockSize; b++)
         {
             ReadOnlySpan<float> block = values.Slice(b * blockSize, blockSize);
             (float scale, float inverse) = BlockScale(MathF.Abs(System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(block)));
             scales[b] = scale;
-            scaledSums[b] = scale * Quantize(block, inverse, codes.Slice(b * blockSize, blockSize));
+            codeSums[b] = Quantize(block, inverse, codes.Slice(b * blockSize, blockSize));
+            scaledSums[b] = scale * codeSums[b];
         }
     }
 
     // AVX2: vcvtps2dq rounds to nearest even (the default MXCSR mode .NET keeps) and the saturating packs narrow to
     // bytes, so no clamp is needed: with a block's own scale, |x · inverse| rounds to at most 127.
-    internal static void QuantizeBlocks32Avx2(ReadOnlySpan<float> values, Span<sbyte> codes, Span<float> scales, Span<float> scaledSums)
+    internal static void QuantizeBlocks32Avx2(ReadOnlySpan<float> values, Span<sbyte> codes, Span<float> scales, Span<int> codeSums, Span<float> scaledSums)
     {
         ref float x = ref MemoryMarshal.GetReference(values);
         ref sbyte c = ref MemoryMarshal.GetReference(codes);
@@ -74,7 +76,8 @@ public static class Int8Codes
             Vector256<sbyte> packed = Avx2.PackSignedSaturate(Avx2.PackSignedSaturate(q0, q1), Avx2.PackSignedSaturate(q2, q3));
             Avx2.PermuteVar8x32(packed.AsInt32(), order).AsSByte().StoreUnsafe(ref c, (nuint)i);
             scales[b] = scale;
-            scaledSums[b] = scale * Vector256.Sum((q0 + q1) + (q2 + q3));
+            codeSums[b] = Vector256.Sum((q0 + q1) + (q2 + q3));
+            scaledSums[b] = scale * codeSums[b];
         }
     }
 

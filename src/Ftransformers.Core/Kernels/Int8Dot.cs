@@ -28,11 +28,14 @@ public static class Int8Dot
         return DotOn(ActivePath, a, b);
     }
 
+    /// <summary>The path <see cref="Rows"/> takes on this CPU: AVX-VNNI where there is one (<see cref="Int8RowsAvxVnni"/>), else <see cref="ActivePath"/>.</summary>
+    public static KernelPath RowsPath { get; } = Int8RowsAvxVnni.IsSupported ? KernelPath.AvxVnni : ActivePath;
+
     /// <summary>
     /// W8A8 rows [<paramref name="start"/>, <paramref name="end"/>) for every token of <paramref name="x"/> (quantized per
     /// token): y[t * weights.Rows + r] = scale_r * xscale_t * (row r · codes of token t).
     /// </summary>
-    public static void Rows(in Int8Layout weights, int start, int end, Int8Activations x, Span<float> y) => RowsOn(ActivePath, in weights, start, end, x, y);
+    public static void Rows(in Int8Layout weights, int start, int end, Int8Activations x, Span<float> y) => RowsOn(RowsPath, in weights, start, end, x, y);
 
     internal static unsafe void RowsOn(KernelPath path, in Int8Layout weights, int start, int end, Int8Activations x, Span<float> y)
     {
@@ -41,6 +44,13 @@ public static class Int8Dot
             throw new ArgumentException($"Activations must be {cols} values per token with one scale each, got {x.Cols} in blocks of {x.BlockSize}.");
         if (y.Length < (tokens - 1) * rows + end)
             throw new ArgumentException($"The output needs {tokens} x {rows} values.", nameof(y));
+        if ((uint)start > (uint)end || end > rows)
+            throw new ArgumentOutOfRangeException(nameof(end), $"Rows [{start}, {end}) are not within the {rows} rows.");
+        if (path == KernelPath.AvxVnni)
+        {
+            Int8RowsAvxVnni.Rows(weights, start, end, x, y);
+            return;
+        }
         Span<int> dots = stackalloc int[4];
         for (int r = start; r < end; r++)
         {

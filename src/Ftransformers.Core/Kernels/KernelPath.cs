@@ -13,4 +13,8 @@ public enum KernelPath
     Dp,
     /// <summary>x86 AVX2.</summary>
     Avx2,
+    /// <summary>x86 AVX-VNNI: vpdpbusd on 256-bit vectors.</summary>
+    AvxVnni,
+    /// <summary>x86 AVX-512 F and BW on 512-bit vectors.</summary>
+    Avx512,
 }

@@ -63,16 +63,17 @@ public class Int8CodesTests
 
         sbyte[] codes = new sbyte[x.Length], expectedCodes = new sbyte[x.Length];
         float[] scales = new float[blocks], sums = new float[blocks];
+        int[] codeSums = new int[blocks];
         if (path == "Avx2")
-            Int8Codes.QuantizeBlocks32Avx2(x, codes, scales, sums);
+            Int8Codes.QuantizeBlocks32Avx2(x, codes, scales, codeSums, sums);
         else
-            Int8Codes.QuantizeBlocksEach(x, 32, codes, scales, sums);
+            Int8Codes.QuantizeBlocksEach(x, 32, codes, scales, codeSums, sums);
         for (int b = 0; b < blocks; b++)
         {
             float[] block = x[(b * 32)..((b + 1) * 32)];
             (float scale, float inverse) = Int8Codes.BlockScale(block.Max(MathF.Abs));
             int sum = Int8Codes.QuantizeScalar(block, inverse, expectedCodes.AsSpan(b * 32, 32), 0);
-            Assert.That((scales[b], sums[b]), Is.EqualTo((scale, scale * sum)), $"block {b}");
+            Assert.That((scales[b], codeSums[b], sums[b]), Is.EqualTo((scale, sum, scale * sum)), $"block {b}");
         }
         Assert.That(codes, Is.EqualTo(expectedCodes));
         Assert.That((scales[2], scales[3]), Is.EqualTo((0f, 0f)), "blocks without a finite inverse quantize to zero");

@@ -9,7 +9,8 @@ namespace Ftransformers.Tests.Kernels;
 /// <summary>Which kernel paths this CPU executes; tests run each and name the ones it cannot.</summary>
 internal static class KernelPaths
 {
-    public static readonly KernelPath[] All = Enum.GetValues<KernelPath>();
+    /// <summary>The paths of the per-row kernels (<see cref="Int8Dot"/>, <see cref="Int4Dot"/>).</summary>
+    public static readonly KernelPath[] All = [KernelPath.Scalar, KernelPath.Vector128, KernelPath.AdvSimd, KernelPath.Dp, KernelPath.Avx2];
 
     public static bool IsSupported(KernelPath path) => path switch
     {
@@ -17,7 +18,10 @@ internal static class KernelPaths
         KernelPath.Vector128 => Vector128.IsHardwareAccelerated,
         KernelPath.AdvSimd => AdvSimd.IsSupported,
         KernelPath.Dp => Dp.IsSupported,
-        _ => Avx2.IsSupported,
+        KernelPath.Avx2 => Avx2.IsSupported,
+        KernelPath.AvxVnni => AvxVnni.IsSupported,
+        KernelPath.Avx512 => Avx512BW.IsSupported,
+        _ => throw new ArgumentOutOfRangeException(nameof(path)),
     };
 
     /// <summary>Stops a test of a path this CPU cannot run, saying so: it is reported as skipped with the reason, not passed.</summary>

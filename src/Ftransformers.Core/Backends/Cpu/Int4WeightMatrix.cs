@@ -17,7 +17,7 @@ internal sealed class Int4WeightMatrix : WeightMatrix
 
     public Int4WeightMatrix(string name, Int4Weights weights) : base(name, weights.Rows, weights.Cols)
     {
-        if (Int4RowGroupsAvx2.IsSupported && Int4RowGroups.Suits(weights))
+        if (Int4RowGroupKernel.IsSupported && Int4RowGroups.Suits(weights))
             _rowGroups = Int4RowGroups.From(weights);
         else
             _rowMajor = weights;
@@ -51,7 +51,7 @@ internal sealed class Int4WeightMatrix : WeightMatrix
     /// <summary>Whether the weights were repacked into row groups (for tests and diagnostics).</summary>
     internal bool UsesRowGroups => _rowGroups != null;
 
-    protected internal override int RowAlignment => _rowGroups != null ? Int4RowGroups.RowsPerGroup : 1;
+    protected internal override int RowAlignment => _rowGroups != null ? Int4RowGroupKernel.RowsPerPass : 1;
 
     protected internal override int MaxTokensPerPass => Int4Dot.MaxTokens;
 
@@ -61,7 +61,7 @@ internal sealed class Int4WeightMatrix : WeightMatrix
     {
         var y = new Span<float>(p.Y, p.Tokens * Rows);
         if (_rowGroups != null)
-            Int4RowGroupsAvx2.Rows(_rowGroups.Layout, start, end, p.Activations, y);
+            Int4RowGroupKernel.Rows(_rowGroups.Layout, start, end, p.Activations, y);
         else
             Int4Dot.Rows(_rowMajor!.Layout, start, end, p.Activations, y);
     }

@@ -1,0 +1,139 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
+using System.Runtime.Intrinsics.X86;
+using Ftransformers.Kernels;
+using Ftransformers.Threading;
+
+namespace Ftransformers.Benchmarks;
+
+/// <summary>
+/// The machine's peak integer multiply-add rate on one kernel path, as kernels are measured against it: a loop of the
+/// instructions the path's inner loop relies on, on registers only, over all the pool's threads. Twelve independent
+/// accumulator chains hide the latency, so only throughput counts.
+/// <list type="bullet">
+/// <item>AVX2 / AVX-512: <c>acc += vpmaddubsw(w, x)</c> on 256 / 512-bit vectors (32 / 64 u8 × s8 products).</item>
+/// <item>AVX-VNNI: <c>acc = vpdpbusd(acc, w, x)</c> on 256-bit vectors (32 products).</item>
+/// <item>ARM64 SDOT: <c>acc = sdot(acc, w, x)</c> on 128-bit vectors (16 products).</item>
+/// </list>
+/// </summary>
+internal sealed class ComputePeakBaseline(KernelPath path) : IRangeWork
+{
+    private const int Chunks = 64, Iterations = 1 << 12, Chains = 12;
+
+    /// <summary>Products (multiply-adds) one <see cref="Run(ComputePool?)"/> performs.</summary>
+    public long MultiplyAdds => (long)Chunks * Iterations * Chains * ProductsPerInstruction(path);
+
+    private readonly int[] _sinks = new int[Chunks];
+
+    /// <summary>Whether this CPU runs the path's instructions.</summary>
+    public static bool IsSupported(KernelPath path) => path switch
+    {
+        KernelPath.Avx2 => Avx2.IsSupported,
+        KernelPath.Avx512 => Avx512BW.IsSupported,
+        KernelPath.AvxVnni => AvxVnni.IsSupported,
+        KernelPath.Dp => Dp.IsSupported,
+        _ => false,
+    };
+
+    private static int ProductsPerInstruction(KernelPath path) => path switch
+    {
+        KernelPath.Avx512 => 64,
+        KernelPath.Dp => 16,
+        _ => 32,
+    };
+
+    /// <summary>Runs the loop on every thread; returns a value that depends on every chain.</summary>
+    public int Run(ComputePool? pool)
+    {
+        if (!IsSupported(path))
+            throw new PlatformNotSupportedException($"This CPU does not run the {path} path.");
+        if (pool != null)
+            pool.For(Chunks, this);
+        else
+            Run(0, Chunks);
+        int sink = 0;
+        foreach (int value in _sinks)
+            sink ^= value; // the chains' sums overflow, and may
+        return sink;
+    }
+
+    public void Run(int start, int end)
+    {
+        for (int c = start; c < end; c++)
+            _sinks[c] = path switch
+            {
+                KernelPath.Avx2 => Avx2Loop(c),
+                KernelPath.Avx512 => Avx512Loop(c),
+                KernelPath.AvxVnni => VnniLoop(c),
+                _ => DpLoop(c),
+            };
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Avx2Loop(int seed)
+    {
+        // Each chain multiplies its own sum (as bytes), so no two products are the same expression to share.
+        Vector256<sbyte> x = Vector256.Create((sbyte)(seed | 1));
+        Vector256<short> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default,
+            a6 = default, a7 = default, a8 = default, a9 = default, a10 = default, a11 = default;
+        for (int i = 0; i < Iterations; i++)
+        {
+            a0 += Avx2.MultiplyAddAdjacent(a0.AsByte(), x); a1 += Avx2.MultiplyAddAdjacent(a1.AsByte(), x); a2 += Avx2.MultiplyAddAdjacent(a2.AsByte(), x);
+            a3 += Avx2.MultiplyAddAdjacent(a3.AsByte(), x); a4 += Avx2.MultiplyAddAdjacent(a4.AsByte(), x); a5 += Avx2.MultiplyAddAdjacent(a5.AsByte(), x);
+            a6 += Avx2.MultiplyAddAdjacent(a6.AsByte(), x); a7 += Avx2.MultiplyAddAdjacent(a7.AsByte(), x); a8 += Avx2.MultiplyAddAdjacent(a8.AsByte(), x);
+            a9 += Avx2.MultiplyAddAdjacent(a9.AsByte(), x); a10 += Avx2.MultiplyAddAdjacent(a10.AsByte(), x); a11 += Avx2.MultiplyAddAdjacent(a11.AsByte(), x);
+        }
+        return Vector256.Sum(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) + ((a8 + a9) + (a10 + a11)));
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Avx512Loop(int seed)
+    {
+        Vector512<sbyte> x = Vector512.Create((sbyte)(seed | 1));
+        Vector512<short> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default,
+            a6 = default, a7 = default, a8 = default, a9 = default, a10 = default, a11 = default;
+        for (int i = 0; i < Iterations; i++)
+        {
+            a0 += Avx512BW.MultiplyAddAdjacent(a0.AsByte(), x); a1 += Avx512BW.MultiplyAddAdjacent(a1.AsByte(), x); a2 += Avx512BW.MultiplyAddAdjacent(a2.AsByte(), x);
+            a3 += Avx512BW.MultiplyAddAdjacent(a3.AsByte(), x); a4 += Avx512BW.MultiplyAddAdjacent(a4.AsByte(), x); a5 += Avx512BW.MultiplyAddAdjacent(a5.AsByte(), x);
+            a6 += Avx512BW.MultiplyAddAdjacent(a6.AsByte(), x); a7 += Avx512BW.MultiplyAddAdjacent(a7.AsByte(), x); a8 += Avx512BW.MultiplyAddAdjacent(a8.AsByte(), x);
+            a9 += Avx512BW.MultiplyAddAdjacent(a9.AsByte(), x); a10 += Avx512BW.MultiplyAddAdjacent(a10.AsByte(), x); a11 += Avx512BW.MultiplyAddAdjacent(a11.AsByte(), x);
+        }
+        return Vector512.Sum(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) + ((a8 + a9) + (a10 + a11)));
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int VnniLoop(int seed)
+    {
+        Vector256<byte> w = Vector256.Create((byte)(seed | 1));
+        Vector256<sbyte> x = Vector256.Create((sbyte)3);
+        Vector256<int> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default,
+            a6 = default, a7 = default, a8 = default, a9 = default, a10 = default, a11 = default;
+        for (int i = 0; i < Iterations; i++)
+        {
+            a0 = AvxVnni.MultiplyWideningAndAdd(a0, w, x); a1 = AvxVnni.MultiplyWideningAndAdd(a1, w, x); a2 = AvxVnni.MultiplyWideningAndAdd(a2, w, x);
+            a3 = AvxVnni.MultiplyWideningAndAdd(a3, w, x); a4 = AvxVnni.MultiplyWideningAndAdd(a4, w, x); a5 = AvxVnni.MultiplyWideningAndAdd(a5, w, x);
+            a6 = AvxVnni.MultiplyWideningAndAdd(a6, w, x); a7 = AvxVnni.MultiplyWideningAndAdd(a7, w, x); a8 = AvxVnni.MultiplyWideningAndAdd(a8, w, x);
+            a9 = AvxVnni.MultiplyWideningAndAdd(a9, w, x); a10 = AvxVnni.MultiplyWideningAndAdd(a10, w, x); a11 = AvxVnni.MultiplyWideningAndAdd(a11, w, x);
+        }
+        return Vector256.Sum(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) + ((a8 + a9) + (a10 + a11)));
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int DpLoop(int seed)
+    {
+        Vector128<sbyte> w = Vector128.Create((sbyte)(seed | 1));
+        Vector128<sbyte> x = Vector128.Create((sbyte)3);
+        Vector128<int> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default,
+            a6 = default, a7 = default, a8 = default, a9 = default, a10 = default, a11 = default;
+        for (int i = 0; i < Iterations; i++)
+        {
+            a0 = Dp.DotProduct(a0, w, x); a1 = Dp.DotProduct(a1, w, x); a2 = Dp.DotProduct(a2, w, x);
+            a3 = Dp.DotProduct(a3, w, x); a4 = Dp.DotProduct(a4, w, x); a5 = Dp.DotProduct(a5, w, x);
+            a6 = Dp.DotProduct(a6, w, x); a7 = Dp.DotProduct(a7, w, x); a8 = Dp.DotProduct(a8, w, x);
+            a9 = Dp.DotProduct(a9, w, x); a10 = Dp.DotProduct(a10, w, x); a11 = Dp.DotProduct(a11, w, x);
+        }
+        return Vector128.Sum(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) + ((a8 + a9) + (a10 + a11)));
+    }
+}

@@ -1,0 +1,150 @@
+using BenchmarkDotNet.Attributes;
+using BenchmarkDotNet.Columns;
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Reports;
+using BenchmarkDotNet.Running;
+using Ftransformers.Kernels;
+using Ftransformers.Quantization;
+using Ftransformers.Threading;
+
+namespace Ftransformers.Benchmarks;
+
+/// <summary>The INT4 and W8A8 kernels, each on one instruction-set path.</summary>
+public enum GemmKernel
+{
+    Int4Avx2,
+    Int4Avx512,
+    W8A8Avx2,
+    W8A8AvxVnni,
+}
+
+/// <summary>
+/// The multi-token kernels at a DeepSeek-V3 shape (2048 x 7168: a routed expert's gate in INT4, 9.2 MB, or the shared
+/// expert's in W8A8, 14.7 MB) for 1 to 256 tokens on all threads, per kernel path, against the compute peak of the
+/// same path measured in the same run (<see cref="ComputePeakBaseline"/>). The weights stay in the L3 cache between
+/// calls, so this measures compute, not memory (the streaming case is <see cref="MoeLayerBenchmark"/>). Activations
+/// are quantized once, in set-up, as the engine does once per input and layer.
+/// </summary>
+[MedianColumn]
+[Config(typeof(ComputeColumns))]
+public class GemmBenchmark : IRangeWork
+{
+    private const int Rows = 2048, Cols = 7168, UnitRows = 32;
+
+    private ComputePool? _pool;
+    private Int4RowGroups _int4 = null!;
+    private Int8Weights _int8 = null!;
+    private readonly Int8Activations _x = new();
+    private float[] _y = [];
+    private ComputePeakBaseline _peak = null!;
+
+    /// <summary>Tokens sharing the weights.</summary>
+    [Params(1, 4, 16, 64, 256)]
+    public int Tokens { get; set; }
+
+    /// <summary>The kernel and its path (the run fails where the CPU lacks it).</summary>
+    [Params(GemmKernel.W8A8Avx2, GemmKernel.W8A8AvxVnni)]
+    public GemmKernel Kernel { get; set; }
+
+    private static KernelPath PathOf(GemmKernel kernel) => kernel switch
+    {
+        GemmKernel.Int4Avx512 => KernelPath.Avx512,
+        GemmKernel.W8A8AvxVnni => KernelPath.AvxVnni,
+        _ => KernelPath.Avx2,
+    };
+
+    private bool IsInt4 => Kernel is GemmKernel.Int4Avx2 or GemmKernel.Int4Avx512;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        KernelPath path = PathOf(Kernel);
+        if (!ComputePeakBaseline.IsSupported(path))
+            throw new PlatformNotSupportedException($"This CPU does not run the {path} path.");
+        _pool = Environment.ProcessorCount > 1 ? new ComputePool(Environment.ProcessorCount) : null;
+        var rng = new Random(3);
+        float[] x = RandomWeights.Activations(Tokens * Cols, rng);
+        if (IsInt4)
+        {
+            _int4 = Int4RowGroups.From(RandomWeights.Int4Rows(Rows, Cols, rng));
+            _x.QuantizePerBlock(x, Tokens, Cols);
+        }
+        else
+        {
+            _int8 = RandomWeights.Int8("w", Rows, Cols, rng).Weights;
+            _x.QuantizePerToken(x, Tokens, Cols);
+        }
+        _y = new float[Tokens * Rows];
+        _peak = new ComputePeakBaseline(path);
+    }
+
+    [GlobalCleanup]
+    public void Cleanup() => _pool?.Dispose();
+
+    /// <summary>Every row for every token, in chunks of 32 rows over the pool.</summary>
+    [Benchmark]
+    public float Gemm()
+    {
+        if (_pool != null)
+            _pool.For(Rows / UnitRows, this);
+        else
+            Run(0, Rows / UnitRows);
+        return _y[0];
+    }
+
+    /// <summary>The path's register-only multiply-add loop on every thread.</summary>
+    [Benchmark]
+    public int ComputePeak() => _peak.Run(_pool);
+
+    public void Run(int start, int end)
+    {
+        if (IsInt4)
+            Int4RowGroupKernel.RowsOn(PathOf(Kernel), _int4.Layout, start * UnitRows, end * UnitRows, _x, _y);
+        else
+            Int8Dot.RowsOn(PathOf(Kernel), _int8.Layout, start * UnitRows, end * UnitRows, _x, _y);
+    }
+
+    /// <summary>Multiply-adds per second of each case and their share of the path's peak in the same run.</summary>
+    private sealed class ComputeColumns : ManualConfig
+    {
+        public ComputeColumns() => AddColumn(new Rate(share: false), new Rate(share: true));
+    }
+
+    private sealed class Rate(bool share) : IColumn
+    {
+        public string Id => share ? "PeakShare" : "GMACps";
+        public string ColumnName => share ? "Share of compute peak" : "GMAC/s";
+        public bool AlwaysShow => true;
+        public ColumnCategory Category => ColumnCategory.Custom;
+        public int PriorityInCategory => share ? 1 : 0;
+        public bool IsNumeric => true;
+        public UnitType UnitType => UnitType.Dimensionless;
+        public string Legend => share ? "GMAC/s of Gemm over GMAC/s of ComputePeak (same kernel path and run)" : "multiply-adds / median time";
+        public bool IsAvailable(Summary summary) => true;
+        public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
+        public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style) => GetValue(summary, benchmarkCase);
+
+        public string GetValue(Summary summary, BenchmarkCase benchmarkCase)
+        {
+            double? rate = GigaRate(summary, benchmarkCase);
+            if (rate == null)
+                return "-";
+            if (!share)
+                return $"{rate:F1}";
+            BenchmarkCase? peak = summary.BenchmarksCases.FirstOrDefault(c => c.Descriptor.WorkloadMethod.Name == nameof(ComputePeak)
+                && Equals(c.Parameters["Kernel"], benchmarkCase.Parameters["Kernel"]) && Equals(c.Parameters["Tokens"], benchmarkCase.Parameters["Tokens"]));
+            double? peakRate = peak == null ? null : GigaRate(summary, peak);
+            return peakRate is > 0 ? $"{rate / peakRate:P0}" : "-";
+        }
+
+        private static double? GigaRate(Summary summary, BenchmarkCase benchmarkCase)
+        {
+            double? median = summary[benchmarkCase]?.ResultStatistics?.Median;
+            var kernel = (GemmKernel)benchmarkCase.Parameters["Kernel"];
+            long macs = benchmarkCase.Descriptor.WorkloadMethod.Name == nameof(ComputePeak)
+                ? new ComputePeakBaseline(PathOf(kernel)).MultiplyAdds
+                : (long)(int)benchmarkCase.Parameters["Tokens"] * Rows * Cols;
+            return median is > 0 ? macs / median.Value : null; // per ns = G per s
+        }
+    }
+}
