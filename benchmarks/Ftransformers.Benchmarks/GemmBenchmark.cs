@@ -43,7 +43,7 @@ public class GemmBenchmark : IRangeWork
     public int Tokens { get; set; }
 
     /// <summary>The kernel and its path (the run fails where the CPU lacks it).</summary>
-    [Params(GemmKernel.W8A8Avx2, GemmKernel.W8A8AvxVnni)]
+    [Params(GemmKernel.Int4Avx2, GemmKernel.Int4Avx512, GemmKernel.W8A8Avx2, GemmKernel.W8A8AvxVnni)]
     public GemmKernel Kernel { get; set; }
 
     private static KernelPath PathOf(GemmKernel kernel) => kernel switch

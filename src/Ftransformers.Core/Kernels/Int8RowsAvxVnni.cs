@@ -18,6 +18,9 @@ internal static class Int8RowsAvxVnni
 {
     private const int TileRows = 2;
 
+    // 64 tokens of 7168 codes: 448 KB.
+    private const int TokensPerBlock = 64;
+
     /// <summary>Whether this CPU runs the kernel.</summary>
     public static bool IsSupported => AvxVnni.IsSupported;
 
@@ -35,11 +38,15 @@ internal static class Int8RowsAvxVnni
         fixed (float* ys = y)
         {
             var job = new Job(weights, codes, xScales, xSums, ys, x.Tokens);
-            int r = start;
-            for (; r + TileRows <= end; r += TileRows)
-                Tile<TwoRows>(job, r);
-            for (; r < end; r++)
-                Tile<OneRow>(job, r);
+            // Tokens in blocks whose codes stay in L2 while every row of the range passes over them.
+            for (int t0 = 0; t0 < x.Tokens; t0 += TokensPerBlock)
+            {
+                int t1 = Math.Min(x.Tokens, t0 + TokensPerBlock), r = start;
+                for (; r + TileRows <= end; r += TileRows)
+                    Tile<TwoRows>(job, r, t0, t1);
+                for (; r < end; r++)
+                    Tile<OneRow>(job, r, t0, t1);
+            }
         }
         GC.KeepAlive(weights.Owner); // the job holds raw pointers into its memory
     }
@@ -69,18 +76,17 @@ internal static class Int8RowsAvxVnni
         public static int Value => 2;
     }
 
-    // Rows [r, r + TRows) for every token: four tokens a pass, then two, then one.
-    private static unsafe void Tile<TRows>(Job job, int r) where TRows : struct, IRowCount
+    // Rows [r, r + TRows) for tokens [t, end): four tokens a pass, then two, then one.
+    private static unsafe void Tile<TRows>(Job job, int r, int t, int end) where TRows : struct, IRowCount
     {
-        int t = 0;
-        for (; t + 4 <= job.Tokens; t += 4)
+        for (; t + 4 <= end; t += 4)
             Pass<TRows, FourTokens>(job, r, t);
-        if (job.Tokens - t >= 2)
+        if (end - t >= 2)
         {
             Pass<TRows, TwoTokens>(job, r, t);
             t += 2;
         }
-        if (t < job.Tokens)
+        if (t < end)
             Pass<TRows, OneToken>(job, r, t);
     }
 
