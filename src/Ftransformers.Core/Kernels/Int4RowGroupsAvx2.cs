@@ -49,14 +49,14 @@ internal static class Int4RowGroupsAvx2
             {
                 int t = 0;
                 for (; t + 4 <= x.Tokens; t += 4)
-                    Pass<FourTokens>(job, g, t);
+                    Pass<Four>(job, g, t);
                 if (x.Tokens - t >= 2)
                 {
-                    Pass<TwoTokens>(job, g, t);
+                    Pass<Two>(job, g, t);
                     t += 2;
                 }
                 if (t < x.Tokens)
-                    Pass<OneToken>(job, g, t);
+                    Pass<One>(job, g, t);
             }
         }
         GC.KeepAlive(weights.Owner); // the job holds raw pointers into its memory
@@ -75,7 +75,7 @@ internal static class Int4RowGroupsAvx2
     }
 
     // Tokens [t, t + TCount) against group g.
-    private static unsafe void Pass<TCount>(Job job, int g, int t) where TCount : struct, ITokenCount
+    private static unsafe void Pass<TCount>(Job job, int g, int t) where TCount : struct, IPassCount
     {
         nint blocks = job.Blocks;
         // Offsets of tokens 1..3's codes, as native ints computed once (else the JIT redoes each per broadcast).
@@ -132,7 +132,7 @@ internal static class Int4RowGroupsAvx2
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void Quad<TCount>(byte* w, sbyte* codes, nint cols, nint cols2, nint cols3, Vector256<byte> mask, bool first,
         ref Vector256<short> l0, ref Vector256<short> l1, ref Vector256<short> l2, ref Vector256<short> l3,
-        ref Vector256<short> h0, ref Vector256<short> h1, ref Vector256<short> h2, ref Vector256<short> h3) where TCount : struct, ITokenCount
+        ref Vector256<short> h0, ref Vector256<short> h1, ref Vector256<short> h2, ref Vector256<short> h3) where TCount : struct, IPassCount
     {
         Vector256<byte> v = Vector256.Load(w);
         Vector256<byte> low = v & mask, high = Vector256.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask;

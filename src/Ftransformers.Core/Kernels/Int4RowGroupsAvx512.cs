@@ -42,25 +42,25 @@ internal static class Int4RowGroupsAvx512
         fixed (float* ys = y)
         {
             // The float sums of a pass stay in memory (as in the AVX2 kernel): registers hold the int16 sums.
-            Vector512<float>* passSums = stackalloc Vector512<float>[2 * EightTokens.Value];
+            Vector512<float>* passSums = stackalloc Vector512<float>[2 * Eight.Value];
             var job = new Job(weights, codes, scales, sums, ys, passSums, start, end);
             for (; g + 2 <= endGroup; g += 2)
             {
                 int t = 0;
                 for (; t + 8 <= x.Tokens; t += 8)
-                    Pass<EightTokens>(job, g, t);
+                    Pass<Eight>(job, g, t);
                 if (x.Tokens - t >= 4)
                 {
-                    Pass<FourTokens>(job, g, t);
+                    Pass<Four>(job, g, t);
                     t += 4;
                 }
                 if (x.Tokens - t >= 2)
                 {
-                    Pass<TwoTokens>(job, g, t);
+                    Pass<Two>(job, g, t);
                     t += 2;
                 }
                 if (t < x.Tokens)
-                    Pass<OneToken>(job, g, t);
+                    Pass<One>(job, g, t);
             }
         }
         if (g < endGroup)
@@ -81,7 +81,7 @@ internal static class Int4RowGroupsAvx512
     }
 
     // Tokens [t, t + TCount) against groups g and g + 1.
-    private static unsafe void Pass<TCount>(Job job, int g, int t) where TCount : struct, ITokenCount
+    private static unsafe void Pass<TCount>(Job job, int g, int t) where TCount : struct, IPassCount
     {
         nint blocks = job.Blocks;
         nint groupStride = blocks * GroupBlockBytes; // from a block of group g to the same block of group g + 1
@@ -160,7 +160,7 @@ internal static class Int4RowGroupsAvx512
         ref Vector512<short> l4, ref Vector512<short> l5, ref Vector512<short> l6, ref Vector512<short> l7,
         ref Vector512<short> h0, ref Vector512<short> h1, ref Vector512<short> h2, ref Vector512<short> h3,
         ref Vector512<short> h4, ref Vector512<short> h5, ref Vector512<short> h6, ref Vector512<short> h7)
-        where TCount : struct, ITokenCount
+        where TCount : struct, IPassCount
     {
         Vector512<byte> v = Vector512.Create(Vector256.Load(w), Vector256.Load(w + groupStride));
         Vector512<byte> low = v & mask, high = Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask;

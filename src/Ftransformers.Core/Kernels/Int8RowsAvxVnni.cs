@@ -43,9 +43,9 @@ internal static class Int8RowsAvxVnni
             {
                 int t1 = Math.Min(x.Tokens, t0 + TokensPerBlock), r = start;
                 for (; r + TileRows <= end; r += TileRows)
-                    Tile<TwoRows>(job, r, t0, t1);
+                    Tile<Two>(job, r, t0, t1);
                 for (; r < end; r++)
-                    Tile<OneRow>(job, r, t0, t1);
+                    Tile<One>(job, r, t0, t1);
             }
         }
         GC.KeepAlive(weights.Owner); // the job holds raw pointers into its memory
@@ -61,37 +61,22 @@ internal static class Int8RowsAvxVnni
         public readonly int Rows = weights.Rows, Cols = weights.Cols, Tokens = tokens;
     }
 
-    private interface IRowCount
-    {
-        static abstract int Value { get; }
-    }
-
-    private readonly struct OneRow : IRowCount
-    {
-        public static int Value => 1;
-    }
-
-    private readonly struct TwoRows : IRowCount
-    {
-        public static int Value => 2;
-    }
-
     // Rows [r, r + TRows) for tokens [t, end): four tokens a pass, then two, then one.
-    private static unsafe void Tile<TRows>(Job job, int r, int t, int end) where TRows : struct, IRowCount
+    private static unsafe void Tile<TRows>(Job job, int r, int t, int end) where TRows : struct, IPassCount
     {
         for (; t + 4 <= end; t += 4)
-            Pass<TRows, FourTokens>(job, r, t);
+            Pass<TRows, Four>(job, r, t);
         if (end - t >= 2)
         {
-            Pass<TRows, TwoTokens>(job, r, t);
+            Pass<TRows, Two>(job, r, t);
             t += 2;
         }
         if (t < end)
-            Pass<TRows, OneToken>(job, r, t);
+            Pass<TRows, One>(job, r, t);
     }
 
     // Rows [r, r + TRows) against tokens [t, t + TTokens).
-    private static unsafe void Pass<TRows, TTokens>(Job job, int r, int t) where TRows : struct, IRowCount where TTokens : struct, ITokenCount
+    private static unsafe void Pass<TRows, TTokens>(Job job, int r, int t) where TRows : struct, IPassCount where TTokens : struct, IPassCount
     {
         nint cols = job.Cols;
         sbyte* w0 = job.Weights + r * cols, w1 = w0 + cols;
@@ -123,7 +108,7 @@ internal static class Int8RowsAvxVnni
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void Round<TRows, TTokens>(sbyte* w0, sbyte* w1, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, Vector256<byte> flip,
         ref Vector256<int> a00, ref Vector256<int> a01, ref Vector256<int> a02, ref Vector256<int> a03,
-        ref Vector256<int> a10, ref Vector256<int> a11, ref Vector256<int> a12, ref Vector256<int> a13) where TRows : struct, IRowCount where TTokens : struct, ITokenCount
+        ref Vector256<int> a10, ref Vector256<int> a11, ref Vector256<int> a12, ref Vector256<int> a13) where TRows : struct, IPassCount where TTokens : struct, IPassCount
     {
         Vector256<byte> u0 = Vector256.Load((byte*)w0) ^ flip;
         Vector256<byte> u1 = TRows.Value > 1 ? Vector256.Load((byte*)w1) ^ flip : default;
@@ -138,7 +123,7 @@ internal static class Int8RowsAvxVnni
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Step<TRows>(Vector256<byte> u0, Vector256<byte> u1, Vector256<sbyte> x, ref Vector256<int> a0, ref Vector256<int> a1) where TRows : struct, IRowCount
+    private static void Step<TRows>(Vector256<byte> u0, Vector256<byte> u1, Vector256<sbyte> x, ref Vector256<int> a0, ref Vector256<int> a1) where TRows : struct, IPassCount
     {
         a0 = AvxVnni.MultiplyWideningAndAdd(a0, u0, x);
         if (TRows.Value > 1)
@@ -149,7 +134,7 @@ internal static class Int8RowsAvxVnni
     // Inlined, so that no accumulator lives across a call.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void Store<TTokens>(Job job, int r, int t, nint tail, sbyte* row, Vector256<int> a0, Vector256<int> a1, Vector256<int> a2, Vector256<int> a3)
-        where TTokens : struct, ITokenCount
+        where TTokens : struct, IPassCount
     {
         float scale = job.Scales[r];
         for (int k = 0; k < TTokens.Value; k++)
