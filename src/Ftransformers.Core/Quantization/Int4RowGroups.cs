@@ -5,7 +5,7 @@ using Ftransformers.Memory;
 namespace Ftransformers.Quantization;
 
 /// <summary>
-/// Group-32 INT4 weights repacked at load for the AVX2 kernel (<see cref="Int4RowGroupsAvx2"/>): rows in
+/// Group-32 INT4 weights repacked at load for the row-group kernels (<see cref="Int4RowGroupKernel"/>: AVX2, AVX-512): rows in
 /// groups of sixteen, so that one 32-byte load holds four weights of a block from each of sixteen rows, eight in the
 /// low nibbles and eight in the high nibbles at the same columns. Four activation codes broadcast to every lane then
 /// meet both nibbles, so one broadcast serves sixteen rows, and each row's sum lands in its own lane with no

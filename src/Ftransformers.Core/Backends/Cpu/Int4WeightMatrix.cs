@@ -6,7 +6,7 @@ using Ftransformers.Model;
 namespace Ftransformers.Backends.Cpu;
 
 /// <summary>
-/// Grouped INT4 weights against activations quantized to INT8 in blocks of 32. Where the AVX2 row-group kernel runs,
+/// Grouped INT4 weights against activations quantized to INT8 in blocks of 32. Where a row-group kernel runs (x86),
 /// group-32 weights are repacked at load into <see cref="Int4RowGroups"/> (the row-major copy is then dropped, or a
 /// mapped checkpoint's pages left unused); elsewhere, and for other group sizes, they stay row-major.
 /// </summary>
