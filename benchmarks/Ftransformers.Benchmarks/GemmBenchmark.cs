@@ -1,7 +1,5 @@
 using BenchmarkDotNet.Attributes;
-using BenchmarkDotNet.Columns;
 using BenchmarkDotNet.Configs;
-using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
 using Ftransformers.Kernels;
 using Ftransformers.Quantization;
@@ -107,44 +105,12 @@ public class GemmBenchmark : IRangeWork
     /// <summary>Multiply-adds per second of each case and their share of the path's peak in the same run.</summary>
     private sealed class ComputeColumns : ManualConfig
     {
-        public ComputeColumns() => AddColumn(new Rate(share: false), new Rate(share: true));
-    }
+        public ComputeColumns() => AddColumn(
+            new RateColumn("GMACps", "GMAC/s", "multiply-adds / median time", MultiplyAdds),
+            new RateColumn("PeakShare", "Share of compute peak", "GMAC/s of the case over GMAC/s of ComputePeak (same kernel path and run)", MultiplyAdds, nameof(ComputePeak)));
 
-    private sealed class Rate(bool share) : IColumn
-    {
-        public string Id => share ? "PeakShare" : "GMACps";
-        public string ColumnName => share ? "Share of compute peak" : "GMAC/s";
-        public bool AlwaysShow => true;
-        public ColumnCategory Category => ColumnCategory.Custom;
-        public int PriorityInCategory => share ? 1 : 0;
-        public bool IsNumeric => true;
-        public UnitType UnitType => UnitType.Dimensionless;
-        public string Legend => share ? "GMAC/s of Gemm over GMAC/s of ComputePeak (same kernel path and run)" : "multiply-adds / median time";
-        public bool IsAvailable(Summary summary) => true;
-        public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
-        public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style) => GetValue(summary, benchmarkCase);
-
-        public string GetValue(Summary summary, BenchmarkCase benchmarkCase)
-        {
-            double? rate = GigaRate(summary, benchmarkCase);
-            if (rate == null)
-                return "-";
-            if (!share)
-                return $"{rate:F1}";
-            BenchmarkCase? peak = summary.BenchmarksCases.FirstOrDefault(c => c.Descriptor.WorkloadMethod.Name == nameof(ComputePeak)
-                && Equals(c.Parameters["Kernel"], benchmarkCase.Parameters["Kernel"]) && Equals(c.Parameters["Tokens"], benchmarkCase.Parameters["Tokens"]));
-            double? peakRate = peak == null ? null : GigaRate(summary, peak);
-            return peakRate is > 0 ? $"{rate / peakRate:P0}" : "-";
-        }
-
-        private static double? GigaRate(Summary summary, BenchmarkCase benchmarkCase)
-        {
-            double? median = summary[benchmarkCase]?.ResultStatistics?.Median;
-            var kernel = (GemmKernel)benchmarkCase.Parameters["Kernel"];
-            long macs = benchmarkCase.Descriptor.WorkloadMethod.Name == nameof(ComputePeak)
-                ? new ComputePeakBaseline(PathOf(kernel)).MultiplyAdds
-                : (long)(int)benchmarkCase.Parameters["Tokens"] * Rows * Cols;
-            return median is > 0 ? macs / median.Value : null; // per ns = G per s
-        }
+        private static double MultiplyAdds(BenchmarkCase benchmarkCase) => benchmarkCase.Descriptor.WorkloadMethod.Name == nameof(ComputePeak)
+            ? new ComputePeakBaseline(PathOf((GemmKernel)benchmarkCase.Parameters["Kernel"])).MultiplyAdds
+            : (double)(int)benchmarkCase.Parameters["Tokens"] * Rows * Cols;
     }
 }

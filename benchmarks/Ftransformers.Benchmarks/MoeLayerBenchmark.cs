@@ -1,8 +1,6 @@
 using System.Numerics.Tensors;
 using BenchmarkDotNet.Attributes;
-using BenchmarkDotNet.Columns;
 using BenchmarkDotNet.Configs;
-using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
 using Ftransformers.Backends;
 using Ftransformers.Backends.Cpu;
@@ -137,44 +135,12 @@ public class MoeLayerBenchmark
     /// <summary>GB/s streamed by each case and its share of the read bandwidth of the same run.</summary>
     private sealed class StreamingColumns : ManualConfig
     {
-        public StreamingColumns()
-        {
-            AddColumn(new Streaming(share: false), new Streaming(share: true));
-        }
-    }
+        public StreamingColumns() => AddColumn(
+            new RateColumn("GBps", "GB/s", "bytes the call streams / median time", Bytes),
+            new RateColumn("BandwidthShare", "Share of read bandwidth", "GB/s of the case over GB/s of ReadBandwidth (same run, same token count)", Bytes, nameof(ReadBandwidth)));
 
-    private sealed class Streaming(bool share) : IColumn
-    {
-        public string Id => share ? "BandwidthShare" : "GBps";
-        public string ColumnName => share ? "Share of read bandwidth" : "GB/s";
-        public bool AlwaysShow => true;
-        public ColumnCategory Category => ColumnCategory.Custom;
-        public int PriorityInCategory => share ? 1 : 0;
-        public bool IsNumeric => true;
-        public UnitType UnitType => UnitType.Dimensionless;
-        public string Legend => share ? "GB/s of the case over GB/s of ReadBandwidth (same run, same token count)" : "bytes the call streams / median time";
-        public bool IsAvailable(Summary summary) => true;
-        public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
-        public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style) => GetValue(summary, benchmarkCase);
-
-        public string GetValue(Summary summary, BenchmarkCase benchmarkCase)
-        {
-            int tokens = (int)benchmarkCase.Parameters["Tokens"];
-            double? rate = Rate(summary, benchmarkCase, tokens);
-            if (rate == null)
-                return "-";
-            if (!share)
-                return $"{rate:F1}";
-            BenchmarkCase? baseline = summary.BenchmarksCases.FirstOrDefault(c => c.Descriptor.WorkloadMethod.Name == nameof(ReadBandwidth) && (int)c.Parameters["Tokens"] == tokens);
-            double? bandwidth = baseline == null ? null : Rate(summary, baseline, tokens);
-            return bandwidth is > 0 ? $"{rate / bandwidth:P0}" : "-";
-        }
-
-        private static double? Rate(Summary summary, BenchmarkCase benchmarkCase, int tokens)
-        {
-            double? median = summary[benchmarkCase]?.ResultStatistics?.Median;
-            long bytes = benchmarkCase.Descriptor.WorkloadMethod.Name == nameof(ReadBandwidth) ? MemoryReadBaseline.Bytes : tokens * TopK * ExpertBytes + SharedBytes;
-            return median is > 0 ? bytes / median.Value : null; // bytes per ns = GB/s
-        }
+        private static double Bytes(BenchmarkCase benchmarkCase) => benchmarkCase.Descriptor.WorkloadMethod.Name == nameof(ReadBandwidth)
+            ? MemoryReadBaseline.Bytes
+            : (int)benchmarkCase.Parameters["Tokens"] * TopK * ExpertBytes + SharedBytes;
     }
 }

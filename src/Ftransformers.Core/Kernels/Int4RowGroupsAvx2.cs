@@ -31,7 +31,7 @@ internal static class Int4RowGroupsAvx2
     {
         if (!IsSupported)
             throw new PlatformNotSupportedException("The row-group INT4 kernel needs AVX2 and FMA.");
-        CheckOperands(weights, start, end, x, y);
+        Int4RowGroupJob.CheckOperands(weights, start, end, x, y);
         if (start == end)
             return;
         fixed (sbyte* codes = x.AllValues)
@@ -42,7 +42,7 @@ internal static class Int4RowGroupsAvx2
             // fill the registers through a block, and the JIT would otherwise spill those, inside the quad loop. (Here,
             // not in the pass: a stackalloc there would keep the pass from tiered, profile-guided compilation.)
             Vector256<float>* passSums = stackalloc Vector256<float>[8];
-            var job = new Job(weights, codes, scales, sums, ys, passSums, start, end);
+            var job = new Int4RowGroupJob(weights, codes, scales, sums, ys, (float*)passSums, start, end);
             // Every pass over one group before the next: the group's weights (8 bytes a column) are read from memory
             // once and stay in L1 or L2 for the later passes.
             for (int g = start / Int4RowGroupLayout.RowsPerGroup; g * Int4RowGroupLayout.RowsPerGroup < end; g++)
@@ -62,26 +62,14 @@ internal static class Int4RowGroupsAvx2
         GC.KeepAlive(weights.Owner); // the job holds raw pointers into its memory
     }
 
-    // One call's operands: the pinned weights, every token's codes, block scales and scaled sums, and the output rows.
-    private readonly unsafe struct Job(in Int4RowGroupLayout weights, sbyte* codes, float* scales, float* sums, float* y, Vector256<float>* passSums, int start, int end)
-    {
-        public readonly byte* Packed = weights.Packed;
-        public readonly Half* Scales = weights.Scales;
-        public readonly Half* Mins = weights.Mins;
-        public readonly sbyte* Codes = codes;
-        public readonly float* XScales = scales, XSums = sums, Y = y;
-        public readonly Vector256<float>* PassSums = passSums;
-        public readonly int Rows = weights.Rows, Cols = weights.Cols, Blocks = weights.Blocks, Start = start, End = end;
-    }
-
     // Tokens [t, t + TCount) against group g.
-    private static unsafe void Pass<TCount>(Job job, int g, int t) where TCount : struct, IPassCount
+    private static unsafe void Pass<TCount>(Int4RowGroupJob job, int g, int t) where TCount : struct, IPassCount
     {
         nint blocks = job.Blocks;
         // Offsets of tokens 1..3's codes, as native ints computed once (else the JIT redoes each per broadcast).
         nint cols = job.Cols, cols2 = 2 * cols, cols3 = 3 * cols;
         Vector256<byte> mask = Vector256.Create((byte)0xF);
-        Vector256<float>* sums = job.PassSums;
+        Vector256<float>* sums = (Vector256<float>*)job.PassSums;
         for (int i = 0; i < 2 * TCount.Value; i++)
             sums[i] = Vector256<float>.Zero;
         sbyte* x = job.Codes + t * cols;
@@ -124,7 +112,7 @@ internal static class Int4RowGroupsAvx2
             }
         }
         for (int i = 0; i < TCount.Value; i++)
-            Store(job, g, t + i, (float*)(sums + 2 * i));
+            job.StoreGroup(t + i, g, (float*)(sums + 2 * i), (float*)(sums + 2 * i + 1));
     }
 
     // One quad (four columns) of a block for every token of the pass: the low-nibble rows' and the high-nibble rows'
@@ -169,37 +157,4 @@ internal static class Int4RowGroupsAvx2
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> ToSingle(Vector256<short> dots) =>
         Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(dots, Vector256<short>.One));
-
-    // Token t's results of group g (sixteen floats), the rows within the job's range.
-    private static unsafe void Store(Job job, int g, int t, float* rows) =>
-        StoreGroup(job.Y + (long)t * job.Rows, g, job.Start, job.End, rows, rows + Int4RowGroupLayout.RowsPerHalf);
-
-    /// <summary>Refuses activations of another width or block size, a range outside the rows, a short output.</summary>
-    internal static void CheckOperands(in Int4RowGroupLayout weights, int start, int end, Int8Activations x, Span<float> y)
-    {
-        if (x.Cols != weights.Cols || x.BlockSize != Int4Layout.BlockSize)
-            throw new ArgumentException($"Activations must be {weights.Cols} values per token in blocks of {Int4Layout.BlockSize}, got {x.Cols} in blocks of {x.BlockSize}.", nameof(x));
-        if ((uint)start > (uint)end || end > weights.Rows)
-            throw new ArgumentOutOfRangeException(nameof(end), $"Rows [{start}, {end}) are not within the {weights.Rows} rows.");
-        if (y.Length < (x.Tokens - 1) * weights.Rows + end)
-            throw new ArgumentException($"The output needs {x.Tokens} x {weights.Rows} values.", nameof(y));
-    }
-
-    /// <summary>
-    /// One token's results of group g into its output row <paramref name="y"/>: eight low-nibble rows, then eight high,
-    /// those within [<paramref name="start"/>, <paramref name="end"/>) only.
-    /// </summary>
-    internal static unsafe void StoreGroup(float* y, int g, int start, int end, float* low, float* high)
-    {
-        int first = g * Int4RowGroupLayout.RowsPerGroup;
-        y += first;
-        if (first >= start && first + Int4RowGroupLayout.RowsPerGroup <= end)
-        {
-            Vector256.Load(low).Store(y);
-            Vector256.Load(high).Store(y + Int4RowGroupLayout.RowsPerHalf);
-            return;
-        }
-        for (int i = Math.Max(0, start - first); i < Int4RowGroupLayout.RowsPerGroup && first + i < end; i++)
-            y[i] = i < Int4RowGroupLayout.RowsPerHalf ? low[i] : high[i - Int4RowGroupLayout.RowsPerHalf];
-    }
 }

@@ -33,7 +33,7 @@ internal static class Int4RowGroupsAvx512
     {
         if (!IsSupported)
             throw new PlatformNotSupportedException("The AVX-512 row-group INT4 kernel needs AVX-512 F and BW.");
-        Int4RowGroupsAvx2.CheckOperands(weights, start, end, x, y);
+        Int4RowGroupJob.CheckOperands(weights, start, end, x, y);
         if (start == end)
             return;
         int g = start / RowsPerGroup, endGroup = (end + RowsPerGroup - 1) / RowsPerGroup;
@@ -43,7 +43,7 @@ internal static class Int4RowGroupsAvx512
         {
             // The float sums of a pass stay in memory (as in the AVX2 kernel): registers hold the int16 sums.
             Vector512<float>* passSums = stackalloc Vector512<float>[2 * Eight.Value];
-            var job = new Job(weights, codes, scales, sums, ys, passSums, start, end);
+            var job = new Int4RowGroupJob(weights, codes, scales, sums, ys, (float*)passSums, start, end);
             for (; g + 2 <= endGroup; g += 2)
             {
                 int t = 0;
@@ -68,26 +68,14 @@ internal static class Int4RowGroupsAvx512
         GC.KeepAlive(weights.Owner); // the job holds raw pointers into its memory
     }
 
-    // One call's operands: the pinned weights, every token's codes, block scales and scaled sums, and the output rows.
-    private readonly unsafe struct Job(in Int4RowGroupLayout weights, sbyte* codes, float* scales, float* sums, float* y, Vector512<float>* passSums, int start, int end)
-    {
-        public readonly byte* Packed = weights.Packed;
-        public readonly Half* Scales = weights.Scales;
-        public readonly Half* Mins = weights.Mins;
-        public readonly sbyte* Codes = codes;
-        public readonly float* XScales = scales, XSums = sums, Y = y;
-        public readonly Vector512<float>* PassSums = passSums;
-        public readonly int Rows = weights.Rows, Cols = weights.Cols, Blocks = weights.Blocks, Start = start, End = end;
-    }
-
     // Tokens [t, t + TCount) against groups g and g + 1.
-    private static unsafe void Pass<TCount>(Job job, int g, int t) where TCount : struct, IPassCount
+    private static unsafe void Pass<TCount>(Int4RowGroupJob job, int g, int t) where TCount : struct, IPassCount
     {
         nint blocks = job.Blocks;
         nint groupStride = blocks * GroupBlockBytes; // from a block of group g to the same block of group g + 1
         nint cols = job.Cols;
         Vector512<byte> mask = Vector512.Create((byte)0xF);
-        Vector512<float>* sums = job.PassSums;
+        Vector512<float>* sums = (Vector512<float>*)job.PassSums;
         for (int i = 0; i < 2 * TCount.Value; i++)
             sums[i] = Vector512<float>.Zero;
         sbyte* x = job.Codes + t * cols;
@@ -146,9 +134,8 @@ internal static class Int4RowGroupsAvx512
         for (int i = 0; i < TCount.Value; i++)
         {
             float* low = (float*)(sums + 2 * i), high = (float*)(sums + 2 * i + 1);
-            float* y = job.Y + (long)(t + i) * job.Rows;
-            Int4RowGroupsAvx2.StoreGroup(y, g, job.Start, job.End, low, high);
-            Int4RowGroupsAvx2.StoreGroup(y, g + 1, job.Start, job.End, low + Int4RowGroupLayout.RowsPerHalf, high + Int4RowGroupLayout.RowsPerHalf);
+            job.StoreGroup(t + i, g, low, high);
+            job.StoreGroup(t + i, g + 1, low + Int4RowGroupLayout.RowsPerHalf, high + Int4RowGroupLayout.RowsPerHalf);
         }
     }
 
