@@ -1,4 +1,6 @@
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Ftransformers.Kernels;
 using Ftransformers.Memory;
 using Ftransformers.Threading;
@@ -64,11 +66,15 @@ internal sealed class MlaAttention
         foreach (int p in positions)
             maxVisible = Math.Max(maxVisible, p + 1);
         int group = Math.Min(tokens, TokensPerGroup);
+        // Each (token, head) row of scores spans whole blocks of positions; a run of tokens attending together holds its
+        // scores at once, as many tokens as fit the budget (one at least, as a single token always did).
+        int stride = (maxVisible + AttentionBlocks.BlockPositions - 1) / AttentionBlocks.BlockPositions * AttentionBlocks.BlockPositions;
+        int runTokens = (int)Math.Clamp(ScoreBudgetBytes / ((long)heads * stride * sizeof(float)), 1, group);
         using var q = new PooledBuffer<float>(tokens * heads * qkHead);
         using var kvA = new PooledBuffer<float>(tokens * width);
         using var queries = new PooledBuffer<float>(group * heads * width);
         using var contexts = new PooledBuffer<float>(group * heads * rank);
-        using var scores = new PooledBuffer<float>(heads * maxVisible);
+        using var scores = new PooledBuffer<float>(runTokens * heads * stride);
         using var angles = new PooledBuffer<float>(group * rope);
         using var attended = new PooledBuffer<float>(tokens * heads * vHead);
 
@@ -114,7 +120,7 @@ internal sealed class MlaAttention
                         _rope.Angles(positions[t], angles.Span.Slice((t - t0) * rope, rope / 2), angles.Span.Slice((t - t0) * rope + rope / 2, rope / 2));
                         work1 += (long)(positions[t] + 1) * width;
                     }
-                    work.Start(this, kv, layer, batch, t0, n, maxVisible, pq, pAngles, pQueries, pScores, pContexts, pAttended);
+                    work.Start(this, kv, layer, batch, t0, n, stride, runTokens, pq, pAngles, pQueries, pScores, pContexts, pAttended);
                     if (_o.Pool is { } pool)
                         pool.For(heads, work, minChunk: (int)Math.Max(1, (1 << 15) / Math.Max(1, work1 + nope * rank * 2)));
                     else
@@ -126,62 +132,62 @@ internal sealed class MlaAttention
         _o.Multiply(attended.Span, y, tokens);
     }
 
-    // Tokens whose absorbed projections share one widening of each kv_b row.
-    private const int TokensPerGroup = 16;
+    // Tokens whose absorbed projections share one widening of each kv_b row, and whose attention shares each block of
+    // cached positions.
+    private const int TokensPerGroup = 64;
 
-    // scores[h * stride + j] = scale * (query_h . row_j) for heads [h0, h1) and the visible positions j, page by page.
-    private void Score(ILatentStore kv, int layer, IReadOnlyList<int> pageTable, int pageSize, int visible, ReadOnlySpan<float> queries, int h0, int h1, Span<float> scores, int stride)
+    // Scores held at once by a run of tokens (at 2K positions, 32 tokens of 128 heads; at 40K, one token).
+    private const long ScoreBudgetBytes = 32L << 20;
+
+    // Scratch of a worker thread for one block of positions in F32: rows (position after position, zero past the
+    // visible ones) and the block transposed (value after value, for the scores).
+    [ThreadStatic]
+    private static float[]? t_block;
+
+    // Row j of the sequence's cache in F32: the cache's own row, or one widened from BF16 into rowScratch.
+    private static ReadOnlySpan<float> Latent(ILatentStore kv, int layer, IReadOnlyList<int> pageTable, int pageSize, int j, Span<float> rowScratch)
     {
-        int width = kv.RowWidth;
-        bool f32 = kv.DType == KvCacheDType.F32;
-        for (int page = 0, j = 0; j < visible; page++)
+        long slot = (long)pageTable[j / pageSize] * pageSize + j % pageSize;
+        if (kv.DType == KvCacheDType.F32)
+            return kv.RowF32(layer, slot);
+        BFloat16.ToSingle(kv.RowBf16(layer, slot), rowScratch);
+        return rowScratch;
+    }
+
+    // Positions [j0, j0 + BlockPositions) transposed into the block; positions from visible on are zero.
+    private static unsafe void LoadTransposed(ILatentStore kv, int layer, IReadOnlyList<int> pageTable, int pageSize, int j0, int visible, float* rows, float* transposed)
+    {
+        int width = kv.RowWidth, block = AttentionBlocks.BlockPositions;
+        for (int p = 0; p < block; p++)
         {
-            long slot = (long)pageTable[page] * pageSize;
-            for (int end = Math.Min(visible, j + pageSize); j < end; j++, slot++)
+            if (j0 + p >= visible)
             {
-                if (f32)
-                {
-                    ReadOnlySpan<float> row = kv.RowF32(layer, slot);
-                    for (int h = h0; h < h1; h++)
-                        scores[h * stride + j] = TensorPrimitives.Dot(queries.Slice(h * width, width), row) * _softmaxScale;
-                }
-                else
-                {
-                    ReadOnlySpan<ushort> row = kv.RowBf16(layer, slot);
-                    for (int h = h0; h < h1; h++)
-                        scores[h * stride + j] = BFloat16.Dot(row, queries.Slice(h * width, width)) * _softmaxScale;
-                }
+                for (int k = 0; k < width; k++)
+                    transposed[(long)k * block + p] = 0;
+                continue;
             }
+            ReadOnlySpan<float> row = Latent(kv, layer, pageTable, pageSize, j0 + p, new Span<float>(rows, width));
+            for (int k = 0; k < width; k++)
+                transposed[(long)k * block + p] = row[k];
         }
     }
 
-    // contexts[h] = sum over visible positions j of weights[h * stride + j] * latent_j, in position order, for heads [h0, h1).
-    private static void Attend(ILatentStore kv, int layer, IReadOnlyList<int> pageTable, int pageSize, int visible, ReadOnlySpan<float> weights, int stride, int h0, int h1, int rank, Span<float> contexts)
+    // Positions [j0, j0 + BlockPositions) as rows: straight from an F32 cache when the block fills part of one page,
+    // else copied (widened, zero past the visible positions) into rows.
+    private static unsafe float* LatentRows(ILatentStore kv, int layer, IReadOnlyList<int> pageTable, int pageSize, int j0, int visible, float* rows)
     {
-        contexts[(h0 * rank)..(h1 * rank)].Clear();
-        bool f32 = kv.DType == KvCacheDType.F32;
-        for (int page = 0, j = 0; j < visible; page++)
+        int width = kv.RowWidth, block = AttentionBlocks.BlockPositions;
+        if (kv.DType == KvCacheDType.F32 && pageSize % block == 0 && j0 + block <= visible)
+            return (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(Latent(kv, layer, pageTable, pageSize, j0, default)));
+        for (int p = 0; p < block; p++)
         {
-            long slot = (long)pageTable[page] * pageSize;
-            for (int end = Math.Min(visible, j + pageSize); j < end; j++, slot++)
-            {
-                if (f32)
-                {
-                    ReadOnlySpan<float> latent = kv.RowF32(layer, slot)[..rank];
-                    for (int h = h0; h < h1; h++)
-                    {
-                        Span<float> context = contexts.Slice(h * rank, rank);
-                        TensorPrimitives.MultiplyAdd(latent, weights[h * stride + j], context, context);
-                    }
-                }
-                else
-                {
-                    ReadOnlySpan<ushort> latent = kv.RowBf16(layer, slot)[..rank];
-                    for (int h = h0; h < h1; h++)
-                        BFloat16.MultiplyAdd(latent, weights[h * stride + j], contexts.Slice(h * rank, rank));
-                }
-            }
+            var row = new Span<float>(rows + (long)p * width, width);
+            if (j0 + p >= visible)
+                row.Clear();
+            else
+                Latent(kv, layer, pageTable, pageSize, j0 + p, row).CopyTo(row);
         }
+        return rows;
     }
 
     // A group of tokens' attention over a range of heads, handed to the compute pool; one per calling thread.
@@ -193,17 +199,18 @@ internal sealed class MlaAttention
         private MlaAttention _attention = null!;
         private ILatentStore _kv = null!;
         private ForwardBatch _batch = null!;
-        private int _layer, _first, _count, _stride;
+        private int _layer, _first, _count, _stride, _runTokens;
         private float* _q, _angles, _queries, _scores, _contexts, _attended;
 
         public static HeadWork ForThisThread() => t_current ??= new HeadWork();
 
         // Tokens [first, first + count) of the batch; the pointers are pinned by the caller until Finish. Per token of
         // the group: angles holds cos then sin; queries and contexts hold all heads. q and attended cover the batch.
-        public void Start(MlaAttention attention, ILatentStore kv, int layer, ForwardBatch batch, int first, int count, int stride,
+        // scores holds runTokens tokens' rows of stride values per head.
+        public void Start(MlaAttention attention, ILatentStore kv, int layer, ForwardBatch batch, int first, int count, int stride, int runTokens,
             float* q, float* angles, float* queries, float* scores, float* contexts, float* attended)
         {
-            (_attention, _kv, _layer, _batch, _first, _count, _stride) = (attention, kv, layer, batch, first, count, stride);
+            (_attention, _kv, _layer, _batch, _first, _count, _stride, _runTokens) = (attention, kv, layer, batch, first, count, stride, runTokens);
             _q = q;
             _angles = angles;
             _queries = queries;
@@ -256,16 +263,16 @@ internal sealed class MlaAttention
                 }
             }
 
-            // Scores, softmax and latent contexts token by token: each token reads its own sequence's cache.
-            var scores = new Span<float>(_scores, heads * _stride);
-            for (int t = 0; t < n; t++)
+            // Scores, softmax and latent contexts, for each run of the group's tokens that share a sequence (a prefill
+            // chunk is one run, up to the score buffer's tokens): block by block of that sequence's positions, for all the
+            // run's tokens and heads at once.
+            for (int t = 0; t < n;)
             {
-                int token = _first + t, visible = _batch.Positions[token] + 1;
-                IReadOnlyList<int> pageTable = _batch.PageTable(_batch.Sequences[token]);
-                a.Score(_kv, _layer, pageTable, _batch.PageSize, visible, new ReadOnlySpan<float>(_queries + (long)t * heads * width, heads * width), h0, h1, scores, _stride);
-                for (int h = h0; h < h1; h++)
-                    TensorPrimitives.SoftMax(scores.Slice(h * _stride, visible), scores.Slice(h * _stride, visible));
-                Attend(_kv, _layer, pageTable, _batch.PageSize, visible, scores, _stride, h0, h1, rank, new Span<float>(_contexts + (long)t * heads * rank, heads * rank));
+                int sequence = _batch.Sequences[_first + t], end = t + 1;
+                while (end < n && end - t < _runTokens && _batch.Sequences[_first + end] == sequence)
+                    end++;
+                AttendRun(t, end, h0, h1);
+                t = end;
             }
 
             // Outputs: each head's W_uv (in INT8, or row by row, each row widened once for the group) against its latent contexts.
@@ -285,6 +292,54 @@ internal sealed class MlaAttention
                 }
             }
         }
+
+        // Tokens [t0, t1) of the group, one sequence's, over heads [h0, h1): scores block by block, each token's softmax
+        // over its own visible positions (weights past them zero), then the latent contexts block by block.
+        private void AttendRun(int t0, int t1, int h0, int h1)
+        {
+            MlaAttention a = _attention;
+            DeepSeekV3Config c = a._config;
+            int heads = c.NumAttentionHeads, rank = c.KvLoraRank, width = rank + c.QkRopeHeadDim, block = AttentionBlocks.BlockPositions;
+            IReadOnlyList<int> pageTable = _batch.PageTable(_batch.Sequences[_first + t0]);
+            int pageSize = _batch.PageSize, visible = 0;
+            for (int t = t0; t < t1; t++)
+                visible = Math.Max(visible, Visible(t));
+            float[] scratch = t_block is { } b && b.Length >= 2 * block * width ? b : t_block = new float[2 * block * width];
+            fixed (float* rows = scratch)
+            {
+                float* transposed = rows + block * width;
+                for (int j0 = 0; j0 < visible; j0 += block)
+                {
+                    LoadTransposed(_kv, _layer, pageTable, pageSize, j0, visible, rows, transposed);
+                    for (int t = t0; t < t1; t++)
+                        if (Visible(t) > j0)
+                            AttentionBlocks.Scores(_queries + ((long)t * heads + h0) * width, h1 - h0, width, transposed, width, a._softmaxScale,
+                                Scores(t - t0, h0, heads) + j0, _stride);
+                }
+                for (int t = t0; t < t1; t++)
+                    for (int h = h0; h < h1; h++)
+                    {
+                        var row = new Span<float>(Scores(t - t0, h, heads), _stride);
+                        TensorPrimitives.SoftMax(row[..Visible(t)], row[..Visible(t)]);
+                        row[Visible(t)..].Clear();
+                    }
+                for (int t = t0; t < t1; t++)
+                    new Span<float>(_contexts + ((long)t * heads + h0) * rank, (h1 - h0) * rank).Clear();
+                for (int j0 = 0; j0 < visible; j0 += block)
+                {
+                    float* latents = LatentRows(_kv, _layer, pageTable, pageSize, j0, visible, rows);
+                    for (int t = t0; t < t1; t++)
+                        if (Visible(t) > j0)
+                            AttentionBlocks.Accumulate(Scores(t - t0, h0, heads) + j0, h1 - h0, _stride, latents, width, rank,
+                                _contexts + ((long)t * heads + h0) * rank, rank);
+                }
+            }
+        }
+
+        private int Visible(int t) => _batch.Positions[_first + t] + 1;
+
+        // Scores of the run's token i (from the run's first) and head h.
+        private float* Scores(int i, int h, int heads) => _scores + ((long)i * heads + h) * _stride;
 
         private Span<float> Query(int t, int h, int heads, int width) => new(_queries + ((long)t * heads + h) * width, width);
     }
