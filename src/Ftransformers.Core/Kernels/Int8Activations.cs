@@ -41,17 +41,48 @@ public sealed class Int8Activations
     public void QuantizePerToken(ReadOnlySpan<float> x, int tokens, int cols) => Quantize(x, tokens, cols, cols);
 
     /// <summary>Quantizes rows in blocks of 32 values (<paramref name="cols"/> must be a multiple of 32).</summary>
-    public void QuantizePerBlock(ReadOnlySpan<float> x, int tokens, int cols)
-    {
-        if (cols % Int4Layout.BlockSize != 0)
-            throw new ArgumentException($"Block quantization needs a multiple of {Int4Layout.BlockSize} values per token, got {cols}.", nameof(cols));
-        Quantize(x, tokens, cols, Int4Layout.BlockSize);
-    }
+    public void QuantizePerBlock(ReadOnlySpan<float> x, int tokens, int cols) => Quantize(x, tokens, cols, Int4Layout.BlockSize);
 
-    private void Quantize(ReadOnlySpan<float> x, int tokens, int cols, int blockSize)
+    /// <summary>
+    /// Quantizes rows in blocks of <paramref name="blockSize"/> values: 32 (<see cref="QuantizePerBlock"/>) or
+    /// <paramref name="cols"/> (<see cref="QuantizePerToken"/>).
+    /// </summary>
+    public void Quantize(ReadOnlySpan<float> x, int tokens, int cols, int blockSize)
     {
+        if (blockSize != cols && blockSize != Int4Layout.BlockSize)
+            throw new ArgumentException($"Activations are quantized per token or in blocks of {Int4Layout.BlockSize}, not in blocks of {blockSize}.", nameof(blockSize));
+        if (cols % blockSize != 0)
+            throw new ArgumentException($"Block quantization needs a multiple of {blockSize} values per token, got {cols}.", nameof(cols));
         if (x.Length < tokens * cols)
             throw new ArgumentException($"{tokens} tokens of {cols} values need {tokens * cols} inputs, got {x.Length}.", nameof(x));
+        Reserve(tokens, cols, blockSize);
+        Int8Codes.QuantizeBlocks(x[..(tokens * cols)], blockSize, _values, _scales, _codeSums, _scaledSums);
+    }
+
+    /// <summary>
+    /// Holds rows <paramref name="rows"/> of <paramref name="source"/>, in that order, as its tokens: codes, scales and
+    /// sums copied, so that inputs quantized once serve every product that takes some of their rows.
+    /// </summary>
+    public void GatherRows(Int8Activations source, ReadOnlySpan<int> rows)
+    {
+        foreach (int row in rows)
+            if ((uint)row >= (uint)source.Tokens)
+                throw new ArgumentOutOfRangeException(nameof(rows), $"Row {row} is not one of the source's {source.Tokens} tokens.");
+        Reserve(rows.Length, source.Cols, source.BlockSize);
+        int cols = Cols, blocks = BlocksPerToken;
+        for (int i = 0; i < rows.Length; i++)
+        {
+            int row = rows[i];
+            source._values.AsSpan(row * cols, cols).CopyTo(_values.AsSpan(i * cols));
+            source._scales.AsSpan(row * blocks, blocks).CopyTo(_scales.AsSpan(i * blocks));
+            source._scaledSums.AsSpan(row * blocks, blocks).CopyTo(_scaledSums.AsSpan(i * blocks));
+            source._codeSums.AsSpan(row * blocks, blocks).CopyTo(_codeSums.AsSpan(i * blocks));
+        }
+    }
+
+    // Sizes the buffers for tokens rows of cols values in blocks of blockSize.
+    private void Reserve(int tokens, int cols, int blockSize)
+    {
         (Tokens, Cols, BlockSize) = (tokens, cols, blockSize);
         int blocks = tokens * cols / blockSize;
         if (_values.Length < tokens * cols)
@@ -62,6 +93,5 @@ public sealed class Int8Activations
             _scaledSums = new float[blocks];
             _codeSums = new int[blocks];
         }
-        Int8Codes.QuantizeBlocks(x[..(tokens * cols)], blockSize, _values, _scales, _codeSums, _scaledSums);
     }
 }

@@ -19,9 +19,19 @@ internal readonly struct Two : IPassCount
     public static int Value => 2;
 }
 
+internal readonly struct Three : IPassCount
+{
+    public static int Value => 3;
+}
+
 internal readonly struct Four : IPassCount
 {
     public static int Value => 4;
+}
+
+internal readonly struct Six : IPassCount
+{
+    public static int Value => 6;
 }
 
 internal readonly struct Eight : IPassCount

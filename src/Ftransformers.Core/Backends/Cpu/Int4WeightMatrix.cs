@@ -55,7 +55,7 @@ internal sealed class Int4WeightMatrix : WeightMatrix
 
     protected internal override int MaxTokensPerPass => Int4Dot.MaxTokens;
 
-    protected internal override void PrepareActivations(MatrixProduct product) => product.Activations.QuantizePerBlock(product.Input, product.Tokens, Cols);
+    protected internal override int ActivationBlockSize => Int4Layout.BlockSize;
 
     protected internal override unsafe void MultiplyRows(MatrixProduct p, int start, int end)
     {

@@ -20,7 +20,7 @@ internal sealed class Int8WeightMatrix(string name, Int8Weights weights) : Weigh
         new Int8WeightMatrix(Name, new Int8Weights(Rows, Cols, (sbyte*)starts[0], (float*)starts[1]));
 
 
-    protected internal override void PrepareActivations(MatrixProduct product) => product.Activations.QuantizePerToken(product.Input, product.Tokens, Cols);
+    protected internal override int ActivationBlockSize => Cols; // per token
 
     protected internal override unsafe void MultiplyRows(MatrixProduct p, int start, int end) =>
         Int8Dot.Rows(Weights.Layout, start, end, p.Activations, new Span<float>(p.Y, p.Tokens * Rows));

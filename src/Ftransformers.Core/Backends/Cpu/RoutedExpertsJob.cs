@@ -35,7 +35,9 @@ internal sealed unsafe class RoutedExpertsJob : INodeWork
     private readonly int _hidden, _inter, _topK;
     private readonly List<Unit> _units = [];
     private List<Item>[] _items = [];
-    private int[] _slots = [], _counts = [];
+    private int[] _slots = [], _counts = [], _tokens = [];
+    private readonly Int8Activations _quantized = new();
+    private int _blockSize;
     private PinnedArray<float> _input = PinnedArray<float>.Zeroed(0), _gate = PinnedArray<float>.Zeroed(0), _up = PinnedArray<float>.Zeroed(0), _out = PinnedArray<float>.Zeroed(0);
     private RoutedExperts _layer = null!;
     private ExpertBatch _batch = null!;
@@ -51,8 +53,8 @@ internal sealed unsafe class RoutedExpertsJob : INodeWork
     public int TopK => _topK;
 
     /// <summary>
-    /// Prepares the job for <paramref name="batch"/>: groups the choices by expert, gathers and quantizes inputs, queues
-    /// the chunks per node (<paramref name="threadsPerNode"/> sizes them).
+    /// Prepares the job for <paramref name="batch"/>: groups the choices by expert, quantizes the inputs once and gathers
+    /// each expert's, queues the chunks per node (<paramref name="threadsPerNode"/> sizes them).
     /// </summary>
     public void Prepare(RoutedExperts layer, ExpertBatch batch, ReadOnlySpan<int> threadsPerNode)
     {
@@ -84,14 +86,21 @@ internal sealed unsafe class RoutedExpertsJob : INodeWork
             System.Buffers.ArrayPool<int>.Shared.Return(cursor);
         }
 
-        EnsureCapacity(ref _input, choices * hidden);
+        Grow(ref _tokens, choices);
+        for (int i = 0; i < choices; i++)
+            _tokens[i] = _slots[i] / _topK;
+        // Integer formats: every token's input quantized once, as the experts' gate and up take it; each expert then
+        // gathers its tokens' rows. Experts in another format gather the float rows instead.
+        _blockSize = choices > 0 ? layer.Experts[chosen[0]].Gate.ActivationBlockSize : 0;
+        bool floatRows = _blockSize == 0;
+        foreach (int e in chosen)
+            floatRows |= layer.Experts[e].Gate.ActivationBlockSize != _blockSize;
+        if (_blockSize > 0)
+            _quantized.Quantize(batch.Input, batch.Tokens, hidden, _blockSize);
+        EnsureCapacity(ref _input, floatRows ? choices * hidden : 0);
         EnsureCapacity(ref _gate, choices * _inter);
         EnsureCapacity(ref _up, choices * _inter);
         EnsureCapacity(ref _out, choices * hidden);
-        ReadOnlySpan<float> x = batch.Input;
-        Span<float> input = _input.Span;
-        for (int i = 0; i < choices; i++)
-            x.Slice(_slots[i] / _topK * hidden, hidden).CopyTo(input.Slice(i * hidden, hidden));
 
         if (_items.Length != nodes)
             _items = [.. Enumerable.Range(0, nodes).Select(_ => new List<Item>())];
@@ -141,7 +150,15 @@ internal sealed unsafe class RoutedExpertsJob : INodeWork
         (unit.Expert, unit.First, unit.Count, unit.Ready) = (expert, first, count, 0);
         float* input = _input.Pointer + (long)first * _hidden, gate = _gate.Pointer + (long)first * _inter, up = _up.Pointer + (long)first * _inter;
         unit.Gate.Start(mlp.Gate, input, gate, count);
-        mlp.Gate.PrepareActivations(unit.Gate);
+        ReadOnlySpan<int> tokens = _tokens.AsSpan(first, count);
+        if (_blockSize > 0 && mlp.Gate.ActivationBlockSize == _blockSize)
+            unit.Gate.Activations.GatherRows(_quantized, tokens);
+        else
+        {
+            for (int i = 0; i < count; i++)
+                _batch.Input.Slice(tokens[i] * _hidden, _hidden).CopyTo(new Span<float>(input + (long)i * _hidden, _hidden));
+            mlp.Gate.PrepareActivations(unit.Gate);
+        }
         // Gate and up read the same input: quantized once, shared.
         unit.Up.Start(mlp.Up, input, up, count);
         unit.Up.Activations = unit.Gate.Activations;

@@ -62,9 +62,17 @@ internal abstract unsafe class WeightMatrix(string name, int rows, int cols)
         }
     }
 
+    /// <summary>
+    /// Values per scale of the INT8 activations the format computes with: the input width (per token), 32 (per block),
+    /// or 0 for formats that read float inputs.
+    /// </summary>
+    protected internal virtual int ActivationBlockSize => 0;
+
     /// <summary>Quantizes the activations of a product, for formats that compute in integers.</summary>
-    protected internal virtual void PrepareActivations(MatrixProduct product)
+    protected internal void PrepareActivations(MatrixProduct product)
     {
+        if (ActivationBlockSize > 0)
+            product.Activations.Quantize(product.Input, product.Tokens, Cols, ActivationBlockSize);
     }
 
     /// <summary>
