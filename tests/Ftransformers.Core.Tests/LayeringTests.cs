@@ -27,6 +27,7 @@ public class LayeringTests
         "Ftransformers.Inference",
         "Ftransformers.Verification",
         "Ftransformers.Generation",
+        "Ftransformers.Generation.Grammar",
         "Ftransformers.Serving",
         "Ftransformers.Hosting",
     ];

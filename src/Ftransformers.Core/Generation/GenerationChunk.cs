@@ -7,6 +7,8 @@ public enum FinishReason
     Stop,
     /// <summary>max_tokens, the model's context, or the KV cache's capacity (MaxTotalTokens) was reached.</summary>
     Length,
+    /// <summary>The model ended its turn after calling tools.</summary>
+    ToolCalls,
 }
 
 /// <summary>Token counts and timings of a finished request.</summary>
@@ -40,6 +42,12 @@ public sealed record GenerationChunk(string Text, IReadOnlyList<int> TokenIds)
 {
     /// <summary>Set on the last chunk.</summary>
     public FinishReason? FinishReason { get; init; }
+
+    /// <summary>Tool calls completed in this chunk (empty when none).</summary>
+    public IReadOnlyList<GeneratedToolCall> ToolCalls { get; init; } = [];
+
+    /// <summary>The log-probability of each token in <see cref="TokenIds"/>, when the request asked for them.</summary>
+    public IReadOnlyList<TokenLogprob>? Logprobs { get; init; }
 
     /// <summary>Set on the last chunk.</summary>
     public GenerationUsage? Usage { get; init; }

@@ -18,6 +18,24 @@ public sealed record SamplingOptions
     /// <summary>Seed of the random draw; the same seed and request give the same output. Null draws a fresh seed.</summary>
     public int? Seed { get; init; }
 
+    /// <summary>Subtracted from the logit of every token already generated (OpenAI's presence_penalty, -2 to 2).</summary>
+    public float PresencePenalty { get; init; }
+
+    /// <summary>Subtracted from a token's logit once per time it was generated (OpenAI's frequency_penalty, -2 to 2).</summary>
+    public float FrequencyPenalty { get; init; }
+
+    /// <summary>
+    /// Divides the positive logits (multiplies the negative ones) of every token in the prompt or the output
+    /// (the Hugging Face / vLLM repetition_penalty; 1 = off).
+    /// </summary>
+    public float RepetitionPenalty { get; init; } = 1f;
+
+    /// <summary>Added to the logits of the given token ids (OpenAI's logit_bias, -100 to 100; -100 bans a token).</summary>
+    public IReadOnlyDictionary<int, float>? LogitBias { get; init; }
+
+    /// <summary>Whether any penalty or bias changes the logits.</summary>
+    internal bool AdjustsLogits => PresencePenalty != 0 || FrequencyPenalty != 0 || RepetitionPenalty != 1 || LogitBias is { Count: > 0 };
+
     /// <summary>Greedy decoding.</summary>
     public static SamplingOptions Greedy { get; } = new() { Temperature = 0 };
 
@@ -32,5 +50,14 @@ public sealed record SamplingOptions
             throw new ArgumentOutOfRangeException(nameof(TopK), TopK, "top_k must be >= 0.");
         if (!(MinP >= 0 && MinP <= 1))
             throw new ArgumentOutOfRangeException(nameof(MinP), MinP, "min_p must be in [0, 1].");
+        if (!(PresencePenalty >= -2 && PresencePenalty <= 2))
+            throw new ArgumentOutOfRangeException(nameof(PresencePenalty), PresencePenalty, "presence_penalty must be in [-2, 2].");
+        if (!(FrequencyPenalty >= -2 && FrequencyPenalty <= 2))
+            throw new ArgumentOutOfRangeException(nameof(FrequencyPenalty), FrequencyPenalty, "frequency_penalty must be in [-2, 2].");
+        if (!(RepetitionPenalty > 0 && RepetitionPenalty <= 10))
+            throw new ArgumentOutOfRangeException(nameof(RepetitionPenalty), RepetitionPenalty, "repetition_penalty must be in (0, 10].");
+        foreach ((int token, float bias) in LogitBias ?? new Dictionary<int, float>())
+            if (token < 0 || !(bias >= -100 && bias <= 100))
+                throw new ArgumentOutOfRangeException(nameof(LogitBias), $"logit_bias maps token {token} to {bias}; ids must be >= 0 and biases in [-100, 100].");
     }
 }

@@ -7,6 +7,7 @@ using Ftransformers.Serving;
 using Ftransformers.Tokenization;
 using Ftransformers.Inference;
 using Ftransformers.Generation;
+using Ftransformers.Generation.Grammar;
 
 namespace Ftransformers.Serving;
 
@@ -23,6 +24,7 @@ public sealed class InferenceSession : IInferenceSession
     private readonly ILatentStore _kv;
     private readonly PrefixCache? _prefixCache;
     private readonly EngineLoop _engine;
+    private readonly RequestGrammars _grammars;
     private readonly int _maxTotalTokens, _maxLength;
     private long _nextId;
     private int _disposed;
@@ -56,6 +58,7 @@ public sealed class InferenceSession : IInferenceSession
             throw new ArgumentException($"The tokenizer's vocabulary ({tokenizer.VocabSize} ids) exceeds the model's ({model.Config.VocabSize}).", nameof(tokenizer));
         _model = model;
         Tokenizer = tokenizer;
+        _grammars = new RequestGrammars(tokenizer);
         Options = options;
         _eos = [.. model.Config.EosTokenIds, tokenizer.EosTokenId];
 
@@ -130,7 +133,7 @@ public sealed class InferenceSession : IInferenceSession
         if (request.PromptTokens != null)
             return request.PromptTokens;
         if (request.Messages != null)
-            return Tokenizer.Encode(DeepSeekChatTemplate.Render(request.Messages, addGenerationPrompt: true, Tokenizer.BosToken));
+            return Tokenizer.Encode(DeepSeekChatTemplate.Render(request.Messages, addGenerationPrompt: true, Tokenizer.BosToken, request.Tools));
         return [Tokenizer.BosTokenId, .. Tokenizer.Encode(request.Prompt!)];
     }
 
@@ -151,9 +154,14 @@ public sealed class InferenceSession : IInferenceSession
         foreach (int id in prompt)
             if ((uint)id >= (uint)Config.VocabSize)
                 throw new ArgumentException($"Prompt token id {id} is outside the vocabulary (size {Config.VocabSize}).", nameof(request));
+        foreach (int id in request.Sampling.LogitBias?.Keys ?? [])
+            if (id >= Config.VocabSize)
+                throw new ArgumentException($"logit_bias names token id {id}, outside the vocabulary (size {Config.VocabSize}).", nameof(request));
+        TokenGrammar? grammar = _grammars.For(request);
         cancellationToken.ThrowIfCancellationRequested();
 
-        var sequence = new Sequence(Interlocked.Increment(ref _nextId), prompt, request, Tokenizer, _eos, _maxLength) { LogitsSink = logitsSink };
+        var sequence = new Sequence(Interlocked.Increment(ref _nextId), prompt, request, Tokenizer, _eos, _maxLength,
+            grammar != null ? new GrammarConstraint(grammar) : null, _grammars.Banned(request)) { LogitsSink = logitsSink };
         _engine.Submit(sequence);
         bool finished = false;
         try

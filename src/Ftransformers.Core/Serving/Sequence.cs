@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Threading.Channels;
 using Ftransformers.Generation;
+using Ftransformers.Generation.Grammar;
 using Ftransformers.Memory;
 using Ftransformers.Tokenization;
 
@@ -28,10 +29,24 @@ internal sealed class Sequence
     private readonly IncrementalDecoder _decoder;
     private readonly StopSequenceMatcher _stops;
     private readonly IReadOnlySet<int> _eos;
+    private readonly TokenPenalties? _penalties;
+    private readonly GrammarConstraint? _constraint;
+    private readonly IReadOnlyList<int> _banned;
+    private readonly ToolCallParser? _toolCalls;
+    private float[] _adjusted = [];
     private readonly Channel<GenerationChunk> _output = Channel.CreateUnbounded<GenerationChunk>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
 
     /// <summary>Creates a waiting sequence; <paramref name="maxLength"/> is the most tokens its KV may hold.</summary>
-    public Sequence(long id, IReadOnlyList<int> prompt, GenerationRequest request, ITextTokenizer tokenizer, IReadOnlySet<int> eos, int maxLength)
+    /// <param name="id">Submission order.</param>
+    /// <param name="prompt">The prompt's tokens.</param>
+    /// <param name="request">The request.</param>
+    /// <param name="tokenizer">Decodes the output.</param>
+    /// <param name="eos">Tokens that end generation.</param>
+    /// <param name="maxLength">Most tokens the sequence's KV may hold.</param>
+    /// <param name="constraint">The grammar the output must follow, if any.</param>
+    /// <param name="banned">Tokens never sampled (the tool-call opener under tool_choice none).</param>
+    public Sequence(long id, IReadOnlyList<int> prompt, GenerationRequest request, ITextTokenizer tokenizer, IReadOnlySet<int> eos, int maxLength,
+        GrammarConstraint? constraint = null, IReadOnlyList<int>? banned = null)
     {
         Id = id;
         Request = request;
@@ -42,6 +57,10 @@ internal sealed class Sequence
         _sampler = new Sampler(request.Sampling);
         _decoder = tokenizer.CreateIncrementalDecoder();
         _stops = new StopSequenceMatcher(request.Stop);
+        _penalties = request.Sampling.AdjustsLogits ? new TokenPenalties(request.Sampling, prompt) : null;
+        _constraint = constraint;
+        _banned = banned ?? [];
+        _toolCalls = request.Tools is { Count: > 0 } ? new ToolCallParser() : null;
         SubmittedAt = Stopwatch.GetTimestamp();
     }
 
@@ -100,29 +119,92 @@ internal sealed class Sequence
     public ChannelReader<GenerationChunk> Output => _output.Reader;
 
     /// <summary>
-    /// Samples the next token from its logits, appends it and streams its chunk.
+    /// Samples the next token from its logits (after penalties, bias and the grammar's mask), appends it and streams
+    /// its chunk.
     /// </summary>
     /// <returns>Whether the sequence has finished.</returns>
     public bool Accept(ReadOnlySpan<float> logits)
     {
         LogitsSink?.Add(logits.ToArray());
-        int token = _sampler.Next(logits);
+        int token = _sampler.Next(Adjust(logits));
+        TokenLogprob? logprob = Request.Logprobs ? LogprobOf(logits, token, Request.TopLogprobs) : null;
+        _penalties?.Add(token);
+        _constraint?.Accept(token);
         Tokens.Add(token);
         LastTokenAt = Stopwatch.GetTimestamp();
         FirstTokenAt ??= LastTokenAt;
 
         bool eos = !Request.IgnoreEos && _eos.Contains(token);
-        (string text, bool stopped) = eos ? (_stops.Flush() + _decoder.Flush(), false) : _stops.Append(_decoder.Append(token));
+        bool length = !eos && (Generated >= Request.MaxTokens || ComputedTokens >= MaxLength);
         // The new token is fed at position ComputedTokens; there must be room for it.
-        FinishReason? finish = eos || stopped ? FinishReason.Stop
-            : Generated >= Request.MaxTokens || ComputedTokens >= MaxLength ? FinishReason.Length
+        (string text, IReadOnlyList<GeneratedToolCall> calls, bool stopped) = Emit(eos ? "" : _decoder.Append(token), final: eos || length);
+        FinishReason? finish = stopped || eos ? (_toolCalls?.CallCount > 0 && !stopped ? FinishReason.ToolCalls : FinishReason.Stop)
+            : length ? FinishReason.Length
             : null;
-        if (finish == FinishReason.Length)
-            text += _stops.Append(_decoder.Flush()).Emit + _stops.Flush();
-        _output.Writer.TryWrite(new GenerationChunk(text, [token]) { FinishReason = finish, Usage = finish != null ? Usage() : null });
+        _output.Writer.TryWrite(new GenerationChunk(text, [token])
+        {
+            FinishReason = finish,
+            Usage = finish != null ? Usage() : null,
+            ToolCalls = calls,
+            Logprobs = logprob != null ? [logprob] : null,
+        });
         if (finish != null)
             _output.Writer.TryComplete();
         return finish != null;
+    }
+
+    // Decoded text -> tool calls split off -> stop strings; at the end, whatever each stage holds back comes out.
+    private (string Text, IReadOnlyList<GeneratedToolCall> Calls, bool Stopped) Emit(string decoded, bool final)
+    {
+        if (final)
+            decoded += _decoder.Flush();
+        IReadOnlyList<GeneratedToolCall> calls = [];
+        if (_toolCalls != null)
+        {
+            (decoded, calls) = _toolCalls.Append(decoded);
+            if (final)
+                decoded += _toolCalls.Flush();
+        }
+        (string text, bool stopped) = _stops.Append(decoded);
+        if (final && !stopped)
+            text += _stops.Flush();
+        return (text, calls, stopped);
+    }
+
+    // The logits the sampler sees: the model's, or a copy with penalties, bias, banned tokens and the grammar's mask.
+    private ReadOnlySpan<float> Adjust(ReadOnlySpan<float> logits)
+    {
+        if (_penalties == null && _constraint == null && _banned.Count == 0)
+            return logits;
+        if (_adjusted.Length != logits.Length)
+            _adjusted = new float[logits.Length];
+        logits.CopyTo(_adjusted);
+        _penalties?.Apply(_adjusted);
+        foreach (int token in _banned)
+            _adjusted[token] = float.NegativeInfinity;
+        _constraint?.Mask().Apply(_adjusted);
+        return _adjusted;
+    }
+
+    private static TokenLogprob LogprobOf(ReadOnlySpan<float> logits, int token, int top)
+    {
+        float max = System.Numerics.Tensors.TensorPrimitives.Max(logits);
+        double sum = 0;
+        foreach (float logit in logits)
+            sum += Math.Exp(logit - max);
+        float logSum = max + (float)Math.Log(sum);
+        var best = new List<TokenLogprob>(top + 1);
+        for (int i = 0; i < logits.Length && top > 0; i++)
+        {
+            if (best.Count == top && logits[i] - logSum <= best[^1].Logprob)
+                continue;
+            var entry = new TokenLogprob(i, logits[i] - logSum, []);
+            int at = best.FindIndex(b => b.Logprob < entry.Logprob);
+            best.Insert(at < 0 ? best.Count : at, entry);
+            if (best.Count > top)
+                best.RemoveAt(top);
+        }
+        return new TokenLogprob(token, logits[token] - logSum, best);
     }
 
     /// <summary>Ends the stream with an error (cancellation, failure, shutdown).</summary>

@@ -69,6 +69,9 @@ public sealed class ByteTokenizer : ITextTokenizer
     }
 
     /// <inheritdoc/>
+    public bool IsAddedToken(int id) => (uint)id < (uint)Specials.Length;
+
+    /// <inheritdoc/>
     public ReadOnlySpan<byte> TokenBytes(int id) => id switch
     {
         >= 0 and < ByteOffset when id < Specials.Length => SpecialBytes[id],

@@ -13,14 +13,24 @@ namespace Ftransformers.Tokenization;
 /// </summary>
 public static class DeepSeekChatTemplate
 {
+    /// <summary>Opens the model's tool calls.</summary>
+    public const string ToolCallsBegin = "<｜tool▁calls▁begin｜>";
+
+    /// <summary>Closes the model's tool calls.</summary>
+    public const string ToolCallsEnd = "<｜tool▁calls▁end｜>";
+
+    /// <summary>Opens one tool call.</summary>
+    public const string ToolCallBegin = "<｜tool▁call▁begin｜>";
+
+    /// <summary>Closes one tool call.</summary>
+    public const string ToolCallEnd = "<｜tool▁call▁end｜>";
+
+    /// <summary>Separates a call's type from its function name.</summary>
+    public const string ToolSep = "<｜tool▁sep｜>";
+
     private const string User = "<｜User｜>";
     private const string Assistant = "<｜Assistant｜>";
     private const string EndOfSentence = "<｜end▁of▁sentence｜>";
-    private const string ToolCallsBegin = "<｜tool▁calls▁begin｜>";
-    private const string ToolCallsEnd = "<｜tool▁calls▁end｜>";
-    private const string ToolCallBegin = "<｜tool▁call▁begin｜>";
-    private const string ToolCallEnd = "<｜tool▁call▁end｜>";
-    private const string ToolSep = "<｜tool▁sep｜>";
     private const string ToolOutputsBegin = "<｜tool▁outputs▁begin｜>";
     private const string ToolOutputsEnd = "<｜tool▁outputs▁end｜>";
     private const string ToolOutputBegin = "<｜tool▁output▁begin｜>";
@@ -31,9 +41,11 @@ public static class DeepSeekChatTemplate
     /// <param name="addGenerationPrompt">Whether to end with <c>&lt;｜Assistant｜&gt;</c> so the model answers next
     /// (not written when the last message is a tool output, as in the template).</param>
     /// <param name="bosToken">The BOS token text, usually <see cref="DeepSeekTokenizer.BosToken"/>.</param>
+    /// <param name="tools">Functions the model may call; described after the system prompt (the checkpoint's template
+    /// has no place for them, so they are written as DeepSeek's serving stacks write them).</param>
     /// <returns>The prompt; encode it with <see cref="DeepSeekTokenizer.Encode"/> (it already holds BOS).</returns>
     /// <exception cref="ArgumentException">A message has an unknown role, or lacks the content its role needs.</exception>
-    public static string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, string bosToken)
+    public static string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, string bosToken, IReadOnlyList<ToolDefinition>? tools = null)
     {
         ArgumentNullException.ThrowIfNull(messages);
         ArgumentNullException.ThrowIfNull(bosToken);
@@ -41,6 +53,8 @@ public static class DeepSeekChatTemplate
 
         var prompt = new StringBuilder(bosToken);
         prompt.AppendJoin("\n\n", messages.Where(m => m.Role == ChatMessage.SystemRole).Select(m => m.Content));
+        if (tools is { Count: > 0 })
+            AppendTools(prompt, tools, separate: messages.Any(m => m.Role == ChatMessage.SystemRole));
 
         bool toolCallsOpened = false;   // the template's ns.is_first: never reset
         bool inToolOutputs = false;     // ns.is_tool
@@ -92,6 +106,28 @@ public static class DeepSeekChatTemplate
             prompt.Append(Assistant);
         return prompt.ToString();
     }
+
+    private static void AppendTools(StringBuilder prompt, IReadOnlyList<ToolDefinition> tools, bool separate)
+    {
+        if (separate)
+            prompt.Append("\n\n");
+        prompt.Append("## Tools\n\n### Function\n\nYou have the following functions available:\n");
+        foreach (ToolDefinition tool in tools)
+        {
+            var definition = new Dictionary<string, object?> { ["name"] = tool.Name };
+            if (tool.Description != null)
+                definition["description"] = tool.Description;
+            definition["parameters"] = tool.Parameters;
+            prompt.Append("\n- `").Append(tool.Name).Append("`:\n```json\n")
+                  .Append(System.Text.Json.JsonSerializer.Serialize(definition, ToolJson)).Append("\n```\n");
+        }
+    }
+
+    private static readonly System.Text.Json.JsonSerializerOptions ToolJson = new()
+    {
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
+    };
 
     private static void AppendCall(StringBuilder prompt, ToolCall call) =>
         prompt.Append(ToolCallBegin).Append(call.Type).Append(ToolSep).Append(call.Name)

@@ -17,6 +17,7 @@ public sealed class DeepSeekTokenizer : ITextTokenizer
     private readonly byte[] _bytes;
     private readonly int[] _byteStarts;
     private readonly bool[] _special;
+    private readonly bool[] _added;
 
     private DeepSeekTokenizer(TokenizerDefinition definition, string directory)
     {
@@ -51,10 +52,12 @@ public sealed class DeepSeekTokenizer : ITextTokenizer
         foreach ((string text, int id) in definition.Vocabulary)
             tokenText[id] = text;
         _special = new bool[VocabSize];
+        _added = new bool[VocabSize];
         foreach (AddedTokenEntry token in definition.AddedTokens)
         {
             tokenText[token.Id] = token.Content;
             _special[token.Id] = token.Special;
+            _added[token.Id] = true;
         }
 
         var bytes = new List<byte>(VocabSize * 8);
@@ -110,6 +113,9 @@ public sealed class DeepSeekTokenizer : ITextTokenizer
     /// added tokens too but are not flagged special there.
     /// </summary>
     public bool IsSpecial(int id) => (uint)id < (uint)_special.Length && _special[id];
+
+    /// <inheritdoc/>
+    public bool IsAddedToken(int id) => (uint)id < (uint)_added.Length && _added[id];
 
     /// <summary>
     /// Encodes <paramref name="text"/> to token ids without adding BOS or EOS. Added tokens that appear

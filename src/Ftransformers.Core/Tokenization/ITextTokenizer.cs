@@ -24,6 +24,12 @@ public interface ITextTokenizer
     /// <summary>The UTF-8 bytes a token stands for; empty for an id without a token.</summary>
     ReadOnlySpan<byte> TokenBytes(int id);
 
+    /// <summary>
+    /// Whether <paramref name="id"/> is an added token (BOS, EOS, the chat and tool markers): the encoder writes it
+    /// whole wherever its text appears, so constrained decoding treats it as one symbol, never as its bytes.
+    /// </summary>
+    bool IsAddedToken(int id);
+
     /// <summary>Starts decoding a stream of generated ids, one at a time.</summary>
     IncrementalDecoder CreateIncrementalDecoder() => new(this);
 }

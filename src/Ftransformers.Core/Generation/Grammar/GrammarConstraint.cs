@@ -1,0 +1,41 @@
+namespace Ftransformers.Generation.Grammar;
+
+/// <summary>
+/// One request's place in its grammar: the mask of tokens allowed next, and the step past each sampled token. The
+/// next mask is worked out in the background as soon as a token is accepted, so it overlaps the model's forward pass.
+/// </summary>
+internal sealed class GrammarConstraint
+{
+    private readonly TokenGrammar _grammar;
+    private GrammarState _state;
+    private Task<TokenMask> _next;
+
+    /// <summary>Starts at the beginning of <paramref name="grammar"/>.</summary>
+    public GrammarConstraint(TokenGrammar grammar)
+    {
+        _grammar = grammar;
+        _state = GrammarState.Initial(grammar.Root);
+        GrammarState first = _state;
+        _next = Task.Run(() => grammar.Mask(first));
+    }
+
+    /// <summary>Whether the grammar has been matched to its end (only the end-of-sentence token may follow).</summary>
+    public bool IsEnded { get; private set; }
+
+    /// <summary>The tokens allowed next.</summary>
+    public TokenMask Mask() => _next.GetAwaiter().GetResult();
+
+    /// <summary>Moves past <paramref name="token"/>.</summary>
+    /// <exception cref="InvalidOperationException">The grammar does not allow the token here (the mask was not applied).</exception>
+    public void Accept(int token)
+    {
+        if (token == _grammar.Tokenizer.EosTokenId)
+        {
+            IsEnded = _state.CanEnd ? true : throw new InvalidOperationException("The end-of-sentence token came before the grammar was complete.");
+            return;
+        }
+        _state = _grammar.Advance(_state, token) ?? throw new InvalidOperationException($"Token {token} does not fit the grammar here.");
+        GrammarState state = _state;
+        _next = Task.Run(() => _grammar.Mask(state));
+    }
+}

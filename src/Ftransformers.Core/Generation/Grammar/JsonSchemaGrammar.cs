@@ -1,0 +1,185 @@
+using System.Text.Encodings.Web;
+using System.Text.Json;
+
+namespace Ftransformers.Generation.Grammar;
+
+/// <summary>
+/// Compiles a JSON Schema into a grammar: the subset OpenAI's structured outputs accept (<c>type</c>,
+/// <c>properties</c>, <c>required</c>, <c>additionalProperties</c>, <c>items</c>, <c>minItems</c>/<c>maxItems</c>,
+/// <c>minLength</c>/<c>maxLength</c>, <c>enum</c>, <c>const</c>, <c>anyOf</c>, <c>$ref</c> into <c>$defs</c> or
+/// <c>definitions</c>). Any other constraining keyword is refused with <see cref="JsonSchemaException"/>, never
+/// ignored. Output is compact JSON with properties in the order declared.
+/// </summary>
+internal sealed class JsonSchemaGrammar
+{
+    /// <summary>Keywords that describe without constraining.</summary>
+    private static readonly HashSet<string> Annotations = ["$schema", "$id", "$comment", "title", "description", "default", "examples", "$defs", "definitions", "deprecated", "readOnly", "writeOnly"];
+
+    /// <summary>Writes enum values and keys as a model would: compact, non-ASCII as UTF-8.</summary>
+    internal static readonly JsonSerializerOptions Compact = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, WriteIndented = false };
+
+    private readonly JsonElement _root;
+    private readonly Dictionary<string, ReferenceNode> _references = [];
+
+    private JsonSchemaGrammar(JsonElement root) => _root = root;
+
+    /// <summary>Any JSON value (for <c>response_format: json_object</c>, and the empty schema).</summary>
+    public static GrammarNode AnyValue { get; } = BuildAnyValue();
+
+    /// <summary>Any JSON object (what <c>json_object</c> promises).</summary>
+    public static GrammarNode AnyObject { get; } = new ObjectNode(AnyValue);
+
+    /// <summary>Compiles <paramref name="schema"/>.</summary>
+    /// <exception cref="JsonSchemaException">The schema uses a keyword the compiler does not support, or is malformed.</exception>
+    public static GrammarNode Compile(JsonElement schema)
+    {
+        var compiler = new JsonSchemaGrammar(schema);
+        GrammarNode root = compiler.Node(schema, "#");
+        // References are compiled after the root, each once, so recursive ones close on themselves.
+        while (compiler._references.Values.FirstOrDefault(r => r.Target == null) is { } pending)
+            pending.Target = compiler.Node(compiler.Resolve(pending.Name), pending.Name);
+        return root;
+    }
+
+    private GrammarNode Node(JsonElement schema, string path)
+    {
+        if (schema.ValueKind == JsonValueKind.True)
+            return AnyValue;
+        if (schema.ValueKind != JsonValueKind.Object)
+            throw new JsonSchemaException("A schema must be an object or true.", path);
+
+        foreach (JsonProperty keyword in schema.EnumerateObject())
+            if (!Annotations.Contains(keyword.Name) && !Supported.Contains(keyword.Name))
+                throw new JsonSchemaException($"The keyword '{keyword.Name}' is not supported; supported: {string.Join(", ", Supported)}.", $"{path}/{keyword.Name}");
+
+        if (schema.TryGetProperty("$ref", out JsonElement reference))
+        {
+            if (schema.EnumerateObject().Any(k => !Annotations.Contains(k.Name) && k.Name != "$ref"))
+                throw new JsonSchemaException("'$ref' cannot be combined with other constraining keywords.", path);
+            return Reference(reference, $"{path}/$ref");
+        }
+        if (schema.TryGetProperty("const", out JsonElement constant))
+            return Literal(constant);
+        if (schema.TryGetProperty("enum", out JsonElement values))
+        {
+            if (values.ValueKind != JsonValueKind.Array || values.GetArrayLength() == 0)
+                throw new JsonSchemaException("'enum' must be a non-empty array.", $"{path}/enum");
+            return Choice([.. values.EnumerateArray().Select(Literal)]);
+        }
+        if (schema.TryGetProperty("anyOf", out JsonElement anyOf))
+        {
+            if (anyOf.ValueKind != JsonValueKind.Array || anyOf.GetArrayLength() == 0)
+                throw new JsonSchemaException("'anyOf' must be a non-empty array of schemas.", $"{path}/anyOf");
+            return Choice([.. anyOf.EnumerateArray().Select((s, i) => Node(s, $"{path}/anyOf/{i}"))]);
+        }
+        if (!schema.TryGetProperty("type", out JsonElement type))
+        {
+            // Without a type, keywords of one kind still say what the value is.
+            string? implied = schema.TryGetProperty("properties", out _) || schema.TryGetProperty("additionalProperties", out _) ? "object"
+                : schema.TryGetProperty("items", out _) ? "array" : null;
+            return implied != null ? OfType(implied, schema, path) : AnyValue;
+        }
+        if (type.ValueKind == JsonValueKind.String)
+            return OfType(type.GetString()!, schema, path);
+        if (type.ValueKind == JsonValueKind.Array && type.GetArrayLength() > 0 && type.EnumerateArray().All(t => t.ValueKind == JsonValueKind.String))
+            return Choice([.. type.EnumerateArray().Select(t => OfType(t.GetString()!, schema, path))]);
+        throw new JsonSchemaException("'type' must be a type name or a non-empty array of them.", $"{path}/type");
+    }
+
+    private static readonly string[] Supported = ["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "minLength", "maxLength", "enum", "const", "anyOf", "$ref"];
+
+    private GrammarNode OfType(string type, JsonElement schema, string path) => type switch
+    {
+        "object" => Object(schema, path),
+        "array" => new ArrayNode(schema.TryGetProperty("items", out JsonElement items) ? Node(items, $"{path}/items") : AnyValue,
+            Count(schema, "minItems", path) ?? 0, Count(schema, "maxItems", path) ?? int.MaxValue),
+        "string" => new StringNode(Count(schema, "minLength", path) ?? 0, Count(schema, "maxLength", path) ?? int.MaxValue),
+        "number" => NumberNode.Number,
+        "integer" => NumberNode.Integer,
+        "boolean" => Choice([LiteralNode.Of("true"), LiteralNode.Of("false")]),
+        "null" => LiteralNode.Of("null"),
+        _ => throw new JsonSchemaException($"Unknown type '{type}'; expected object, array, string, number, integer, boolean or null.", $"{path}/type"),
+    };
+
+    private GrammarNode Object(JsonElement schema, string path)
+    {
+        var required = new HashSet<string>();
+        if (schema.TryGetProperty("required", out JsonElement names))
+        {
+            if (names.ValueKind != JsonValueKind.Array || names.EnumerateArray().Any(n => n.ValueKind != JsonValueKind.String))
+                throw new JsonSchemaException("'required' must be an array of property names.", $"{path}/required");
+            required.UnionWith(names.EnumerateArray().Select(n => n.GetString()!));
+        }
+        if (!schema.TryGetProperty("properties", out JsonElement properties))
+        {
+            if (required.Count > 0)
+                throw new JsonSchemaException($"'required' names '{required.First()}', which 'properties' does not declare.", $"{path}/required");
+            if (!schema.TryGetProperty("additionalProperties", out JsonElement additional) || additional.ValueKind == JsonValueKind.True)
+                return AnyObject;
+            return additional.ValueKind == JsonValueKind.False ? new ObjectNode([]) : new ObjectNode(Node(additional, $"{path}/additionalProperties"));
+        }
+        if (properties.ValueKind != JsonValueKind.Object)
+            throw new JsonSchemaException("'properties' must be an object.", $"{path}/properties");
+        // Only declared properties are written: whatever additionalProperties allows, that output is valid.
+        var declared = properties.EnumerateObject()
+            .Select(p => new ObjectProperty(p.Name, LiteralNode.Of(JsonSerializer.Serialize(p.Name, Compact) + ":"), Node(p.Value, $"{path}/properties/{p.Name}"), required.Contains(p.Name)))
+            .ToList();
+        if (required.FirstOrDefault(r => declared.All(p => p.Name != r)) is { } missing)
+            throw new JsonSchemaException($"'required' names '{missing}', which 'properties' does not declare.", $"{path}/required");
+        if (schema.TryGetProperty("additionalProperties", out JsonElement extra) && extra.ValueKind is not (JsonValueKind.True or JsonValueKind.False or JsonValueKind.Object))
+            throw new JsonSchemaException("'additionalProperties' must be a boolean or a schema.", $"{path}/additionalProperties");
+        return new ObjectNode(declared);
+    }
+
+    private GrammarNode Reference(JsonElement reference, string path)
+    {
+        string name = reference.ValueKind == JsonValueKind.String ? reference.GetString()! : throw new JsonSchemaException("'$ref' must be a string.", path);
+        if (!_references.TryGetValue(name, out ReferenceNode? node))
+        {
+            Resolve(name, path);   // fails early, naming where the bad reference is
+            _references[name] = node = new ReferenceNode(name);
+        }
+        return node;
+    }
+
+    private JsonElement Resolve(string name, string? path = null)
+    {
+        JsonElement target = _root;
+        if (name != "#")
+        {
+            if (!name.StartsWith("#/", StringComparison.Ordinal))
+                throw new JsonSchemaException($"Only local references ('#/$defs/...') are supported, not '{name}'.", path ?? name);
+            foreach (string segment in name[2..].Split('/'))
+            {
+                string key = Uri.UnescapeDataString(segment).Replace("~1", "/").Replace("~0", "~");
+                if (target.ValueKind != JsonValueKind.Object || !target.TryGetProperty(key, out target))
+                    throw new JsonSchemaException($"The reference '{name}' points to nothing.", path ?? name);
+            }
+        }
+        return target;
+    }
+
+    private static int? Count(JsonElement schema, string keyword, string path)
+    {
+        if (!schema.TryGetProperty(keyword, out JsonElement value))
+            return null;
+        return value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out int count) && count >= 0
+            ? count
+            : throw new JsonSchemaException($"'{keyword}' must be a non-negative integer.", $"{path}/{keyword}");
+    }
+
+    private static GrammarNode Literal(JsonElement value) => LiteralNode.Of(JsonSerializer.Serialize(value, Compact));
+
+    private static GrammarNode Choice(IReadOnlyList<GrammarNode> alternatives) => alternatives.Count == 1 ? alternatives[0] : new ChoiceNode(alternatives);
+
+    private static GrammarNode BuildAnyValue()
+    {
+        var any = new ReferenceNode("any JSON value");
+        any.Target = new ChoiceNode(
+        [
+            new ObjectNode(any), new ArrayNode(any, 0, int.MaxValue), StringNode.Any, NumberNode.Number,
+            LiteralNode.Of("true"), LiteralNode.Of("false"), LiteralNode.Of("null"),
+        ]);
+        return any;
+    }
+}

@@ -1,0 +1,54 @@
+using Ftransformers.Tokenization;
+
+namespace Ftransformers.Generation.Grammar;
+
+/// <summary>
+/// The grammar of DeepSeek-V3 tool calls, as its chat template writes them:
+/// <c>&lt;｜tool▁calls▁begin｜&gt;&lt;｜tool▁call▁begin｜&gt;function&lt;｜tool▁sep｜&gt;NAME\n```json\nARGUMENTS\n```&lt;｜tool▁call▁end｜&gt;</c>,
+/// further calls after a newline, then <c>&lt;｜tool▁calls▁end｜&gt;</c>. The markers are the tokenizer's added tokens;
+/// each function's arguments follow its parameters schema.
+/// </summary>
+internal static class ToolCallGrammar
+{
+    /// <summary>Most calls in one turn.</summary>
+    public const int MaxParallelCalls = 8;
+
+    /// <summary>The grammar of one or more calls of <paramref name="tools"/> (one call unless <paramref name="parallel"/>).</summary>
+    /// <exception cref="ArgumentException">A tool's parameters schema is unsupported (the message names the tool), or the tokenizer lacks the markers.</exception>
+    public static GrammarNode Build(IReadOnlyList<ToolDefinition> tools, bool parallel, ITextTokenizer tokenizer)
+    {
+        var functions = new List<GrammarNode>();
+        foreach (ToolDefinition tool in tools)
+        {
+            GrammarNode arguments;
+            try
+            {
+                arguments = tool.Parameters is { } schema ? JsonSchemaGrammar.Compile(schema) : JsonSchemaGrammar.AnyObject;
+            }
+            catch (JsonSchemaException e)
+            {
+                throw new ArgumentException($"Tool '{tool.Name}': its parameters schema {e.Message}", nameof(tools), e);
+            }
+            functions.Add(new SequenceNode([LiteralNode.Of(tool.Name + "\n```json\n"), arguments]));
+        }
+        GrammarNode call = new SequenceNode(
+        [
+            Marker(tokenizer, DeepSeekChatTemplate.ToolCallBegin), LiteralNode.Of("function"), Marker(tokenizer, DeepSeekChatTemplate.ToolSep),
+            functions.Count == 1 ? functions[0] : new ChoiceNode(functions),
+            LiteralNode.Of("\n```"), Marker(tokenizer, DeepSeekChatTemplate.ToolCallEnd),
+        ]);
+        var calls = new List<GrammarNode> { Marker(tokenizer, DeepSeekChatTemplate.ToolCallsBegin), call };
+        if (parallel)
+            calls.Add(new RepeatNode(new SequenceNode([LiteralNode.Of("\n"), call]), 0, MaxParallelCalls - 1));
+        calls.Add(Marker(tokenizer, DeepSeekChatTemplate.ToolCallsEnd));
+        return new SequenceNode(calls);
+    }
+
+    private static LiteralNode Marker(ITextTokenizer tokenizer, string text)
+    {
+        IReadOnlyList<int> ids = tokenizer.Encode(text);
+        if (ids.Count != 1 || !tokenizer.IsAddedToken(ids[0]))
+            throw new ArgumentException($"The tokenizer has no '{text}' token, so it cannot write tool calls.");
+        return new LiteralNode([GrammarNode.SpecialSymbol(ids[0])]);
+    }
+}
