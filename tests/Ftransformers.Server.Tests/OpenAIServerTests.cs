@@ -259,7 +259,7 @@ public class OpenAIServerTests
     [TestCase(""", "temperature": 3""", "temperature")]
     [TestCase(""", "top_p": 0""", "top_p")]
     [TestCase(""", "max_tokens": 100000""", "max_tokens")]
-    [TestCase(""", "n": 2""", "n")]
+    [TestCase(""", "n": 17""", "n")]
     [TestCase(""", "stop": 5""", "stop")]
     [TestCase(""", "stream": "yes" """, "stream")]
     public async Task FieldOutOfRange_Is400_NamingTheField(string extra, string field)

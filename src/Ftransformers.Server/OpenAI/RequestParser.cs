@@ -5,8 +5,11 @@ using Ftransformers.Tokenization;
 
 namespace Ftransformers.Server.OpenAI;
 
-/// <summary>A validated request: what to generate, how to answer, and the body field that holds the input.</summary>
-internal sealed record ParsedRequest(string Model, GenerationRequest Generation, bool Stream, bool IncludeUsage, string InputField);
+/// <summary>
+/// A validated request: what to generate, how to answer, the body field that holds the input, and how many
+/// completions of the prompt to generate (OpenAI's <c>n</c>).
+/// </summary>
+internal sealed record ParsedRequest(string Model, GenerationRequest Generation, bool Stream, bool IncludeUsage, string InputField, int Choices);
 
 /// <summary>
 /// Reads chat and text completion bodies field by field, so that a wrong value is reported with the field's name
@@ -14,6 +17,9 @@ internal sealed record ParsedRequest(string Model, GenerationRequest Generation,
 /// </summary>
 internal static class RequestParser
 {
+    /// <summary>Most completions one request may ask for.</summary>
+    public const int MaxChoices = 16;
+
     public static ParsedRequest ParseChat(JsonElement body, int contextLength)
     {
         RequireObject(body);
@@ -26,14 +32,22 @@ internal static class RequestParser
         foreach (JsonElement message in list.EnumerateArray())
             messages.Add(ParseMessage(message, $"messages[{index++}]"));
 
-        if (body.TryGetProperty("tools", out JsonElement tools) && tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() > 0)
-            throw ApiException.BadRequest("Tool definitions are not supported yet.", "tools");
-        if (body.TryGetProperty("response_format", out JsonElement format) && format.ValueKind == JsonValueKind.Object
-            && !(format.TryGetProperty("type", out JsonElement type) && type.ValueKind == JsonValueKind.String && Text(type, "response_format.type") == "text"))
-            throw ApiException.BadRequest("Only response_format {\"type\": \"text\"} is supported.", "response_format");
-
+        IReadOnlyList<ToolDefinition>? tools = Tools(body);
         int? maxTokens = Int(body, "max_completion_tokens", 1, contextLength) ?? Int(body, "max_tokens", 1, contextLength);
-        var request = Common(body, new GenerationRequest { Messages = messages }, maxTokens ?? contextLength);
+        bool logprobs = Bool(body, "logprobs") ?? false;
+        int topLogprobs = Int(body, "top_logprobs", 0, 20) ?? 0;
+        if (topLogprobs > 0 && !logprobs)
+            throw ApiException.BadRequest("top_logprobs needs logprobs to be true.", "top_logprobs");
+        var request = Common(body, new GenerationRequest
+        {
+            Messages = messages,
+            Tools = tools,
+            ToolChoice = ToolChoice(body, tools),
+            ParallelToolCalls = Bool(body, "parallel_tool_calls") ?? true,
+            ResponseFormat = ResponseFormat(body),
+            Logprobs = logprobs,
+            TopLogprobs = topLogprobs,
+        }, maxTokens ?? contextLength);
         return Finish(body, request, "messages");
     }
 
@@ -55,6 +69,9 @@ internal static class RequestParser
             throw ApiException.BadRequest("echo is not supported.", "echo");
         if (body.TryGetProperty("suffix", out JsonElement suffix) && suffix.ValueKind == JsonValueKind.String && Text(suffix, "suffix").Length > 0)
             throw ApiException.BadRequest("suffix is not supported.", "suffix");
+        // Legacy completions ask for the top alternatives with one number: logprobs = 0 gives the chosen token's alone.
+        int? logprobs = Int(body, "logprobs", 0, 5);
+        input = input with { Logprobs = logprobs != null, TopLogprobs = logprobs ?? 0 };
         // OpenAI's legacy completions default to 16 tokens.
         var request = Common(body, input, Int(body, "max_tokens", 1, contextLength) ?? 16);
         return Finish(body, request, "prompt");
@@ -68,16 +85,6 @@ internal static class RequestParser
 
     private static GenerationRequest Common(JsonElement body, GenerationRequest input, int maxTokens)
     {
-        if (Int(body, "n", 1, int.MaxValue) is > 1)
-            throw ApiException.BadRequest("Only n = 1 is supported.", "n");
-        if (body.TryGetProperty("logprobs", out JsonElement logprobs) && logprobs.ValueKind is JsonValueKind.True or JsonValueKind.Number)
-            throw ApiException.BadRequest("logprobs are not supported.", "logprobs");
-        foreach (string penalty in (string[])["frequency_penalty", "presence_penalty"])
-            if (Number(body, penalty, -2, 2) is { } value && value != 0)
-                throw ApiException.BadRequest($"{penalty} is not supported; send 0 or leave it out.", penalty);
-        if (Number(body, "repetition_penalty", 0, 10) is { } repetition && repetition != 1)
-            throw ApiException.BadRequest("repetition_penalty is not supported; send 1 or leave it out.", "repetition_penalty");
-
         int? topK = Int(body, "top_k", -1, int.MaxValue);
         long? seed = Long(body, "seed");
         var sampling = new SamplingOptions
@@ -87,6 +94,10 @@ internal static class RequestParser
             TopK = topK is null or -1 ? 0 : topK.Value,
             MinP = (float)(Number(body, "min_p", 0, 1) ?? 0),
             Seed = seed is { } s ? unchecked((int)(s ^ (s >> 32))) : null,
+            PresencePenalty = (float)(Number(body, "presence_penalty", -2, 2) ?? 0),
+            FrequencyPenalty = (float)(Number(body, "frequency_penalty", -2, 2) ?? 0),
+            RepetitionPenalty = (float)(Number(body, "repetition_penalty", 0, 10, exclusiveMin: true) ?? 1),
+            LogitBias = LogitBias(body),
         };
         return input with
         {
@@ -105,7 +116,7 @@ internal static class RequestParser
         bool includeUsage = false;
         if (body.TryGetProperty("stream_options", out JsonElement options) && options.ValueKind == JsonValueKind.Object)
             includeUsage = Bool(options, "include_usage", "stream_options.include_usage") ?? false;
-        return new ParsedRequest(Text(model, "model"), request, stream, includeUsage, inputField);
+        return new ParsedRequest(Text(model, "model"), request, stream, includeUsage, inputField, Int(body, "n", 1, MaxChoices) ?? 1);
     }
 
     private static ChatMessage ParseMessage(JsonElement message, string path)
@@ -160,6 +171,104 @@ internal static class RequestParser
             return new ToolCall(Text(name, $"{path}.function.name"), arguments);
         }
         throw ApiException.BadRequest($"'{path}' must have function.name and function.arguments.", path);
+    }
+
+    private static IReadOnlyList<ToolDefinition>? Tools(JsonElement body)
+    {
+        if (!body.TryGetProperty("tools", out JsonElement tools) || tools.ValueKind == JsonValueKind.Null)
+            return null;
+        if (tools.ValueKind != JsonValueKind.Array)
+            throw ApiException.BadRequest("'tools' must be an array of function tools.", "tools");
+        var definitions = new List<ToolDefinition>();
+        int i = 0;
+        foreach (JsonElement tool in tools.EnumerateArray())
+        {
+            string path = $"tools[{i++}]";
+            if (tool.ValueKind != JsonValueKind.Object || !tool.TryGetProperty("type", out JsonElement type) || type.ValueKind != JsonValueKind.String || Text(type, $"{path}.type") != "function")
+                throw ApiException.BadRequest($"'{path}' must be an object with type 'function'; other tool types are not supported.", $"{path}.type");
+            if (!tool.TryGetProperty("function", out JsonElement function) || function.ValueKind != JsonValueKind.Object)
+                throw ApiException.BadRequest($"'{path}.function' is required.", $"{path}.function");
+            if (!function.TryGetProperty("name", out JsonElement name) || name.ValueKind != JsonValueKind.String)
+                throw ApiException.BadRequest($"'{path}.function.name' is required.", $"{path}.function.name");
+            string? description = function.TryGetProperty("description", out JsonElement d) && d.ValueKind == JsonValueKind.String ? Text(d, $"{path}.function.description") : null;
+            JsonElement? parameters = null;
+            if (function.TryGetProperty("parameters", out JsonElement p) && p.ValueKind != JsonValueKind.Null)
+                parameters = p.ValueKind == JsonValueKind.Object ? p.Clone() : throw ApiException.BadRequest($"'{path}.function.parameters' must be a JSON Schema object.", $"{path}.function.parameters");
+            definitions.Add(new ToolDefinition(Text(name, $"{path}.function.name"), description, parameters));
+        }
+        return definitions.Count > 0 ? definitions : null;
+    }
+
+    private static ToolChoice? ToolChoice(JsonElement body, IReadOnlyList<ToolDefinition>? tools)
+    {
+        if (!body.TryGetProperty("tool_choice", out JsonElement choice) || choice.ValueKind == JsonValueKind.Null)
+            return null;
+        ToolChoice parsed = choice.ValueKind switch
+        {
+            JsonValueKind.String => Text(choice, "tool_choice") switch
+            {
+                "none" => Generation.ToolChoice.None,
+                "auto" => Generation.ToolChoice.Auto,
+                "required" => Generation.ToolChoice.Required,
+                string other => throw ApiException.BadRequest($"'tool_choice' is '{other}'; expected none, auto, required or a function.", "tool_choice"),
+            },
+            JsonValueKind.Object when choice.TryGetProperty("function", out JsonElement f) && f.ValueKind == JsonValueKind.Object
+                && f.TryGetProperty("name", out JsonElement n) && n.ValueKind == JsonValueKind.String
+                => Generation.ToolChoice.Function(Text(n, "tool_choice.function.name")),
+            _ => throw ApiException.BadRequest("'tool_choice' must be none, auto, required or {\"type\": \"function\", \"function\": {\"name\": ...}}.", "tool_choice"),
+        };
+        if (parsed.Mode is ToolChoiceMode.Required or ToolChoiceMode.Function && tools == null)
+            throw ApiException.BadRequest("'tool_choice' asks for a tool call, but the request defines no tools.", "tool_choice");
+        if (parsed.Mode == ToolChoiceMode.Function && tools!.All(t => t.Name != parsed.FunctionName))
+            throw ApiException.BadRequest($"'tool_choice' names function '{parsed.FunctionName}', which 'tools' does not define.", "tool_choice");
+        return parsed;
+    }
+
+    private static ResponseFormat ResponseFormat(JsonElement body)
+    {
+        if (!body.TryGetProperty("response_format", out JsonElement format) || format.ValueKind == JsonValueKind.Null)
+            return Generation.ResponseFormat.Text;
+        if (format.ValueKind != JsonValueKind.Object || !format.TryGetProperty("type", out JsonElement type) || type.ValueKind != JsonValueKind.String)
+            throw ApiException.BadRequest("'response_format' must be an object with a 'type'.", "response_format");
+        string kind = Text(type, "response_format.type");
+        switch (kind)
+        {
+            case "text":
+                return Generation.ResponseFormat.Text;
+            case "json_object":
+                return Generation.ResponseFormat.JsonObject;
+            case "json_schema":
+                if (!format.TryGetProperty("json_schema", out JsonElement spec) || spec.ValueKind != JsonValueKind.Object)
+                    throw ApiException.BadRequest("'response_format.json_schema' is required for type json_schema.", "response_format.json_schema");
+                if (!spec.TryGetProperty("name", out JsonElement name) || name.ValueKind != JsonValueKind.String)
+                    throw ApiException.BadRequest("'response_format.json_schema.name' is required.", "response_format.json_schema.name");
+                // strict or not, the schema is enforced while decoding; a schema without one allows any JSON value.
+                JsonElement schema = spec.TryGetProperty("schema", out JsonElement s) && s.ValueKind != JsonValueKind.Null ? s : JsonDocument.Parse("{}").RootElement;
+                if (schema.ValueKind is not (JsonValueKind.Object or JsonValueKind.True))
+                    throw ApiException.BadRequest("'response_format.json_schema.schema' must be a JSON Schema object.", "response_format.json_schema.schema");
+                if (spec.TryGetProperty("strict", out JsonElement strict) && strict.ValueKind is not (JsonValueKind.True or JsonValueKind.False or JsonValueKind.Null))
+                    throw ApiException.BadRequest("'response_format.json_schema.strict' must be true or false.", "response_format.json_schema.strict");
+                return Generation.ResponseFormat.ForJsonSchema(schema, Text(name, "response_format.json_schema.name"));
+            default:
+                throw ApiException.BadRequest($"'response_format.type' is '{kind}'; expected text, json_object or json_schema.", "response_format.type");
+        }
+    }
+
+    private static Dictionary<int, float>? LogitBias(JsonElement body)
+    {
+        if (!body.TryGetProperty("logit_bias", out JsonElement bias) || bias.ValueKind == JsonValueKind.Null)
+            return null;
+        if (bias.ValueKind != JsonValueKind.Object)
+            throw ApiException.BadRequest("'logit_bias' must map token ids to numbers in [-100, 100].", "logit_bias");
+        var map = new Dictionary<int, float>();
+        foreach (JsonProperty entry in bias.EnumerateObject())
+        {
+            if (!int.TryParse(entry.Name, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int id)
+                || entry.Value.ValueKind != JsonValueKind.Number || !entry.Value.TryGetDouble(out double value) || value is < -100 or > 100)
+                throw ApiException.BadRequest($"'logit_bias' entry '{entry.Name}' must map a token id to a number in [-100, 100].", "logit_bias");
+            map[id] = (float)value;
+        }
+        return map.Count > 0 ? map : null;
     }
 
     private static int[] TokenIds(JsonElement array)

@@ -27,7 +27,7 @@ internal static class ToolCallGrammar
             }
             catch (JsonSchemaException e)
             {
-                throw new ArgumentException($"Tool '{tool.Name}': its parameters schema {e.Message}", nameof(tools), e);
+                throw new ArgumentException($"Tool '{tool.Name}' has a parameters schema the grammar cannot enforce: {e.Message}", "Tools", e);
             }
             functions.Add(new SequenceNode([LiteralNode.Of(tool.Name + "\n```json\n"), arguments]));
         }
