@@ -18,7 +18,7 @@ public class TokenizerBenchmark
     [GlobalSetup]
     public void Setup()
     {
-        _tokenizer = DeepSeekTokenizer.Load(Path.Combine(RepositoryRoot(), "tests", "fixtures", "deepseek-v3-tokenizer"));
+        _tokenizer = DeepSeekTokenizer.Load(RepositoryFiles.Tokenizer);
         _text = string.Concat(Enumerable.Repeat("DeepSeek-V3 在 2024 年发布。The quick brown fox 🦊 jumps over 13 lazy dogs!\n", 150));
         _ids = [.. _tokenizer.Encode(_text)];
     }
@@ -28,13 +28,4 @@ public class TokenizerBenchmark
 
     [Benchmark]
     public int Decode() => _tokenizer.Decode(_ids).Length;
-
-    // BenchmarkDotNet runs the benchmark from a generated project under bin/, inside the repository.
-    private static string RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "Ftransformers.Core.sln")))
-                return dir.FullName;
-        throw new DirectoryNotFoundException($"Could not find the repository root (Ftransformers.Core.sln) above '{AppContext.BaseDirectory}'.");
-    }
 }

@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Json;
 using Ftransformers.Generation;
+using Ftransformers.Tokenization;
 using Microsoft.Extensions.AI;
 using AIChatMessage = Microsoft.Extensions.AI.ChatMessage;
 using EngineChatMessage = Ftransformers.Tokenization.ChatMessage;
@@ -12,7 +13,10 @@ namespace Ftransformers.Extensions.AI;
 /// <summary>
 /// An <see cref="IChatClient"/> that runs conversations on an in-process <see cref="IInferenceSession"/>: the messages are
 /// rendered with the model's chat format, <see cref="ChatOptions"/> become sampling settings, and DeepSeek-R1's
-/// <c>&lt;think&gt;</c> block comes back as <see cref="TextReasoningContent"/>. Tool definitions are not supported yet.
+/// <c>&lt;think&gt;</c> block comes back as <see cref="TextReasoningContent"/>. Functions in <see cref="ChatOptions.Tools"/>
+/// are offered to the model and its calls come back as <see cref="FunctionCallContent"/> (so
+/// <c>UseFunctionInvocation()</c> and Semantic Kernel can run them); <see cref="ChatOptions.ResponseFormat"/> JSON and
+/// forced tool modes are enforced while decoding.
 /// </summary>
 public sealed class FtransformersChatClient : IChatClient
 {
@@ -40,6 +44,7 @@ public sealed class FtransformersChatClient : IChatClient
     {
         var reasoning = new StringBuilder();
         var text = new StringBuilder();
+        var calls = new List<FunctionCallContent>();
         ChatResponseUpdate? last = null;
         UsageDetails? usage = null;
         await foreach (ChatResponseUpdate update in GetStreamingResponseAsync(messages, options, cancellationToken).ConfigureAwait(false))
@@ -50,6 +55,7 @@ public sealed class FtransformersChatClient : IChatClient
                 {
                     case TextReasoningContent r: reasoning.Append(r.Text); break;
                     case TextContent t: text.Append(t.Text); break;
+                    case FunctionCallContent c: calls.Add(c); break;
                     case UsageContent u: usage = u.Details; break;
                 }
             }
@@ -59,7 +65,9 @@ public sealed class FtransformersChatClient : IChatClient
         var contents = new List<AIContent>();
         if (reasoning.Length > 0)
             contents.Add(new TextReasoningContent(reasoning.ToString()));
-        contents.Add(new TextContent(text.ToString()));
+        if (text.Length > 0 || calls.Count == 0)
+            contents.Add(new TextContent(text.ToString()));
+        contents.AddRange(calls);
         return new ChatResponse(new AIChatMessage(ChatRole.Assistant, contents) { MessageId = last?.MessageId, CreatedAt = last?.CreatedAt })
         {
             ResponseId = last?.ResponseId,
@@ -97,6 +105,9 @@ public sealed class FtransformersChatClient : IChatClient
                 answer += restAnswer;
             }
             List<AIContent> contents = Contents(thought, answer);
+            foreach (GeneratedToolCall call in chunk.ToolCalls)
+                contents.Add(FunctionCallContent.CreateFromParsedArguments(call.Arguments, call.Id, call.Name,
+                    static json => JsonSerializer.Deserialize<Dictionary<string, object?>>(json)));
             if (chunk.FinishReason is { } reason)
             {
                 GenerationUsage usage = chunk.Usage!;
@@ -108,7 +119,12 @@ public sealed class FtransformersChatClient : IChatClient
                     CachedInputTokenCount = usage.CachedPromptTokens,
                 }));
                 ChatResponseUpdate final = Update(contents);
-                final.FinishReason = reason == FinishReason.Stop ? ChatFinishReason.Stop : ChatFinishReason.Length;
+                final.FinishReason = reason switch
+                {
+                    FinishReason.Length => ChatFinishReason.Length,
+                    FinishReason.ToolCalls => ChatFinishReason.ToolCalls,
+                    _ => ChatFinishReason.Stop,
+                };
                 yield return final;
             }
             else if (contents.Count > 0)
@@ -132,13 +148,14 @@ public sealed class FtransformersChatClient : IChatClient
     /// The generation request for a conversation: messages in the engine's shape and <paramref name="options"/> as
     /// sampling settings. Without <see cref="ChatOptions.MaxOutputTokens"/>, generation may run to the end of the context.
     /// </summary>
-    /// <exception cref="NotSupportedException">A message holds content other than text, function calls and results, or tools are offered.</exception>
+    /// <exception cref="NotSupportedException">A message holds content other than text, function calls and results; a tool
+    /// is not a function; or <see cref="ChatOptions.ConversationId"/> is set (the engine keeps no conversations).</exception>
     /// <exception cref="ArgumentException">An option is out of range, named in the message.</exception>
     public static GenerationRequest ToRequest(IEnumerable<AIChatMessage> messages, ChatOptions? options, int contextLength)
     {
         ArgumentNullException.ThrowIfNull(messages);
-        if (options?.Tools is { Count: > 0 } && options.ToolMode is not NoneChatToolMode)
-            throw new NotSupportedException("Ftransformers does not support tool definitions yet: remove ChatOptions.Tools or set ToolMode to None.");
+        if (options?.ConversationId != null)
+            throw new NotSupportedException("ChatOptions.ConversationId is not supported: Ftransformers keeps no conversations; send the whole history.");
 
         var converted = new List<EngineChatMessage>();
         if (!string.IsNullOrEmpty(options?.Instructions))
@@ -155,17 +172,39 @@ public sealed class FtransformersChatClient : IChatClient
             TopK = options?.TopK ?? 0,
             // A 64-bit seed folds to 32 bits; equal seeds still give equal outputs.
             Seed = seed is { } s ? unchecked((int)(s ^ (s >> 32))) : null,
+            PresencePenalty = options?.PresencePenalty ?? 0,
+            FrequencyPenalty = options?.FrequencyPenalty ?? 0,
         };
+        IReadOnlyList<ToolDefinition>? tools = options?.Tools is { Count: > 0 } offered ? [.. offered.Select(ToTool)] : null;
         var request = new GenerationRequest
         {
             Messages = converted,
             MaxTokens = options?.MaxOutputTokens ?? contextLength,
             Sampling = sampling,
             Stop = options?.StopSequences is { } stop ? [.. stop] : [],
+            Tools = tools,
+            ToolChoice = tools == null ? null : options!.ToolMode switch
+            {
+                NoneChatToolMode => ToolChoice.None,
+                RequiredChatToolMode { RequiredFunctionName: { } name } => ToolChoice.Function(name),
+                RequiredChatToolMode => ToolChoice.Required,
+                _ => ToolChoice.Auto,
+            },
+            ParallelToolCalls = options?.AllowMultipleToolCalls ?? true,
+            ResponseFormat = options?.ResponseFormat switch
+            {
+                ChatResponseFormatJson { Schema: { } schema } json => ResponseFormat.ForJsonSchema(schema, json.SchemaName),
+                ChatResponseFormatJson => ResponseFormat.JsonObject,
+                _ => ResponseFormat.Text,
+            },
         };
         request.Validate();
         return request;
     }
+
+    private static ToolDefinition ToTool(AITool tool) => tool is AIFunctionDeclaration function
+        ? new ToolDefinition(function.Name, function.Description, function.JsonSchema)
+        : throw new NotSupportedException($"Tool '{tool.Name}' is a {tool.GetType().Name}; Ftransformers runs function tools only.");
 
     private static IEnumerable<EngineChatMessage> ToEngineMessages(AIChatMessage message, int index)
     {

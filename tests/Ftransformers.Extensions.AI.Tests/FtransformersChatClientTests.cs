@@ -1,6 +1,7 @@
 using Ftransformers.Extensions.AI;
 using Ftransformers.Generation;
 using Ftransformers.Hosting;
+using System.Text.Json;
 using Ftransformers.Tests.Shared;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection;
@@ -113,10 +114,69 @@ public class FtransformersChatClientTests
     }
 
     [Test]
-    public void ToolDefinitions_AreRefusedRatherThanIgnored()
+    public void ToolsToolModeFormatAndPenalties_MapOntoTheRequest()
     {
-        var options = new ChatOptions { Tools = [AIFunctionFactory.Create(() => 1, "one")] };
-        Assert.Throws<NotSupportedException>(() => FtransformersChatClient.ToRequest(Conversation, options, 4096));
+        AIFunction one = AIFunctionFactory.Create((int days) => days, "forecast", "The forecast.");
+        var options = new ChatOptions
+        {
+            Tools = [one], ToolMode = ChatToolMode.RequireSpecific("forecast"), AllowMultipleToolCalls = false,
+            ResponseFormat = ChatResponseFormat.ForJsonSchema(JsonDocument.Parse("""{"type":"object"}""").RootElement, "answer"),
+            PresencePenalty = 0.5f, FrequencyPenalty = 0.25f,
+        };
+        GenerationRequest request = FtransformersChatClient.ToRequest(Conversation, options, 4096);
+        Assert.That(request.Tools!.Single().Name, Is.EqualTo("forecast"));
+        Assert.That(request.Tools!.Single().Description, Is.EqualTo("The forecast."));
+        Assert.That(request.Tools!.Single().Parameters!.Value.GetProperty("properties").GetProperty("days").GetProperty("type").GetString(), Is.EqualTo("integer"));
+        Assert.That(request.ToolChoice, Is.EqualTo(ToolChoice.Function("forecast")));
+        Assert.That(request.ParallelToolCalls, Is.False);
+        Assert.That(request.ResponseFormat.Kind, Is.EqualTo(ResponseFormatKind.JsonSchema));
+        Assert.That(request.ResponseFormat.Name, Is.EqualTo("answer"));
+        Assert.That((request.Sampling.PresencePenalty, request.Sampling.FrequencyPenalty), Is.EqualTo((0.5f, 0.25f)));
+
+        Assert.That(FtransformersChatClient.ToRequest(Conversation, new ChatOptions { Tools = [one], ToolMode = ChatToolMode.RequireAny }, 4096).ToolChoice, Is.EqualTo(ToolChoice.Required));
+        Assert.That(FtransformersChatClient.ToRequest(Conversation, new ChatOptions { Tools = [one], ToolMode = ChatToolMode.None }, 4096).ToolChoice, Is.EqualTo(ToolChoice.None));
+        Assert.That(FtransformersChatClient.ToRequest(Conversation, new ChatOptions { ResponseFormat = ChatResponseFormat.Json }, 4096).ResponseFormat, Is.EqualTo(ResponseFormat.JsonObject));
+    }
+
+    [Test]
+    public void HostedToolsAndConversationIds_AreRefusedRatherThanIgnored()
+    {
+        Assert.Throws<NotSupportedException>(() => FtransformersChatClient.ToRequest(Conversation, new ChatOptions { Tools = [new HostedWebSearchTool()] }, 4096));
+        Assert.Throws<NotSupportedException>(() => FtransformersChatClient.ToRequest(Conversation, new ChatOptions { ConversationId = "c1" }, 4096));
+    }
+
+    [Test]
+    public async Task UnderUseFunctionInvocation_ARequiredCallRunsTheFunctionAndTheAnswerFollows()
+    {
+        int calls = 0;
+        AIFunction forecast = AIFunctionFactory.Create((int days) => { Interlocked.Increment(ref calls); return $"rain on {days % 4} days"; }, "forecast");
+        using InferenceSession session = InferenceSession.Load("synthetic:tiny");
+        IChatClient client = new FtransformersChatClient(session).AsBuilder().UseFunctionInvocation().Build();
+        var options = new ChatOptions { Tools = [forecast], ToolMode = ChatToolMode.RequireAny, MaxOutputTokens = 120, Seed = 3 };
+        ChatResponse response = await client.GetResponseAsync([new AIChatMessage(ChatRole.User, "Rain?")], options);
+
+        Assert.That(calls, Is.GreaterThanOrEqualTo(1), string.Join(" | ", response.Messages.SelectMany(m => m.Contents).Select(c => c.ToString())) + " " + response.FinishReason);
+        FunctionCallContent call = response.Messages.SelectMany(m => m.Contents).OfType<FunctionCallContent>().First();
+        Assert.That(call.Name, Is.EqualTo("forecast"));
+        Assert.That(call.CallId, Does.StartWith("call_"));
+        Assert.That(call.Arguments!["days"], Is.Not.Null);
+        Assert.That(response.Messages.SelectMany(m => m.Contents).OfType<FunctionResultContent>().First().CallId, Is.EqualTo(call.CallId));
+    }
+
+    [Test]
+    public async Task AJsonSchemaFormat_GivesValidJson()
+    {
+        var options = new ChatOptions
+        {
+            ResponseFormat = ChatResponseFormat.ForJsonSchema(JsonDocument.Parse("""{"type":"object","properties":{"ok":{"type":"boolean"},"n":{"type":"integer"}},"required":["ok","n"],"additionalProperties":false}""").RootElement),
+            MaxOutputTokens = 60, Seed = 5,
+        };
+        using InferenceSession session = InferenceSession.Load("synthetic:tiny");
+        ChatResponse response = await new FtransformersChatClient(session).GetResponseAsync([new AIChatMessage(ChatRole.User, "JSON")], options);
+        using JsonDocument json = JsonDocument.Parse(response.Text);
+        Assert.That(json.RootElement.GetProperty("ok").ValueKind, Is.AnyOf(JsonValueKind.True, JsonValueKind.False));
+        Assert.That(json.RootElement.GetProperty("n").ValueKind, Is.EqualTo(JsonValueKind.Number));
+        Assert.That(response.FinishReason, Is.EqualTo(ChatFinishReason.Stop));
     }
 
     [Test]

@@ -18,4 +18,27 @@ public class SemanticKernelSampleTests
         Assert.That(output.ToString(), Does.StartWith($"prompt function: {answer}\n"));
         Assert.That(output.ToString(), Does.Contain("\nchat: "));
     }
+
+    [Test]
+    public async Task FunctionCallingSample_InvokesThePlugin_WhenTheModelMustCallIt()
+    {
+        // synthetic:tiny has random weights, so under Auto it almost never chooses a call; Required makes the grammar
+        // force one, and Semantic Kernel must then run the plugin and send its result back.
+        var plugin = new ForecastPlugin();
+        var output = new StringWriter();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        await Sample.RunFunctionCallingAsync("synthetic:tiny", output, plugin, Microsoft.SemanticKernel.FunctionChoiceBehavior.Required(), timeout.Token);
+        Assert.That(plugin.Calls, Is.GreaterThanOrEqualTo(1), output.ToString());
+        Assert.That(output.ToString(), Does.StartWith($"function calling ({plugin.Calls} call(s)): "));
+    }
+
+    [Test]
+    public async Task FunctionCallingSample_RunsUnderAuto()
+    {
+        var plugin = new ForecastPlugin();
+        var output = new StringWriter();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        await Sample.RunFunctionCallingAsync("synthetic:tiny", output, plugin, cancellationToken: timeout.Token);
+        Assert.That(output.ToString(), Does.StartWith($"function calling ({plugin.Calls} call(s)): "));
+    }
 }

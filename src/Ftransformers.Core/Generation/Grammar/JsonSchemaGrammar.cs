@@ -7,13 +7,21 @@ namespace Ftransformers.Generation.Grammar;
 /// Compiles a JSON Schema into a grammar: the subset OpenAI's structured outputs accept (<c>type</c>,
 /// <c>properties</c>, <c>required</c>, <c>additionalProperties</c>, <c>items</c>, <c>minItems</c>/<c>maxItems</c>,
 /// <c>minLength</c>/<c>maxLength</c>, <c>enum</c>, <c>const</c>, <c>anyOf</c>, <c>$ref</c> into <c>$defs</c> or
-/// <c>definitions</c>). Any other constraining keyword is refused with <see cref="JsonSchemaException"/>, never
-/// ignored. Output is compact JSON with properties in the order declared.
+/// <c>definitions</c>). Every other JSON Schema keyword that constrains a value is refused with
+/// <see cref="JsonSchemaException"/>, never ignored; keywords JSON Schema does not define (Semantic Kernel writes
+/// <c>condition</c>) are annotations, as the specification says. Output is compact JSON with properties in the order
+/// declared.
 /// </summary>
 internal sealed class JsonSchemaGrammar
 {
-    /// <summary>Keywords that describe without constraining.</summary>
-    private static readonly HashSet<string> Annotations = ["$schema", "$id", "$comment", "title", "description", "default", "examples", "$defs", "definitions", "deprecated", "readOnly", "writeOnly"];
+    /// <summary>JSON Schema's constraining keywords that the compiler does not implement.</summary>
+    private static readonly HashSet<string> Unsupported =
+    [
+        "format", "pattern", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "oneOf", "allOf", "not",
+        "if", "then", "else", "dependentRequired", "dependentSchemas", "dependencies", "propertyNames", "patternProperties",
+        "prefixItems", "additionalItems", "contains", "minContains", "maxContains", "uniqueItems", "minProperties", "maxProperties",
+        "unevaluatedProperties", "unevaluatedItems", "contentEncoding", "contentMediaType", "contentSchema", "$dynamicRef", "$recursiveRef",
+    ];
 
     /// <summary>Writes enum values and keys as a model would: compact, non-ASCII as UTF-8.</summary>
     internal static readonly JsonSerializerOptions Compact = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, WriteIndented = false };
@@ -49,12 +57,12 @@ internal sealed class JsonSchemaGrammar
             throw new JsonSchemaException("A schema must be an object or true.", path);
 
         foreach (JsonProperty keyword in schema.EnumerateObject())
-            if (!Annotations.Contains(keyword.Name) && !Supported.Contains(keyword.Name))
+            if (Unsupported.Contains(keyword.Name))
                 throw new JsonSchemaException($"The keyword '{keyword.Name}' is not supported; supported: {string.Join(", ", Supported)}.", $"{path}/{keyword.Name}");
 
         if (schema.TryGetProperty("$ref", out JsonElement reference))
         {
-            if (schema.EnumerateObject().Any(k => !Annotations.Contains(k.Name) && k.Name != "$ref"))
+            if (schema.EnumerateObject().Any(k => Supported.Contains(k.Name) && k.Name != "$ref"))
                 throw new JsonSchemaException("'$ref' cannot be combined with other constraining keywords.", path);
             return Reference(reference, $"{path}/$ref");
         }

@@ -54,9 +54,12 @@ internal sealed class RequestGrammars(ITextTokenizer tokenizer)
                 return ToolCallGrammar.Build([.. tools.Where(t => t.Name == request.ToolChoice!.FunctionName)], parallel: false, tokenizer);
             case ToolChoiceMode.Required:
                 return ToolCallGrammar.Build(tools, request.ParallelToolCalls, tokenizer);
-            case ToolChoiceMode.Auto when tools.Count > 0:
+            case ToolChoiceMode.Auto when tools.Count > 0 && json != null:
                 // The model may call tools or answer, and the answer must have the requested shape.
-                return new ChoiceNode([ToolCallGrammar.Build(tools, request.ParallelToolCalls, tokenizer), json!]);
+                return new ChoiceNode([ToolCallGrammar.Build(tools, request.ParallelToolCalls, tokenizer), json]);
+            case ToolChoiceMode.Auto when tools.Count > 0:
+                // The model may answer in free text or call tools; if it calls, the calls are well formed.
+                return ToolCallGrammar.BuildAfterText(tools, request.ParallelToolCalls, tokenizer);
             default:
                 return json!;
         }
@@ -65,8 +68,8 @@ internal sealed class RequestGrammars(ITextTokenizer tokenizer)
     private static string? Key(GenerationRequest request)
     {
         ToolChoiceMode mode = request.ToolChoice?.Mode ?? ToolChoiceMode.Auto;
-        bool forced = mode is ToolChoiceMode.Required or ToolChoiceMode.Function;
-        if (!forced && request.ResponseFormat.Kind == ResponseFormatKind.Text)
+        bool tools = mode != ToolChoiceMode.None && request.Tools is { Count: > 0 };
+        if (!tools && request.ResponseFormat.Kind == ResponseFormatKind.Text)
             return null;
         var key = new Dictionary<string, object?>
         {

@@ -17,6 +17,22 @@ internal static class ToolCallGrammar
     /// <exception cref="ArgumentException">A tool's parameters schema is unsupported (the message names the tool), or the tokenizer lacks the markers.</exception>
     public static GrammarNode Build(IReadOnlyList<ToolDefinition> tools, bool parallel, ITextTokenizer tokenizer)
     {
+        (LiteralNode opener, GrammarNode rest) = Calls(tools, parallel, tokenizer);
+        return new SequenceNode([opener, rest]);
+    }
+
+    /// <summary>
+    /// Free text that may turn into tool calls: anything until the model writes the calls opener, then the calls'
+    /// grammar (tool_choice auto). The model decides whether to call; once it does, its calls are well formed.
+    /// </summary>
+    public static GrammarNode BuildAfterText(IReadOnlyList<ToolDefinition> tools, bool parallel, ITextTokenizer tokenizer)
+    {
+        (LiteralNode opener, GrammarNode rest) = Calls(tools, parallel, tokenizer);
+        return new TextThenNode(opener.Symbols[0], rest);
+    }
+
+    private static (LiteralNode Opener, GrammarNode AfterOpener) Calls(IReadOnlyList<ToolDefinition> tools, bool parallel, ITextTokenizer tokenizer)
+    {
         var functions = new List<GrammarNode>();
         foreach (ToolDefinition tool in tools)
         {
@@ -37,11 +53,11 @@ internal static class ToolCallGrammar
             functions.Count == 1 ? functions[0] : new ChoiceNode(functions),
             LiteralNode.Of("\n```"), Marker(tokenizer, DeepSeekChatTemplate.ToolCallEnd),
         ]);
-        var calls = new List<GrammarNode> { Marker(tokenizer, DeepSeekChatTemplate.ToolCallsBegin), call };
+        var rest = new List<GrammarNode> { call };
         if (parallel)
-            calls.Add(new RepeatNode(new SequenceNode([LiteralNode.Of("\n"), call]), 0, MaxParallelCalls - 1));
-        calls.Add(Marker(tokenizer, DeepSeekChatTemplate.ToolCallsEnd));
-        return new SequenceNode(calls);
+            rest.Add(new RepeatNode(new SequenceNode([LiteralNode.Of("\n"), call]), 0, MaxParallelCalls - 1));
+        rest.Add(Marker(tokenizer, DeepSeekChatTemplate.ToolCallsEnd));
+        return (Marker(tokenizer, DeepSeekChatTemplate.ToolCallsBegin), new SequenceNode(rest));
     }
 
     private static LiteralNode Marker(ITextTokenizer tokenizer, string text)

@@ -106,6 +106,15 @@ public sealed class JsonSchemaGrammarTests
         Assert.That(error.SchemaPath, Is.EqualTo(path));
     }
 
+    [Test]
+    public void KeywordsJsonSchemaDoesNotDefineAreAnnotations()
+    {
+        // Semantic Kernel writes a function's description as "condition"; unknown keywords constrain nothing.
+        var grammar = new TokenGrammar(Compile("""{"type":"object","condition":"x","properties":{"d":{"type":"integer","x-unit":"days"}},"required":["d"]}"""), ByteTokenizer.Instance);
+        string output = Walk(grammar, new Random(1), 200)!;
+        Assert.That(JsonDocument.Parse(output).RootElement.GetProperty("d").ValueKind, Is.EqualTo(JsonValueKind.Number));
+    }
+
     internal static GrammarNode Compile(string schema) => JsonSchemaGrammar.Compile(JsonDocument.Parse(schema).RootElement);
 
     private static void AssertWalksAreValid(string schemaText, ITextTokenizer tokenizer, int walks)
