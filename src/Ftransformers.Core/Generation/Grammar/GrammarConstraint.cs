@@ -1,8 +1,9 @@
 namespace Ftransformers.Generation.Grammar;
 
 /// <summary>
-/// One request's place in its grammar: the mask of tokens allowed next, and the step past each sampled token. The
-/// next mask is worked out in the background as soon as a token is accepted, so it overlaps the model's forward pass.
+/// One request's place in its grammar: the mask of tokens allowed next, and the step past each sampled token. A mask
+/// not yet cached is worked out in the background as soon as its token is accepted, so the walk overlaps the model's
+/// forward pass; a cached one is taken at once (handing it to another thread would cost more than the lookup).
 /// </summary>
 internal sealed class GrammarConstraint
 {
@@ -15,8 +16,7 @@ internal sealed class GrammarConstraint
     {
         _grammar = grammar;
         _state = GrammarState.Initial(grammar.Root);
-        GrammarState first = _state;
-        _next = Task.Run(() => grammar.Mask(first));
+        _next = Prepare(_state);
     }
 
     /// <summary>Whether the grammar has been matched to its end (only the end-of-sentence token may follow).</summary>
@@ -35,7 +35,9 @@ internal sealed class GrammarConstraint
             return;
         }
         _state = _grammar.Advance(_state, token) ?? throw new InvalidOperationException($"Token {token} does not fit the grammar here.");
-        GrammarState state = _state;
-        _next = Task.Run(() => _grammar.Mask(state));
+        _next = Prepare(_state);
     }
+
+    private Task<TokenMask> Prepare(GrammarState state) =>
+        _grammar.Cached(state) is { } mask ? Task.FromResult(mask) : Task.Run(() => _grammar.Mask(state));
 }

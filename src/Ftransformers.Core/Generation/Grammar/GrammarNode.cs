@@ -24,6 +24,15 @@ internal abstract record GrammarFrame
 
     /// <summary>Whether the frame may end here without another symbol (a number may stop after any digit).</summary>
     public virtual bool CanEnd => false;
+
+    /// <summary>
+    /// Inside a string, between characters: how many more characters it may hold (<see cref="int.MaxValue"/>: no
+    /// limit); -1 elsewhere. Lets a mask take whole runs of the vocabulary that are string content without walking them.
+    /// </summary>
+    public virtual int StringCharactersLeft => -1;
+
+    /// <summary>Whether every byte keeps the frame as it is (free text), so every token is allowed without walking.</summary>
+    public virtual bool TakesAnyBytes => false;
 }
 
 /// <summary>A persistent stack of frames: the innermost first. Null stands for "everything matched".</summary>

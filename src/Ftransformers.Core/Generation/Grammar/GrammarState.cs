@@ -22,6 +22,9 @@ internal sealed class GrammarState : IEquatable<GrammarState>
     /// <summary>The state before the first symbol of <paramref name="root"/>.</summary>
     public static GrammarState Initial(GrammarNode root) => new([new GrammarStack(new StartFrame(root), null)]);
 
+    /// <summary>The top frame when the state is a single stack (the common case between choices), else null.</summary>
+    public GrammarFrame? SingleTop => _stacks.Length == 1 ? _stacks[0]?.Top : null;
+
     /// <summary>Whether the input may end here.</summary>
     public bool CanEnd => _stacks.Any(GrammarStack.CanEnd);
 

@@ -28,6 +28,8 @@ internal sealed class StringNode(int minLength, int maxLength) : GrammarNode
     // after \u); Low..High the range of the next continuation byte (UTF-8 forbids overlong forms and surrogates).
     private sealed record StringFrame(StringNode Node, Phase Phase, int Length, int Pending, byte Low, byte High) : GrammarFrame
     {
+        public override int StringCharactersLeft => Phase == Phase.Body && Pending == 0 ? Node.MaxLength - Length : -1;
+
         public override void Step(GrammarStack? below, int symbol, List<GrammarStack?> into)
         {
             if (symbol > 0xFF)
@@ -60,7 +62,8 @@ internal sealed class StringNode(int minLength, int maxLength) : GrammarNode
             }
             if (symbol < 0x20 || Length >= Node.MaxLength)
                 return null;
-            StringFrame counted = this with { Length = Length + 1 };
+            // Without a maximum, a count past the minimum changes nothing, so it stops there and the state repeats.
+            StringFrame counted = Node.MaxLength == int.MaxValue && Length >= Node.MinLength ? this : this with { Length = Length + 1 };
             return symbol switch
             {
                 '\\' => counted with { Phase = Phase.Escape },

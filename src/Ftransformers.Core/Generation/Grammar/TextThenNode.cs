@@ -18,6 +18,8 @@ internal sealed class TextThenNode(int trigger, GrammarNode then) : GrammarNode
     {
         public override bool CanEnd => true;
 
+        public override bool TakesAnyBytes => true;
+
         public override void Step(GrammarStack? below, int symbol, List<GrammarStack?> into)
         {
             if (symbol == Node.Trigger)

@@ -30,6 +30,9 @@ internal sealed class TokenGrammar
     /// <summary>The vocabulary.</summary>
     public ITextTokenizer Tokenizer { get; }
 
+    /// <summary>The mask of <paramref name="state"/> if it is already known.</summary>
+    public TokenMask? Cached(GrammarState state) => _masks.TryGetValue(state, out TokenMask? mask) ? mask : null;
+
     /// <summary>The tokens allowed in <paramref name="state"/>; the end-of-sentence token when the grammar may end.</summary>
     public TokenMask Mask(GrammarState state)
     {
@@ -59,8 +62,18 @@ internal sealed class TokenGrammar
     private void Walk(int node, GrammarState state, TokenMask mask, List<GrammarStack?> scratch)
     {
         int[] firstChild = _trie.FirstChild, tokensStart = _trie.TokensStart, tokens = _trie.Tokens;
+        GrammarFrame? top = state.SingleTop;
+        int charactersLeft = top?.StringCharactersLeft ?? -1;
         for (int child = firstChild[node]; child < firstChild[node + 1]; child++)
         {
+            // Free text takes every token; inside a string, a subtree that is string content all through and short
+            // enough is taken whole. Both skip walking most of the vocabulary.
+            if (top != null && (top.TakesAnyBytes || (charactersLeft >= 0 && _trie.StringSafe[child] && _trie.SubtreeCharacters[child] <= charactersLeft)))
+            {
+                for (int t = _trie.SubtreeStart[child]; t < _trie.SubtreeEnd[child]; t++)
+                    mask.Allow(_trie.SubtreeTokens[t]);
+                continue;
+            }
             if (state.Advance(_trie.Labels[child], scratch) is not { } next)
                 continue;
             for (int t = tokensStart[child]; t < tokensStart[child + 1]; t++)

@@ -33,12 +33,20 @@ internal sealed class TokenMask
         for (int w = 0; w < _bits.Length; w++)
         {
             ulong word = _bits[w];
-            if (word == ulong.MaxValue)
+            int start = w * 64;
+            if (word == 0 && start + 64 <= n)
+            {
+                logits.Slice(start, 64).Fill(float.NegativeInfinity);
                 continue;
-            int start = w * 64, end = Math.Min(start + 64, n);
-            for (int i = start; i < end; i++)
-                if ((word & (1UL << i)) == 0)
-                    logits[i] = float.NegativeInfinity;
+            }
+            // Only the cleared bits below n are written.
+            for (ulong blocked = ~word; blocked != 0; blocked &= blocked - 1)
+            {
+                int i = start + BitOperations.TrailingZeroCount(blocked);
+                if (i >= n)
+                    break;
+                logits[i] = float.NegativeInfinity;
+            }
         }
         // Ids past the tokenizer's vocabulary (the model's padding rows) are never allowed.
         logits[n..].Fill(float.NegativeInfinity);

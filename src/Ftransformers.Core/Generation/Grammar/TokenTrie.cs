@@ -67,6 +67,40 @@ internal sealed class TokenTrie
         FirstChild[count] = next;
         TokensStart[count] = tokens.Count;
         Tokens = [.. tokens];
+
+        SubtreeStart = new int[count];
+        SubtreeEnd = new int[count];
+        StringSafe = new bool[count];
+        SubtreeCharacters = new int[count];
+        var subtreeTokens = new List<int>(Tokens.Length);
+        var scratch = new List<GrammarStack?>();
+        GrammarState body = GrammarState.Initial(StringNode.Any).Advance('"', scratch)!;
+        Summarize(0, body, subtreeTokens, scratch);
+        SubtreeTokens = [.. subtreeTokens];
+    }
+
+    // Lists each subtree's tokens contiguously, and marks the subtrees that are string content all through.
+    private void Summarize(int node, GrammarState? inString, List<int> subtreeTokens, List<GrammarStack?> scratch)
+    {
+        SubtreeStart[node] = subtreeTokens.Count;
+        for (int t = TokensStart[node]; t < TokensStart[node + 1]; t++)
+            subtreeTokens.Add(Tokens[t]);
+        bool safe = inString != null;
+        int characters = 0;
+        for (int child = FirstChild[node]; child < FirstChild[node + 1]; child++)
+        {
+            // Still inside the string after this byte (a closing quote leaves it; an invalid byte kills it).
+            GrammarState? next = inString?.Advance(Labels[child], scratch);
+            if (next?.SingleTop == null)
+                next = null;
+            Summarize(child, next, subtreeTokens, scratch);
+            safe &= StringSafe[child];
+            characters = Math.Max(characters, SubtreeCharacters[child]);
+        }
+        SubtreeEnd[node] = subtreeTokens.Count;
+        StringSafe[node] = safe;
+        // Counting every byte that is not a UTF-8 continuation overcounts escapes, which only makes the shortcut rarer.
+        SubtreeCharacters[node] = characters + (node != 0 && (Labels[node] & 0xC0) != 0x80 ? 1 : 0);
     }
 
     /// <summary>The trie of <paramref name="tokenizer"/>, built on first use.</summary>
@@ -83,6 +117,21 @@ internal sealed class TokenTrie
 
     /// <inheritdoc cref="TokensStart"/>
     public int[] Tokens { get; }
+
+    /// <summary>Every token in node i's subtree (its own and its descendants'): SubtreeTokens[SubtreeStart[i] .. SubtreeEnd[i] - 1].</summary>
+    public int[] SubtreeStart { get; }
+
+    /// <inheritdoc cref="SubtreeStart"/>
+    public int[] SubtreeEnd { get; }
+
+    /// <inheritdoc cref="SubtreeStart"/>
+    public int[] SubtreeTokens { get; }
+
+    /// <summary>Whether every byte path through node i's subtree (its edge included) is string content from a character boundary.</summary>
+    public bool[] StringSafe { get; }
+
+    /// <summary>The most characters a path through node i's subtree adds (an upper bound).</summary>
+    public int[] SubtreeCharacters { get; }
 
     /// <summary>Added tokens, matched as one symbol each.</summary>
     public int[] AddedTokens { get; }

@@ -115,6 +115,27 @@ public sealed class JsonSchemaGrammarTests
         Assert.That(JsonDocument.Parse(output).RootElement.GetProperty("d").ValueKind, Is.EqualTo(JsonValueKind.Number));
     }
 
+    [Test]
+    public void EveryMaskIsExactlyTheTokensThatAdvanceTheGrammar([Values(0, 5, 8, 10, 12)] int schema)
+    {
+        // The mask's shortcuts (whole subtrees of string content) must agree with trying every token one by one.
+        var grammar = new TokenGrammar(Compile(Schemas[schema]), DeepSeek);
+        var random = new Random(schema);
+        GrammarState state = GrammarState.Initial(grammar.Root);
+        for (int step = 0; step < 12; step++)
+        {
+            TokenMask mask = grammar.Mask(state);
+            int[] expected = [.. Enumerable.Range(0, DeepSeek.VocabSize).Where(t =>
+                t == DeepSeek.EosTokenId ? state.CanEnd : grammar.Advance(state, t) != null)];
+            int[] actual = [.. Enumerable.Range(0, mask.VocabSize).Where(mask.IsAllowed)];
+            Assert.That(actual, Is.EqualTo(expected), $"step {step}");
+            if (actual.Length == 1 && actual[0] == DeepSeek.EosTokenId)
+                break;
+            int token = actual[random.Next(actual.Length)];
+            state = grammar.Advance(state, token)!;
+        }
+    }
+
     internal static GrammarNode Compile(string schema) => JsonSchemaGrammar.Compile(JsonDocument.Parse(schema).RootElement);
 
     private static void AssertWalksAreValid(string schemaText, ITextTokenizer tokenizer, int walks)
