@@ -19,14 +19,16 @@ internal sealed class EngineFlags
     public Option<int?> MaxRunningRequests { get; } = new("--max-running-requests") { Description = "Most requests decoded together." };
     public Option<int?> MaxWaitingRequests { get; } = new("--max-waiting-requests", "--max-queued-requests") { Description = "Most queued requests before new ones are refused (HTTP 503)." };
     public Option<bool> DisableRadixCache { get; } = new("--disable-radix-cache") { Description = "Turn off prefix (radix) caching." };
-    public Option<KvCacheDType?> KvCacheDType { get; } = new("--kv-cache-dtype") { Description = "KV cache storage: F32 (default, exact) or BF16 (half the memory)." };
+    public Option<string?> KvCacheDType { get; } = new("--kv-cache-dtype") { Description = "KV cache storage: auto or f32 (default, exact), bf16 (half the memory). FP8 is refused.", Validators = { CheckKvCacheDType } };
+    public Option<int?> ContextLength { get; } = new("--context-length") { Description = "Most tokens per request, prompt and output (default: the model's context; it may only be shortened)." };
+    public Option<double?> MemFractionStatic { get; } = new("--mem-fraction-static") { Description = "Share of memory the weights and KV pool take together; sizes the pool when --max-total-tokens is unset." };
     public Option<int?> PageSize { get; } = new("--page-size") { Description = "Positions per KV cache page." };
     public Option<int?> NumaNodes { get; } = new("--numa-nodes") { Description = "NUMA nodes to split compute threads and routed experts across (default: the machine's; more splits the CPUs into groups; 1 turns it off)." };
     public Option<string?> AttentionBackend { get; } = new("--attention-backend") { Description = "Attention backend by name (default: cpu)." };
     public Option<string?> ExpertBackend { get; } = new("--expert-backend") { Description = "Routed-experts backend by name (default: cpu)." };
 
     public IEnumerable<Option> All => [Tokenizer, Quantization, CpuInfer, PinThreads, ChunkedPrefillSize, MaxTotalTokens, MaxRunningRequests, MaxWaitingRequests,
-        DisableRadixCache, KvCacheDType, PageSize, NumaNodes, AttentionBackend, ExpertBackend];
+        DisableRadixCache, KvCacheDType, ContextLength, MemFractionStatic, PageSize, NumaNodes, AttentionBackend, ExpertBackend];
 
     public void Apply(ParseResult parse, FtransformersOptions options)
     {
@@ -38,12 +40,30 @@ internal sealed class EngineFlags
         options.MaxRunningRequests = parse.GetValue(MaxRunningRequests);
         options.MaxWaitingRequests = parse.GetValue(MaxWaitingRequests);
         options.EnablePrefixCache = !parse.GetValue(DisableRadixCache);
-        options.KvCacheDType = parse.GetValue(KvCacheDType);
+        options.KvCacheDType = ParseKvCacheDType(parse.GetValue(KvCacheDType)).Value;
         options.KvCachePageSize = parse.GetValue(PageSize);
+        options.ContextLength = parse.GetValue(ContextLength);
+        options.MemoryFractionStatic = parse.GetValue(MemFractionStatic);
         options.PinThreads = parse.GetValue(PinThreads);
         options.NumaNodes = parse.GetValue(NumaNodes);
         options.AttentionBackend = parse.GetValue(AttentionBackend);
         options.ExpertBackend = parse.GetValue(ExpertBackend);
+    }
+
+    // SGLang's spellings: auto (the default), bf16, and the fp8 kinds this engine does not store.
+    private static (KvCacheDType? Value, string? Error) ParseKvCacheDType(string? value) => value?.ToLowerInvariant() switch
+    {
+        null or "auto" => (null, null),
+        "f32" or "fp32" or "float32" => (Memory.KvCacheDType.F32, null),
+        "bf16" or "bfloat16" => (Memory.KvCacheDType.BF16, null),
+        string fp8 when fp8.StartsWith("fp8", StringComparison.Ordinal) => (null, $"--kv-cache-dtype {value}: an FP8 KV cache is not supported; use bf16 (half of f32's memory) or f32."),
+        _ => (null, $"--kv-cache-dtype '{value}' is unknown; expected auto, f32 or bf16."),
+    };
+
+    private static void CheckKvCacheDType(System.CommandLine.Parsing.OptionResult result)
+    {
+        if (ParseKvCacheDType(result.GetValueOrDefault<string?>()).Error is { } error)
+            result.AddError(error);
     }
 
     /// <summary>Writes each problem with <paramref name="options"/> to stderr; true when there were none.</summary>

@@ -2,6 +2,7 @@ using System.CommandLine;
 using Ftransformers.Hosting;
 using Ftransformers.Server;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 
 namespace Ftransformers.Cli;
 
@@ -16,10 +17,27 @@ internal static class ServeCommand
         var servedModelName = new Option<string?>("--served-model-name") { Description = "Model id clients send and see (default: the folder or synthetic name)." };
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' on every endpoint but /health." };
         var maxBody = new Option<long>("--max-request-bytes") { Description = "Largest request body accepted.", DefaultValueFactory = _ => new FtransformersServerOptions().MaxRequestBodyBytes };
+        var reasoningParser = new Option<string?>("--reasoning-parser") { Description = "deepseek-r1: chat output starts inside <think> (R1-0528-style templates); deepseek-v3: reasoning only when the output opens <think> (the default)." };
+        reasoningParser.AcceptOnlyFromAmong([.. FtransformersServerOptions.ReasoningParsers]);
+        var toolCallParser = new Option<string?>("--tool-call-parser") { Description = "deepseekv3: DeepSeek-V3's tool-call format, the one the engine writes and reads (V3.1-style calls are read too)." };
+        toolCallParser.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<string?>() is { } value && value != "deepseekv3")
+                result.AddError($"--tool-call-parser {value}: the engine writes and parses DeepSeek-V3's tool-call format (deepseekv3) with DeepSeek-V3's chat template; other formats are not supported.");
+        });
+        var tensorParallel = new Option<int>("--tp", "--tp-size") { Description = "Tensor-parallel size; 1 only: one engine runs the model (attention and dense layers on one backend, routed experts on the CPU).", DefaultValueFactory = _ => 1 };
+        tensorParallel.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<int>() is var size and not 1)
+                result.AddError($"--tp {size}: tensor parallelism across {size} devices is not supported; one engine runs the whole model (use --tp 1).");
+        });
+        var trustRemoteCode = new Option<bool>("--trust-remote-code") { Description = "Accepted for SGLang command lines; nothing to trust: the engine runs no code from checkpoints." };
+        var enableMetrics = new Option<bool>("--enable-metrics") { Description = "Accepted for SGLang command lines; /metrics is always served (behind --api-key when one is set)." };
+        var logLevel = new Option<LogLevel>("--log-level") { Description = "Least severe log messages written: debug, info, warning, error or critical.", DefaultValueFactory = _ => LogLevel.Information, CustomParser = ParseLogLevel };
         var engine = new EngineFlags();
         var command = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health, /metrics).")
         {
-            modelPath, host, port, servedModelName, apiKey, maxBody,
+            modelPath, host, port, servedModelName, apiKey, maxBody, reasoningParser, toolCallParser, tensorParallel, trustRemoteCode, enableMetrics, logLevel,
         };
         foreach (Option option in engine.All)
             command.Options.Add(option);
@@ -36,6 +54,7 @@ internal static class ServeCommand
                 Port = parse.GetValue(port),
                 ApiKey = parse.GetValue(apiKey),
                 MaxRequestBodyBytes = parse.GetValue(maxBody),
+                ReasoningParser = parse.GetValue(reasoningParser),
             };
             IReadOnlyList<string> problems = server.Validate();
             foreach (string problem in problems)
@@ -43,7 +62,8 @@ internal static class ServeCommand
             if (problems.Count > 0)
                 return Program.ExitBadInput;
 
-            await using FtransformersServer app = FtransformersServer.Create(server, o => Copy(options, o));
+            LogLevel minimum = parse.GetValue(logLevel);
+            await using FtransformersServer app = FtransformersServer.Create(server, o => Copy(options, o), builder => builder.Logging.SetMinimumLevel(minimum));
             Uri address = await app.StartAsync(ct);
             await output.WriteLineAsync($"Serving {options.EffectiveModelName} on {address} (OpenAI base URL {new Uri(address, "v1")}){(server.ApiKey != null ? ", API key required" : "")}. Ctrl+C stops.");
             await output.FlushAsync(ct);
@@ -60,6 +80,23 @@ internal static class ServeCommand
         return command;
     }
 
+    // SGLang's names (debug, info, warning, error, critical) and .NET's.
+    private static LogLevel ParseLogLevel(System.CommandLine.Parsing.ArgumentResult result)
+    {
+        string value = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+        switch (value.ToLowerInvariant())
+        {
+            case "debug": return LogLevel.Debug;
+            case "info" or "information": return LogLevel.Information;
+            case "warning" or "warn": return LogLevel.Warning;
+            case "error": return LogLevel.Error;
+            case "critical": return LogLevel.Critical;
+            default:
+                result.AddError($"--log-level '{value}' is unknown; expected debug, info, warning, error or critical.");
+                return LogLevel.Information;
+        }
+    }
+
     internal static void Copy(FtransformersOptions from, FtransformersOptions to)
     {
         to.ModelPath = from.ModelPath;
@@ -69,6 +106,8 @@ internal static class ServeCommand
         to.CpuThreads = from.CpuThreads;
         to.ChunkedPrefillSize = from.ChunkedPrefillSize;
         to.MaxTotalTokens = from.MaxTotalTokens;
+        to.ContextLength = from.ContextLength;
+        to.MemoryFractionStatic = from.MemoryFractionStatic;
         to.MaxRunningRequests = from.MaxRunningRequests;
         to.MaxWaitingRequests = from.MaxWaitingRequests;
         to.EnablePrefixCache = from.EnablePrefixCache;

@@ -42,6 +42,7 @@ public sealed class FtransformersServer : IAsyncDisposable
             o.ApiKey = server.ApiKey;
             o.MaxRequestBodyBytes = server.MaxRequestBodyBytes;
             o.RetryAfterSeconds = server.RetryAfterSeconds;
+            o.ReasoningParser = server.ReasoningParser;
         });
         configure?.Invoke(builder);
         WebApplication app = builder.Build();

@@ -18,6 +18,17 @@ public sealed class FtransformersServerOptions
     /// <summary>Seconds sent in <c>Retry-After</c> when the queue is full.</summary>
     public int RetryAfterSeconds { get; set; } = 1;
 
+    /// <summary>Reasoning parsers <see cref="ReasoningParser"/> accepts, as SGLang names them.</summary>
+    public static readonly IReadOnlyList<string> ReasoningParsers = ["deepseek-r1", "deepseek-v3"];
+
+    /// <summary>
+    /// How chat output splits into <c>reasoning_content</c> and content (<c>--reasoning-parser</c>): <c>deepseek-r1</c>
+    /// reads the output as starting inside <c>&lt;think&gt;</c> (for templates that open it in the generation prompt, R1-0528
+    /// style; a <c>&lt;think&gt;</c> the model writes itself is dropped); <c>deepseek-v3</c> or null: reasoning only when
+    /// the output opens <c>&lt;think&gt;</c>.
+    /// </summary>
+    public string? ReasoningParser { get; set; }
+
     /// <summary>Every problem with the values, each naming the option; empty when they are valid.</summary>
     public IReadOnlyList<string> Validate()
     {
@@ -30,6 +41,8 @@ public sealed class FtransformersServerOptions
             errors.Add($"{nameof(ApiKey)} must not be blank.");
         if (MaxRequestBodyBytes < 1024)
             errors.Add($"{nameof(MaxRequestBodyBytes)} must be at least 1024 (got {MaxRequestBodyBytes}).");
+        if (ReasoningParser != null && !ReasoningParsers.Contains(ReasoningParser))
+            errors.Add($"{nameof(ReasoningParser)} '{ReasoningParser}' is unknown; known: {string.Join(", ", ReasoningParsers)}.");
         if (RetryAfterSeconds < 1)
             errors.Add($"{nameof(RetryAfterSeconds)} must be at least 1 (got {RetryAfterSeconds}).");
         return errors;

@@ -60,6 +60,51 @@ public class ServeCommandTests
     }
 
     [Test]
+    public async Task Serve_TakesAPastedSGLangCommandLine()
+    {
+        var output = new WatchedWriter(new Regex(@"on (http://127\.0\.0\.1:\d+/)"));
+        var error = new StringWriter();
+        using var stop = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        Task<int> serving = Program.RunAsync(["serve", "--model-path", "synthetic:tiny", "--port", "0", "--served-model-name", "tiny", "--tp", "1",
+            "--context-length", "96", "--mem-fraction-static", "0.5", "--trust-remote-code", "--enable-metrics", "--log-level", "warning",
+            "--max-queued-requests", "8", "--kv-cache-dtype", "auto", "--page-size", "8", "--tool-call-parser", "deepseekv3",
+            "--reasoning-parser", "deepseek-r1"], output, error, stop.Token);
+
+        Task first = await Task.WhenAny(output.Matched.Task, serving, Task.Delay(TimeSpan.FromSeconds(60)));
+        Assert.That(first, Is.SameAs(output.Matched.Task), $"the server did not report its address: {output} {error}");
+        using var http = new HttpClient { BaseAddress = new Uri(output.Matched.Task.Result.Groups[1].Value), Timeout = TimeSpan.FromSeconds(60) };
+        Assert.That(await http.GetStringAsync("/v1/models"), Does.Contain("\"max_model_len\":96"), "the context is cut to --context-length");
+        using HttpResponseMessage tooLong = await http.PostAsync("/v1/chat/completions",
+            new StringContent($$"""{"model": "tiny", "messages": [{"role": "user", "content": "{{new string('x', 120)}}"}], "max_tokens": 4}""", Encoding.UTF8, "application/json"));
+        Assert.That(tooLong.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest), "a prompt longer than --context-length is refused");
+        // Under deepseek-r1 the output starts inside <think>: with max_tokens short of any </think>, all of it is reasoning.
+        using HttpResponseMessage response = await http.PostAsync("/v1/chat/completions",
+            new StringContent("""{"model": "tiny", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "temperature": 0}""", Encoding.UTF8, "application/json"));
+        string body = await response.Content.ReadAsStringAsync();
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), body);
+        Assert.That(body, Does.Contain("\"reasoning_content\":").And.Contain("\"content\":\"\""));
+
+        await stop.CancelAsync();
+        Assert.That(await serving.WaitAsync(TimeSpan.FromSeconds(30)), Is.Zero, error.ToString());
+    }
+
+    [TestCase("--tp", "2", "tensor parallelism")]
+    [TestCase("--kv-cache-dtype", "fp8_e4m3", "FP8 KV cache is not supported")]
+    [TestCase("--tool-call-parser", "qwen25", "DeepSeek-V3's tool-call format")]
+    [TestCase("--context-length", "1000000", "exceeds the model's context")]
+    [TestCase("--mem-fraction-static", "1.5", "MemoryFractionStatic must be in (0, 1]")]
+    [TestCase("--log-level", "loud", "--log-level 'loud' is unknown")]
+    [TestCase("--reasoning-parser", "qwen3", "qwen3")]
+    public async Task Serve_RefusesAFlagValueItCannotHonour_SayingWhy(string flag, string value, string message)
+    {
+        var error = new StringWriter();
+        using var stop = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        int exit = await Program.RunAsync(["serve", "--model-path", "synthetic:tiny", "--port", "0", flag, value], TextWriter.Null, error, stop.Token);
+        Assert.That(exit, Is.EqualTo(Program.ExitBadInput), error.ToString());
+        Assert.That(error.ToString(), Does.Contain(message));
+    }
+
+    [Test]
     public async Task Serve_OnTwoNumaNodes_AnswersAChatRequest()
     {
         var output = new WatchedWriter(new Regex(@"on (http://127\.0\.0\.1:\d+/)"));

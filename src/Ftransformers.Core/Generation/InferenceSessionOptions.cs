@@ -83,6 +83,19 @@ public sealed record InferenceSessionOptions
     /// </summary>
     public KvCacheDType KvCacheDType { get; init; } = KvCacheDType.F32;
 
+    /// <summary>
+    /// Most tokens a request may hold, prompt and output (<c>--context-length</c>); null is the model's context. It may
+    /// only shorten the model's context, never extend it.
+    /// </summary>
+    public int? ContextLength { get; init; }
+
+    /// <summary>
+    /// Share of the machine's memory (or the container's limit) that the weights and the KV pool may take together
+    /// (<c>--mem-fraction-static</c>, as SGLang names it); sizes the pool when <see cref="MaxTotalTokens"/> is unset.
+    /// Null keeps the default: a quarter of the memory left after loading.
+    /// </summary>
+    public double? MemoryFractionStatic { get; init; }
+
     /// <summary>Positions per KV cache page (<c>--page-size</c>).</summary>
     public int KvCachePageSize { get; init; } = 16;
 
@@ -111,6 +124,10 @@ public sealed record InferenceSessionOptions
             Add(nameof(KvCacheDType), $"must be F32 or BF16 (got {KvCacheDType}).");
         if (KvCachePageSize < 1)
             Add(nameof(KvCachePageSize), $"must be at least 1 (got {KvCachePageSize}).");
+        if (ContextLength is < 2)
+            Add(nameof(ContextLength), $"must be at least 2 (a prompt token and a generated one), or unset for the model's context (got {ContextLength}).");
+        if (MemoryFractionStatic is { } fraction && !(fraction > 0 && fraction <= 1))
+            Add(nameof(MemoryFractionStatic), $"must be in (0, 1] (got {fraction}).");
         return problems;
     }
 

@@ -13,7 +13,7 @@ public sealed class ReasoningParser
     /// <summary>The tag that closes reasoning.</summary>
     public const string CloseTag = "</think>";
 
-    private enum State { Start, Reasoning, AfterReasoning, Answer }
+    private enum State { Start, Opening, Reasoning, AfterReasoning, Answer }
 
     private State _state;
     private string _pending = "";
@@ -22,7 +22,7 @@ public sealed class ReasoningParser
     /// Creates a parser; <paramref name="startsInReasoning"/> is for chat formats whose generation prompt already opens
     /// the <c>&lt;think&gt;</c> block, so the output starts inside it.
     /// </summary>
-    public ReasoningParser(bool startsInReasoning = false) => _state = startsInReasoning ? State.Reasoning : State.Start;
+    public ReasoningParser(bool startsInReasoning = false) => _state = startsInReasoning ? State.Opening : State.Start;
 
     /// <summary>Whether reasoning has been seen so far.</summary>
     public bool SawReasoning { get; private set; }
@@ -49,6 +49,17 @@ public sealed class ReasoningParser
                     if (OpenTag.StartsWith(trimmed, StringComparison.Ordinal))
                         return (reasoning, answer); // empty or a partial opening tag: wait for more
                     _state = State.Answer;
+                    continue;
+                }
+                case State.Opening:
+                {
+                    // Already inside reasoning; a model that opens <think> anyway gets its tag dropped.
+                    string trimmed = _pending.TrimStart();
+                    if (OpenTag.StartsWith(trimmed, StringComparison.Ordinal) && trimmed.Length < OpenTag.Length)
+                        return (reasoning, answer); // empty or a partial opening tag: wait for more
+                    if (trimmed.StartsWith(OpenTag, StringComparison.Ordinal))
+                        _pending = trimmed[OpenTag.Length..];
+                    _state = State.Reasoning;
                     continue;
                 }
                 case State.Reasoning:
@@ -89,7 +100,7 @@ public sealed class ReasoningParser
         _pending = "";
         return _state switch
         {
-            State.Reasoning => (rest, ""),
+            State.Reasoning or State.Opening => (rest, ""),
             State.AfterReasoning => ("", ""),
             _ => ("", rest),
         };

@@ -58,6 +58,12 @@ public sealed class FtransformersOptions
     /// <summary>NUMA nodes the compute threads and routed experts are split across; null uses the machine's nodes.</summary>
     public int? NumaNodes { get; set; }
 
+    /// <inheritdoc cref="InferenceSessionOptions.ContextLength"/>
+    public int? ContextLength { get; set; }
+
+    /// <inheritdoc cref="InferenceSessionOptions.MemoryFractionStatic"/>
+    public double? MemoryFractionStatic { get; set; }
+
     /// <summary>The attention backend by name; null keeps the engine's default (<c>cpu</c>).</summary>
     public string? AttentionBackend { get; set; }
 
@@ -112,6 +118,8 @@ public sealed class FtransformersOptions
             ExpertBackend = ExpertBackend ?? defaults.ExpertBackend,
             ChunkedPrefillSize = ChunkedPrefillSize ?? defaults.ChunkedPrefillSize,
             MaxTotalTokens = MaxTotalTokens,
+            ContextLength = ContextLength,
+            MemoryFractionStatic = MemoryFractionStatic,
             MaxRunningRequests = MaxRunningRequests ?? defaults.MaxRunningRequests,
             MaxWaitingRequests = MaxWaitingRequests ?? defaults.MaxWaitingRequests,
             EnablePrefixCache = EnablePrefixCache,

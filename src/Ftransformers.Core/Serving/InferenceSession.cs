@@ -30,7 +30,7 @@ public sealed class InferenceSession : IInferenceSession
     private int _disposed;
 
     /// <inheritdoc/>
-    public DeepSeekV3Config Config => _model.Config;
+    public DeepSeekV3Config Config { get; }
 
     /// <inheritdoc/>
     public ITextTokenizer Tokenizer { get; }
@@ -62,8 +62,11 @@ public sealed class InferenceSession : IInferenceSession
         Options = options;
         _eos = [.. model.Config.EosTokenIds, tokenizer.EosTokenId];
 
-        DeepSeekV3Config config = model.Config;
-        _maxTotalTokens = options.MaxTotalTokens ?? PoolTokensFromMemory(config, options.KvCacheDType);
+        if (options.ContextLength > model.Config.MaxPositionEmbeddings)
+            throw new ArgumentOutOfRangeException(nameof(options), $"ContextLength {options.ContextLength} exceeds the model's context ({model.Config.MaxPositionEmbeddings}); it may only shorten it.");
+        // The session serves the model's architecture with its context cut to ContextLength; the model keeps its own.
+        DeepSeekV3Config config = Config = model.Config with { MaxPositionEmbeddings = options.ContextLength ?? model.Config.MaxPositionEmbeddings };
+        _maxTotalTokens = options.MaxTotalTokens ?? PoolTokensFromMemory(config, options.KvCacheDType, options.MemoryFractionStatic);
         int pageSize = options.KvCachePageSize;
         int pages = checked((int)(((long)_maxTotalTokens + pageSize - 1) / pageSize));
         _pool = new KvCachePool(pageSize, pages);
@@ -75,13 +78,15 @@ public sealed class InferenceSession : IInferenceSession
         _engine = new EngineLoop(scheduler, new ModelRunner(model, _pool, _kv), _pool, _prefixCache, options.MaxWaitingRequests);
     }
 
-    // A quarter of the memory left after loading (the model's pages that are resident included), within
-    // [min(4096, context), context]: the model's full context in F32 would reserve ~23 GB for DeepSeek-V3.
-    private static int PoolTokensFromMemory(DeepSeekV3Config config, KvCacheDType dtype)
+    // A quarter of the memory left after loading (the model's pages that are resident included), or what the static
+    // fraction leaves beside them, within [min(4096, context), context]: the full context in F32 would reserve ~23 GB
+    // for DeepSeek-V3.
+    private static int PoolTokensFromMemory(DeepSeekV3Config config, KvCacheDType dtype, double? fractionStatic)
     {
         const int floorTokens = 4096;
-        long left = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes - Environment.WorkingSet;
-        long tokens = Math.Max(0, left / 4) / KvCachePool.BytesPerToken(config.NumHiddenLayers, config.KvLoraRank + config.QkRopeHeadDim, dtype);
+        long total = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes, held = Environment.WorkingSet;
+        long budget = fractionStatic is { } fraction ? (long)(fraction * total) - held : (total - held) / 4;
+        long tokens = Math.Max(0, budget) / KvCachePool.BytesPerToken(config.NumHiddenLayers, config.KvLoraRank + config.QkRopeHeadDim, dtype);
         int context = config.MaxPositionEmbeddings;
         return (int)Math.Clamp(tokens, Math.Min(floorTokens, context), context);
     }

@@ -101,7 +101,7 @@ internal sealed class CompletionEndpoints(IInferenceSession session, IOptions<Ft
         {
             if (!await chunks.MoveNextAsync())
                 throw new InvalidOperationException("The session ended the stream without a final chunk.");
-            return new Choice(index, chunks, chat ? new ReasoningParser() : null);
+            return new Choice(index, chunks, chat ? new ReasoningParser(startsInReasoning: server.Value.ReasoningParser == "deepseek-r1") : null);
         }
         catch (QueueFullException e)
         {
