@@ -14,11 +14,16 @@ public static class Program
     private static Task<int> Main(string[] args) => RunAsync(args, Console.Out, Console.Error);
 
     /// <summary>Runs the command line with its output sent to the given writers (tests call this in-process).</summary>
-    public static Task<int> RunAsync(string[] args, TextWriter output, TextWriter error, CancellationToken cancellationToken = default)
+    public static Task<int> RunAsync(string[] args, TextWriter output, TextWriter error, CancellationToken cancellationToken = default) =>
+        RunAsync(args, Console.In, output, error, cancellationToken);
+
+    /// <summary>As <see cref="RunAsync(string[], TextWriter, TextWriter, CancellationToken)"/>, with <c>chat</c>'s input read from <paramref name="input"/>.</summary>
+    public static Task<int> RunAsync(string[] args, TextReader input, TextWriter output, TextWriter error, CancellationToken cancellationToken = default)
     {
         var root = new RootCommand("Ftransformers: DeepSeek-V3/R1-class inference for .NET.")
         {
             GenerateCommand.Create(),
+            ChatCommand.Create(() => input),
             ServeCommand.Create(),
             BenchCommand.Create(),
             VerifyCommand.Create(),

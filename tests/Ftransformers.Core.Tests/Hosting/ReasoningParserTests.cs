@@ -61,4 +61,13 @@ public class ReasoningParserTests
     {
         Assert.That(Run(new ReasoningParser(startsInReasoning: true), "plan</think>done"), Is.EqualTo(("plan", "done")));
     }
+
+    [Test]
+    public void StartingInReasoning_DropsAThinkTagTheModelWritesAnyway([Values(1, 2, 5, 100)] int piece)
+    {
+        string output = "\n<think>plan</think>\n\ndone";
+        string[] pieces = [.. Enumerable.Range(0, (output.Length + piece - 1) / piece).Select(i => output.Substring(i * piece, Math.Min(piece, output.Length - i * piece)))];
+        Assert.That(Run(new ReasoningParser(startsInReasoning: true), pieces), Is.EqualTo(("plan", "done")));
+        Assert.That(Run(new ReasoningParser(startsInReasoning: true), "<thi"), Is.EqualTo(("<thi", "")), "an output cut inside the tag is reasoning");
+    }
 }
