@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Ftransformers.Hosting;
 using Ftransformers.Memory;
+using Ftransformers.Tokenization;
 
 namespace Ftransformers.Cli;
 
@@ -20,6 +21,7 @@ internal sealed class EngineFlags
     public Option<int?> MaxWaitingRequests { get; } = new("--max-waiting-requests", "--max-queued-requests") { Description = "Most queued requests before new ones are refused (HTTP 503)." };
     public Option<bool> DisableRadixCache { get; } = new("--disable-radix-cache") { Description = "Turn off prefix (radix) caching." };
     public Option<string?> KvCacheDType { get; } = new("--kv-cache-dtype") { Description = "KV cache storage: auto or f32 (default, exact), bf16 (half the memory). FP8 is refused.", Validators = { CheckKvCacheDType } };
+    public Option<string?> ChatTemplate { get; } = new("--chat-template") { Description = "Chat template: deepseek-v3 (V3 and R1) or deepseek-v3.1; default: the one in the tokenizer folder's tokenizer_config.json." };
     public Option<int?> ContextLength { get; } = new("--context-length") { Description = "Most tokens per request, prompt and output (default: the model's context; it may only be shortened)." };
     public Option<double?> MemFractionStatic { get; } = new("--mem-fraction-static") { Description = "Share of memory the weights and KV pool take together; sizes the pool when --max-total-tokens is unset." };
     public Option<int?> PageSize { get; } = new("--page-size") { Description = "Positions per KV cache page." };
@@ -28,7 +30,20 @@ internal sealed class EngineFlags
     public Option<string?> ExpertBackend { get; } = new("--expert-backend") { Description = "Routed-experts backend by name (default: cpu)." };
 
     public IEnumerable<Option> All => [Tokenizer, Quantization, CpuInfer, PinThreads, ChunkedPrefillSize, MaxTotalTokens, MaxRunningRequests, MaxWaitingRequests,
-        DisableRadixCache, KvCacheDType, ContextLength, MemFractionStatic, PageSize, NumaNodes, AttentionBackend, ExpertBackend];
+        DisableRadixCache, KvCacheDType, ChatTemplate, ContextLength, MemFractionStatic, PageSize, NumaNodes, AttentionBackend, ExpertBackend];
+
+    public EngineFlags() => ChatTemplate.AcceptOnlyFromAmong(ChatTemplates);
+
+    /// <summary>The names <c>--chat-template</c> takes.</summary>
+    public static readonly string[] ChatTemplates = ["deepseek-v3", "deepseek-v3.1"];
+
+    /// <summary>The chat format a <c>--chat-template</c> name stands for (null: not given).</summary>
+    public static ChatFormat? ChatFormatOf(string? name) => name switch
+    {
+        null => null,
+        "deepseek-v3.1" => ChatFormat.DeepSeekV31,
+        _ => ChatFormat.DeepSeekV3,
+    };
 
     public void Apply(ParseResult parse, FtransformersOptions options)
     {
@@ -43,6 +58,7 @@ internal sealed class EngineFlags
         options.KvCacheDType = ParseKvCacheDType(parse.GetValue(KvCacheDType)).Value;
         options.KvCachePageSize = parse.GetValue(PageSize);
         options.ContextLength = parse.GetValue(ContextLength);
+        options.ChatFormat = ChatFormatOf(parse.GetValue(ChatTemplate));
         options.MemoryFractionStatic = parse.GetValue(MemFractionStatic);
         options.PinThreads = parse.GetValue(PinThreads);
         options.NumaNodes = parse.GetValue(NumaNodes);

@@ -3,6 +3,7 @@ using Ftransformers.Hosting;
 using Ftransformers.Server;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Ftransformers.Tokenization;
 
 namespace Ftransformers.Cli;
 
@@ -19,12 +20,8 @@ internal static class ServeCommand
         var maxBody = new Option<long>("--max-request-bytes") { Description = "Largest request body accepted.", DefaultValueFactory = _ => new FtransformersServerOptions().MaxRequestBodyBytes };
         var reasoningParser = new Option<string?>("--reasoning-parser") { Description = "deepseek-r1: chat output starts inside <think> (R1-0528-style templates); deepseek-v3: reasoning only when the output opens <think> (the default)." };
         reasoningParser.AcceptOnlyFromAmong([.. FtransformersServerOptions.ReasoningParsers]);
-        var toolCallParser = new Option<string?>("--tool-call-parser") { Description = "deepseekv3: DeepSeek-V3's tool-call format, the one the engine writes and reads (V3.1-style calls are read too)." };
-        toolCallParser.Validators.Add(result =>
-        {
-            if (result.GetValueOrDefault<string?>() is { } value && value != "deepseekv3")
-                result.AddError($"--tool-call-parser {value}: the engine writes and parses DeepSeek-V3's tool-call format (deepseekv3) with DeepSeek-V3's chat template; other formats are not supported.");
-        });
+        var toolCallParser = new Option<string?>("--tool-call-parser") { Description = "deepseekv3 or deepseekv31: the tool-call format, which is the chat template's (it selects the template when --chat-template is not given)." };
+        toolCallParser.AcceptOnlyFromAmong("deepseekv3", "deepseekv31");
         var tensorParallel = new Option<int>("--tp", "--tp-size") { Description = "Tensor-parallel size; 1 only: one engine runs the model (attention and dense layers on one backend, routed experts on the CPU).", DefaultValueFactory = _ => 1 };
         tensorParallel.Validators.Add(result =>
         {
@@ -46,6 +43,17 @@ internal static class ServeCommand
             TextWriter output = parse.InvocationConfiguration.Output, error = parse.InvocationConfiguration.Error;
             var options = new FtransformersOptions { ModelPath = parse.GetRequiredValue(modelPath), ServedModelName = parse.GetValue(servedModelName) };
             engine.Apply(parse, options);
+            // Tool calls are written and read in the chat template's own format, so the parser names the template.
+            if (parse.GetValue(toolCallParser) is { } parser)
+            {
+                ChatFormat format = parser == "deepseekv31" ? ChatFormat.DeepSeekV31 : ChatFormat.DeepSeekV3;
+                if (options.ChatFormat is { } chosen && chosen != format)
+                {
+                    await error.WriteLineAsync($"error: --tool-call-parser {parser} does not match --chat-template {parse.GetValue(engine.ChatTemplate)}: tool calls are written in the chat template's format.");
+                    return Program.ExitBadInput;
+                }
+                options.ChatFormat = format;
+            }
             if (!await EngineFlags.CheckAsync(options, error))
                 return Program.ExitBadInput;
             var server = new FtransformersServerOptions
@@ -107,6 +115,7 @@ internal static class ServeCommand
         to.ChunkedPrefillSize = from.ChunkedPrefillSize;
         to.MaxTotalTokens = from.MaxTotalTokens;
         to.ContextLength = from.ContextLength;
+        to.ChatFormat = from.ChatFormat;
         to.MemoryFractionStatic = from.MemoryFractionStatic;
         to.MaxRunningRequests = from.MaxRunningRequests;
         to.MaxWaitingRequests = from.MaxWaitingRequests;

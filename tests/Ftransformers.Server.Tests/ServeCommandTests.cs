@@ -120,7 +120,8 @@ public class ServeCommandTests
     // SGLang flags whose values cannot apply here are refused saying why.
     [TestCase("--tp", "2", "tensor parallelism")]
     [TestCase("--kv-cache-dtype", "fp8_e4m3", "FP8 KV cache is not supported")]
-    [TestCase("--tool-call-parser", "qwen25", "DeepSeek-V3's tool-call format")]
+    [TestCase("--tool-call-parser", "qwen25", "qwen25")]
+    [TestCase("--chat-template", "chatml", "chatml")]
     [TestCase("--context-length", "1000000", "exceeds the model's context")]
     [TestCase("--mem-fraction-static", "1.5", "MemoryFractionStatic must be in (0, 1]")]
     [TestCase("--log-level", "loud", "--log-level 'loud' is unknown")]

@@ -1,3 +1,4 @@
+using Ftransformers.Tokenization;
 using Ftransformers.Model;
 using Ftransformers.Memory;
 using Ftransformers.Inference;
@@ -95,6 +96,12 @@ public sealed record InferenceSessionOptions
     /// Null keeps the default: a quarter of the memory left after loading.
     /// </summary>
     public double? MemoryFractionStatic { get; init; }
+
+    /// <summary>
+    /// The chat template conversations are rendered with, and tool calls written in (<c>--chat-template</c>); null
+    /// takes the tokenizer's (read from <c>tokenizer_config.json</c>), DeepSeek-V3's for the byte tokenizer.
+    /// </summary>
+    public ChatFormat? ChatFormat { get; init; }
 
     /// <summary>Positions per KV cache page (<c>--page-size</c>).</summary>
     public int KvCachePageSize { get; init; } = 16;

@@ -58,6 +58,9 @@ public sealed class FtransformersOptions
     /// <summary>NUMA nodes the compute threads and routed experts are split across; null uses the machine's nodes.</summary>
     public int? NumaNodes { get; set; }
 
+    /// <inheritdoc cref="InferenceSessionOptions.ChatFormat"/>
+    public Tokenization.ChatFormat? ChatFormat { get; set; }
+
     /// <inheritdoc cref="InferenceSessionOptions.ContextLength"/>
     public int? ContextLength { get; set; }
 
@@ -119,6 +122,7 @@ public sealed class FtransformersOptions
             ChunkedPrefillSize = ChunkedPrefillSize ?? defaults.ChunkedPrefillSize,
             MaxTotalTokens = MaxTotalTokens,
             ContextLength = ContextLength,
+            ChatFormat = ChatFormat,
             MemoryFractionStatic = MemoryFractionStatic,
             MaxRunningRequests = MaxRunningRequests ?? defaults.MaxRunningRequests,
             MaxWaitingRequests = MaxWaitingRequests ?? defaults.MaxWaitingRequests,

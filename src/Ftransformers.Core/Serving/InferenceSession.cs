@@ -58,7 +58,8 @@ public sealed class InferenceSession : IInferenceSession
             throw new ArgumentException($"The tokenizer's vocabulary ({tokenizer.VocabSize} ids) exceeds the model's ({model.Config.VocabSize}).", nameof(tokenizer));
         _model = model;
         Tokenizer = tokenizer;
-        _grammars = new RequestGrammars(tokenizer);
+        ChatFormat = options.ChatFormat ?? (tokenizer as DeepSeekTokenizer)?.ChatFormat ?? ChatFormat.DeepSeekV3;
+        _grammars = new RequestGrammars(tokenizer, ChatFormat);
         Options = options;
         _eos = [.. model.Config.EosTokenIds, tokenizer.EosTokenId];
 
@@ -131,6 +132,9 @@ public sealed class InferenceSession : IInferenceSession
         return DeepSeekV3Model.FromCheckpoint(config, checkpoint, options);
     }
 
+    /// <summary>The chat template conversations are rendered with and tool calls written in.</summary>
+    public ChatFormat ChatFormat { get; }
+
     /// <summary>The prompt's token ids as the model will see them.</summary>
     public IReadOnlyList<int> EncodePrompt(GenerationRequest request)
     {
@@ -138,7 +142,9 @@ public sealed class InferenceSession : IInferenceSession
         if (request.PromptTokens != null)
             return request.PromptTokens;
         if (request.Messages != null)
-            return Tokenizer.Encode(DeepSeekChatTemplate.Render(request.Messages, addGenerationPrompt: true, Tokenizer.BosToken, request.Tools));
+            return Tokenizer.Encode(ChatFormat == ChatFormat.DeepSeekV31
+                ? DeepSeekV31ChatTemplate.Render(request.Messages, addGenerationPrompt: true, Tokenizer.BosToken, request.Tools)
+                : DeepSeekChatTemplate.Render(request.Messages, addGenerationPrompt: true, Tokenizer.BosToken, request.Tools));
         return [Tokenizer.BosTokenId, .. Tokenizer.Encode(request.Prompt!)];
     }
 

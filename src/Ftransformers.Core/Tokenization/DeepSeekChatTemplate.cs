@@ -123,6 +123,9 @@ public static class DeepSeekChatTemplate
         }
     }
 
+    /// <summary>A JSON value written compactly, non-ASCII as is (as tool schemas are shown to the model).</summary>
+    internal static string CompactJson(System.Text.Json.JsonElement value) => System.Text.Json.JsonSerializer.Serialize(value, ToolJson);
+
     private static readonly System.Text.Json.JsonSerializerOptions ToolJson = new()
     {
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
@@ -136,7 +139,7 @@ public static class DeepSeekChatTemplate
     // The Jinja template would fail on a missing content (string + None) and skip an unknown role
     // silently; both are caller bugs, so say which message is at fault. An assistant message with
     // neither content nor tool calls renders as nothing, as in the template.
-    private static void Validate(IReadOnlyList<ChatMessage> messages)
+    internal static void Validate(IReadOnlyList<ChatMessage> messages)
     {
         for (int i = 0; i < messages.Count; i++)
         {

@@ -71,6 +71,7 @@ public sealed class DeepSeekTokenizer : ITextTokenizer
         _byteStarts[VocabSize] = bytes.Count;
         _bytes = bytes.ToArray();
 
+        ChatFormat = definition.ChatFormat;
         BosToken = definition.BosToken;
         EosToken = definition.EosToken;
         BosTokenId = IdOf(BosToken, definition, configPath, "bos_token");
@@ -90,6 +91,9 @@ public sealed class DeepSeekTokenizer : ITextTokenizer
         TokenizerDefinition definition = TokenizerFiles.Read(directory);
         return new DeepSeekTokenizer(definition, directory);
     }
+
+    /// <summary>The chat template <c>tokenizer_config.json</c> holds: DeepSeek-V3.1's (it has a thinking switch) or V3's.</summary>
+    public ChatFormat ChatFormat { get; }
 
     /// <summary>The beginning-of-sentence token text, <c>&lt;｜begin▁of▁sentence｜&gt;</c> for DeepSeek-V3.</summary>
     public string BosToken { get; }

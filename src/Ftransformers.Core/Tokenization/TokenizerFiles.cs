@@ -11,7 +11,8 @@ internal sealed record TokenizerDefinition(
     IReadOnlyList<string> Merges,
     IReadOnlyList<AddedTokenEntry> AddedTokens,
     string BosToken,
-    string EosToken);
+    string EosToken,
+    ChatFormat ChatFormat);
 
 /// <summary>
 /// Reads <c>tokenizer.json</c> and <c>tokenizer_config.json</c>. Every error names the file and the
@@ -76,8 +77,15 @@ internal static class TokenizerFiles
         using JsonDocument config = JsonFields.Parse(configPath, "Tokenizer config");
         string bos = TokenText(config.RootElement, "bos_token", configPath);
         string eos = TokenText(config.RootElement, "eos_token", configPath);
-        return new TokenizerDefinition(vocabulary, merges, addedTokens, bos, eos);
+        return new TokenizerDefinition(vocabulary, merges, addedTokens, bos, eos, FormatOf(config.RootElement));
     }
+
+    // V3.1's template is the one with a thinking switch (and its is_last_user bookkeeping); V3's and R1's have neither.
+    private static ChatFormat FormatOf(JsonElement config) =>
+        config.TryGetProperty("chat_template", out JsonElement template) && template.ValueKind == JsonValueKind.String
+        && template.GetString() is { } text && text.Contains("thinking", StringComparison.Ordinal) && text.Contains("is_last_user", StringComparison.Ordinal)
+            ? ChatFormat.DeepSeekV31
+            : ChatFormat.DeepSeekV3;
 
     // bos_token/eos_token is either the token text or an AddedToken object with "content".
     private static string TokenText(JsonElement config, string name, string path)

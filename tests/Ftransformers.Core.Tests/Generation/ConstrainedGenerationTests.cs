@@ -134,6 +134,28 @@ public sealed class ConstrainedGenerationTests
     }
 
     [Test]
+    public async Task UnderTheV31Format_AForcedCallIsWrittenAndReadTheV31Way()
+    {
+        using InferenceSession v31 = InferenceSession.Load(new InferenceSessionOptions { Model = "synthetic:tiny", ChatFormat = ChatFormat.DeepSeekV31 });
+        for (int seed = 0; seed < 8; seed++)
+        {
+            var chunks = new List<GenerationChunk>();
+            await foreach (GenerationChunk chunk in v31.GenerateAsync(new GenerationRequest
+            {
+                Messages = [ChatMessage.User("Weather?")], Tools = Tools, ToolChoice = ToolChoice.Function("get_weather"),
+                MaxTokens = 300, Sampling = new SamplingOptions { Seed = seed },
+            }))
+                chunks.Add(chunk);
+            string raw = v31.Tokenizer.Decode(chunks.SelectMany(c => c.TokenIds));
+            Assert.That(raw, Does.StartWith("<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{"), "V3.1 writes the name, then the arguments");
+            GeneratedToolCall call = chunks.SelectMany(c => c.ToolCalls).Single();
+            EvaluationResults result = JsonSchema.FromText(WeatherParameters.GetRawText()).Evaluate(JsonDocument.Parse(call.Arguments).RootElement);
+            Assert.That(result.IsValid, Is.True, call.Arguments);
+        }
+        Assert.That(v31.Tokenizer.Decode(v31.EncodePrompt(new GenerationRequest { Messages = [ChatMessage.User("hi")] })), Does.EndWith("<｜User｜>hi<｜Assistant｜></think>"));
+    }
+
+    [Test]
     public async Task ToolChoiceNoneNeverOpensToolCalls()
     {
         int opener = _session.Tokenizer.Encode(DeepSeekChatTemplate.ToolCallsBegin).Single();

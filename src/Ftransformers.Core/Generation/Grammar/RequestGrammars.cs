@@ -6,9 +6,10 @@ namespace Ftransformers.Generation.Grammar;
 
 /// <summary>
 /// Turns a request's response format and tool choice into the grammar its output must follow, and keeps the compiled
-/// grammars (and so their cached masks) for requests that ask for the same shape again. One per session.
+/// grammars (and so their cached masks) for requests that ask for the same shape again. One per session; tool calls
+/// are written in <paramref name="format"/>'s way.
 /// </summary>
-internal sealed class RequestGrammars(ITextTokenizer tokenizer)
+internal sealed class RequestGrammars(ITextTokenizer tokenizer, ChatFormat format)
 {
     /// <summary>Grammars kept; past this the cache starts afresh.</summary>
     private const int MaxGrammars = 64;
@@ -51,15 +52,15 @@ internal sealed class RequestGrammars(ITextTokenizer tokenizer)
         switch (request.ToolChoice?.Mode ?? ToolChoiceMode.Auto)
         {
             case ToolChoiceMode.Function:
-                return ToolCallGrammar.Build([.. tools.Where(t => t.Name == request.ToolChoice!.FunctionName)], parallel: false, tokenizer);
+                return ToolCallGrammar.Build([.. tools.Where(t => t.Name == request.ToolChoice!.FunctionName)], parallel: false, tokenizer, format);
             case ToolChoiceMode.Required:
-                return ToolCallGrammar.Build(tools, request.ParallelToolCalls, tokenizer);
+                return ToolCallGrammar.Build(tools, request.ParallelToolCalls, tokenizer, format);
             case ToolChoiceMode.Auto when tools.Count > 0 && json != null:
                 // The model may call tools or answer, and the answer must have the requested shape.
-                return new ChoiceNode([ToolCallGrammar.Build(tools, request.ParallelToolCalls, tokenizer), json]);
+                return new ChoiceNode([ToolCallGrammar.Build(tools, request.ParallelToolCalls, tokenizer, format), json]);
             case ToolChoiceMode.Auto when tools.Count > 0:
                 // The model may answer in free text or call tools; if it calls, the calls are well formed.
-                return ToolCallGrammar.BuildAfterText(tools, request.ParallelToolCalls, tokenizer);
+                return ToolCallGrammar.BuildAfterText(tools, request.ParallelToolCalls, tokenizer, format);
             default:
                 return json!;
         }

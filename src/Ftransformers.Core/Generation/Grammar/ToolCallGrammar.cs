@@ -3,10 +3,11 @@ using Ftransformers.Tokenization;
 namespace Ftransformers.Generation.Grammar;
 
 /// <summary>
-/// The grammar of DeepSeek-V3 tool calls, as its chat template writes them:
+/// The grammar of tool calls as the chat template writes them. DeepSeek-V3:
 /// <c>&lt;｜tool▁calls▁begin｜&gt;&lt;｜tool▁call▁begin｜&gt;function&lt;｜tool▁sep｜&gt;NAME\n```json\nARGUMENTS\n```&lt;｜tool▁call▁end｜&gt;</c>,
-/// further calls after a newline, then <c>&lt;｜tool▁calls▁end｜&gt;</c>. The markers are the tokenizer's added tokens;
-/// each function's arguments follow its parameters schema.
+/// further calls after a newline, then <c>&lt;｜tool▁calls▁end｜&gt;</c>; DeepSeek-V3.1:
+/// <c>&lt;｜tool▁call▁begin｜&gt;NAME&lt;｜tool▁sep｜&gt;ARGUMENTS&lt;｜tool▁call▁end｜&gt;</c> chained directly. The markers are
+/// the tokenizer's added tokens; each function's arguments follow its parameters schema.
 /// </summary>
 internal static class ToolCallGrammar
 {
@@ -15,9 +16,9 @@ internal static class ToolCallGrammar
 
     /// <summary>The grammar of one or more calls of <paramref name="tools"/> (one call unless <paramref name="parallel"/>).</summary>
     /// <exception cref="ArgumentException">A tool's parameters schema is unsupported (the message names the tool), or the tokenizer lacks the markers.</exception>
-    public static GrammarNode Build(IReadOnlyList<ToolDefinition> tools, bool parallel, ITextTokenizer tokenizer)
+    public static GrammarNode Build(IReadOnlyList<ToolDefinition> tools, bool parallel, ITextTokenizer tokenizer, ChatFormat format)
     {
-        (LiteralNode opener, GrammarNode rest) = Calls(tools, parallel, tokenizer);
+        (LiteralNode opener, GrammarNode rest) = Calls(tools, parallel, tokenizer, format);
         return new SequenceNode([opener, rest]);
     }
 
@@ -25,14 +26,15 @@ internal static class ToolCallGrammar
     /// Free text that may turn into tool calls: anything until the model writes the calls opener, then the calls'
     /// grammar (tool_choice auto). The model decides whether to call; once it does, its calls are well formed.
     /// </summary>
-    public static GrammarNode BuildAfterText(IReadOnlyList<ToolDefinition> tools, bool parallel, ITextTokenizer tokenizer)
+    public static GrammarNode BuildAfterText(IReadOnlyList<ToolDefinition> tools, bool parallel, ITextTokenizer tokenizer, ChatFormat format)
     {
-        (LiteralNode opener, GrammarNode rest) = Calls(tools, parallel, tokenizer);
+        (LiteralNode opener, GrammarNode rest) = Calls(tools, parallel, tokenizer, format);
         return new TextThenNode(opener.Symbols[0], rest);
     }
 
-    private static (LiteralNode Opener, GrammarNode AfterOpener) Calls(IReadOnlyList<ToolDefinition> tools, bool parallel, ITextTokenizer tokenizer)
+    private static (LiteralNode Opener, GrammarNode AfterOpener) Calls(IReadOnlyList<ToolDefinition> tools, bool parallel, ITextTokenizer tokenizer, ChatFormat format)
     {
+        bool v31 = format == ChatFormat.DeepSeekV31;
         var functions = new List<GrammarNode>();
         foreach (ToolDefinition tool in tools)
         {
@@ -45,17 +47,18 @@ internal static class ToolCallGrammar
             {
                 throw new ArgumentException($"Tool '{tool.Name}' has a parameters schema the grammar cannot enforce: {e.Message}", "Tools", e);
             }
-            functions.Add(new SequenceNode([LiteralNode.Of(tool.Name + "\n```json\n"), arguments]));
+            functions.Add(v31
+                ? new SequenceNode([LiteralNode.Of(tool.Name), Marker(tokenizer, DeepSeekChatTemplate.ToolSep), arguments])
+                : new SequenceNode([LiteralNode.Of(tool.Name + "\n```json\n"), arguments, LiteralNode.Of("\n```")]));
         }
-        GrammarNode call = new SequenceNode(
-        [
-            Marker(tokenizer, DeepSeekChatTemplate.ToolCallBegin), LiteralNode.Of("function"), Marker(tokenizer, DeepSeekChatTemplate.ToolSep),
-            functions.Count == 1 ? functions[0] : new ChoiceNode(functions),
-            LiteralNode.Of("\n```"), Marker(tokenizer, DeepSeekChatTemplate.ToolCallEnd),
-        ]);
+        GrammarNode function = functions.Count == 1 ? functions[0] : new ChoiceNode(functions);
+        GrammarNode call = new SequenceNode(v31
+            ? [Marker(tokenizer, DeepSeekChatTemplate.ToolCallBegin), function, Marker(tokenizer, DeepSeekChatTemplate.ToolCallEnd)]
+            : [Marker(tokenizer, DeepSeekChatTemplate.ToolCallBegin), LiteralNode.Of("function"), Marker(tokenizer, DeepSeekChatTemplate.ToolSep), function,
+               Marker(tokenizer, DeepSeekChatTemplate.ToolCallEnd)]);
         var rest = new List<GrammarNode> { call };
         if (parallel)
-            rest.Add(new RepeatNode(new SequenceNode([LiteralNode.Of("\n"), call]), 0, MaxParallelCalls - 1));
+            rest.Add(new RepeatNode(v31 ? call : new SequenceNode([LiteralNode.Of("\n"), call]), 0, MaxParallelCalls - 1));
         rest.Add(Marker(tokenizer, DeepSeekChatTemplate.ToolCallsEnd));
         return (Marker(tokenizer, DeepSeekChatTemplate.ToolCallsBegin), new SequenceNode(rest));
     }
