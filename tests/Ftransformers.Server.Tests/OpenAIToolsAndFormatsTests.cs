@@ -92,10 +92,14 @@ public sealed class OpenAIToolsAndFormatsTests
         var names = new Dictionary<int, string>();
         var arguments = new Dictionary<int, StringBuilder>();
         ChatFinishReason? finish = null;
+        int pieces = 0;
         await foreach (StreamingChatCompletionUpdate update in _chat.CompleteChatStreamingAsync([new UserChatMessage("Weather?")], options))
         {
             foreach (StreamingChatToolCallUpdate delta in update.ToolCallUpdates)
             {
+                pieces++;
+                if (pieces == 1)
+                    Assert.That((delta.ToolCallId, delta.FunctionName), Is.Not.EqualTo(((string?)null, (string?)null)), "the first piece names the call");
                 if (delta.ToolCallId != null)
                     ids[delta.Index] = delta.ToolCallId;
                 if (delta.FunctionName != null)
@@ -108,6 +112,7 @@ public sealed class OpenAIToolsAndFormatsTests
         Assert.That(names, Is.EqualTo(new Dictionary<int, string> { [0] = "get_weather" }), "a named tool choice makes exactly one call");
         Assert.That(ids[0], Does.StartWith("call_"));
         AssertValid(WeatherSchema, arguments[0].ToString());
+        Assert.That(pieces, Is.GreaterThan(2), "the arguments stream as they are generated, as OpenAI streams them");
     }
 
     [Test]

@@ -43,8 +43,11 @@ public sealed record GenerationChunk(string Text, IReadOnlyList<int> TokenIds)
     /// <summary>Set on the last chunk.</summary>
     public FinishReason? FinishReason { get; init; }
 
-    /// <summary>Tool calls completed in this chunk (empty when none).</summary>
+    /// <summary>Tool calls completed in this chunk (empty when none); a call cut by the end of output comes with the arguments it has.</summary>
     public IReadOnlyList<GeneratedToolCall> ToolCalls { get; init; } = [];
+
+    /// <summary>Pieces of tool calls generated in this chunk, for streaming them as they are written (empty when none).</summary>
+    public IReadOnlyList<ToolCallDelta> ToolCallDeltas { get; init; } = [];
 
     /// <summary>The log-probability of each token in <see cref="TokenIds"/>, when the request asked for them.</summary>
     public IReadOnlyList<TokenLogprob>? Logprobs { get; init; }

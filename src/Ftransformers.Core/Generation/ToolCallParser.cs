@@ -6,13 +6,19 @@ namespace Ftransformers.Generation;
 /// <summary>
 /// Splits streamed output into text and tool calls. Calls are read in DeepSeek-V3's format
 /// (<c>&lt;｜tool▁call▁begin｜&gt;function&lt;｜tool▁sep｜&gt;NAME\n```json\nARGS\n```&lt;｜tool▁call▁end｜&gt;</c>) and in
-/// the V3.1 format (<c>&lt;｜tool▁call▁begin｜&gt;NAME&lt;｜tool▁sep｜&gt;ARGS&lt;｜tool▁call▁end｜&gt;</c>); each complete
-/// call comes out with a fresh id. Markers split across chunks are recognised. One parser per request.
+/// the V3.1 format (<c>&lt;｜tool▁call▁begin｜&gt;NAME&lt;｜tool▁sep｜&gt;ARGS&lt;｜tool▁call▁end｜&gt;</c>). Each call comes
+/// out twice: as <see cref="ToolCallDelta"/> pieces while it is generated (its id and name as soon as the name is
+/// complete, then its arguments as they arrive), and whole with its id once it ends. Markers split across chunks are
+/// recognised. One parser per request.
 /// </summary>
 public sealed class ToolCallParser
 {
+    private const string V3Type = "function", JsonFence = "```json", Fence = "```";
+
     private string _pending = "";
     private bool _inCalls;
+    // The call being generated, once its name is known: its id, and the arguments that went out as pieces.
+    private (string Id, string Name, string Arguments)? _current;
 
     /// <summary>Calls parsed so far.</summary>
     public int CallCount { get; private set; }
@@ -20,9 +26,17 @@ public sealed class ToolCallParser
     /// <summary>Takes the next piece of output; returns the text now known not to be a call, and the calls completed.</summary>
     public (string Text, IReadOnlyList<GeneratedToolCall> Calls) Append(string text)
     {
+        (string output, IReadOnlyList<GeneratedToolCall> calls, _) = AppendWithDeltas(text);
+        return (output, calls);
+    }
+
+    /// <summary>As <see cref="Append"/>, with the pieces of calls generated so far.</summary>
+    public (string Text, IReadOnlyList<GeneratedToolCall> Calls, IReadOnlyList<ToolCallDelta> Deltas) AppendWithDeltas(string text)
+    {
         _pending += text;
         var output = new System.Text.StringBuilder();
         List<GeneratedToolCall>? calls = null;
+        var deltas = new List<ToolCallDelta>();
         while (true)
         {
             if (!_inCalls)
@@ -50,25 +64,93 @@ public sealed class ToolCallParser
                 continue;
             }
             if (end < 0)
+            {
+                Progress(deltas);
                 break;
+            }
             string body = _pending[..end];
             _pending = _pending[(end + DeepSeekChatTemplate.ToolCallEnd.Length)..];
-            if (Parse(body) is { } call)
-                (calls ??= []).Add(call);
+            if (Parse(body) is { } parsed)
+            {
+                (string id, _, string emitted) = _current ?? Start(parsed.Name, deltas);
+                // What went out as pieces is a prefix of the arguments; the rest goes out now.
+                string rest = parsed.Arguments.Length > emitted.Length ? parsed.Arguments[emitted.Length..] : "";
+                if (rest.Length > 0)
+                    deltas.Add(new ToolCallDelta(CallCount, null, null, rest));
+                (calls ??= []).Add(new GeneratedToolCall(id, parsed.Name, parsed.Arguments));
+                CallCount++;
+            }
+            _current = null;
         }
-        return (output.ToString(), calls ?? (IReadOnlyList<GeneratedToolCall>)[]);
+        return (output.ToString(), calls ?? (IReadOnlyList<GeneratedToolCall>)[], deltas);
     }
 
-    /// <summary>Ends the stream: text held back comes out as text, and so does an unfinished call (the output was cut).</summary>
-    public string Flush()
+    // A call not yet ended: once its name is known, its id and name go out, then whatever of its arguments cannot
+    // still turn out to be the closing fence, marker or trailing whitespace.
+    private void Progress(List<ToolCallDelta> deltas)
     {
-        string rest = _inCalls ? DeepSeekChatTemplate.ToolCallsBegin + _pending : _pending;
+        int begin = _pending.IndexOf(DeepSeekChatTemplate.ToolCallBegin, StringComparison.Ordinal);
+        if (begin < 0)
+            return;
+        string call = _pending[(begin + DeepSeekChatTemplate.ToolCallBegin.Length)..];
+        int sep = call.IndexOf(DeepSeekChatTemplate.ToolSep, StringComparison.Ordinal);
+        if (sep < 0)
+            return;
+        string head = call[..sep].Trim(), rest = call[(sep + DeepSeekChatTemplate.ToolSep.Length)..];
+        string name, arguments, closer;
+        if (head == V3Type)
+        {
+            int fence = rest.IndexOf(JsonFence, StringComparison.Ordinal);
+            if (fence < 0)
+                return;
+            (name, arguments, closer) = (rest[..fence].Trim(), rest[(fence + JsonFence.Length)..].TrimStart(), "\n" + Fence);
+        }
+        else
+        {
+            (name, arguments, closer) = (head, rest.TrimStart(), DeepSeekChatTemplate.ToolCallEnd);
+        }
+        int safe = arguments.IndexOf(closer, StringComparison.Ordinal);
+        if (safe < 0)
+            safe = arguments.Length - PartialMarker(arguments, closer);
+        safe = arguments.AsSpan(0, safe).TrimEnd().Length;
+
+        (string id, _, string emitted) = _current ?? Start(name, deltas);
+        if (safe > emitted.Length)
+        {
+            deltas.Add(new ToolCallDelta(CallCount, null, null, arguments[emitted.Length..safe]));
+            _current = (id, name, arguments[..safe]);
+        }
+    }
+
+    private (string Id, string Name, string Arguments) Start(string name, List<ToolCallDelta> deltas)
+    {
+        string id = NewId();
+        deltas.Add(new ToolCallDelta(CallCount, id, name, ""));
+        _current = (id, name, "");
+        return _current.Value;
+    }
+
+    /// <summary>
+    /// Ends the stream (the output was cut, or ended). A call whose name had come out ends with the arguments it has,
+    /// as OpenAI ends a call cut by max_tokens; other text held back comes out as text.
+    /// </summary>
+    public (string Text, IReadOnlyList<GeneratedToolCall> Calls) Flush()
+    {
+        string text = _inCalls ? DeepSeekChatTemplate.ToolCallsBegin + _pending : _pending;
+        IReadOnlyList<GeneratedToolCall> calls = [];
+        if (_current is (string id, string name, string arguments))
+        {
+            calls = [new GeneratedToolCall(id, name, arguments)];
+            CallCount++;
+            text = "";
+        }
         _pending = "";
         _inCalls = false;
-        return rest;
+        _current = null;
+        return (text, calls);
     }
 
-    private GeneratedToolCall? Parse(string body)
+    private (string Name, string Arguments)? Parse(string body)
     {
         int begin = body.IndexOf(DeepSeekChatTemplate.ToolCallBegin, StringComparison.Ordinal);
         if (begin < 0)
@@ -78,23 +160,13 @@ public sealed class ToolCallParser
         if (sep < 0)
             return null;
         string head = body[..sep].Trim(), rest = body[(sep + DeepSeekChatTemplate.ToolSep.Length)..];
-        string name, arguments;
-        int fence = rest.IndexOf("```json", StringComparison.Ordinal);
-        if (fence >= 0)
-        {
-            // V3: type, then the name and the arguments in a json fence.
-            name = rest[..fence].Trim();
-            arguments = rest[(fence + "```json".Length)..];
-            int close = arguments.LastIndexOf("```", StringComparison.Ordinal);
-            arguments = (close >= 0 ? arguments[..close] : arguments).Trim();
-        }
-        else
-        {
-            name = head;
-            arguments = rest.Trim();
-        }
-        CallCount++;
-        return new GeneratedToolCall(NewId(), name, arguments);
+        int fence = head == V3Type ? rest.IndexOf(JsonFence, StringComparison.Ordinal) : -1;
+        if (fence < 0)
+            return (head, rest.Trim());
+        // V3: the type, then the name and the arguments in a json fence.
+        string arguments = rest[(fence + JsonFence.Length)..];
+        int close = arguments.LastIndexOf(Fence, StringComparison.Ordinal);
+        return (rest[..fence].Trim(), (close >= 0 ? arguments[..close] : arguments).Trim());
     }
 
     private static string NewId() => "call_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));

@@ -137,7 +137,7 @@ internal sealed class Sequence
         bool eos = !Request.IgnoreEos && _eos.Contains(token);
         bool length = !eos && (Generated >= Request.MaxTokens || ComputedTokens >= MaxLength);
         // The new token is fed at position ComputedTokens; there must be room for it.
-        (string text, IReadOnlyList<GeneratedToolCall> calls, bool stopped) = Emit(eos ? "" : _decoder.Append(token), final: eos || length);
+        (string text, IReadOnlyList<GeneratedToolCall> calls, IReadOnlyList<ToolCallDelta> deltas, bool stopped) = Emit(eos ? "" : _decoder.Append(token), final: eos || length);
         FinishReason? finish = stopped || eos ? (_toolCalls?.CallCount > 0 && !stopped ? FinishReason.ToolCalls : FinishReason.Stop)
             : length ? FinishReason.Length
             : null;
@@ -146,6 +146,7 @@ internal sealed class Sequence
             FinishReason = finish,
             Usage = finish != null ? Usage() : null,
             ToolCalls = calls,
+            ToolCallDeltas = deltas,
             Logprobs = logprob != null ? [logprob] : null,
         });
         if (finish != null)
@@ -154,21 +155,26 @@ internal sealed class Sequence
     }
 
     // Decoded text -> tool calls split off -> stop strings; at the end, whatever each stage holds back comes out.
-    private (string Text, IReadOnlyList<GeneratedToolCall> Calls, bool Stopped) Emit(string decoded, bool final)
+    private (string Text, IReadOnlyList<GeneratedToolCall> Calls, IReadOnlyList<ToolCallDelta> Deltas, bool Stopped) Emit(string decoded, bool final)
     {
         if (final)
             decoded += _decoder.Flush();
         IReadOnlyList<GeneratedToolCall> calls = [];
+        IReadOnlyList<ToolCallDelta> deltas = [];
         if (_toolCalls != null)
         {
-            (decoded, calls) = _toolCalls.Append(decoded);
+            (decoded, calls, deltas) = _toolCalls.AppendWithDeltas(decoded);
             if (final)
-                decoded += _toolCalls.Flush();
+            {
+                (string rest, IReadOnlyList<GeneratedToolCall> cut) = _toolCalls.Flush();
+                decoded += rest;
+                calls = [.. calls, .. cut];
+            }
         }
         (string text, bool stopped) = _stops.Append(decoded);
         if (final && !stopped)
             text += _stops.Flush();
-        return (text, calls, stopped);
+        return (text, calls, deltas, stopped);
     }
 
     // The logits the sampler sees: the model's, or a copy with penalties, bias, banned tokens and the grammar's mask.

@@ -161,7 +161,6 @@ internal sealed class CompletionEndpoints(IInferenceSession session, IOptions<Ft
         public int Index { get; } = index;
         public IAsyncEnumerator<GenerationChunk> Chunks { get; } = chunks;
         public ReasoningParser? Reasoning { get; } = reasoning;
-        public int ToolCalls { get; set; }
         public int TextOffset { get; set; }
 
         /// <summary>The task reading this choice's stream while choices are streamed together.</summary>
@@ -182,13 +181,13 @@ internal sealed class CompletionEndpoints(IInferenceSession session, IOptions<Ft
             return (thought, answer);
         }
 
-        /// <summary>The chunk's calls as the wire writes them; <paramref name="streamed"/> adds each call's index.</summary>
-        public List<ToolCallWire>? Calls(GenerationChunk chunk, bool streamed)
-        {
-            if (chunk.ToolCalls.Count == 0)
-                return null;
-            return [.. chunk.ToolCalls.Select(c => new ToolCallWire(streamed ? ToolCalls++ : null, c.Id, "function", new FunctionCallWire(c.Name, c.Arguments)))];
-        }
+        /// <summary>The chunk's completed calls, as a whole response writes them.</summary>
+        public static IEnumerable<ToolCallWire> Calls(GenerationChunk chunk) =>
+            chunk.ToolCalls.Select(c => new ToolCallWire(null, c.Id, "function", new FunctionCallWire(c.Name, c.Arguments)));
+
+        /// <summary>The chunk's pieces of calls, as OpenAI streams them: id, type and name on a call's first piece.</summary>
+        public static List<ToolCallWire>? Deltas(GenerationChunk chunk) => chunk.ToolCallDeltas.Count == 0 ? null
+            : [.. chunk.ToolCallDeltas.Select(d => new ToolCallWire(d.Index, d.Id, d.Id != null ? "function" : null, new FunctionCallWire(d.Name, d.Arguments)))];
     }
 
     private async Task RespondAsync(HttpContext context, ResponseId id, List<Choice> choices, bool chat, CancellationToken aborted)
@@ -208,7 +207,7 @@ internal sealed class CompletionEndpoints(IInferenceSession session, IOptions<Ft
                 (string thought, string text) = choice.Split(chunk);
                 reasoning.Append(thought);
                 answer.Append(text);
-                calls.AddRange(choice.Calls(chunk, streamed: false) ?? []);
+                calls.AddRange(Choice.Calls(chunk));
                 logprobs.AddRange(chunk.Logprobs ?? []);
                 if (chunk.FinishReason != null || !await choice.Chunks.MoveNextAsync())
                     break;
@@ -254,7 +253,7 @@ internal sealed class CompletionEndpoints(IInferenceSession session, IOptions<Ft
             {
                 (string thought, string text) = choice.Split(chunk);
                 string? finish = chunk.FinishReason != null ? FinishReasonName(chunk) : null;
-                List<ToolCallWire>? calls = choice.Calls(chunk, streamed: true);
+                List<ToolCallWire>? calls = Choice.Deltas(chunk);
                 if (thought.Length > 0 || text.Length > 0 || finish != null || calls != null || chunk.Logprobs != null)
                 {
                     if (chat)
