@@ -220,6 +220,11 @@ public sealed class OpenAIToolsAndFormatsTests
     [TestCase(""", "logprobs": true, "top_logprobs": 21""", "top_logprobs")]
     [TestCase(""", "presence_penalty": 3""", "presence_penalty")]
     [TestCase(""", "repetition_penalty": 0""", "repetition_penalty")]
+    [TestCase(""", "chat_template_kwargs": {"thinking": true}""", "chat_template_kwargs")]
+    [TestCase(""", "functions": [{"name": "f"}]""", "functions")]
+    [TestCase(""", "regex": "a+" """, "regex")]
+    [TestCase(""", "min_tokens": 5""", "min_tokens")]
+    [TestCase(""", "modalities": ["text", "audio"]""", "modalities")]
     public async Task MalformedToolsFormatsAndSamplingFields_Are400_NamingTheField(string extra, string field)
     {
         string body = $$"""{"model":"tiny","messages":[{"role":"user","content":"Hi"}],"max_tokens":3{{extra}}}""";

@@ -83,8 +83,31 @@ internal static class RequestParser
             throw ApiException.BadRequest("The request body must be a JSON object.", null);
     }
 
+    // Fields of OpenAI's, SGLang's and vLLM's APIs that change what is generated and that this server does not
+    // implement: refused, never ignored. (Fields that only label a request, such as user or metadata, are ignored.)
+    private static readonly string[] Unsupported =
+    [
+        "functions", "function_call", "chat_template_kwargs", "continue_final_message", "regex", "ebnf", "json_schema", "structural_tag",
+        "stop_token_ids", "lora_path", "prediction", "audio", "reasoning_effort", "web_search_options", "return_hidden_states",
+    ];
+
+    private static void RefuseUnsupported(JsonElement body)
+    {
+        foreach (string field in Unsupported)
+            if (body.TryGetProperty(field, out JsonElement value) && value.ValueKind != JsonValueKind.Null)
+                throw ApiException.BadRequest($"'{field}' is not supported by this server.", field);
+        if (body.TryGetProperty("modalities", out JsonElement modalities) && modalities.ValueKind != JsonValueKind.Null
+            && !(modalities.ValueKind == JsonValueKind.Array && modalities.EnumerateArray().All(m => m.ValueKind == JsonValueKind.String && m.GetString() == "text")))
+            throw ApiException.BadRequest("Only text output is supported: 'modalities' may hold \"text\" only.", "modalities");
+        if (Int(body, "min_tokens", 0, int.MaxValue) is > 0)
+            throw ApiException.BadRequest("'min_tokens' is not supported; send 0 or leave it out.", "min_tokens");
+        if (Int(body, "best_of", 1, int.MaxValue) is > 1)
+            throw ApiException.BadRequest("'best_of' is not supported; use n for several completions.", "best_of");
+    }
+
     private static GenerationRequest Common(JsonElement body, GenerationRequest input, int maxTokens)
     {
+        RefuseUnsupported(body);
         int? topK = Int(body, "top_k", -1, int.MaxValue);
         long? seed = Long(body, "seed");
         var sampling = new SamplingOptions
