@@ -199,6 +199,28 @@ public sealed class OpenAIToolsAndFormatsTests
         Assert.That(usage.GetProperty("completion_tokens").GetInt32(), Is.EqualTo(18));
     }
 
+    [Test]
+    public async Task UnderAuto_AToolSchemaTheGrammarCannotEnforce_StillServes()
+    {
+        // Under auto (and non-strict, as OpenAI's tools default) a "format" keyword does not fail the request: the
+        // model sees the schema, and a call it makes carries a well-formed JSON object.
+        string body = """{"model":"tiny","messages":[{"role":"user","content":"Hi"}],"max_tokens":4,"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"d":{"type":"string","format":"date"}}}}}]}""";
+        using HttpResponseMessage response = await _http.SendAsync(Post("/v1/chat/completions", body));
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), await response.Content.ReadAsStringAsync());
+    }
+
+    [Test]
+    public async Task CompletionsHonourResponseFormat()
+    {
+        using HttpResponseMessage response = await _http.SendAsync(Post("/v1/completions",
+            """{"model":"tiny","prompt":"JSON:","max_tokens":200,"seed":3,"response_format":{"type":"json_schema","json_schema":{"name":"n","schema":{"type":"object","properties":{"n":{"type":"integer"}},"required":["n"],"additionalProperties":false}}}}"""));
+        string raw = await response.Content.ReadAsStringAsync();
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), raw);
+        JsonElement choice = JsonDocument.Parse(raw).RootElement.GetProperty("choices")[0];
+        Assert.That(choice.GetProperty("finish_reason").GetString(), Is.EqualTo("stop"));
+        Assert.That(JsonDocument.Parse(choice.GetProperty("text").GetString()!).RootElement.GetProperty("n").ValueKind, Is.EqualTo(JsonValueKind.Number));
+    }
+
     [TestCase(""", "tools": {}""", "tools")]
     [TestCase(""", "tools": [{"type": "retrieval"}]""", "tools[0].type")]
     [TestCase(""", "tools": [{"type": "function", "function": {"description": "x"}}]""", "tools[0].function.name")]
@@ -225,6 +247,7 @@ public sealed class OpenAIToolsAndFormatsTests
     [TestCase(""", "regex": "a+" """, "regex")]
     [TestCase(""", "min_tokens": 5""", "min_tokens")]
     [TestCase(""", "modalities": ["text", "audio"]""", "modalities")]
+    [TestCase(""", "guided_json": {"type": "object"}""", "guided_json")]
     public async Task MalformedToolsFormatsAndSamplingFields_Are400_NamingTheField(string extra, string field)
     {
         string body = $$"""{"model":"tiny","messages":[{"role":"user","content":"Hi"}],"max_tokens":3{{extra}}}""";

@@ -17,6 +17,7 @@ public sealed class ToolCallParser
 
     private string _pending = "";
     private bool _inCalls;
+    private int _callsInBlock;
     // The call being generated, once its name is known: its id, and the arguments that went out as pieces.
     private (string Id, string Name, string Arguments)? _current;
 
@@ -53,6 +54,7 @@ public sealed class ToolCallParser
                 output.Append(_pending, 0, begin);
                 _pending = _pending[(begin + DeepSeekChatTemplate.ToolCallsBegin.Length)..];
                 _inCalls = true;
+                _callsInBlock = 0;
                 continue;
             }
             int end = _pending.IndexOf(DeepSeekChatTemplate.ToolCallEnd, StringComparison.Ordinal);
@@ -61,6 +63,7 @@ public sealed class ToolCallParser
             {
                 _pending = _pending[(callsEnd + DeepSeekChatTemplate.ToolCallsEnd.Length)..];
                 _inCalls = false;
+                _current = null;
                 continue;
             }
             if (end < 0)
@@ -79,6 +82,7 @@ public sealed class ToolCallParser
                     deltas.Add(new ToolCallDelta(CallCount, null, null, rest));
                 (calls ??= []).Add(new GeneratedToolCall(id, parsed.Name, parsed.Arguments));
                 CallCount++;
+                _callsInBlock++;
             }
             _current = null;
         }
@@ -132,11 +136,13 @@ public sealed class ToolCallParser
 
     /// <summary>
     /// Ends the stream (the output was cut, or ended). A call whose name had come out ends with the arguments it has,
-    /// as OpenAI ends a call cut by max_tokens; other text held back comes out as text.
+    /// as OpenAI ends a call cut by max_tokens; markup after complete calls is dropped; other text held back comes out
+    /// as text.
     /// </summary>
     public (string Text, IReadOnlyList<GeneratedToolCall> Calls) Flush()
     {
-        string text = _inCalls ? DeepSeekChatTemplate.ToolCallsBegin + _pending : _pending;
+        // Markup left after calls that did come out (a cut between calls) is not text; a block with no call is.
+        string text = !_inCalls ? _pending : _callsInBlock > 0 ? "" : DeepSeekChatTemplate.ToolCallsBegin + _pending;
         IReadOnlyList<GeneratedToolCall> calls = [];
         if (_current is (string id, string name, string arguments))
         {

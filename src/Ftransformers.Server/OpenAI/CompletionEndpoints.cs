@@ -101,7 +101,9 @@ internal sealed class CompletionEndpoints(IInferenceSession session, IOptions<Ft
         {
             if (!await chunks.MoveNextAsync())
                 throw new InvalidOperationException("The session ended the stream without a final chunk.");
-            return new Choice(index, chunks, chat ? new ReasoningParser(startsInReasoning: server.Value.ReasoningParser == "deepseek-r1") : null);
+            // Output held to JSON or to tool calls never opens with reasoning, whatever the reasoning parser.
+            bool constrained = generation.ResponseFormat.Kind != ResponseFormatKind.Text || generation.ToolChoice?.Mode is ToolChoiceMode.Required or ToolChoiceMode.Function;
+            return new Choice(index, chunks, chat ? new ReasoningParser(startsInReasoning: server.Value.ReasoningParser == "deepseek-r1" && !constrained) : null);
         }
         catch (QueueFullException e)
         {

@@ -71,7 +71,7 @@ internal static class RequestParser
             throw ApiException.BadRequest("suffix is not supported.", "suffix");
         // Legacy completions ask for the top alternatives with one number: logprobs = 0 gives the chosen token's alone.
         int? logprobs = Int(body, "logprobs", 0, 5);
-        input = input with { Logprobs = logprobs != null, TopLogprobs = logprobs ?? 0 };
+        input = input with { Logprobs = logprobs != null, TopLogprobs = logprobs ?? 0, ResponseFormat = ResponseFormat(body) };
         // OpenAI's legacy completions default to 16 tokens.
         var request = Common(body, input, Int(body, "max_tokens", 1, contextLength) ?? 16);
         return Finish(body, request, "prompt");
@@ -89,6 +89,7 @@ internal static class RequestParser
     [
         "functions", "function_call", "chat_template_kwargs", "continue_final_message", "regex", "ebnf", "json_schema", "structural_tag",
         "stop_token_ids", "lora_path", "prediction", "audio", "reasoning_effort", "web_search_options", "return_hidden_states",
+        "guided_json", "guided_regex", "guided_choice", "guided_grammar", "guided_decoding_backend", "guided_whitespace_pattern",
     ];
 
     private static void RefuseUnsupported(JsonElement body)

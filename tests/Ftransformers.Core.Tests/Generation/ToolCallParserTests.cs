@@ -75,6 +75,14 @@ public sealed class ToolCallParserTests
     }
 
     [Test]
+    public void MarkupAfterCompleteCalls_IsNotText()
+    {
+        (string text, List<GeneratedToolCall> calls, _) = Run(V3Calls[..(V3Calls.IndexOf("<｜tool▁call▁end｜>") + "<｜tool▁call▁end｜>".Length + 1)], 4);
+        Assert.That(calls.Single().Name, Is.EqualTo("get_weather"));
+        Assert.That(text, Is.Empty, "a cut between calls leaves no markup in the text");
+    }
+
+    [Test]
     public void TextThatOnlyLooksLikeTheStartOfAMarkerIsReleased()
     {
         var parser = new ToolCallParser();

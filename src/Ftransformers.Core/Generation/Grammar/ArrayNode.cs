@@ -37,7 +37,11 @@ internal sealed class ArrayNode(GrammarNode item, int minItems, int maxItems) : 
                 return;
             }
             if (Count < Node.MaxItems)
-                Node.Item.Start(new GrammarStack(this with { Phase = Phase.AfterItem, Count = Count + 1 }, below), symbol, into);
+            {
+                // Without a maximum, a count past the minimum changes nothing, so it stops there and the state repeats.
+                int count = Node.MaxItems == int.MaxValue && Count >= Node.MinItems ? Count : Count + 1;
+                Node.Item.Start(new GrammarStack(this with { Phase = Phase.AfterItem, Count = count }, below), symbol, into);
+            }
         }
     }
 }

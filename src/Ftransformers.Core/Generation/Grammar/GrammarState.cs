@@ -9,6 +9,9 @@ internal sealed class GrammarState : IEquatable<GrammarState>
     /// <summary>Deepest nesting allowed; a recursive schema is cut there, so a model cannot nest without end.</summary>
     public const int MaxDepth = 64;
 
+    /// <summary>Most alternatives open at once; branches of a schema that stay alike byte after byte multiply them.</summary>
+    public const int MaxStacks = 64;
+
     private readonly GrammarStack?[] _stacks;
     private readonly int _hash;
 
@@ -44,6 +47,8 @@ internal sealed class GrammarState : IEquatable<GrammarState>
                 continue;
             scratch[count++] = stack;
         }
+        if (count > MaxStacks)
+            throw new InvalidOperationException($"The schema keeps more than {MaxStacks} alternatives open at once (anyOf branches that stay alike); make its branches differ early.");
         return count == 0 ? null : new GrammarState([.. scratch.GetRange(0, count)]);
     }
 

@@ -46,6 +46,10 @@ internal sealed class JsonSchemaGrammar
         // References are compiled after the root, each once, so recursive ones close on themselves.
         while (compiler._references.Values.FirstOrDefault(r => r.Target == null) is { } pending)
             pending.Target = compiler.Node(compiler.Resolve(pending.Name), pending.Name);
+        if (GrammarChecks.LeftRecursive(compiler._references.Values) is { } loop)
+            throw new JsonSchemaException($"'{loop.Name}' refers to itself before any value is written, so it describes no JSON value.", loop.Name);
+        if (!GrammarChecks.Matchable(root))
+            throw new JsonSchemaException("The schema admits no finite JSON value (required properties or minItems recurse without end).", "#");
         return root;
     }
 
@@ -67,25 +71,32 @@ internal sealed class JsonSchemaGrammar
             return Reference(reference, $"{path}/$ref");
         }
         if (schema.TryGetProperty("const", out JsonElement constant))
-            return Literal(constant);
+            return Values([constant], schema, "const", path);
         if (schema.TryGetProperty("enum", out JsonElement values))
         {
             if (values.ValueKind != JsonValueKind.Array || values.GetArrayLength() == 0)
                 throw new JsonSchemaException("'enum' must be a non-empty array.", $"{path}/enum");
-            return Choice([.. values.EnumerateArray().Select(Literal)]);
+            return Values([.. values.EnumerateArray()], schema, "enum", path);
         }
         if (schema.TryGetProperty("anyOf", out JsonElement anyOf))
         {
             if (anyOf.ValueKind != JsonValueKind.Array || anyOf.GetArrayLength() == 0)
                 throw new JsonSchemaException("'anyOf' must be a non-empty array of schemas.", $"{path}/anyOf");
+            // Each branch is matched on its own, so constraints beside anyOf would be lost: they belong in the branches.
+            if (schema.EnumerateObject().Select(k => k.Name).FirstOrDefault(k => Supported.Contains(k) && k != "anyOf") is { } beside)
+                throw new JsonSchemaException($"'anyOf' cannot be combined with '{beside}'; move it into each branch.", $"{path}/{beside}");
             return Choice([.. anyOf.EnumerateArray().Select((s, i) => Node(s, $"{path}/anyOf/{i}"))]);
         }
         if (!schema.TryGetProperty("type", out JsonElement type))
         {
             // Without a type, keywords of one kind still say what the value is.
-            string? implied = schema.TryGetProperty("properties", out _) || schema.TryGetProperty("additionalProperties", out _) ? "object"
-                : schema.TryGetProperty("items", out _) ? "array" : null;
-            return implied != null ? OfType(implied, schema, path) : AnyValue;
+            string[] implied = [.. ImpliedTypes.Where(t => t.Keywords.Any(k => schema.TryGetProperty(k, out _))).Select(t => t.Type)];
+            return implied switch
+            {
+                [] => AnyValue,
+                [string one] => OfType(one, schema, path),
+                _ => throw new JsonSchemaException($"Keywords of several types ({string.Join(", ", implied)}) without a 'type'; say which.", path),
+            };
         }
         if (type.ValueKind == JsonValueKind.String)
             return OfType(type.GetString()!, schema, path);
@@ -94,14 +105,46 @@ internal sealed class JsonSchemaGrammar
         throw new JsonSchemaException("'type' must be a type name or a non-empty array of them.", $"{path}/type");
     }
 
+    private static readonly (string Type, string[] Keywords)[] ImpliedTypes =
+    [
+        ("object", ["properties", "required", "additionalProperties"]),
+        ("array", ["items", "minItems", "maxItems"]),
+        ("string", ["minLength", "maxLength"]),
+    ];
+
+    // const and enum fix the value; beside them only a type may stand, and every value must be of it.
+    private GrammarNode Values(JsonElement[] values, JsonElement schema, string keyword, string path)
+    {
+        if (schema.EnumerateObject().Select(k => k.Name).FirstOrDefault(k => Supported.Contains(k) && k is not ("type" or "const" or "enum")) is { } beside)
+            throw new JsonSchemaException($"'{keyword}' cannot be combined with '{beside}': the listed values are the whole answer.", $"{path}/{beside}");
+        if (schema.TryGetProperty("type", out JsonElement type))
+        {
+            string[] types = type.ValueKind == JsonValueKind.String ? [type.GetString()!]
+                : type.ValueKind == JsonValueKind.Array ? [.. type.EnumerateArray().Where(t => t.ValueKind == JsonValueKind.String).Select(t => t.GetString()!)]
+                : throw new JsonSchemaException("'type' must be a type name or an array of them.", $"{path}/type");
+            foreach (JsonElement value in values)
+                if (!types.Any(t => IsOfType(value, t)))
+                    throw new JsonSchemaException($"The {keyword} value {value.GetRawText()} is not of type {string.Join(" or ", types)}.", $"{path}/{keyword}");
+        }
+        return Choice([.. values.Select(Literal)]);
+    }
+
+    private static bool IsOfType(JsonElement value, string type) => (type, value.ValueKind) switch
+    {
+        ("object", JsonValueKind.Object) or ("array", JsonValueKind.Array) or ("string", JsonValueKind.String) or ("number", JsonValueKind.Number) => true,
+        ("boolean", JsonValueKind.True or JsonValueKind.False) or ("null", JsonValueKind.Null) => true,
+        ("integer", JsonValueKind.Number) => value.TryGetDecimal(out decimal d) && d == decimal.Truncate(d),
+        _ => false,
+    };
+
     private static readonly string[] Supported = ["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "minLength", "maxLength", "enum", "const", "anyOf", "$ref"];
 
     private GrammarNode OfType(string type, JsonElement schema, string path) => type switch
     {
         "object" => Object(schema, path),
         "array" => new ArrayNode(schema.TryGetProperty("items", out JsonElement items) ? Node(items, $"{path}/items") : AnyValue,
-            Count(schema, "minItems", path) ?? 0, Count(schema, "maxItems", path) ?? int.MaxValue),
-        "string" => new StringNode(Count(schema, "minLength", path) ?? 0, Count(schema, "maxLength", path) ?? int.MaxValue),
+            Range(schema, "minItems", "maxItems", path).Min, Range(schema, "minItems", "maxItems", path).Max),
+        "string" => new StringNode(Range(schema, "minLength", "maxLength", path).Min, Range(schema, "minLength", "maxLength", path).Max),
         "number" => NumberNode.Number,
         "integer" => NumberNode.Integer,
         "boolean" => Choice([LiteralNode.Of("true"), LiteralNode.Of("false")]),
@@ -165,6 +208,12 @@ internal sealed class JsonSchemaGrammar
             }
         }
         return target;
+    }
+
+    private static (int Min, int Max) Range(JsonElement schema, string minKeyword, string maxKeyword, string path)
+    {
+        int min = Count(schema, minKeyword, path) ?? 0, max = Count(schema, maxKeyword, path) ?? int.MaxValue;
+        return min <= max ? (min, max) : throw new JsonSchemaException($"'{minKeyword}' ({min}) exceeds '{maxKeyword}' ({max}): no value fits.", $"{path}/{minKeyword}");
     }
 
     private static int? Count(JsonElement schema, string keyword, string path)

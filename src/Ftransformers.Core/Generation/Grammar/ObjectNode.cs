@@ -61,7 +61,8 @@ internal sealed class ObjectNode : GrammarNode
                     break;
                 case Phase.Value:
                     // The key and colon are written; the value begins with this symbol.
-                    var after = new GrammarStack(this with { Phase = Phase.AfterMember, Next = Next + 1 }, below);
+                    // Free keys leave nothing to count, so the state repeats from member to member.
+                    var after = new GrammarStack(this with { Phase = Phase.AfterMember, Next = Node.AnyValue != null ? 0 : Next + 1 }, below);
                     (Node.AnyValue ?? Node.Properties[Next].Value).Start(after, symbol, into);
                     break;
             }

@@ -11,8 +11,8 @@ namespace Ftransformers.Generation.Grammar;
 /// </summary>
 internal sealed class RequestGrammars(ITextTokenizer tokenizer, ChatFormat format)
 {
-    /// <summary>Grammars kept; past this the cache starts afresh.</summary>
-    private const int MaxGrammars = 64;
+    /// <summary>Grammars kept (each with up to 16 MB of masks on DeepSeek-V3's vocabulary); past this the cache starts afresh.</summary>
+    private const int MaxGrammars = 16;
 
     private readonly ConcurrentDictionary<string, TokenGrammar> _grammars = new();
 
@@ -57,7 +57,7 @@ internal sealed class RequestGrammars(ITextTokenizer tokenizer, ChatFormat forma
                 return ToolCallGrammar.Build(tools, request.ParallelToolCalls, tokenizer, format);
             case ToolChoiceMode.Auto when tools.Count > 0 && json != null:
                 // The model may call tools or answer, and the answer must have the requested shape.
-                return new ChoiceNode([ToolCallGrammar.Build(tools, request.ParallelToolCalls, tokenizer, format), json]);
+                return new ChoiceNode([ToolCallGrammar.Build(tools, request.ParallelToolCalls, tokenizer, format, strict: false), json]);
             case ToolChoiceMode.Auto when tools.Count > 0:
                 // The model may answer in free text or call tools; if it calls, the calls are well formed.
                 return ToolCallGrammar.BuildAfterText(tools, request.ParallelToolCalls, tokenizer, format);

@@ -3,7 +3,8 @@ namespace Ftransformers.Generation.Grammar;
 /// <summary>
 /// A JSON string of <see cref="MinLength"/> to <see cref="MaxLength"/> characters (code points, as JSON Schema counts
 /// them). Its bytes are well-formed UTF-8, so a token may end in the middle of a character and the next one finish
-/// it. <c>\u</c> escapes of surrogates are not produced: a lone surrogate is valid JSON that no .NET string holds.
+/// it. <c>\u</c> escapes of surrogates (<c>\ud800</c>-<c>\udfff</c>) are not produced: a lone surrogate is valid JSON
+/// that no .NET string holds.
 /// </summary>
 internal sealed class StringNode(int minLength, int maxLength) : GrammarNode
 {
@@ -42,10 +43,14 @@ internal sealed class StringNode(int minLength, int maxLength) : GrammarNode
                     'u' => this with { Phase = Phase.Hex, Pending = 4 },
                     _ => null,
                 },
-                Phase.Hex => IsHex(symbol) && !(Pending == 4 && symbol is 'd' or 'D')
-                    ? this with { Phase = Pending == 1 ? Phase.Body : Phase.Hex, Pending = Pending - 1 }
+                // After \u, a first digit d allows only d0-d7 next: d8-df are surrogates (Low marks that case).
+                Phase.Hex => IsHex(symbol) && !(Pending == 3 && Low == 1 && symbol is >= '8' and <= '9' or >= 'a' and <= 'f' or >= 'A' and <= 'F')
+                    ? this with { Phase = Pending == 1 ? Phase.Body : Phase.Hex, Pending = Pending - 1, Low = (byte)(Pending == 4 && symbol is 'd' or 'D' ? 1 : 0) }
                     : null,
-                _ when Pending > 0 => symbol >= Low && symbol <= High ? this with { Pending = Pending - 1, Low = 0x80, High = 0xBF } : null,
+                // The range is cleared once the character is complete, so states between characters compare equal.
+                _ when Pending > 0 => symbol >= Low && symbol <= High
+                    ? this with { Pending = Pending - 1, Low = (byte)(Pending == 1 ? 0 : 0x80), High = (byte)(Pending == 1 ? 0 : 0xBF) }
+                    : null,
                 _ => Body(below, symbol, into),
             };
             if (next != null)

@@ -10,8 +10,8 @@ namespace Ftransformers.Generation.Grammar;
 /// </summary>
 internal sealed class TokenGrammar
 {
-    /// <summary>States whose masks are kept; past this the cache starts afresh.</summary>
-    private const int MaxCachedMasks = 4096;
+    /// <summary>States whose masks are kept (16 KB each for DeepSeek-V3's vocabulary); past this the cache starts afresh.</summary>
+    private const int MaxCachedMasks = 1024;
 
     private readonly TokenTrie _trie;
     private readonly ConcurrentDictionary<GrammarState, TokenMask> _masks = new();
@@ -44,6 +44,9 @@ internal sealed class TokenGrammar
         foreach (int id in _trie.AddedTokens)
             if (id == Tokenizer.EosTokenId ? state.CanEnd : state.Advance(GrammarNode.SpecialSymbol(id), scratch) != null)
                 mask.Allow(id);
+        if (mask.Count == 0)
+            throw new InvalidOperationException("The output cannot be completed: no token fits the grammar here (a schema nesting deeper than the limit of " +
+                $"{GrammarState.MaxDepth} frames, or a vocabulary that cannot spell what must come next).");
         if (_masks.Count >= MaxCachedMasks)
             _masks.Clear();
         _masks[state] = mask;
@@ -63,7 +66,9 @@ internal sealed class TokenGrammar
     {
         int[] firstChild = _trie.FirstChild, tokensStart = _trie.TokensStart, tokens = _trie.Tokens;
         GrammarFrame? top = state.SingleTop;
-        int charactersLeft = top?.StringCharactersLeft ?? -1;
+        // The string flags were worked out from a character boundary at the root; they hold here only where the path
+        // to this node ends between characters too (after "\" they would read the next byte as escaped).
+        int charactersLeft = _trie.BetweenCharacters[node] ? top?.StringCharactersLeft ?? -1 : -1;
         for (int child = firstChild[node]; child < firstChild[node + 1]; child++)
         {
             // Free text takes every token; inside a string, a subtree that is string content all through and short

@@ -71,6 +71,7 @@ internal sealed class TokenTrie
         SubtreeStart = new int[count];
         SubtreeEnd = new int[count];
         StringSafe = new bool[count];
+        BetweenCharacters = new bool[count];
         SubtreeCharacters = new int[count];
         var subtreeTokens = new List<int>(Tokens.Length);
         var scratch = new List<GrammarStack?>();
@@ -86,6 +87,7 @@ internal sealed class TokenTrie
         for (int t = TokensStart[node]; t < TokensStart[node + 1]; t++)
             subtreeTokens.Add(Tokens[t]);
         bool safe = inString != null;
+        BetweenCharacters[node] = inString?.SingleTop?.StringCharactersLeft >= 0;
         int characters = 0;
         for (int child = FirstChild[node]; child < FirstChild[node + 1]; child++)
         {
@@ -129,6 +131,13 @@ internal sealed class TokenTrie
 
     /// <summary>Whether every byte path through node i's subtree (its edge included) is string content from a character boundary.</summary>
     public bool[] StringSafe { get; }
+
+    /// <summary>
+    /// Whether the path to node i, read inside a string from a character boundary, ends between characters again
+    /// (not inside an escape or a multi-byte character): only then do the flags of its children describe what
+    /// follows any state that is between characters.
+    /// </summary>
+    public bool[] BetweenCharacters { get; }
 
     /// <summary>The most characters a path through node i's subtree adds (an upper bound).</summary>
     public int[] SubtreeCharacters { get; }

@@ -16,9 +16,15 @@ internal static class ToolCallGrammar
 
     /// <summary>The grammar of one or more calls of <paramref name="tools"/> (one call unless <paramref name="parallel"/>).</summary>
     /// <exception cref="ArgumentException">A tool's parameters schema is unsupported (the message names the tool), or the tokenizer lacks the markers.</exception>
-    public static GrammarNode Build(IReadOnlyList<ToolDefinition> tools, bool parallel, ITextTokenizer tokenizer, ChatFormat format)
+    /// <param name="tools">The functions.</param>
+    /// <param name="parallel">Whether more than one call may follow.</param>
+    /// <param name="tokenizer">Whose added tokens the markers are.</param>
+    /// <param name="format">The chat template's call format.</param>
+    /// <param name="strict">Whether every tool's schema must be enforceable (a forced call); otherwise a tool whose schema
+    /// is not gets any JSON object as arguments.</param>
+    public static GrammarNode Build(IReadOnlyList<ToolDefinition> tools, bool parallel, ITextTokenizer tokenizer, ChatFormat format, bool strict = true)
     {
-        (LiteralNode opener, GrammarNode rest) = Calls(tools, parallel, tokenizer, format);
+        (LiteralNode opener, GrammarNode rest) = Calls(tools, parallel, tokenizer, format, strict);
         return new SequenceNode([opener, rest]);
     }
 
@@ -26,13 +32,17 @@ internal static class ToolCallGrammar
     /// Free text that may turn into tool calls: anything until the model writes the calls opener, then the calls'
     /// grammar (tool_choice auto). The model decides whether to call; once it does, its calls are well formed.
     /// </summary>
+    /// <remarks>
+    /// A tool whose parameters use schema keywords the grammar cannot enforce (<c>format</c>, <c>minimum</c>, ...) gets
+    /// any JSON object as arguments here, as OpenAI's non-strict tools do; a forced call (<see cref="Build"/>) refuses it.
+    /// </remarks>
     public static GrammarNode BuildAfterText(IReadOnlyList<ToolDefinition> tools, bool parallel, ITextTokenizer tokenizer, ChatFormat format)
     {
-        (LiteralNode opener, GrammarNode rest) = Calls(tools, parallel, tokenizer, format);
+        (LiteralNode opener, GrammarNode rest) = Calls(tools, parallel, tokenizer, format, strict: false);
         return new TextThenNode(opener.Symbols[0], rest);
     }
 
-    private static (LiteralNode Opener, GrammarNode AfterOpener) Calls(IReadOnlyList<ToolDefinition> tools, bool parallel, ITextTokenizer tokenizer, ChatFormat format)
+    private static (LiteralNode Opener, GrammarNode AfterOpener) Calls(IReadOnlyList<ToolDefinition> tools, bool parallel, ITextTokenizer tokenizer, ChatFormat format, bool strict)
     {
         bool v31 = format == ChatFormat.DeepSeekV31;
         var functions = new List<GrammarNode>();
@@ -42,6 +52,10 @@ internal static class ToolCallGrammar
             try
             {
                 arguments = tool.Parameters is { } schema ? JsonSchemaGrammar.Compile(schema) : JsonSchemaGrammar.AnyObject;
+            }
+            catch (JsonSchemaException) when (!strict)
+            {
+                arguments = JsonSchemaGrammar.AnyObject;
             }
             catch (JsonSchemaException e)
             {

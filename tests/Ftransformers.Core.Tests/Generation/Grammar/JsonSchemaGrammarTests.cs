@@ -136,6 +136,88 @@ public sealed class JsonSchemaGrammarTests
         }
     }
 
+    [TestCase("""{"$ref":"#"}""", "#")]
+    [TestCase("""{"$defs":{"a":{"$ref":"#/$defs/a"}},"$ref":"#/$defs/a"}""", "#/$defs/a")]
+    [TestCase("""{"anyOf":[{"$ref":"#"},{"type":"null"}]}""", "#")]
+    public void AReferenceThatReachesItselfBeforeAnyValue_IsRefused(string schema, string path)
+    {
+        var error = Assert.Throws<Ftransformers.Generation.Grammar.JsonSchemaException>(() => Compile(schema))!;
+        Assert.That(error.SchemaPath, Is.EqualTo(path));
+        Assert.That(error.Message, Does.Contain("refers to itself"));
+    }
+
+    [TestCase("""{"type":"object","properties":{"c":{"$ref":"#"}},"required":["c"]}""", "#", "no finite JSON value")]
+    [TestCase("""{"type":"array","items":{"$ref":"#"},"minItems":1}""", "#", "no finite JSON value")]
+    [TestCase("""{"type":"string","minLength":5,"maxLength":2}""", "#/minLength", "exceeds")]
+    [TestCase("""{"type":"array","minItems":3,"maxItems":1}""", "#/minItems", "exceeds")]
+    [TestCase("""{"type":"object","properties":{"a":{"type":"string"}},"anyOf":[{"required":["a"]}]}""", "#/type", "move it into each branch")]
+    [TestCase("""{"type":"string","enum":["a",1]}""", "#/enum", "not of type")]
+    [TestCase("""{"enum":["a"],"minLength":3}""", "#/minLength", "the listed values are the whole answer")]
+    [TestCase("""{"minLength":1,"minItems":1}""", "#", "several types")]
+    public void ASchemaNoValueFits_IsRefusedSayingWhy(string schema, string path, string message)
+    {
+        var error = Assert.Throws<Ftransformers.Generation.Grammar.JsonSchemaException>(() => Compile(schema))!;
+        Assert.That(error.SchemaPath, Is.EqualTo(path), error.Message);
+        Assert.That(error.Message, Does.Contain(message));
+    }
+
+    [Test]
+    public void KeywordsOfOneTypeImplyIt()
+    {
+        var grammar = new TokenGrammar(Compile("""{"minLength":2,"maxLength":3}"""), ByteTokenizer.Instance);
+        for (int seed = 0; seed < 10; seed++)
+            Assert.That(JsonDocument.Parse(Walk(grammar, new Random(seed), 50)!).RootElement.GetString()!.EnumerateRunes().Count(), Is.InRange(2, 3));
+    }
+
+    [Test]
+    public void MasksInsideEscapesAndCharacters_EqualTryingEveryToken()
+    {
+        // The trie's string shortcuts are worked out from a character boundary; from inside an escape or a
+        // multi-byte character, and right after one, they must not change the answer.
+        var grammar = new TokenGrammar(Compile("""{"type":"object","properties":{"s":{"type":"string"}},"required":["s"]}"""), DeepSeek);
+        foreach (string prefix in (string[])["{\"s\":\"\\", "{\"s\":\"\\\\", "{\"s\":\"\\u", "{\"s\":\"\\ud", "{\"s\":\"ab\\", "{\"s\":\"\u00e9"])
+        {
+            byte[] bytes = System.Text.Encoding.UTF8.GetBytes(prefix);
+            var scratch = new List<GrammarStack?>();
+            GrammarState state = GrammarState.Initial(grammar.Root).Advance(prefix == "{\"s\":\"\u00e9" ? bytes[..^1] : bytes, scratch)!;
+            int[] expected = [.. Enumerable.Range(0, DeepSeek.VocabSize).Where(t => t == DeepSeek.EosTokenId ? state.CanEnd : grammar.Advance(state, t) != null)];
+            TokenMask mask = grammar.Mask(state);
+            Assert.That(Enumerable.Range(0, mask.VocabSize).Where(mask.IsAllowed), Is.EqualTo(expected), prefix);
+        }
+    }
+
+    [Test]
+    public void EscapesOfSurrogatesAreNotWritten_OtherDEscapesAre()
+    {
+        var grammar = new TokenGrammar(Compile("""{"type":"string"}"""), ByteTokenizer.Instance);
+        var scratch = new List<GrammarStack?>();
+        GrammarState start = GrammarState.Initial(grammar.Root);
+        Assert.That(start.Advance("\"\\ud7ff\""u8, scratch), Is.Not.Null, "U+D7FF is a character");
+        Assert.That(start.Advance("\"\\uD55C\""u8, scratch), Is.Not.Null, "Hangul");
+        Assert.That(start.Advance("\"\\ud800"u8, scratch), Is.Null, "a surrogate");
+        Assert.That(start.Advance("\"\\uDFFF"u8, scratch), Is.Null, "a surrogate");
+    }
+
+    [Test]
+    public void UnboundedArraysObjectsAndStrings_RepeatTheirStates()
+    {
+        var scratch = new List<GrammarStack?>();
+        var array = GrammarState.Initial(Compile("""{"type":"array","items":{"type":"integer"}}"""));
+        Assert.That(array.Advance("[1,"u8, scratch), Is.EqualTo(array.Advance("[1,2,"u8, scratch)));
+        var obj = GrammarState.Initial(JsonSchemaGrammar.AnyObject);
+        Assert.That(obj.Advance("{\"a\":1,"u8, scratch), Is.EqualTo(obj.Advance("{\"a\":1,\"bc\":2,"u8, scratch)));
+        var text = GrammarState.Initial(Compile("""{"type":"string"}"""));
+        Assert.That(text.Advance("\"a\u00e9"u8, scratch), Is.EqualTo(text.Advance("\"abc"u8, scratch)));
+    }
+
+    [Test]
+    public void BranchesThatStayAlikeWithoutEnd_AreStoppedWithAClearError()
+    {
+        var state = GrammarState.Initial(Compile("""{"anyOf":[{"type":"array","items":{"$ref":"#"}},{"type":"array","items":{"$ref":"#"}}]}"""));
+        var error = Assert.Throws<InvalidOperationException>(() => state.Advance("[[[[[[[[[[["u8, new List<GrammarStack?>()))!;
+        Assert.That(error.Message, Does.Contain("alternatives"));
+    }
+
     internal static GrammarNode Compile(string schema) => JsonSchemaGrammar.Compile(JsonDocument.Parse(schema).RootElement);
 
     private static void AssertWalksAreValid(string schemaText, ITextTokenizer tokenizer, int walks)
