@@ -1,4 +1,3 @@
-using System.IO.MemoryMappedFiles;
 using System.Text.Json;
 using Ftransformers.Memory;
 
@@ -13,10 +12,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
     // Headers of real checkpoints are a few hundred KiB; anything far larger is a corrupt length field.
     private const long MaxHeaderBytes = 256L << 20;
 
-    private readonly MemoryMappedFile? _map;
-    private readonly MemoryMappedViewAccessor? _view;
-    private readonly PinnedArray<byte>? _image;
-    private byte* _base;
+    private readonly MappedFile _file;
     private readonly long _dataStart;
     private readonly Dictionary<string, TensorInfo> _tensors;
 
@@ -29,16 +25,15 @@ public sealed unsafe class SafetensorsFile : IDisposable
     /// <summary>The free-form string metadata of the header (<c>__metadata__</c>).</summary>
     public IReadOnlyDictionary<string, string> Metadata { get; }
 
-    private SafetensorsFile(string path, byte* start, long length, MemoryMappedFile? map, MemoryMappedViewAccessor? view, PinnedArray<byte>? image)
+    private SafetensorsFile(MappedFile file)
     {
-        Path = path;
-        _map = map;
-        _view = view;
-        _image = image;
-        _base = start;
+        Path = file.Path;
+        _file = file;
         try
         {
-            (_tensors, Metadata, _dataStart) = ParseHeader(path, new ReadOnlySpan<byte>(start, (int)Math.Min(length, int.MaxValue)), length);
+            if (file.Length < 8)
+                throw new InvalidDataException($"{file.Path}: file is truncated ({file.Length} bytes; a safetensors file starts with an 8-byte header length).");
+            (_tensors, Metadata, _dataStart) = ParseHeader(file.Path, file.Bytes(0, long.MaxValue), file.Length);
         }
         catch
         {
@@ -50,29 +45,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
     /// <summary>Maps a safetensors file read-only and validates its header.</summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     /// <exception cref="InvalidDataException">The file is truncated or its header is malformed.</exception>
-    public static SafetensorsFile Open(string path)
-    {
-        if (!File.Exists(path))
-            throw new FileNotFoundException($"Safetensors file '{path}' does not exist.", path);
-        long length = new FileInfo(path).Length;
-        if (length < 8)
-            throw new InvalidDataException($"{path}: file is truncated ({length} bytes; a safetensors file starts with an 8-byte header length).");
-        var map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-        MemoryMappedViewAccessor? view = null;
-        try
-        {
-            view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-            byte* ptr = null;
-            view.SafeMemoryMappedViewHandle.AcquirePointer(ref ptr);
-            return new SafetensorsFile(path, ptr + view.PointerOffset, length, map, view, null);
-        }
-        catch
-        {
-            view?.Dispose();
-            map.Dispose();
-            throw;
-        }
-    }
+    public static SafetensorsFile Open(string path) => new(MappedFile.Open(path, "Safetensors"));
 
     /// <summary>Reads a safetensors image held in memory, from a pinned copy of <paramref name="bytes"/>.</summary>
     /// <param name="name">A name for messages.</param>
@@ -80,12 +53,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
     public static SafetensorsFile FromBytes(string name, ReadOnlySpan<byte> bytes) => FromImage(name, PinnedArray<byte>.CopyOf(bytes));
 
     /// <summary>Reads an image this file then owns (synthetic models fill their tensors in place).</summary>
-    internal static SafetensorsFile FromImage(string name, PinnedArray<byte> image)
-    {
-        if (image.Length < 8)
-            throw new InvalidDataException($"{name}: file is truncated ({image.Length} bytes).");
-        return new SafetensorsFile(name, image.Pointer, image.Length, null, null, image);
-    }
+    internal static SafetensorsFile FromImage(string name, PinnedArray<byte> image) => new(MappedFile.FromImage(name, image));
 
     /// <summary>Whether the file holds a tensor of this name.</summary>
     public bool Contains(string name) => _tensors.ContainsKey(name);
@@ -96,19 +64,13 @@ public sealed unsafe class SafetensorsFile : IDisposable
     /// <summary>Address of a tensor's first byte; valid until the file is disposed.</summary>
     internal byte* GetPointer(TensorInfo tensor)
     {
-        ObjectDisposedException.ThrowIf(_base == null, this);
-        return _base + _dataStart + tensor.Offset;
+        return _file.Pointer + _dataStart + tensor.Offset;
     }
 
     /// <summary>Unmaps the file.</summary>
     public void Dispose()
     {
-        if (_view != null && _base != null)
-            _view.SafeMemoryMappedViewHandle.ReleasePointer();
-        _base = null;
-        _view?.Dispose();
-        _map?.Dispose();
-        GC.KeepAlive(_image);
+        _file.Dispose();
     }
 
     private static (Dictionary<string, TensorInfo>, IReadOnlyDictionary<string, string>, long) ParseHeader(string path, ReadOnlySpan<byte> file, long fileLength)

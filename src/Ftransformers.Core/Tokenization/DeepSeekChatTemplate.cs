@@ -28,13 +28,13 @@ public static class DeepSeekChatTemplate
     /// <summary>Separates a call's type from its function name.</summary>
     public const string ToolSep = "<｜tool▁sep｜>";
 
-    private const string User = "<｜User｜>";
-    private const string Assistant = "<｜Assistant｜>";
-    private const string EndOfSentence = "<｜end▁of▁sentence｜>";
+    internal const string User = "<｜User｜>";
+    internal const string Assistant = "<｜Assistant｜>";
+    internal const string EndOfSentence = "<｜end▁of▁sentence｜>";
     private const string ToolOutputsBegin = "<｜tool▁outputs▁begin｜>";
     private const string ToolOutputsEnd = "<｜tool▁outputs▁end｜>";
-    private const string ToolOutputBegin = "<｜tool▁output▁begin｜>";
-    private const string ToolOutputEnd = "<｜tool▁output▁end｜>";
+    internal const string ToolOutputBegin = "<｜tool▁output▁begin｜>";
+    internal const string ToolOutputEnd = "<｜tool▁output▁end｜>";
 
     /// <summary>Renders a conversation to the prompt text the model was trained on.</summary>
     /// <param name="messages">The conversation, in order.</param>

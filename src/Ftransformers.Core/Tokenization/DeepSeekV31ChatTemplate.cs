@@ -11,12 +11,9 @@ namespace Ftransformers.Tokenization;
 /// </summary>
 public static class DeepSeekV31ChatTemplate
 {
-    private const string User = "<｜User｜>";
-    private const string Assistant = "<｜Assistant｜>";
-    private const string EndOfSentence = "<｜end▁of▁sentence｜>";
+    private const string User = DeepSeekChatTemplate.User, Assistant = DeepSeekChatTemplate.Assistant, EndOfSentence = DeepSeekChatTemplate.EndOfSentence;
+    private const string ToolOutputBegin = DeepSeekChatTemplate.ToolOutputBegin, ToolOutputEnd = DeepSeekChatTemplate.ToolOutputEnd;
     private const string ThinkOpen = "<think>", ThinkClose = "</think>";
-    private const string ToolOutputBegin = "<｜tool▁output▁begin｜>";
-    private const string ToolOutputEnd = "<｜tool▁output▁end｜>";
 
     /// <summary>Renders a conversation to the prompt text DeepSeek-V3.1 was trained on.</summary>
     /// <param name="messages">The conversation, in order.</param>
