@@ -11,7 +11,7 @@ internal static class VerifyCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "Checkpoint folder (config.json + safetensors).", Required = true };
+        var model = new Option<string>("--model") { Description = "Checkpoint folder (config.json + safetensors), or a deepseek2 GGUF file.", Required = true };
         var golden = new Option<string>("--golden") { Description = "Golden safetensors file (p{i}.tokens, p{i}.prefill_logits, p{i}.greedy_tokens, p{i}.decode_logits).", Required = true };
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of the table." };
         var preset = new Option<string?>("--preset") { Description = $"Precision preset ({string.Join(", ", Precision.PresetNames)}); quantized presets are judged by pooled KL <= 0.02 and top-1 >= 0.80, bf16 by 1e-2 per row." };

@@ -283,7 +283,8 @@ public sealed unsafe partial class GgufFile : IDisposable
             GgufValueType.Int32 => new(type, (long)(int)UInt32(what)),
             GgufValueType.UInt64 => new(type, UInt64(what)),
             GgufValueType.Int64 => new(type, (long)UInt64(what)),
-            GgufValueType.Float32 => new(type, (double)BitConverter.Int32BitsToSingle((int)UInt32(what))),
+            // A float32 stands for the shortest decimal that rounds to it (1e-6, not 9.99999997e-7), as the converter meant it.
+            GgufValueType.Float32 => new(type, double.Parse(BitConverter.Int32BitsToSingle((int)UInt32(what)).ToString("R", System.Globalization.CultureInfo.InvariantCulture), System.Globalization.CultureInfo.InvariantCulture)),
             GgufValueType.Float64 => new(type, BitConverter.Int64BitsToDouble((long)UInt64(what))),
             GgufValueType.Bool => Take(1, what)[0] switch
             {

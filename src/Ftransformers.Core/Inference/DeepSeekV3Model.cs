@@ -68,11 +68,21 @@ public sealed class DeepSeekV3Model : IDisposable
             _denseLayers += config.IsMoeLayer(i) ? 0 : 1;
     }
 
-    /// <summary>Loads a Hugging Face checkpoint folder (config.json and safetensors, single or sharded).</summary>
+    /// <summary>
+    /// Loads a Hugging Face checkpoint folder (config.json and safetensors, single or sharded), or a GGUF file
+    /// (<c>.gguf</c>, or the first file of a split set) of F32, F16 or BF16 tensors.
+    /// </summary>
     /// <exception cref="FileNotFoundException">config.json or the safetensors are missing.</exception>
     /// <exception cref="InvalidDataException">The config or a tensor is malformed, missing or misshapen.</exception>
-    public static DeepSeekV3Model Load(string directory, ModelLoadOptions? options = null) =>
-        FromCheckpoint(DeepSeekV3Config.Load(directory), Checkpoint.Open(directory), options);
+    public static DeepSeekV3Model Load(string path, ModelLoadOptions? options = null)
+    {
+        if (path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) && !Directory.Exists(path))
+        {
+            (DeepSeekV3Config config, Checkpoint checkpoint) = GgufCheckpoint.Open(path);
+            return FromCheckpoint(config, checkpoint, options);
+        }
+        return FromCheckpoint(DeepSeekV3Config.Load(path), Checkpoint.Open(path), options);
+    }
 
     /// <summary>Builds the model over an open checkpoint, taking ownership of it.</summary>
     public static DeepSeekV3Model FromCheckpoint(DeepSeekV3Config config, Checkpoint checkpoint, ModelLoadOptions? options = null)

@@ -1,0 +1,268 @@
+using Ftransformers.Formats;
+
+namespace Ftransformers.Model;
+
+/// <summary>
+/// DeepSeek-V3/R1 in a GGUF file as llama.cpp names it (architecture <c>deepseek2</c>): the config from the
+/// <c>deepseek2.*</c> metadata, the tensors under llama.cpp's names (<c>blk.N.attn_kv_b.weight</c>, experts stacked
+/// in <c>blk.N.ffn_gate_exps.weight</c>), mapped to the Hugging Face names the backends load. F32, F16 and BF16 tensors
+/// are read; quantized GGUF types are refused naming the tensor (their kernels are open work).
+/// </summary>
+public static class GgufCheckpoint
+{
+    /// <summary>The <c>general.architecture</c> of DeepSeek-V2/V3/R1 files.</summary>
+    public const string Architecture = "deepseek2";
+
+    private const string P = Architecture + ".";
+
+    /// <summary>Opens <paramref name="path"/> (a file, or the first of a split set) as a config and a checkpoint.</summary>
+    /// <exception cref="FileNotFoundException">A file is missing.</exception>
+    /// <exception cref="InvalidDataException">The file is malformed, not <c>deepseek2</c>, lacks a key or tensor, or holds a type not loaded yet.</exception>
+    public static (DeepSeekV3Config Config, Checkpoint Checkpoint) Open(string path)
+    {
+        using GgufFile file = GgufFile.Open(path);
+        DeepSeekV3Config config = ConfigOf(file);
+        var writer = new SafetensorsWriter();
+        var expected = new HashSet<string>(StringComparer.Ordinal);
+        foreach ((string gguf, string hf) in Names(config))
+        {
+            expected.Add(gguf);
+            if (!file.Tensors.TryGetValue(gguf, out GgufTensor? tensor))
+            {
+                if (hf == "lm_head.weight" && config.TieWordEmbeddings)
+                    continue;
+                throw new InvalidDataException($"{path}: tensor '{gguf}' ({hf}) is missing.");
+            }
+            Add(writer, file, tensor, hf, path);
+        }
+        for (int layer = config.FirstKDenseReplace; layer < config.NumHiddenLayers; layer++)
+            foreach ((string gguf, string hfPart) in StackedExperts(layer))
+            {
+                expected.Add(gguf);
+                GgufTensor tensor = file.Tensors.GetValueOrDefault(gguf) ?? throw new InvalidDataException($"{path}: tensor '{gguf}' is missing.");
+                if (tensor.Dimensions is not [_, _, long experts] || experts != config.NRoutedExperts)
+                    throw new InvalidDataException($"{path}: tensor '{gguf}' has shape [{string.Join(", ", tensor.Dimensions)}]; expected [in, out, {config.NRoutedExperts}].");
+                long each = tensor.ByteLength / experts;
+                for (int e = 0; e < experts; e++)
+                    Add(writer, file, tensor with { Dimensions = tensor.Dimensions[..2], Offset = tensor.Offset + e * each, ByteLength = each },
+                        $"model.layers.{layer}.mlp.experts.{e}.{hfPart}", path);
+            }
+        if (file.Tensors.Keys.FirstOrDefault(name => !expected.Contains(name)) is { } unknown)
+            throw new InvalidDataException(unknown.Contains("attn_k_b", StringComparison.Ordinal) || unknown.Contains("attn_v_b", StringComparison.Ordinal)
+                ? $"{path}: tensor '{unknown}' is MLA split into attn_k_b/attn_v_b, which is not read yet; a file with attn_kv_b is."
+                : $"{path}: tensor '{unknown}' is not one DeepSeek-V3 has.");
+        return (config, Checkpoint.FromFiles(path, [SafetensorsFile.FromImage(path, writer.ToImage())]));
+    }
+
+    /// <summary>Writes <paramref name="checkpoint"/> as a GGUF file llama.cpp reads (tensors kept in F32, F16 or BF16; others as F32).</summary>
+    /// <exception cref="ArgumentException">The config has no GGUF form (MoE layers not every layer after the dense ones).</exception>
+    public static void Write(DeepSeekV3Config config, Checkpoint checkpoint, string path)
+    {
+        if (config.MoeLayerFreq != 1)
+            throw new ArgumentException($"moe_layer_freq {config.MoeLayerFreq} has no GGUF form: deepseek2 files make every layer after the dense ones MoE.", nameof(config));
+        var writer = new GgufWriter().Add("general.architecture", Architecture);
+        foreach ((string key, GgufValueType type, object value) in MetadataOf(config))
+            writer.Add(key, type, value);
+        foreach ((string gguf, string hf) in Names(config))
+            if (checkpoint.Contains(hf))
+                writer.AddTensor(gguf, TypeOf(checkpoint, hf), Reversed(checkpoint.Info(hf).Shape), BytesOf(checkpoint, hf));
+        for (int layer = config.FirstKDenseReplace; layer < config.NumHiddenLayers; layer++)
+            foreach ((string gguf, string hfPart) in StackedExperts(layer))
+            {
+                string first = $"model.layers.{layer}.mlp.experts.0.{hfPart}";
+                GgmlType type = TypeOf(checkpoint, first);
+                byte[] bytes = [.. Enumerable.Range(0, config.NRoutedExperts).SelectMany(e => BytesOf(checkpoint, $"model.layers.{layer}.mlp.experts.{e}.{hfPart}", type))];
+                writer.AddTensor(gguf, type, [.. Reversed(checkpoint.Info(first).Shape), config.NRoutedExperts], bytes);
+            }
+        writer.Save(path);
+    }
+
+    /// <summary>The model's config from a GGUF file's <c>deepseek2.*</c> metadata.</summary>
+    /// <exception cref="InvalidDataException">The file is another architecture, or lacks a key.</exception>
+    public static DeepSeekV3Config ConfigOf(GgufFile file)
+    {
+        string architecture = file.Metadata.TryGetValue("general.architecture", out GgufValue? a) ? a.AsString() : "(none)";
+        if (architecture != Architecture)
+            throw new InvalidDataException($"{file.Path}: general.architecture is '{architecture}'; this engine runs '{Architecture}' (DeepSeek-V2/V3/R1) files.");
+        int Int(string key) => checked((int)Required(key).AsInt64());
+        int? Optional(string key) => file.Metadata.TryGetValue(P + key, out GgufValue? v) ? checked((int)v.AsInt64()) : null;
+        double Number(string key, double fallback) => file.Metadata.TryGetValue(P + key, out GgufValue? v) ? v.AsDouble() : fallback;
+        GgufValue Required(string key) => file.Metadata.TryGetValue(P + key, out GgufValue? v) ? v : throw new InvalidDataException($"{file.Path}: metadata '{P + key}' is missing.");
+
+        int rope = Int("rope.dimension_count");
+        int vocab = Optional("vocab_size") ?? (file.Tensors.TryGetValue("token_embd.weight", out GgufTensor? embeddings) ? checked((int)embeddings.Dimensions[^1])
+            : throw new InvalidDataException($"{file.Path}: neither metadata '{P}vocab_size' nor tensor 'token_embd.weight' says the vocabulary size."));
+        RopeScaling? scaling = null;
+        if (file.Metadata.TryGetValue(P + "rope.scaling.type", out GgufValue? type) && type.AsString() == "yarn")
+        {
+            // llama.cpp keeps 0.1 * mscale_all_dim; DeepSeek's configs use the same value for mscale.
+            double mscale = Number("rope.scaling.yarn_log_multiplier", 0) / 0.1;
+            scaling = new RopeScaling(Number("rope.scaling.factor", 1), Int("rope.scaling.original_context_length"),
+                Number("rope.scaling.yarn_beta_fast", 32), Number("rope.scaling.yarn_beta_slow", 1), mscale, mscale);
+        }
+        else if (file.Metadata.TryGetValue(P + "rope.scaling.type", out GgufValue? other) && other.AsString() != "none")
+            throw new InvalidDataException($"{file.Path}: metadata '{P}rope.scaling.type' is '{other.AsString()}'; DeepSeek-V3 uses yarn.");
+        long gating = file.Metadata.TryGetValue(P + "expert_gating_func", out GgufValue? g) ? g.AsInt64() : 1;
+        var config = new DeepSeekV3Config
+        {
+            VocabSize = vocab,
+            HiddenSize = Int("embedding_length"),
+            IntermediateSize = Int("feed_forward_length"),
+            MoeIntermediateSize = Int("expert_feed_forward_length"),
+            NumHiddenLayers = Int("block_count"),
+            FirstKDenseReplace = Int("leading_dense_block_count"),
+            NumAttentionHeads = Int("attention.head_count"),
+            NRoutedExperts = Int("expert_count"),
+            NSharedExperts = Int("expert_shared_count"),
+            NumExpertsPerTok = Int("expert_used_count"),
+            NGroup = Optional("expert_group_count") ?? 1,
+            TopkGroup = Optional("expert_group_used_count") ?? 1,
+            ScoringFunc = gating switch
+            {
+                1 => "softmax",
+                2 => "sigmoid",
+                _ => throw new InvalidDataException($"{file.Path}: metadata '{P}expert_gating_func' is {gating}; known: 1 (softmax), 2 (sigmoid)."),
+            },
+            NormTopkProb = file.Metadata.TryGetValue(P + "expert_weights_norm", out GgufValue? norm) && norm.AsBool(),
+            RoutedScalingFactor = Number("expert_weights_scale", 1),
+            QLoraRank = Optional("attention.q_lora_rank") is > 0 and var q ? q : null,
+            KvLoraRank = Int("attention.kv_lora_rank"),
+            QkNopeHeadDim = Int("attention.key_length") - rope,
+            QkRopeHeadDim = rope,
+            VHeadDim = Int("attention.value_length"),
+            MaxPositionEmbeddings = Int("context_length"),
+            RopeTheta = Number("rope.freq_base", 10000),
+            RopeScaling = scaling,
+            RmsNormEps = Required("attention.layer_norm_rms_epsilon").AsDouble(),
+            TieWordEmbeddings = !file.Tensors.ContainsKey("output.weight"),
+            BosTokenId = file.Metadata.TryGetValue("tokenizer.ggml.bos_token_id", out GgufValue? bos) ? checked((int)bos.AsInt64()) : null,
+            EosTokenIds = file.Metadata.TryGetValue("tokenizer.ggml.eos_token_id", out GgufValue? eos) ? [checked((int)eos.AsInt64())] : [],
+        };
+        try
+        {
+            config.Validate(file.Path);
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+        {
+            throw new InvalidDataException(e.Message, e);
+        }
+        return config;
+    }
+
+    private static IEnumerable<(string Key, GgufValueType Type, object Value)> MetadataOf(DeepSeekV3Config c)
+    {
+        (string, GgufValueType, object) U(string key, long value) => (P + key, GgufValueType.UInt32, (uint)value);
+        (string, GgufValueType, object) F(string key, double value) => (P + key, GgufValueType.Float32, (float)value);
+        yield return U("vocab_size", c.VocabSize);
+        yield return U("context_length", c.MaxPositionEmbeddings);
+        yield return U("embedding_length", c.HiddenSize);
+        yield return U("feed_forward_length", c.IntermediateSize);
+        yield return U("expert_feed_forward_length", c.MoeIntermediateSize);
+        yield return U("block_count", c.NumHiddenLayers);
+        yield return U("leading_dense_block_count", c.FirstKDenseReplace);
+        yield return U("attention.head_count", c.NumAttentionHeads);
+        yield return U("attention.head_count_kv", c.NumAttentionHeads);
+        yield return U("expert_count", c.NRoutedExperts);
+        yield return U("expert_shared_count", c.NSharedExperts);
+        yield return U("expert_used_count", c.NumExpertsPerTok);
+        yield return U("expert_group_count", c.NGroup);
+        yield return U("expert_group_used_count", c.TopkGroup);
+        yield return U("expert_gating_func", c.ScoringFunc == "softmax" ? 1 : 2);
+        yield return (P + "expert_weights_norm", GgufValueType.Bool, c.NormTopkProb);
+        yield return F("expert_weights_scale", c.RoutedScalingFactor);
+        if (c.QLoraRank is int q)
+            yield return U("attention.q_lora_rank", q);
+        yield return U("attention.kv_lora_rank", c.KvLoraRank);
+        yield return U("attention.key_length", c.QkNopeHeadDim + c.QkRopeHeadDim);
+        yield return U("attention.value_length", c.VHeadDim);
+        yield return U("rope.dimension_count", c.QkRopeHeadDim);
+        yield return F("rope.freq_base", c.RopeTheta);
+        yield return F("attention.layer_norm_rms_epsilon", c.RmsNormEps);
+        if (c.RopeScaling is { } s)
+        {
+            if (s.Mscale != s.MscaleAllDim)
+                throw new ArgumentException($"YaRN mscale {s.Mscale} differs from mscale_all_dim {s.MscaleAllDim}; GGUF keeps one of them.", nameof(c));
+            yield return (P + "rope.scaling.type", GgufValueType.String, "yarn");
+            yield return F("rope.scaling.factor", s.Factor);
+            yield return U("rope.scaling.original_context_length", s.OriginalMaxPositionEmbeddings);
+            yield return F("rope.scaling.yarn_log_multiplier", 0.1 * s.MscaleAllDim);
+            yield return F("rope.scaling.yarn_beta_fast", s.BetaFast);
+            yield return F("rope.scaling.yarn_beta_slow", s.BetaSlow);
+        }
+        if (c.BosTokenId is int bos)
+            yield return ("tokenizer.ggml.bos_token_id", GgufValueType.UInt32, (uint)bos);
+        if (c.EosTokenIds is [int eos, ..])
+            yield return ("tokenizer.ggml.eos_token_id", GgufValueType.UInt32, (uint)eos);
+    }
+
+    // llama.cpp's name of each Hugging Face tensor, experts aside.
+    private static IEnumerable<(string Gguf, string Hf)> Names(DeepSeekV3Config c)
+    {
+        yield return ("token_embd.weight", "model.embed_tokens.weight");
+        yield return ("output_norm.weight", "model.norm.weight");
+        yield return ("output.weight", "lm_head.weight");
+        for (int i = 0; i < c.NumHiddenLayers; i++)
+        {
+            string b = $"blk.{i}.", h = $"model.layers.{i}.";
+            yield return (b + "attn_norm.weight", h + "input_layernorm.weight");
+            yield return (b + "ffn_norm.weight", h + "post_attention_layernorm.weight");
+            if (c.QLoraRank != null)
+            {
+                yield return (b + "attn_q_a.weight", h + "self_attn.q_a_proj.weight");
+                yield return (b + "attn_q_a_norm.weight", h + "self_attn.q_a_layernorm.weight");
+                yield return (b + "attn_q_b.weight", h + "self_attn.q_b_proj.weight");
+            }
+            else
+            {
+                yield return (b + "attn_q.weight", h + "self_attn.q_proj.weight");
+            }
+            yield return (b + "attn_kv_a_mqa.weight", h + "self_attn.kv_a_proj_with_mqa.weight");
+            yield return (b + "attn_kv_a_norm.weight", h + "self_attn.kv_a_layernorm.weight");
+            yield return (b + "attn_kv_b.weight", h + "self_attn.kv_b_proj.weight");
+            yield return (b + "attn_output.weight", h + "self_attn.o_proj.weight");
+            if (!c.IsMoeLayer(i))
+            {
+                foreach (string part in (string[])["gate", "up", "down"])
+                    yield return ($"{b}ffn_{part}.weight", $"{h}mlp.{part}_proj.weight");
+                continue;
+            }
+            yield return (b + "ffn_gate_inp.weight", h + "mlp.gate.weight");
+            yield return (b + "exp_probs_b.bias", h + "mlp.gate.e_score_correction_bias");
+            if (c.NSharedExperts > 0)
+                foreach (string part in (string[])["gate", "up", "down"])
+                    yield return ($"{b}ffn_{part}_shexp.weight", $"{h}mlp.shared_experts.{part}_proj.weight");
+        }
+    }
+
+    private static IEnumerable<(string Gguf, string HfPart)> StackedExperts(int layer) =>
+        [($"blk.{layer}.ffn_gate_exps.weight", "gate_proj.weight"), ($"blk.{layer}.ffn_up_exps.weight", "up_proj.weight"), ($"blk.{layer}.ffn_down_exps.weight", "down_proj.weight")];
+
+    private static void Add(SafetensorsWriter writer, GgufFile file, GgufTensor tensor, string hf, string path)
+    {
+        TensorDType dtype = tensor.Type switch
+        {
+            GgmlType.F32 => TensorDType.F32,
+            GgmlType.F16 => TensorDType.F16,
+            GgmlType.BF16 => TensorDType.BF16,
+            _ => throw new InvalidDataException($"{path}: tensor '{tensor.Name}' is {tensor.Type}; GGUF tensors are loaded in F32, F16 and BF16 so far."),
+        };
+        writer.Add(hf, dtype, Reversed(tensor.Dimensions), file.GetBytes(tensor).ToArray());
+    }
+
+    private static long[] Reversed(long[] shape) => [.. shape.Reverse()];
+
+    private static GgmlType TypeOf(Checkpoint checkpoint, string name) => checkpoint.Info(name).DType switch
+    {
+        TensorDType.BF16 => GgmlType.BF16,
+        TensorDType.F16 => GgmlType.F16,
+        _ => GgmlType.F32,
+    };
+
+    private static byte[] BytesOf(Checkpoint checkpoint, string name) => BytesOf(checkpoint, name, TypeOf(checkpoint, name));
+
+    private static byte[] BytesOf(Checkpoint checkpoint, string name, GgmlType type) =>
+        type == GgmlType.F32 && checkpoint.Info(name).DType != TensorDType.F32
+            ? System.Runtime.InteropServices.MemoryMarshal.AsBytes(checkpoint.ReadSingle(name).AsSpan()).ToArray()
+            : TypeOf(checkpoint, name) == type ? checkpoint.Bytes(name).ToArray()
+            : throw new InvalidDataException($"{checkpoint.Location}: tensor '{name}' is {checkpoint.Info(name).DType}, unlike the other experts of its layer.");
+}

@@ -1,0 +1,91 @@
+using Ftransformers.Cli;
+using Ftransformers.Formats;
+using Ftransformers.Inference;
+using Ftransformers.Model;
+using Ftransformers.Tests.Support;
+using Ftransformers.Verification;
+using NUnit.Framework;
+
+namespace Ftransformers.Tests.Model;
+
+[TestFixture]
+public class GgufCheckpointTests
+{
+    [Test]
+    public async Task TheFixtureWrittenAsGguf_ReproducesItsGoldenLogits_ThroughVerify()
+    {
+        using var dir = new TempDirectory();
+        string gguf = dir.File("tiny-v3-BF16.gguf");
+        using (Checkpoint checkpoint = Checkpoint.Open(Fixtures.TinyV3))
+            GgufCheckpoint.Write(DeepSeekV3Config.Load(Fixtures.TinyV3), checkpoint, gguf);
+
+        using (GgufFile file = GgufFile.Open(gguf))
+        {
+            // llama.cpp's names and shapes: experts stacked, dimensions row length first.
+            Assert.That(file.Tensors["blk.1.ffn_gate_exps.weight"].Dimensions, Is.EqualTo(new long[] { 128, 64, 16 }));
+            Assert.That(file.Tensors["blk.0.attn_kv_b.weight"].Dimensions, Is.EqualTo(new long[] { 32, 256 }));
+            Assert.That(file.Tensors["blk.0.attn_kv_b.weight"].Type, Is.EqualTo(GgmlType.BF16));
+            DeepSeekV3Config read = GgufCheckpoint.ConfigOf(file), original = DeepSeekV3Config.Load(Fixtures.TinyV3);
+            Assert.That(read.EosTokenIds, Is.EqualTo(original.EosTokenIds));
+            Assert.That(read with { EosTokenIds = original.EosTokenIds }, Is.EqualTo(original));
+        }
+
+        var output = new StringWriter();
+        int exit = await Program.RunAsync(["verify", "--model", gguf, "--golden", Path.Combine(Fixtures.TinyV3, "golden.safetensors"), "--json"], output, TextWriter.Null);
+        using var result = System.Text.Json.JsonDocument.Parse(output.ToString());
+        foreach (var prompt in result.RootElement.GetProperty("prompts").EnumerateArray())
+        {
+            Assert.That(prompt.GetProperty("max_rel_error").GetDouble(), Is.LessThan(ModelVerifier.ExactRelativeErrorBound));
+            Assert.That(prompt.GetProperty("greedy_match").GetBoolean(), Is.True);
+        }
+        Assert.That(exit, Is.Zero);
+    }
+
+    [Test]
+    public void ASyntheticArchitectureWithGroupsAndNoQLora_RoundTripsThroughGguf()
+    {
+        DeepSeekV3Config config = SyntheticModels.Tiny with { QLoraRank = null, NGroup = 2, TopkGroup = 1, ScoringFunc = "softmax", NormTopkProb = false };
+        using var dir = new TempDirectory();
+        SyntheticCheckpoint.WriteDirectory(dir.Path, config, seed: 3, TensorDType.F32, shards: 1);
+        string gguf = dir.File("model.gguf");
+        using (Checkpoint checkpoint = Checkpoint.Open(dir.Path))
+            GgufCheckpoint.Write(config, checkpoint, gguf);
+        (DeepSeekV3Config read, Checkpoint fromGguf) = GgufCheckpoint.Open(gguf);
+        using (fromGguf)
+        using (Checkpoint original = Checkpoint.Open(dir.Path))
+        {
+            Assert.That(read with { EosTokenIds = config.EosTokenIds, BosTokenId = config.BosTokenId }, Is.EqualTo(config));
+            Assert.That(fromGguf.TensorNames.Order(), Is.EqualTo(original.TensorNames.Order()));
+            foreach (string name in original.TensorNames)
+            {
+                Assert.That(fromGguf.Info(name).Shape, Is.EqualTo(original.Info(name).Shape), name);
+                Assert.That(fromGguf.Bytes(name).ToArray(), Is.EqualTo(original.Bytes(name).ToArray()), name);
+            }
+        }
+    }
+
+    [Test]
+    public void WhatCannotBeLoaded_IsRefusedNamingIt()
+    {
+        using var dir = new TempDirectory();
+        string other = dir.File("llama.gguf");
+        new GgufWriter().Add("general.architecture", "llama").Save(other);
+        Assert.That(Assert.Throws<InvalidDataException>(() => DeepSeekV3Model.Load(other))!.Message, Does.Contain("'llama'"));
+
+        string gguf = dir.File("tiny.gguf");
+        using (Checkpoint checkpoint = Checkpoint.Open(Fixtures.TinyV3))
+            GgufCheckpoint.Write(DeepSeekV3Config.Load(Fixtures.TinyV3), checkpoint, gguf);
+        using GgufFile file = GgufFile.Open(gguf);
+        var quantized = new GgufWriter();
+        foreach ((string key, GgufValue value) in file.Metadata)
+            quantized.Add(key, value.Type, value.Value, value.ElementType);
+        foreach (GgufTensor tensor in file.Tensors.Values)
+            if (tensor.Name == "blk.0.attn_kv_b.weight")
+                quantized.AddTensor(tensor.Name, GgmlType.Q8_0, tensor.Dimensions, new byte[tensor.ElementCount / 32 * 34]);
+            else
+                quantized.AddTensor(tensor.Name, tensor.Type, tensor.Dimensions, file.GetBytes(tensor).ToArray());
+        string q8 = dir.File("tiny-q8.gguf");
+        quantized.Save(q8);
+        Assert.That(Assert.Throws<InvalidDataException>(() => DeepSeekV3Model.Load(q8))!.Message, Does.Contain("'blk.0.attn_kv_b.weight' is Q8_0"));
+    }
+}
