@@ -44,4 +44,26 @@ public static class GgmlTypes
         GgmlType.TQ1_0 => (256, 54),
         _ => null,
     };
+
+    /// <summary>Types <see cref="Dequantize"/> decodes.</summary>
+    public static IReadOnlyList<GgmlType> Decoded { get; } =
+        [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
+
+    /// <summary>Decodes <paramref name="bytes"/> of <paramref name="type"/> into floats, value for value as llama.cpp does.</summary>
+    /// <exception cref="NotSupportedException">The type is not among <see cref="Decoded"/>.</exception>
+    public static void Dequantize(GgmlType type, ReadOnlySpan<byte> bytes, Span<float> values)
+    {
+        switch (type)
+        {
+            case GgmlType.F32: System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes).CopyTo(values); break;
+            case GgmlType.F16: Kernels.Float16.ToSingle(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(bytes), values); break;
+            case GgmlType.BF16: Kernels.BFloat16.ToSingle(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(bytes), values); break;
+            case GgmlType.Q8_0: Kernels.GgmlBlocks.DequantizeQ8_0(bytes, values); break;
+            case GgmlType.Q4_0: Kernels.GgmlBlocks.DequantizeQ4_0(bytes, values); break;
+            case GgmlType.Q4_K: Kernels.GgmlBlocks.DequantizeQ4_K(bytes, values); break;
+            case GgmlType.Q5_K: Kernels.GgmlBlocks.DequantizeQ5_K(bytes, values); break;
+            case GgmlType.Q6_K: Kernels.GgmlBlocks.DequantizeQ6_K(bytes, values); break;
+            default: throw new NotSupportedException($"ggml type {type} is not decoded; decoded: {string.Join(", ", Decoded)}.");
+        }
+    }
 }

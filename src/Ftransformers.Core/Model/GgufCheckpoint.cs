@@ -6,7 +6,8 @@ namespace Ftransformers.Model;
 /// DeepSeek-V3/R1 in a GGUF file as llama.cpp names it (architecture <c>deepseek2</c>): the config from the
 /// <c>deepseek2.*</c> metadata, the tensors under llama.cpp's names (<c>blk.N.attn_kv_b.weight</c>, experts stacked
 /// in <c>blk.N.ffn_gate_exps.weight</c>), mapped to the Hugging Face names the backends load. F32, F16 and BF16 tensors
-/// are read; quantized GGUF types are refused naming the tensor (their kernels are open work).
+/// are kept as they are; Q8_0, Q4_0, Q4_K, Q5_K and Q6_K are decoded to F32 at load (kernels of their own are open
+/// work); other types are refused naming the tensor.
 /// </summary>
 public static class GgufCheckpoint
 {
@@ -54,24 +55,32 @@ public static class GgufCheckpoint
         return (config, Checkpoint.FromFiles(path, [SafetensorsFile.FromImage(path, writer.ToImage())]));
     }
 
-    /// <summary>Writes <paramref name="checkpoint"/> as a GGUF file llama.cpp reads (tensors kept in F32, F16 or BF16; others as F32).</summary>
+    /// <summary>
+    /// Writes <paramref name="checkpoint"/> as a GGUF file llama.cpp reads: tensors kept in F32, F16 or BF16 (others as
+    /// F32), or with <paramref name="q8_0"/> every weight matrix in Q8_0 (norms, biases and the router stay F32).
+    /// </summary>
     /// <exception cref="ArgumentException">The config has no GGUF form (MoE layers not every layer after the dense ones).</exception>
-    public static void Write(DeepSeekV3Config config, Checkpoint checkpoint, string path)
+    public static void Write(DeepSeekV3Config config, Checkpoint checkpoint, string path, bool q8_0 = false)
     {
         if (config.MoeLayerFreq != 1)
             throw new ArgumentException($"moe_layer_freq {config.MoeLayerFreq} has no GGUF form: deepseek2 files make every layer after the dense ones MoE.", nameof(config));
         var writer = new GgufWriter().Add("general.architecture", Architecture);
         foreach ((string key, GgufValueType type, object value) in MetadataOf(config))
             writer.Add(key, type, value);
+        // Matrices whose rows are whole Q8_0 blocks, except the router (llama.cpp keeps it in F32 too).
+        bool Quantized(string hf) => q8_0 && checkpoint.Info(hf).Shape is [_, long columns] && columns % 32 == 0 && !hf.EndsWith("mlp.gate.weight", StringComparison.Ordinal);
         foreach ((string gguf, string hf) in Names(config))
             if (checkpoint.Contains(hf))
-                writer.AddTensor(gguf, TypeOf(checkpoint, hf), Reversed(checkpoint.Info(hf).Shape), BytesOf(checkpoint, hf));
+                writer.AddTensor(gguf, Quantized(hf) ? GgmlType.Q8_0 : TypeOf(checkpoint, hf), Reversed(checkpoint.Info(hf).Shape),
+                    Quantized(hf) ? Q8_0Of(checkpoint, hf) : BytesOf(checkpoint, hf));
         for (int layer = config.FirstKDenseReplace; layer < config.NumHiddenLayers; layer++)
             foreach ((string gguf, string hfPart) in StackedExperts(layer))
             {
                 string first = $"model.layers.{layer}.mlp.experts.0.{hfPart}";
-                GgmlType type = TypeOf(checkpoint, first);
-                byte[] bytes = [.. Enumerable.Range(0, config.NRoutedExperts).SelectMany(e => BytesOf(checkpoint, $"model.layers.{layer}.mlp.experts.{e}.{hfPart}", type))];
+                bool quantized = Quantized(first);
+                GgmlType type = quantized ? GgmlType.Q8_0 : TypeOf(checkpoint, first);
+                byte[] bytes = [.. Enumerable.Range(0, config.NRoutedExperts).Select(e => $"model.layers.{layer}.mlp.experts.{e}.{hfPart}")
+                    .SelectMany(name => quantized ? Q8_0Of(checkpoint, name) : BytesOf(checkpoint, name, type))];
                 writer.AddTensor(gguf, type, [.. Reversed(checkpoint.Info(first).Shape), config.NRoutedExperts], bytes);
             }
         writer.Save(path);
@@ -237,16 +246,34 @@ public static class GgufCheckpoint
     private static IEnumerable<(string Gguf, string HfPart)> StackedExperts(int layer) =>
         [($"blk.{layer}.ffn_gate_exps.weight", "gate_proj.weight"), ($"blk.{layer}.ffn_up_exps.weight", "up_proj.weight"), ($"blk.{layer}.ffn_down_exps.weight", "down_proj.weight")];
 
+    // F32, F16 and BF16 are kept as they are; quantized blocks are decoded to F32 (the same values llama.cpp computes with).
     private static void Add(SafetensorsWriter writer, GgufFile file, GgufTensor tensor, string hf, string path)
     {
-        TensorDType dtype = tensor.Type switch
+        TensorDType? kept = tensor.Type switch
         {
             GgmlType.F32 => TensorDType.F32,
             GgmlType.F16 => TensorDType.F16,
             GgmlType.BF16 => TensorDType.BF16,
-            _ => throw new InvalidDataException($"{path}: tensor '{tensor.Name}' is {tensor.Type}; GGUF tensors are loaded in F32, F16 and BF16 so far."),
+            _ => null,
         };
-        writer.Add(hf, dtype, Reversed(tensor.Dimensions), file.GetBytes(tensor).ToArray());
+        if (kept is { } dtype)
+        {
+            writer.Add(hf, dtype, Reversed(tensor.Dimensions), file.GetBytes(tensor).ToArray());
+            return;
+        }
+        if (!GgmlTypes.Decoded.Contains(tensor.Type))
+            throw new InvalidDataException($"{path}: tensor '{tensor.Name}' is {tensor.Type}; GGUF tensors of {string.Join(", ", GgmlTypes.Decoded)} are read.");
+        var values = new float[tensor.ElementCount];
+        GgmlTypes.Dequantize(tensor.Type, file.GetBytes(tensor), values);
+        writer.AddF32(hf, Reversed(tensor.Dimensions), values);
+    }
+
+    private static byte[] Q8_0Of(Checkpoint checkpoint, string name)
+    {
+        float[] values = checkpoint.ReadSingle(name);
+        var blocks = new byte[values.Length / 32 * 34];
+        Kernels.GgmlBlocks.QuantizeQ8_0(values, blocks);
+        return blocks;
     }
 
     private static long[] Reversed(long[] shape) => [.. shape.Reverse()];

@@ -42,6 +42,28 @@ public class GgufCheckpointTests
     }
 
     [Test]
+    public async Task TheFixtureInQ8_0_MeetsTheW8A8Criteria_ThroughVerify()
+    {
+        using var dir = new TempDirectory();
+        string gguf = dir.File("tiny-v3-Q8_0.gguf");
+        using (Checkpoint checkpoint = Checkpoint.Open(Fixtures.TinyV3))
+            GgufCheckpoint.Write(DeepSeekV3Config.Load(Fixtures.TinyV3), checkpoint, gguf, q8_0: true);
+        using (GgufFile file = GgufFile.Open(gguf))
+            Assert.That(file.Tensors["blk.1.ffn_down_exps.weight"].Type, Is.EqualTo(GgmlType.Q8_0));
+
+        // The Q8_0 weights are decoded at load and run in F32: judged by the w8a8-int4 preset's criteria.
+        var output = new StringWriter();
+        await Program.RunAsync(["verify", "--model", gguf, "--golden", Path.Combine(Fixtures.TinyV3, "golden.safetensors"), "--json"], output, TextWriter.Null);
+        using var result = System.Text.Json.JsonDocument.Parse(output.ToString());
+        var prompts = result.RootElement.GetProperty("prompts").EnumerateArray().ToList();
+        double meanKl = prompts.Average(p => p.GetProperty("mean_kl").GetDouble());
+        double top1 = prompts.Average(p => p.GetProperty("top1_agreement").GetDouble());
+        Assert.That(meanKl, Is.LessThanOrEqualTo(0.02));
+        Assert.That(top1, Is.GreaterThanOrEqualTo(0.80));
+        TestContext.Out.WriteLine($"Q8_0 GGUF of tiny-v3: mean KL {meanKl:G3}, top-1 {top1:P1}");
+    }
+
+    [Test]
     public void ASyntheticArchitectureWithGroupsAndNoQLora_RoundTripsThroughGguf()
     {
         DeepSeekV3Config config = SyntheticModels.Tiny with { QLoraRank = null, NGroup = 2, TopkGroup = 1, ScoringFunc = "softmax", NormTopkProb = false };
@@ -81,11 +103,11 @@ public class GgufCheckpointTests
             quantized.Add(key, value.Type, value.Value, value.ElementType);
         foreach (GgufTensor tensor in file.Tensors.Values)
             if (tensor.Name == "blk.0.attn_kv_b.weight")
-                quantized.AddTensor(tensor.Name, GgmlType.Q8_0, tensor.Dimensions, new byte[tensor.ElementCount / 32 * 34]);
+                quantized.AddTensor(tensor.Name, GgmlType.IQ2_XXS, [256, tensor.ElementCount / 256], new byte[tensor.ElementCount / 256 * 66]);
             else
                 quantized.AddTensor(tensor.Name, tensor.Type, tensor.Dimensions, file.GetBytes(tensor).ToArray());
         string q8 = dir.File("tiny-q8.gguf");
         quantized.Save(q8);
-        Assert.That(Assert.Throws<InvalidDataException>(() => DeepSeekV3Model.Load(q8))!.Message, Does.Contain("'blk.0.attn_kv_b.weight' is Q8_0"));
+        Assert.That(Assert.Throws<InvalidDataException>(() => DeepSeekV3Model.Load(q8))!.Message, Does.Contain("'blk.0.attn_kv_b.weight' is IQ2_XXS"));
     }
 }
