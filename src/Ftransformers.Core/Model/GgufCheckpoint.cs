@@ -59,14 +59,27 @@ public static class GgufCheckpoint
     /// Writes <paramref name="checkpoint"/> as a GGUF file llama.cpp reads: tensors kept in F32, F16 or BF16 (others as
     /// F32), or with <paramref name="q8_0"/> every weight matrix in Q8_0 (norms, biases and the router stay F32).
     /// </summary>
+    /// <param name="config">The model's config.</param>
+    /// <param name="checkpoint">Its weights.</param>
+    /// <param name="path">The file to write.</param>
+    /// <param name="q8_0">Whether weight matrices are written in Q8_0.</param>
+    /// <param name="tokenizerDirectory">A tokenizer folder (tokenizer.json, tokenizer_config.json) to carry in the file, so it is enough alone.</param>
     /// <exception cref="ArgumentException">The config has no GGUF form (MoE layers not every layer after the dense ones).</exception>
-    public static void Write(DeepSeekV3Config config, Checkpoint checkpoint, string path, bool q8_0 = false)
+    public static void Write(DeepSeekV3Config config, Checkpoint checkpoint, string path, bool q8_0 = false, string? tokenizerDirectory = null)
     {
         if (config.MoeLayerFreq != 1)
             throw new ArgumentException($"moe_layer_freq {config.MoeLayerFreq} has no GGUF form: deepseek2 files make every layer after the dense ones MoE.", nameof(config));
         var writer = new GgufWriter().Add("general.architecture", Architecture);
         foreach ((string key, GgufValueType type, object value) in MetadataOf(config))
             writer.Add(key, type, value);
+        if (tokenizerDirectory != null)
+            foreach ((string key, GgufValueType type, object value, GgufValueType? element) in Tokenization.GgufTokenizer.Metadata(tokenizerDirectory))
+            {
+                // The model's config already gave BOS and EOS.
+                if ((key == "tokenizer.ggml.bos_token_id" && config.BosTokenId != null) || (key == "tokenizer.ggml.eos_token_id" && config.EosTokenIds.Count > 0))
+                    continue;
+                writer.Add(key, type, value, element);
+            }
         // Matrices whose rows are whole Q8_0 blocks, except the router (llama.cpp keeps it in F32 too).
         bool Quantized(string hf) => q8_0 && checkpoint.Info(hf).Shape is [_, long columns] && columns % 32 == 0 && !hf.EndsWith("mlp.gate.weight", StringComparison.Ordinal);
         foreach ((string gguf, string hf) in Names(config))

@@ -112,7 +112,8 @@ public sealed class InferenceSession : IInferenceSession
             : DeepSeekV3Model.Load(model, options.ToModelLoadOptions());
         try
         {
-            string? dir = tokenizerDirectory ?? (File.Exists(Path.Combine(model, "tokenizer.json")) ? model : null);
+            // The tokenizer: as given, else beside the checkpoint, else inside a GGUF file that carries one.
+            string? dir = tokenizerDirectory ?? (File.Exists(Path.Combine(model, "tokenizer.json")) ? model : CarriesTokenizer(model) ? model : null);
             ITextTokenizer tokenizer = dir != null ? DeepSeekTokenizer.Load(dir) : ByteTokenizer.Instance;
             return new InferenceSession(loaded, tokenizer, options);
         }
@@ -121,6 +122,14 @@ public sealed class InferenceSession : IInferenceSession
             loaded.Dispose();
             throw;
         }
+    }
+
+    private static bool CarriesTokenizer(string model)
+    {
+        if (!model.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) || !File.Exists(model))
+            return false;
+        using Formats.GgufFile file = Formats.GgufFile.Open(model);
+        return GgufTokenizer.Has(file);
     }
 
     private static DeepSeekV3Model SyntheticModel(string name, ModelLoadOptions options)

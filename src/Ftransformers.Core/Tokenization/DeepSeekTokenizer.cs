@@ -1,3 +1,4 @@
+using Ftransformers.Formats;
 using System.Buffers;
 using System.Text;
 using Microsoft.ML.Tokenizers;
@@ -82,15 +83,24 @@ public sealed class DeepSeekTokenizer : ITextTokenizer
     /// Loads the tokenizer from <c>tokenizer.json</c> (vocabulary, merges, added tokens) and
     /// <c>tokenizer_config.json</c> (BOS and EOS tokens) in <paramref name="directory"/>.
     /// </summary>
-    /// <param name="directory">A folder in the Hugging Face layout, such as a DeepSeek-V3 checkpoint.</param>
+    /// <param name="directory">A folder in the Hugging Face layout, such as a DeepSeek-V3 checkpoint, or a GGUF file that carries the tokenizer.</param>
     /// <exception cref="FileNotFoundException">A file is missing; the message names it.</exception>
     /// <exception cref="InvalidDataException">A file is not valid JSON or lacks a field; the message names the file and field.</exception>
     public static DeepSeekTokenizer Load(string directory)
     {
         ArgumentNullException.ThrowIfNull(directory);
+        if (directory.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) && File.Exists(directory))
+        {
+            using GgufFile file = GgufFile.Open(directory);
+            return FromGguf(file);
+        }
         TokenizerDefinition definition = TokenizerFiles.Read(directory);
         return new DeepSeekTokenizer(definition, directory);
     }
+
+    /// <summary>The tokenizer a GGUF file carries (<c>tokenizer.ggml.*</c>).</summary>
+    /// <exception cref="InvalidDataException">The file carries none, or another kind.</exception>
+    public static DeepSeekTokenizer FromGguf(GgufFile file) => new(GgufTokenizer.Read(file), file.Path);
 
     /// <summary>The chat template <c>tokenizer_config.json</c> holds: DeepSeek-V3.1's (it has a thinking switch) or V3's.</summary>
     public ChatFormat ChatFormat { get; }

@@ -77,13 +77,22 @@ internal static class TokenizerFiles
         using JsonDocument config = JsonFields.Parse(configPath, "Tokenizer config");
         string bos = TokenText(config.RootElement, "bos_token", configPath);
         string eos = TokenText(config.RootElement, "eos_token", configPath);
-        return new TokenizerDefinition(vocabulary, merges, addedTokens, bos, eos, FormatOf(config.RootElement));
+        return new TokenizerDefinition(vocabulary, merges, addedTokens, bos, eos, FormatOf(ChatTemplate(config.RootElement)));
     }
 
-    // V3.1's template is the one with a thinking switch (and its is_last_user bookkeeping); V3's and R1's have neither.
-    private static ChatFormat FormatOf(JsonElement config) =>
-        config.TryGetProperty("chat_template", out JsonElement template) && template.ValueKind == JsonValueKind.String
-        && template.GetString() is { } text && text.Contains("thinking", StringComparison.Ordinal) && text.Contains("is_last_user", StringComparison.Ordinal)
+    /// <summary>The Jinja chat template of <c>tokenizer_config.json</c> in <paramref name="directory"/>, if it has one.</summary>
+    public static string? ChatTemplate(string directory)
+    {
+        using JsonDocument config = JsonFields.Parse(Path.Combine(directory, ConfigFileName), "Tokenizer config");
+        return ChatTemplate(config.RootElement);
+    }
+
+    private static string? ChatTemplate(JsonElement config) =>
+        config.TryGetProperty("chat_template", out JsonElement template) && template.ValueKind == JsonValueKind.String ? template.GetString() : null;
+
+    /// <summary>V3.1's template is the one with a thinking switch (and its is_last_user bookkeeping); V3's and R1's have neither.</summary>
+    public static ChatFormat FormatOf(string? template) =>
+        template != null && template.Contains("thinking", StringComparison.Ordinal) && template.Contains("is_last_user", StringComparison.Ordinal)
             ? ChatFormat.DeepSeekV31
             : ChatFormat.DeepSeekV3;
 

@@ -3,6 +3,7 @@ using Ftransformers.Formats;
 using Ftransformers.Inference;
 using Ftransformers.Model;
 using Ftransformers.Tests.Support;
+using Ftransformers.Tokenization;
 using Ftransformers.Verification;
 using NUnit.Framework;
 
@@ -61,6 +62,29 @@ public class GgufCheckpointTests
         Assert.That(meanKl, Is.LessThanOrEqualTo(0.02));
         Assert.That(top1, Is.GreaterThanOrEqualTo(0.80));
         TestContext.Out.WriteLine($"Q8_0 GGUF of tiny-v3: mean KL {meanKl:G3}, top-1 {top1:P1}");
+    }
+
+    [Test]
+    public void AGgufCarryingTheTokenizer_EncodesTheGoldenTexts_AndASessionTakesIt()
+    {
+        using var dir = new TempDirectory();
+        string gguf = dir.File("tiny-v3-with-tokenizer.gguf");
+        using (Checkpoint checkpoint = Checkpoint.Open(Fixtures.TinyV3))
+            GgufCheckpoint.Write(DeepSeekV3Config.Load(Fixtures.TinyV3), checkpoint, gguf, tokenizerDirectory: Fixtures.Tokenizer);
+
+        DeepSeekTokenizer fromGguf = DeepSeekTokenizer.Load(gguf), fromFolder = DeepSeekTokenizer.Load(Fixtures.Tokenizer);
+        foreach (Ftransformers.Tests.Tokenization.GoldenEncodings.Case golden in Ftransformers.Tests.Tokenization.GoldenEncodings.Cases())
+        {
+            Assert.That(fromGguf.Encode(golden.Text), Is.EqualTo(golden.Ids), golden.Text);
+            Assert.That(fromGguf.Decode(golden.Ids), Is.EqualTo(golden.Decoded), golden.Text);
+        }
+        Assert.That((fromGguf.VocabSize, fromGguf.BosTokenId, fromGguf.EosTokenId, fromGguf.ChatFormat),
+            Is.EqualTo((fromFolder.VocabSize, fromFolder.BosTokenId, fromFolder.EosTokenId, fromFolder.ChatFormat)));
+        Assert.That(Enumerable.Range(0, fromFolder.VocabSize).All(id => fromGguf.IsAddedToken(id) == fromFolder.IsAddedToken(id) && fromGguf.IsSpecial(id) == fromFolder.IsSpecial(id)), Is.True);
+
+        // A session on the file alone takes the tokenizer from it (the fixture's 1,024-id model is too small for it).
+        var error = Assert.Throws<ArgumentException>(() => Ftransformers.Serving.InferenceSession.Load(gguf))!;
+        Assert.That(error.Message, Does.Contain($"tokenizer's vocabulary ({fromFolder.VocabSize} ids)"));
     }
 
     [Test]
