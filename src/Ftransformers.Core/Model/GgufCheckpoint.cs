@@ -28,6 +28,17 @@ public static class GgufCheckpoint
         foreach ((string gguf, string hf) in Names(config))
         {
             expected.Add(gguf);
+            if (gguf.EndsWith(".attn_kv_b.weight", StringComparison.Ordinal))
+            {
+                // Newer llama.cpp files may also, or only, hold kv_b split per head into k_b (transposed) and v_b.
+                string kb = gguf.Replace("attn_kv_b", "attn_k_b"), vb = gguf.Replace("attn_kv_b", "attn_v_b");
+                expected.UnionWith([kb, vb]);
+                if (!file.Tensors.ContainsKey(gguf) && file.Tensors.TryGetValue(kb, out GgufTensor? k) && file.Tensors.TryGetValue(vb, out GgufTensor? v))
+                {
+                    writer.AddF32(hf, [(long)config.NumAttentionHeads * (config.QkNopeHeadDim + config.VHeadDim), config.KvLoraRank], JoinedKvB(file, k, v, config));
+                    continue;
+                }
+            }
             if (!file.Tensors.TryGetValue(gguf, out GgufTensor? tensor))
             {
                 if (hf == "lm_head.weight" && config.TieWordEmbeddings)
@@ -49,9 +60,7 @@ public static class GgufCheckpoint
                         $"model.layers.{layer}.mlp.experts.{e}.{hfPart}", path);
             }
         if (file.Tensors.Keys.FirstOrDefault(name => !expected.Contains(name)) is { } unknown)
-            throw new InvalidDataException(unknown.Contains("attn_k_b", StringComparison.Ordinal) || unknown.Contains("attn_v_b", StringComparison.Ordinal)
-                ? $"{path}: tensor '{unknown}' is MLA split into attn_k_b/attn_v_b, which is not read yet; a file with attn_kv_b is."
-                : $"{path}: tensor '{unknown}' is not one DeepSeek-V3 has.");
+            throw new InvalidDataException($"{path}: tensor '{unknown}' is not one DeepSeek-V3 has.");
         return (config, Checkpoint.FromFiles(path, [SafetensorsFile.FromImage(path, writer.ToImage())]));
     }
 
@@ -64,8 +73,9 @@ public static class GgufCheckpoint
     /// <param name="path">The file to write.</param>
     /// <param name="q8_0">Whether weight matrices are written in Q8_0.</param>
     /// <param name="tokenizerDirectory">A tokenizer folder (tokenizer.json, tokenizer_config.json) to carry in the file, so it is enough alone.</param>
+    /// <param name="splitKvB">Whether kv_b is written split per head into attn_k_b and attn_v_b (in F32), as newer llama.cpp files hold it.</param>
     /// <exception cref="ArgumentException">The config has no GGUF form (MoE layers not every layer after the dense ones).</exception>
-    public static void Write(DeepSeekV3Config config, Checkpoint checkpoint, string path, bool q8_0 = false, string? tokenizerDirectory = null)
+    public static void Write(DeepSeekV3Config config, Checkpoint checkpoint, string path, bool q8_0 = false, string? tokenizerDirectory = null, bool splitKvB = false)
     {
         if (config.MoeLayerFreq != 1)
             throw new ArgumentException($"moe_layer_freq {config.MoeLayerFreq} has no GGUF form: deepseek2 files make every layer after the dense ones MoE.", nameof(config));
@@ -83,7 +93,10 @@ public static class GgufCheckpoint
         // Matrices whose rows are whole Q8_0 blocks, except the router (llama.cpp keeps it in F32 too).
         bool Quantized(string hf) => q8_0 && checkpoint.Info(hf).Shape is [_, long columns] && columns % 32 == 0 && !hf.EndsWith("mlp.gate.weight", StringComparison.Ordinal);
         foreach ((string gguf, string hf) in Names(config))
-            if (checkpoint.Contains(hf))
+            if (splitKvB && hf.EndsWith("kv_b_proj.weight", StringComparison.Ordinal))
+                foreach ((string name, long[] dimensions, float[] values) in SplitKvB(checkpoint.ReadSingle(hf), gguf, config))
+                    writer.AddTensor(name, GgmlType.F32, dimensions, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
+            else if (checkpoint.Contains(hf))
                 writer.AddTensor(gguf, Quantized(hf) ? GgmlType.Q8_0 : TypeOf(checkpoint, hf), Reversed(checkpoint.Info(hf).Shape),
                     Quantized(hf) ? Q8_0Of(checkpoint, hf) : BytesOf(checkpoint, hf));
         for (int layer = config.FirstKDenseReplace; layer < config.NumHiddenLayers; layer++)
@@ -274,11 +287,53 @@ public static class GgufCheckpoint
             writer.Add(hf, dtype, Reversed(tensor.Dimensions), file.GetBytes(tensor).ToArray());
             return;
         }
+        writer.AddF32(hf, Reversed(tensor.Dimensions), Decoded(file, tensor));
+    }
+
+    // kv_b_proj [heads * (nope + v), kv_lora] from k_b [heads, kv_lora, nope] (kv_b's first nope rows of each head,
+    // transposed) and v_b [heads, v, kv_lora] (its last v rows), as llama.cpp's converter splits it.
+    private static float[] JoinedKvB(GgufFile file, GgufTensor k, GgufTensor v, DeepSeekV3Config c)
+    {
+        int heads = c.NumAttentionHeads, nope = c.QkNopeHeadDim, vDim = c.VHeadDim, rank = c.KvLoraRank;
+        if (!k.Dimensions.SequenceEqual(new long[] { nope, rank, heads }) || !v.Dimensions.SequenceEqual(new long[] { rank, vDim, heads }))
+            throw new InvalidDataException($"{file.Path}: '{k.Name}' [{string.Join(", ", k.Dimensions)}] and '{v.Name}' [{string.Join(", ", v.Dimensions)}] " +
+                $"are not kv_b split for {heads} heads of {nope} + {vDim} from rank {rank}.");
+        float[] kb = Decoded(file, k), vb = Decoded(file, v);
+        var joined = new float[heads * (nope + vDim) * rank];
+        for (int h = 0; h < heads; h++)
+        {
+            int row0 = h * (nope + vDim);
+            for (int r = 0; r < nope; r++)
+                for (int col = 0; col < rank; col++)
+                    joined[(row0 + r) * rank + col] = kb[(h * rank + col) * nope + r];
+            vb.AsSpan(h * vDim * rank, vDim * rank).CopyTo(joined.AsSpan((row0 + nope) * rank));
+        }
+        return joined;
+    }
+
+    private static IEnumerable<(string Name, long[] Dimensions, float[] Values)> SplitKvB(float[] kvB, string gguf, DeepSeekV3Config c)
+    {
+        int heads = c.NumAttentionHeads, nope = c.QkNopeHeadDim, vDim = c.VHeadDim, rank = c.KvLoraRank;
+        float[] kb = new float[heads * rank * nope], vb = new float[heads * vDim * rank];
+        for (int h = 0; h < heads; h++)
+        {
+            int row0 = h * (nope + vDim);
+            for (int r = 0; r < nope; r++)
+                for (int col = 0; col < rank; col++)
+                    kb[(h * rank + col) * nope + r] = kvB[(row0 + r) * rank + col];
+            kvB.AsSpan((row0 + nope) * rank, vDim * rank).CopyTo(vb.AsSpan(h * vDim * rank));
+        }
+        yield return (gguf.Replace("attn_kv_b", "attn_k_b"), [nope, rank, heads], kb);
+        yield return (gguf.Replace("attn_kv_b", "attn_v_b"), [rank, vDim, heads], vb);
+    }
+
+    private static float[] Decoded(GgufFile file, GgufTensor tensor)
+    {
         if (!GgmlTypes.Decoded.Contains(tensor.Type))
-            throw new InvalidDataException($"{path}: tensor '{tensor.Name}' is {tensor.Type}; GGUF tensors of {string.Join(", ", GgmlTypes.Decoded)} are read.");
+            throw new InvalidDataException($"{file.Path}: tensor '{tensor.Name}' is {tensor.Type}; GGUF tensors of {string.Join(", ", GgmlTypes.Decoded)} are read.");
         var values = new float[tensor.ElementCount];
         GgmlTypes.Dequantize(tensor.Type, file.GetBytes(tensor), values);
-        writer.AddF32(hf, Reversed(tensor.Dimensions), values);
+        return values;
     }
 
     private static byte[] Q8_0Of(Checkpoint checkpoint, string name)

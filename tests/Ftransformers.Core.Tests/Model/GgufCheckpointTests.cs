@@ -43,6 +43,25 @@ public class GgufCheckpointTests
     }
 
     [Test]
+    public void TheFixtureWithKvBSplitIntoKbAndVb_StillMatchesItsGolden()
+    {
+        using var dir = new TempDirectory();
+        string gguf = dir.File("tiny-v3-split-mla.gguf");
+        using (Checkpoint checkpoint = Checkpoint.Open(Fixtures.TinyV3))
+            GgufCheckpoint.Write(DeepSeekV3Config.Load(Fixtures.TinyV3), checkpoint, gguf, splitKvB: true);
+        using (GgufFile file = GgufFile.Open(gguf))
+        {
+            Assert.That(file.Tensors.ContainsKey("blk.0.attn_kv_b.weight"), Is.False);
+            Assert.That(file.Tensors["blk.0.attn_k_b.weight"].Dimensions, Is.EqualTo(new long[] { 32, 32, 4 }));
+            Assert.That(file.Tensors["blk.0.attn_v_b.weight"].Dimensions, Is.EqualTo(new long[] { 32, 32, 4 }));
+        }
+        using DeepSeekV3Model model = DeepSeekV3Model.Load(gguf);
+        var results = ModelVerifier.Verify(model, Ftransformers.Verification.GoldenPrompt.ReadAll(Path.Combine(Fixtures.TinyV3, "golden.safetensors")));
+        Assert.That(results.Max(r => r.MaxRelativeError), Is.LessThan(ModelVerifier.ExactRelativeErrorBound));
+        Assert.That(results.All(r => r.GreedyMatch), Is.True);
+    }
+
+    [Test]
     public async Task TheFixtureInQ8_0_MeetsTheW8A8Criteria_ThroughVerify()
     {
         using var dir = new TempDirectory();
