@@ -18,7 +18,7 @@ public sealed unsafe partial class GgufFile : IDisposable
     /// <summary>Alignment of tensor data when <c>general.alignment</c> is absent.</summary>
     public const int DefaultAlignment = 32;
 
-    private const int MaxDimensions = 4, MaxArrayNesting = 8;
+    private const int MaxDimensions = 4, MaxArrayNesting = 8, MaxArrayElements = 1 << 22;
 
     private readonly MappedFile[] _parts;
     private readonly long[] _dataStarts;
@@ -315,9 +315,13 @@ public sealed unsafe partial class GgufFile : IDisposable
             };
             if (count > (ulong)Remaining / (ulong)smallest)
                 throw new InvalidDataException($"{_path}: {what} claims {count} elements, more than the {Remaining} bytes left can hold.");
+            // Elements are held boxed, about 32 bytes each: a bound keeps a lying file from asking for gigabytes.
+            if (count > MaxArrayElements)
+                throw new InvalidDataException($"{_path}: {what} has {count} elements; metadata arrays of more than {MaxArrayElements} are not read.");
             var elements = new object[count];
+            string element = $"an element of {what}";
             for (ulong i = 0; i < count; i++)
-                elements[i] = Value(elementType, $"element {i} of {what}", depth + 1).Value;
+                elements[i] = Value(elementType, element, depth + 1).Value;
             return new GgufValue(GgufValueType.Array, elements, elementType);
         }
 

@@ -18,12 +18,7 @@ public sealed class GgufWriter
     public GgufWriter Add(string key, string value) => Add(key, GgufValueType.String, value);
 
     /// <summary>Adds a 32-bit unsigned integer (most counts in llama.cpp's metadata).</summary>
-    public GgufWriter Add(string key, uint value)
-    {
-        if (key == "general.alignment")
-            _alignment = value > 0 && (value & (value - 1)) == 0 ? (int)value : throw new ArgumentOutOfRangeException(nameof(value), value, "general.alignment must be a power of two.");
-        return Add(key, GgufValueType.UInt32, value);
-    }
+    public GgufWriter Add(string key, uint value) => Add(key, GgufValueType.UInt32, value);
 
     /// <summary>Adds a 32-bit float.</summary>
     public GgufWriter Add(string key, float value) => Add(key, GgufValueType.Float32, value);
@@ -39,6 +34,11 @@ public sealed class GgufWriter
     {
         if (type == GgufValueType.Array && elementType == null)
             throw new ArgumentException("An array needs its element type.", nameof(elementType));
+        if (key == "general.alignment")
+        {
+            long alignment = Convert.ToInt64(value);
+            _alignment = alignment > 0 && (alignment & (alignment - 1)) == 0 ? (int)alignment : throw new ArgumentOutOfRangeException(nameof(value), value, "general.alignment must be a power of two.");
+        }
         _metadata.Add((key, type, value, elementType));
         return this;
     }

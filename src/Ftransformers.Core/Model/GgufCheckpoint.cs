@@ -18,11 +18,17 @@ public static class GgufCheckpoint
 
     /// <summary>Opens <paramref name="path"/> (a file, or the first of a split set) as a config and a checkpoint.</summary>
     /// <exception cref="FileNotFoundException">A file is missing.</exception>
-    /// <exception cref="InvalidDataException">The file is malformed, not <c>deepseek2</c>, lacks a key or tensor, or holds a type not loaded yet.</exception>
+    /// <exception cref="InvalidDataException">The file is malformed, not <c>deepseek2</c>, lacks a key or tensor, holds a type
+    /// not loaded yet, or is larger than the copy made at load holds (2 GiB).</exception>
     public static (DeepSeekV3Config Config, Checkpoint Checkpoint) Open(string path)
     {
         using GgufFile file = GgufFile.Open(path);
         DeepSeekV3Config config = ConfigOf(file);
+        // The tensors are copied into one in-memory image (decoded ones as F32), which holds under 2 GiB for now.
+        long copied = file.Tensors.Values.Sum(t => t.Type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 ? t.ByteLength : 4 * t.ElementCount);
+        if (copied > int.MaxValue - (64L << 20))
+            throw new InvalidDataException($"{path}: its tensors take {copied / 1e9:F1} GB once copied (decoded ones as F32); GGUF models are copied at load " +
+                "for now, up to 2 GiB. Larger files need the in-place GGUF kernels (open work); convert the original checkpoint instead.");
         var writer = new SafetensorsWriter();
         var expected = new HashSet<string>(StringComparer.Ordinal);
         foreach ((string gguf, string hf) in Names(config))
@@ -80,10 +86,10 @@ public static class GgufCheckpoint
         if (config.MoeLayerFreq != 1)
             throw new ArgumentException($"moe_layer_freq {config.MoeLayerFreq} has no GGUF form: deepseek2 files make every layer after the dense ones MoE.", nameof(config));
         var writer = new GgufWriter().Add("general.architecture", Architecture);
-        foreach ((string key, GgufValueType type, object value) in MetadataOf(config))
+        foreach ((string key, GgufValueType type, object value) in MetadataOf(config, splitKvB))
             writer.Add(key, type, value);
         if (tokenizerDirectory != null)
-            foreach ((string key, GgufValueType type, object value, GgufValueType? element) in Tokenization.GgufTokenizer.Metadata(tokenizerDirectory))
+            foreach ((string key, GgufValueType type, object value, GgufValueType? element) in Tokenization.GgufTokenizer.Metadata(tokenizerDirectory, config.VocabSize))
             {
                 // The model's config already gave BOS and EOS.
                 if ((key == "tokenizer.ggml.bos_token_id" && config.BosTokenId != null) || (key == "tokenizer.ggml.eos_token_id" && config.EosTokenIds.Count > 0))
@@ -116,9 +122,21 @@ public static class GgufCheckpoint
     /// <exception cref="InvalidDataException">The file is another architecture, or lacks a key.</exception>
     public static DeepSeekV3Config ConfigOf(GgufFile file)
     {
+        try
+        {
+            return ReadConfig(file);
+        }
+        catch (Exception e) when (e is OverflowException or InvalidCastException)
+        {
+            throw new InvalidDataException($"{file.Path}: a deepseek2 metadata value is out of range: {e.Message}", e);
+        }
+    }
+
+    private static DeepSeekV3Config ReadConfig(GgufFile file)
+    {
         string architecture = file.Metadata.TryGetValue("general.architecture", out GgufValue? a) ? a.AsString() : "(none)";
         if (architecture != Architecture)
-            throw new InvalidDataException($"{file.Path}: general.architecture is '{architecture}'; this engine runs '{Architecture}' (DeepSeek-V2/V3/R1) files.");
+            throw new InvalidDataException($"{file.Path}: general.architecture is '{architecture}'; this engine runs '{Architecture}' files of DeepSeek-V3/R1.");
         int Int(string key) => checked((int)Required(key).AsInt64());
         int? Optional(string key) => file.Metadata.TryGetValue(P + key, out GgufValue? v) ? checked((int)v.AsInt64()) : null;
         double Number(string key, double fallback) => file.Metadata.TryGetValue(P + key, out GgufValue? v) ? v.AsDouble() : fallback;
@@ -154,7 +172,7 @@ public static class GgufCheckpoint
             TopkGroup = Optional("expert_group_used_count") ?? 1,
             ScoringFunc = gating switch
             {
-                1 => "softmax",
+                0 or 1 => "softmax",   // 0: unset, which llama.cpp reads as softmax
                 2 => "sigmoid",
                 _ => throw new InvalidDataException($"{file.Path}: metadata '{P}expert_gating_func' is {gating}; known: 1 (softmax), 2 (sigmoid)."),
             },
@@ -162,9 +180,10 @@ public static class GgufCheckpoint
             RoutedScalingFactor = Number("expert_weights_scale", 1),
             QLoraRank = Optional("attention.q_lora_rank") is > 0 and var q ? q : null,
             KvLoraRank = Int("attention.kv_lora_rank"),
-            QkNopeHeadDim = Int("attention.key_length") - rope,
+            // MLA files (k_b/v_b) keep the heads' own sizes in the _mla keys; key_length is then kv_lora_rank + rope.
+            QkNopeHeadDim = (Optional("attention.key_length_mla") ?? Int("attention.key_length")) - rope,
             QkRopeHeadDim = rope,
-            VHeadDim = Int("attention.value_length"),
+            VHeadDim = Optional("attention.value_length_mla") ?? Int("attention.value_length"),
             MaxPositionEmbeddings = Int("context_length"),
             RopeTheta = Number("rope.freq_base", 10000),
             RopeScaling = scaling,
@@ -184,7 +203,7 @@ public static class GgufCheckpoint
         return config;
     }
 
-    private static IEnumerable<(string Key, GgufValueType Type, object Value)> MetadataOf(DeepSeekV3Config c)
+    private static IEnumerable<(string Key, GgufValueType Type, object Value)> MetadataOf(DeepSeekV3Config c, bool mla)
     {
         (string, GgufValueType, object) U(string key, long value) => (P + key, GgufValueType.UInt32, (uint)value);
         (string, GgufValueType, object) F(string key, double value) => (P + key, GgufValueType.Float32, (float)value);
@@ -196,7 +215,9 @@ public static class GgufCheckpoint
         yield return U("block_count", c.NumHiddenLayers);
         yield return U("leading_dense_block_count", c.FirstKDenseReplace);
         yield return U("attention.head_count", c.NumAttentionHeads);
-        yield return U("attention.head_count_kv", c.NumAttentionHeads);
+        // As llama.cpp's converter writes MLA files (k_b/v_b): one latent "KV head" of kv_lora_rank + rope, the real
+        // head sizes in the _mla keys.
+        yield return U("attention.head_count_kv", mla ? 1 : c.NumAttentionHeads);
         yield return U("expert_count", c.NRoutedExperts);
         yield return U("expert_shared_count", c.NSharedExperts);
         yield return U("expert_used_count", c.NumExpertsPerTok);
@@ -208,8 +229,13 @@ public static class GgufCheckpoint
         if (c.QLoraRank is int q)
             yield return U("attention.q_lora_rank", q);
         yield return U("attention.kv_lora_rank", c.KvLoraRank);
-        yield return U("attention.key_length", c.QkNopeHeadDim + c.QkRopeHeadDim);
-        yield return U("attention.value_length", c.VHeadDim);
+        yield return U("attention.key_length", mla ? c.KvLoraRank + c.QkRopeHeadDim : c.QkNopeHeadDim + c.QkRopeHeadDim);
+        yield return U("attention.value_length", mla ? c.KvLoraRank : c.VHeadDim);
+        if (mla)
+        {
+            yield return U("attention.key_length_mla", c.QkNopeHeadDim + c.QkRopeHeadDim);
+            yield return U("attention.value_length_mla", c.VHeadDim);
+        }
         yield return U("rope.dimension_count", c.QkRopeHeadDim);
         yield return F("rope.freq_base", c.RopeTheta);
         yield return F("attention.layer_norm_rms_epsilon", c.RmsNormEps);

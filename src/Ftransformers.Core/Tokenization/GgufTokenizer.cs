@@ -18,6 +18,18 @@ internal static class GgufTokenizer
     /// <exception cref="InvalidDataException">It is missing, not DeepSeek-V3's kind, or inconsistent.</exception>
     public static TokenizerDefinition Read(GgufFile file)
     {
+        try
+        {
+            return ReadDefinition(file);
+        }
+        catch (Exception e) when (e is InvalidCastException or FormatException or OverflowException)
+        {
+            throw new InvalidDataException($"{file.Path}: the tokenizer metadata holds a value of the wrong kind: {e.Message}", e);
+        }
+    }
+
+    private static TokenizerDefinition ReadDefinition(GgufFile file)
+    {
         GgufValue Required(string key) => file.Metadata.TryGetValue(key, out GgufValue? v) ? v : throw new InvalidDataException($"{file.Path}: metadata '{key}' is missing, so the file carries no tokenizer.");
         string model = Required("tokenizer.ggml.model").AsString(), pre = file.Metadata.TryGetValue("tokenizer.ggml.pre", out GgufValue? p) ? p.AsString() : "(none)";
         if (model != "gpt2" || pre != "deepseek-v3")
@@ -52,11 +64,15 @@ internal static class GgufTokenizer
         return new TokenizerDefinition(vocabulary, merges, added, TokenOf("tokenizer.ggml.bos_token_id"), TokenOf("tokenizer.ggml.eos_token_id"), TokenizerFiles.FormatOf(template));
     }
 
-    /// <summary>The metadata that carries the tokenizer of <paramref name="directory"/> (tokenizer.json and tokenizer_config.json).</summary>
-    public static IEnumerable<(string Key, GgufValueType Type, object Value, GgufValueType? ElementType)> Metadata(string directory)
+    /// <summary>
+    /// The metadata that carries the tokenizer of <paramref name="directory"/> (tokenizer.json and tokenizer_config.json),
+    /// its token list padded to <paramref name="vocabSize"/> (llama.cpp takes the vocabulary size from it). Added
+    /// tokens written as DeepSeek's markers (<c>&lt;｜…｜&gt;</c>) are control tokens, as llama.cpp's converter marks them.
+    /// </summary>
+    public static IEnumerable<(string Key, GgufValueType Type, object Value, GgufValueType? ElementType)> Metadata(string directory, int vocabSize)
     {
         TokenizerDefinition definition = TokenizerFiles.Read(directory);
-        int count = Math.Max(definition.Vocabulary.Values.DefaultIfEmpty(-1).Max(), definition.AddedTokens.Select(a => a.Id).DefaultIfEmpty(-1).Max()) + 1;
+        int count = Math.Max(vocabSize, Math.Max(definition.Vocabulary.Values.DefaultIfEmpty(-1).Max(), definition.AddedTokens.Select(a => a.Id).DefaultIfEmpty(-1).Max()) + 1);
         var tokens = new string[count];
         var types = new int[count];
         for (int id = 0; id < count; id++)
@@ -64,8 +80,9 @@ internal static class GgufTokenizer
         foreach ((string text, int id) in definition.Vocabulary)
             (tokens[id], types[id]) = (text, Normal);
         foreach (AddedTokenEntry token in definition.AddedTokens)
-            (tokens[token.Id], types[token.Id]) = (token.Content, token.Special ? Control : UserDefined);
+            (tokens[token.Id], types[token.Id]) = (token.Content, token.Special || LooksLikeMarker(token.Content) ? Control : UserDefined);
         int IdOf(string token) => Array.IndexOf(tokens, token);
+        static bool LooksLikeMarker(string text) => text.StartsWith("<｜", StringComparison.Ordinal) && text.EndsWith("｜>", StringComparison.Ordinal);
         yield return ("tokenizer.ggml.model", GgufValueType.String, "gpt2", null);
         yield return ("tokenizer.ggml.pre", GgufValueType.String, "deepseek-v3", null);
         yield return ("tokenizer.ggml.tokens", GgufValueType.Array, tokens, GgufValueType.String);
