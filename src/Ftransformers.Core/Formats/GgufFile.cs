@@ -219,22 +219,11 @@ public sealed unsafe partial class GgufFile : IDisposable
                 throw new InvalidDataException($"{file.Path}: tensor '{name}' ({length} bytes at data offset {offset}) runs past the end of the file ({dataLength} bytes of data); the file is truncated.");
             result.Add(new GgufTensor(name, type, shape, part, offset, length));
         }
-        CheckNoOverlap(file.Path, result);
+        TensorRanges.CheckNoOverlap(file.Path, result.Select(t => (t.Name, t.Offset, t.ByteLength)));
         return (version, metadata, result, dataStart);
     }
 
     private static uint BinaryPrimitivesReverse(uint value) => System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(value);
-
-    private static void CheckNoOverlap(string path, List<GgufTensor> tensors)
-    {
-        GgufTensor? previous = null;
-        foreach (GgufTensor tensor in tensors.Where(t => t.ByteLength > 0).OrderBy(t => t.Offset))
-        {
-            if (previous != null && tensor.Offset < previous.Offset + previous.ByteLength)
-                throw new InvalidDataException($"{path}: tensors '{previous.Name}' and '{tensor.Name}' overlap.");
-            previous = tensor;
-        }
-    }
 
     /// <summary>Reads the header's little-endian fields, each checked against what is left of the file.</summary>
     private ref struct Reader

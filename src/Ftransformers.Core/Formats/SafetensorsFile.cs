@@ -108,7 +108,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
                 }
                 tensors.Add(entry.Name, ParseTensor(path, entry, dataLength));
             }
-            CheckNoOverlap(path, tensors.Values);
+            TensorRanges.CheckNoOverlap(path, tensors.Values.Select(t => (t.Name, t.Offset, t.ByteLength)));
             return (tensors, metadata, dataStart);
         }
     }
@@ -153,16 +153,5 @@ public sealed unsafe class SafetensorsFile : IDisposable
         if (expected != info.ByteLength)
             throw new InvalidDataException($"{where}: shape {info.ShapeText} of {dtypeText} needs {expected} bytes but data_offsets give {info.ByteLength}.");
         return info;
-    }
-
-    private static void CheckNoOverlap(string path, IEnumerable<TensorInfo> tensors)
-    {
-        TensorInfo? previous = null;
-        foreach (TensorInfo t in tensors.Where(t => t.ByteLength > 0).OrderBy(t => t.Offset))
-        {
-            if (previous != null && t.Offset < previous.Offset + previous.ByteLength)
-                throw new InvalidDataException($"{path}: tensors '{previous.Name}' and '{t.Name}' overlap in the data section.");
-            previous = t;
-        }
     }
 }
