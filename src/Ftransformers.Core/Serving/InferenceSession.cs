@@ -176,7 +176,7 @@ public sealed class InferenceSession : IInferenceSession
                 throw new ArgumentException($"Prompt token id {id} is outside the vocabulary (size {Config.VocabSize}).", nameof(request));
         foreach (int id in request.Sampling.LogitBias?.Keys ?? [])
             if (id >= Config.VocabSize)
-                throw new ArgumentException($"logit_bias names token id {id}, outside the vocabulary (size {Config.VocabSize}).", nameof(request));
+                throw new ArgumentException($"logit_bias names token id {id}, outside the vocabulary (size {Config.VocabSize}).", nameof(SamplingOptions.LogitBias));
         TokenGrammar? grammar = _grammars.For(request);
         cancellationToken.ThrowIfCancellationRequested();
 

@@ -61,7 +61,7 @@ internal static class GgufTokenizer
         string TokenOf(string key) => Required(key).AsInt64() is var id && id >= 0 && id < tokens.Count ? (string)tokens[(int)id]
             : throw new InvalidDataException($"{file.Path}: metadata '{key}' is {Required(key).AsInt64()}, not a token id.");
         string? template = file.Metadata.TryGetValue("tokenizer.chat_template", out GgufValue? c) ? c.AsString() : null;
-        return new TokenizerDefinition(vocabulary, merges, added, TokenOf("tokenizer.ggml.bos_token_id"), TokenOf("tokenizer.ggml.eos_token_id"), TokenizerFiles.FormatOf(template));
+        return new TokenizerDefinition(vocabulary, merges, added, TokenOf("tokenizer.ggml.bos_token_id"), TokenOf("tokenizer.ggml.eos_token_id"), template);
     }
 
     /// <summary>
@@ -90,7 +90,7 @@ internal static class GgufTokenizer
         yield return ("tokenizer.ggml.merges", GgufValueType.Array, definition.Merges.ToArray(), GgufValueType.String);
         yield return ("tokenizer.ggml.bos_token_id", GgufValueType.UInt32, (uint)IdOf(definition.BosToken), null);
         yield return ("tokenizer.ggml.eos_token_id", GgufValueType.UInt32, (uint)IdOf(definition.EosToken), null);
-        if (TokenizerFiles.ChatTemplate(directory) is { } template)
+        if (definition.ChatTemplate is { } template)
             yield return ("tokenizer.chat_template", GgufValueType.String, template, null);
     }
 }

@@ -12,7 +12,11 @@ internal sealed record TokenizerDefinition(
     IReadOnlyList<AddedTokenEntry> AddedTokens,
     string BosToken,
     string EosToken,
-    ChatFormat ChatFormat);
+    string? ChatTemplate)
+{
+    /// <summary>Which DeepSeek template <see cref="ChatTemplate"/> is.</summary>
+    public ChatFormat ChatFormat => TokenizerFiles.FormatOf(ChatTemplate);
+}
 
 /// <summary>
 /// Reads <c>tokenizer.json</c> and <c>tokenizer_config.json</c>. Every error names the file and the
@@ -77,14 +81,7 @@ internal static class TokenizerFiles
         using JsonDocument config = JsonFields.Parse(configPath, "Tokenizer config");
         string bos = TokenText(config.RootElement, "bos_token", configPath);
         string eos = TokenText(config.RootElement, "eos_token", configPath);
-        return new TokenizerDefinition(vocabulary, merges, addedTokens, bos, eos, FormatOf(ChatTemplate(config.RootElement)));
-    }
-
-    /// <summary>The Jinja chat template of <c>tokenizer_config.json</c> in <paramref name="directory"/>, if it has one.</summary>
-    public static string? ChatTemplate(string directory)
-    {
-        using JsonDocument config = JsonFields.Parse(Path.Combine(directory, ConfigFileName), "Tokenizer config");
-        return ChatTemplate(config.RootElement);
+        return new TokenizerDefinition(vocabulary, merges, addedTokens, bos, eos, ChatTemplate(config.RootElement));
     }
 
     private static string? ChatTemplate(JsonElement config) =>

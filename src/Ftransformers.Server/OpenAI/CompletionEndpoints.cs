@@ -129,7 +129,6 @@ internal sealed class CompletionEndpoints(IInferenceSession session, IOptions<Ft
         { ParamName: "IgnoreEos" } => "ignore_eos",
         { ParamName: "TopLogprobs" } => "top_logprobs",
         { ParamName: "LogitBias" } => "logit_bias",
-        _ when e.Message.Contains("logit_bias", StringComparison.Ordinal) => "logit_bias",
         _ => request.InputField,
     };
 

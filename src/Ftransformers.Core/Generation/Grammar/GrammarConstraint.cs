@@ -19,9 +19,6 @@ internal sealed class GrammarConstraint
         _next = Prepare(_state);
     }
 
-    /// <summary>Whether the grammar has been matched to its end (only the end-of-sentence token may follow).</summary>
-    public bool IsEnded { get; private set; }
-
     /// <summary>The tokens allowed next.</summary>
     public TokenMask Mask() => _next.GetAwaiter().GetResult();
 
@@ -31,7 +28,8 @@ internal sealed class GrammarConstraint
     {
         if (token == _grammar.Tokenizer.EosTokenId)
         {
-            IsEnded = _state.CanEnd ? true : throw new InvalidOperationException("The end-of-sentence token came before the grammar was complete.");
+            if (!_state.CanEnd)
+                throw new InvalidOperationException("The end-of-sentence token came before the grammar was complete.");
             return;
         }
         _state = _grammar.Advance(_state, token) ?? throw new InvalidOperationException($"Token {token} does not fit the grammar here.");

@@ -142,15 +142,26 @@ internal sealed class JsonSchemaGrammar
     private GrammarNode OfType(string type, JsonElement schema, string path) => type switch
     {
         "object" => Object(schema, path),
-        "array" => new ArrayNode(schema.TryGetProperty("items", out JsonElement items) ? Node(items, $"{path}/items") : AnyValue,
-            Range(schema, "minItems", "maxItems", path).Min, Range(schema, "minItems", "maxItems", path).Max),
-        "string" => new StringNode(Range(schema, "minLength", "maxLength", path).Min, Range(schema, "minLength", "maxLength", path).Max),
+        "array" => ArrayOf(schema, path),
+        "string" => StringOf(schema, path),
         "number" => NumberNode.Number,
         "integer" => NumberNode.Integer,
         "boolean" => Choice([LiteralNode.Of("true"), LiteralNode.Of("false")]),
         "null" => LiteralNode.Of("null"),
         _ => throw new JsonSchemaException($"Unknown type '{type}'; expected object, array, string, number, integer, boolean or null.", $"{path}/type"),
     };
+
+    private ArrayNode ArrayOf(JsonElement schema, string path)
+    {
+        (int min, int max) = Range(schema, "minItems", "maxItems", path);
+        return new ArrayNode(schema.TryGetProperty("items", out JsonElement items) ? Node(items, $"{path}/items") : AnyValue, min, max);
+    }
+
+    private static StringNode StringOf(JsonElement schema, string path)
+    {
+        (int min, int max) = Range(schema, "minLength", "maxLength", path);
+        return new StringNode(min, max);
+    }
 
     private GrammarNode Object(JsonElement schema, string path)
     {

@@ -36,9 +36,9 @@ internal sealed class TokenGrammar
     /// <summary>The tokens allowed in <paramref name="state"/>; the end-of-sentence token when the grammar may end.</summary>
     public TokenMask Mask(GrammarState state)
     {
-        if (_masks.TryGetValue(state, out TokenMask? mask))
-            return mask;
-        mask = new TokenMask(Tokenizer.VocabSize);
+        if (Cached(state) is { } cached)
+            return cached;
+        var mask = new TokenMask(Tokenizer.VocabSize);
         var scratch = new List<GrammarStack?>();
         Walk(0, state, mask, scratch);
         foreach (int id in _trie.AddedTokens)
