@@ -2,6 +2,7 @@ using System.Numerics.Tensors;
 using BenchmarkDotNet.Attributes;
 using Ftransformers.Kernels;
 using Ftransformers.Model;
+using Ftransformers.Diagnostics;
 using Ftransformers.Threading;
 using Ftransformers.Backends.Cpu;
 
@@ -24,7 +25,7 @@ public class ExpertKernelBenchmarks
     private int _layer;
     private float[] _x = [], _h = [], _out = [];
     private float[][] _attentionInputs = [];
-    private MemoryReadBaseline _read = null!;
+    private MemoryReadProbe _read = null!;
 
     /// <summary>Compute threads (the caller included).</summary>
     [Params(1, 2)]
@@ -49,11 +50,15 @@ public class ExpertKernelBenchmarks
         _x = RandomWeights.Activations(Hidden, rng);
         _h = RandomWeights.Activations(ExpertWidth, rng);
         _out = new float[32768];
-        _read = new MemoryReadBaseline();
+        _read = new MemoryReadProbe(_pool);
     }
 
     [GlobalCleanup]
-    public void Cleanup() => _pool?.Dispose();
+    public void Cleanup()
+    {
+        _read.Dispose();
+        _pool?.Dispose();
+    }
 
     private static WeightMatrix[][] Layer(Func<WeightMatrix[]> make) => Enumerable.Range(0, Layers).Select(_ => make()).ToArray();
 
@@ -62,7 +67,7 @@ public class ExpertKernelBenchmarks
 
     /// <summary>Sums 1 GiB of floats: the read bandwidth the kernels are measured against.</summary>
     [Benchmark(Baseline = true)]
-    public float ReadBandwidth() => _read.Read(_pool);
+    public float ReadBandwidth() => _read.Read();
 
     /// <summary>One token through the 8 routed experts of one MoE layer.</summary>
     [Benchmark]

@@ -3,6 +3,7 @@ using BenchmarkDotNet.Configs;
 using BenchmarkDotNet.Running;
 using Ftransformers.Kernels;
 using Ftransformers.Quantization;
+using Ftransformers.Diagnostics;
 using Ftransformers.Threading;
 
 namespace Ftransformers.Benchmarks;
@@ -19,7 +20,7 @@ public enum GemmKernel
 /// <summary>
 /// The multi-token kernels at a DeepSeek-V3 shape (2048 x 7168: a routed expert's gate in INT4, 9.2 MB, or the shared
 /// expert's in W8A8, 14.7 MB) for 1 to 256 tokens on all threads, per kernel path, against the compute peak of the
-/// same path measured in the same run (<see cref="ComputePeakBaseline"/>). The weights stay in the L3 cache between
+/// same path measured in the same run (<see cref="ComputePeakProbe"/>). The weights stay in the L3 cache between
 /// calls, so this measures compute, not memory (the streaming case is <see cref="MoeLayerBenchmark"/>). Activations
 /// are quantized once, in set-up, as the engine does once per input and layer.
 /// </summary>
@@ -34,7 +35,7 @@ public class GemmBenchmark : IRangeWork
     private Int8Weights _int8 = null!;
     private readonly Int8Activations _x = new();
     private float[] _y = [];
-    private ComputePeakBaseline _peak = null!;
+    private ComputePeakProbe _peak = null!;
 
     /// <summary>Tokens sharing the weights.</summary>
     [Params(1, 4, 16, 64, 256)]
@@ -57,7 +58,7 @@ public class GemmBenchmark : IRangeWork
     public void Setup()
     {
         KernelPath path = PathOf(Kernel);
-        if (!ComputePeakBaseline.IsSupported(path))
+        if (!ComputePeakProbe.IsSupported(path))
             throw new PlatformNotSupportedException($"This CPU does not run the {path} path.");
         _pool = Environment.ProcessorCount > 1 ? new ComputePool(Environment.ProcessorCount) : null;
         var rng = new Random(3);
@@ -73,7 +74,7 @@ public class GemmBenchmark : IRangeWork
             _x.QuantizePerToken(x, Tokens, Cols);
         }
         _y = new float[Tokens * Rows];
-        _peak = new ComputePeakBaseline(path);
+        _peak = new ComputePeakProbe(path);
     }
 
     [GlobalCleanup]
@@ -110,7 +111,7 @@ public class GemmBenchmark : IRangeWork
             new RateColumn("PeakShare", "Share of compute peak", "GMAC/s of the case over GMAC/s of ComputePeak (same kernel path and run)", MultiplyAdds, nameof(ComputePeak)));
 
         private static double MultiplyAdds(BenchmarkCase benchmarkCase) => benchmarkCase.Descriptor.WorkloadMethod.Name == nameof(ComputePeak)
-            ? new ComputePeakBaseline(PathOf((GemmKernel)benchmarkCase.Parameters["Kernel"])).MultiplyAdds
+            ? new ComputePeakProbe(PathOf((GemmKernel)benchmarkCase.Parameters["Kernel"])).MultiplyAdds
             : (double)(int)benchmarkCase.Parameters["Tokens"] * Rows * Cols;
     }
 }

@@ -4,6 +4,7 @@ using BenchmarkDotNet.Configs;
 using BenchmarkDotNet.Running;
 using Ftransformers.Backends;
 using Ftransformers.Backends.Cpu;
+using Ftransformers.Diagnostics;
 using Ftransformers.Threading;
 
 namespace Ftransformers.Benchmarks;
@@ -39,7 +40,7 @@ public class MoeLayerBenchmark
     private Mlp[] _shared = [];
     private ExpertBatch _batch = null!;
     private float[] _sharedOut = [], _input = [], _output = [];
-    private MemoryReadBaseline _read = null!;
+    private MemoryReadProbe _read = null!;
     private int _layer;
 
     /// <summary>Tokens in the step, each routed to 8 experts of its own.</summary>
@@ -62,13 +63,14 @@ public class MoeLayerBenchmark
         _input = RandomWeights.Activations(Tokens * Hidden, rng);
         _output = new float[Tokens * Hidden];
         _sharedOut = new float[Tokens * Hidden];
-        _read = new MemoryReadBaseline();
+        _read = new MemoryReadProbe(_pool);
     }
 
     [GlobalCleanup]
     public void Cleanup()
     {
         _backend.Dispose();
+        _read.Dispose();
         _pool.Dispose();
     }
 
@@ -76,7 +78,7 @@ public class MoeLayerBenchmark
 
     /// <summary>Sums 1 GiB of floats on all threads: the read bandwidth the layer is measured against.</summary>
     [Benchmark(Baseline = true)]
-    public float ReadBandwidth() => _read.Read(_pool);
+    public float ReadBandwidth() => _read.Read();
 
     /// <summary>Routed experts one by one (3 fork-joins each), then the shared expert, as the engine did before the seam.</summary>
     [Benchmark]
@@ -140,7 +142,7 @@ public class MoeLayerBenchmark
             new RateColumn("BandwidthShare", "Share of read bandwidth", "GB/s of the case over GB/s of ReadBandwidth (same run, same token count)", Bytes, nameof(ReadBandwidth)));
 
         private static double Bytes(BenchmarkCase benchmarkCase) => benchmarkCase.Descriptor.WorkloadMethod.Name == nameof(ReadBandwidth)
-            ? MemoryReadBaseline.Bytes
+            ? MemoryReadProbe.DefaultBytesPerNode * CpuTopology.Detect(Environment.ProcessorCount).Nodes.Count
             : (int)benchmarkCase.Parameters["Tokens"] * TopK * ExpertBytes + SharedBytes;
     }
 }

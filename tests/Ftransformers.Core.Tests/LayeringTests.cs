@@ -25,6 +25,7 @@ public class LayeringTests
         "Ftransformers.Backends",
         "Ftransformers.Backends.Cpu",
         "Ftransformers.Inference",
+        "Ftransformers.Diagnostics",
         "Ftransformers.Verification",
         "Ftransformers.Generation",
         "Ftransformers.Generation.Grammar",

@@ -44,4 +44,13 @@ public interface IAttentionBackend : IDisposable
 
     /// <summary>Final norm and head for the batch's logit rows: [LogitCount, vocab] into <paramref name="logits"/>.</summary>
     void Logits(Span<float> logits);
+
+    /// <summary>
+    /// The weights <paramref name="part"/> of <paramref name="layer"/> reads per step, as this backend stores them
+    /// (profiles judge achieved bandwidth by it): <see cref="ModelPart.Attention"/>, <see cref="ModelPart.DenseMlp"/>,
+    /// <see cref="ModelPart.Router"/> and <see cref="ModelPart.SharedExperts"/> per layer (zero where the layer has no
+    /// such part); <see cref="ModelPart.Embedding"/> is one token's row, <see cref="ModelPart.Head"/> the final norm and
+    /// lm_head (the layer is ignored for both). Other parts read no weights of this backend.
+    /// </summary>
+    PartWeights WeightsOf(ModelPart part, int layer);
 }

@@ -18,4 +18,7 @@ public interface IExpertBackend : IDisposable
 
     /// <summary>Waits until the batch of the last <see cref="Submit"/> is done; throws what its computation threw.</summary>
     void Wait();
+
+    /// <summary>The weights of one routed expert of <paramref name="layer"/> (gate, up and down), as stored; a step reads each chosen expert once.</summary>
+    PartWeights ExpertWeights(int layer);
 }

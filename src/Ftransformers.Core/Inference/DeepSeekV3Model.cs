@@ -23,8 +23,10 @@ public sealed class DeepSeekV3Model : IDisposable
     private readonly IExpertBackend _experts;
     private readonly ExpertBatch _routed;
     private readonly ComputePool? _pool;
-    private readonly ForwardProfile? _profile;
     private readonly int _denseLayers;
+    // Weights each part reads per step, for profiles and traces.
+    private readonly PartWeights[] _attentionWeights, _denseWeights, _routerWeights, _sharedWeights, _expertWeights;
+    private readonly PartWeights _embeddingRow, _headWeights;
 
     /// <summary>The architecture.</summary>
     public DeepSeekV3Config Config { get; }
@@ -50,7 +52,6 @@ public sealed class DeepSeekV3Model : IDisposable
             throw new ArgumentException($"{checkpoint.Location} was converted to {converted.Describe()}; it cannot be loaded as {asked.Describe()}. Load it without a precision, or convert the original again.");
         Precision = config.ConvertedPrecision ?? options.Precision ?? Precision.F32;
         _pool = options.CreatePool();
-        _profile = options.Profile;
         try
         {
             var context = new BackendContext(config, checkpoint, Precision, _pool);
@@ -66,7 +67,20 @@ public sealed class DeepSeekV3Model : IDisposable
         _routed = new ExpertBatch(config.HiddenSize, config.NumExpertsPerTok);
         for (int i = 0; i < config.NumHiddenLayers; i++)
             _denseLayers += config.IsMoeLayer(i) ? 0 : 1;
+        PartWeights[] Of(Func<int, PartWeights> weights) => [.. Enumerable.Range(0, config.NumHiddenLayers).Select(weights)];
+        _attentionWeights = Of(i => _attention.WeightsOf(ModelPart.Attention, i));
+        _denseWeights = Of(i => _attention.WeightsOf(ModelPart.DenseMlp, i));
+        _routerWeights = Of(i => _attention.WeightsOf(ModelPart.Router, i));
+        _sharedWeights = Of(i => _attention.WeightsOf(ModelPart.SharedExperts, i));
+        _expertWeights = Of(i => config.IsMoeLayer(i) ? _experts.ExpertWeights(i) : default);
+        _embeddingRow = _attention.WeightsOf(ModelPart.Embedding, 0);
+        _headWeights = _attention.WeightsOf(ModelPart.Head, 0);
+        options.Profile?.Configure(config.NumHiddenLayers, _denseLayers);
+        Trace = new StepTrace(options.Profile);
     }
+
+    /// <summary>Times this model's steps for the profile, events and spans; the engine loop begins and ends its steps around the forward pass.</summary>
+    internal StepTrace Trace { get; }
 
     /// <summary>
     /// Loads a Hugging Face checkpoint folder (config.json and safetensors, single or sharded), or a GGUF file
@@ -139,24 +153,31 @@ public sealed class DeepSeekV3Model : IDisposable
             if ((uint)position >= (uint)Config.MaxPositionEmbeddings)
                 throw new ArgumentOutOfRangeException(nameof(batch), $"Position {position} is beyond max_position_embeddings ({Config.MaxPositionEmbeddings}).");
 
-        // Decode steps only: one token per sequence.
-        ForwardProfile? profile = n == batch.SequenceCount ? _profile : null;
-        long mark = profile != null ? Stopwatch.GetTimestamp() : 0;
-        long head = 0, attention = 0, denseMlp = 0, moe = 0;
+        StepTrace trace = Trace;
+        bool ownsStep = !trace.InStep;
+        if (ownsStep)
+            trace.Begin(n == batch.SequenceCount ? StepKind.Decode : StepKind.Prefill);
+        // What attention reads and computes beyond its weights: each sequence's cached rows, each token's scores and contexts.
+        long cachedRows = 0, attendedPositions = 0;
+        if (trace.Active)
+            (cachedRows, attendedPositions) = AttentionExtent(batch);
+        long rowBytes = kv.RowWidth * (kv.DType == KvCacheDType.BF16 ? sizeof(ushort) : sizeof(float));
+        long attentionMacs = attendedPositions * Config.NumAttentionHeads * (2L * Config.KvLoraRank + Config.QkRopeHeadDim);
+
         _attention.BeginStep(batch, kv);
-        if (profile != null)
-            head += Lap(ref mark);
+        trace.Lap(-1, ModelPart.Embedding, n * _embeddingRow);
 
         for (int i = 0; i < Config.NumHiddenLayers; i++)
         {
             cancellationToken.ThrowIfCancellationRequested();
             _attention.Attention(i);
-            if (profile != null)
-                attention += Lap(ref mark);
+            trace.Lap(i, ModelPart.Attention, _attentionWeights[i], cachedRows * rowBytes, n * _attentionWeights[i].Parameters + attentionMacs);
             if (Config.IsMoeLayer(i))
             {
                 _attention.Route(i, _routed);
+                trace.Lap(i, ModelPart.Router, _routerWeights[i], 0, n * _routerWeights[i].Parameters);
                 _experts.Submit(_routed);
+                long shared = Stopwatch.GetTimestamp();
                 try
                 {
                     _attention.SharedExperts(i);
@@ -165,32 +186,48 @@ public sealed class DeepSeekV3Model : IDisposable
                 {
                     _experts.Wait();
                 }
+                trace.Nested(shared, i, ModelPart.SharedExperts, _sharedWeights[i], n * _sharedWeights[i].Parameters);
                 _attention.FinishMoe(i, _routed);
-                if (profile != null)
-                    moe += Lap(ref mark);
+                if (trace.Active)
+                    trace.Lap(i, ModelPart.RoutedExperts, DistinctExperts() * _expertWeights[i], 0, (long)n * Config.NumExpertsPerTok * _expertWeights[i].Parameters);
             }
             else
             {
                 _attention.DenseMlp(i);
-                if (profile != null)
-                    denseMlp += Lap(ref mark);
+                trace.Lap(i, ModelPart.DenseMlp, _denseWeights[i], 0, n * _denseWeights[i].Parameters);
             }
         }
 
         _attention.Logits(logits[..(rows * Config.VocabSize)]);
-        if (profile != null)
-        {
-            head += Lap(ref mark);
-            profile.AddDecodeStep(n, _denseLayers, Config.NumHiddenLayers - _denseLayers, head, attention, denseMlp, moe);
-        }
+        trace.Lap(-1, ModelPart.Head, _headWeights, 0, rows * _headWeights.Parameters);
+        if (ownsStep)
+            trace.End(n, batch.SequenceCount);
     }
 
-    // Ticks since mark, moving the mark to now.
-    private static long Lap(ref long mark)
+    // Rows of KV cache the step's sequences hold (each read once), and positions the tokens attend to, summed.
+    private static (long CachedRows, long AttendedPositions) AttentionExtent(ForwardBatch batch)
     {
-        long now = Stopwatch.GetTimestamp(), elapsed = now - mark;
-        mark = now;
-        return elapsed;
+        ReadOnlySpan<int> positions = batch.Positions, sequences = batch.Sequences;
+        long attended = 0, cached = 0;
+        for (int t = 0; t < positions.Length; t++)
+        {
+            attended += positions[t] + 1;
+            // A sequence's tokens are consecutive; its last one sees every cached row.
+            if (t + 1 == positions.Length || sequences[t + 1] != sequences[t])
+                cached += positions[t] + 1;
+        }
+        return (cached, attended);
+    }
+
+    // Experts the layer's tokens chose, each counted once: a step reads each chosen expert's weights once.
+    private int DistinctExperts()
+    {
+        Span<bool> seen = Config.NRoutedExperts <= 1024 ? stackalloc bool[Config.NRoutedExperts] : new bool[Config.NRoutedExperts];
+        int distinct = 0;
+        foreach (int e in _routed.Experts)
+            if (!seen[e])
+                (seen[e], distinct) = (true, distinct + 1);
+        return distinct;
     }
 
     private void CheckVocabulary(ReadOnlySpan<int> tokens)

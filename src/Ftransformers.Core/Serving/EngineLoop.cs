@@ -1,4 +1,7 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
+using Ftransformers.Backends;
+using Ftransformers.Inference;
 using Ftransformers.Generation;
 using Ftransformers.Memory;
 
@@ -147,6 +150,7 @@ internal sealed class EngineLoop : IDisposable
 
     private void Step()
     {
+        long start = Stopwatch.GetTimestamp();
         IReadOnlyList<ScheduledSequence> step = _scheduler.Schedule();
         Interlocked.Add(ref _waiting, _scheduler.PreemptedLastStep - _scheduler.AdmittedLastStep);
         if (step.Count == 0)
@@ -155,7 +159,25 @@ internal sealed class EngineLoop : IDisposable
             _signal.Wait(1);
             return;
         }
+        int tokens = 0;
+        foreach (ScheduledSequence entry in step)
+            tokens += entry.Count;
+        StepTrace trace = _runner.Trace;
+        trace.Begin(tokens == step.Count ? StepKind.Decode : StepKind.Prefill, start);
+        try
+        {
+            trace.Lap(-1, ModelPart.Scheduling);
+            RunAndSample(step);
+            trace.Lap(-1, ModelPart.Sampling);
+        }
+        finally
+        {
+            trace.End(tokens, step.Count);
+        }
+    }
 
+    private void RunAndSample(IReadOnlyList<ScheduledSequence> step)
+    {
         // Which entries sample is fixed before their computed counts move.
         Span<bool> samples = step.Count <= 256 ? stackalloc bool[step.Count] : new bool[step.Count];
         for (int i = 0; i < step.Count; i++)

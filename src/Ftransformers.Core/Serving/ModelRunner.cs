@@ -15,6 +15,9 @@ internal sealed class ModelRunner(DeepSeekV3Model model, KvCachePool pool, ILate
     private readonly ForwardBatch _batch = new();
     private float[] _logits = [];
 
+    /// <summary>Times the steps' parts; the engine loop begins a step before scheduling and ends it after sampling.</summary>
+    public StepTrace Trace => model.Trace;
+
     /// <summary>Values per logits row.</summary>
     public int VocabSize => model.Config.VocabSize;
 

@@ -21,9 +21,12 @@ internal sealed class CpuAttentionBackend : IAttentionBackend
     private float[] _h = [], _normed = [], _delta = [], _routerLogits = [], _final = [];
 
     // A MoE layer's router (its gate matrix and selection) and shared experts; the routed experts are elsewhere.
-    private sealed record MoeParts(WeightMatrix Gate, MoeRouter Router, Mlp? Shared);
+    private sealed record MoeParts(WeightMatrix Gate, MoeRouter Router, Mlp? Shared, float[]? Bias);
 
     private sealed record Layer(float[] AttentionNorm, MlaAttention Attention, float[] FeedForwardNorm, Mlp? Dense, MoeParts? Moe);
+
+    // Weights read per step by part and layer, counted once at load.
+    private readonly Dictionary<(ModelPart, int), PartWeights> _weights = [];
 
     public CpuAttentionBackend(BackendContext context)
     {
@@ -50,7 +53,30 @@ internal sealed class CpuAttentionBackend : IAttentionBackend
                 moe ? null : Mlp.Load(weights, p + ".mlp", hidden, config.IntermediateSize, precision.DenseMlp),
                 moe ? LoadMoeParts(weights, config, p + ".mlp") : null);
         }
+        CountWeights();
     }
+
+    private void CountWeights()
+    {
+        _weights[(ModelPart.Embedding, 0)] = new(_embedding.Footprint.Bytes / _embedding.Rows, 0);
+        _weights[(ModelPart.Head, 0)] = WeightMatrix.VectorWeights(_finalNorm) + _lmHead.Footprint;
+        for (int i = 0; i < _layers.Length; i++)
+        {
+            Layer l = _layers[i];
+            PartWeights feedForwardNorm = WeightMatrix.VectorWeights(l.FeedForwardNorm);
+            _weights[(ModelPart.Attention, i)] = WeightMatrix.VectorWeights(l.AttentionNorm) + l.Attention.Footprint;
+            if (l.Dense is { } dense)
+                _weights[(ModelPart.DenseMlp, i)] = feedForwardNorm + dense.Footprint;
+            if (l.Moe is { } moe)
+            {
+                _weights[(ModelPart.Router, i)] = feedForwardNorm + moe.Gate.Footprint + (moe.Bias is { } bias ? WeightMatrix.VectorWeights(bias) : default);
+                _weights[(ModelPart.SharedExperts, i)] = moe.Shared?.Footprint ?? default;
+            }
+        }
+    }
+
+    public PartWeights WeightsOf(ModelPart part, int layer) =>
+        _weights.GetValueOrDefault((part, part is ModelPart.Embedding or ModelPart.Head ? 0 : layer));
 
     private static MoeParts LoadMoeParts(WeightLoader weights, DeepSeekV3Config config, string prefix)
     {
@@ -59,7 +85,7 @@ internal sealed class CpuAttentionBackend : IAttentionBackend
         Mlp? shared = config.NSharedExperts > 0
             ? Mlp.Load(weights, prefix + ".shared_experts", config.HiddenSize, config.MoeIntermediateSize * config.NSharedExperts, weights.Precision.SharedExperts)
             : null;
-        return new MoeParts(weights.Matrix(prefix + ".gate.weight", config.NRoutedExperts, config.HiddenSize), new MoeRouter(config, bias), shared);
+        return new MoeParts(weights.Matrix(prefix + ".gate.weight", config.NRoutedExperts, config.HiddenSize), new MoeRouter(config, bias), shared, bias);
     }
 
     public string Name => "cpu";

@@ -7,7 +7,11 @@ namespace Ftransformers.Backends.Cpu;
 /// <param name="Experts">The experts, by id.</param>
 /// <param name="GateRows">Node n computes gate and up rows [GateRows[n], GateRows[n + 1]).</param>
 /// <param name="DownRows">Node n computes down rows [DownRows[n], DownRows[n + 1]).</param>
-internal sealed record RoutedExperts(Mlp[] Experts, int[] GateRows, int[] DownRows);
+internal sealed record RoutedExperts(Mlp[] Experts, int[] GateRows, int[] DownRows)
+{
+    /// <summary>One expert's weights (all of a layer's are the same shape and format).</summary>
+    public PartWeights ExpertWeights { get; } = Experts[0].Footprint;
+}
 
 /// <summary>
 /// The routed experts on the CPU. With several NUMA nodes, every expert's rows are split across the nodes in
@@ -107,6 +111,8 @@ internal sealed class CpuExpertBackend : IExpertBackend
             _job.Run(0, 0, _counts[0]);
         _job.Combine();
     }
+
+    public PartWeights ExpertWeights(int layer) => _layers[layer]?.ExpertWeights ?? default;
 
     public void Dispose() => _placement?.Dispose();
 }

@@ -50,6 +50,11 @@ internal sealed class MlaAttention
             _int8Absorption = new Int8Absorption(int8.Weights, heads, config.QkNopeHeadDim, config.VHeadDim);
     }
 
+    /// <summary>The projections and norms a step reads (an INT8 kv_b's absorbed copy holds the same codes and scales).</summary>
+    public PartWeights Footprint =>
+        (_qA?.Footprint ?? default) + (_qANorm is { } qNorm ? WeightMatrix.VectorWeights(qNorm) : default) + _q!.Footprint
+        + _kvA.Footprint + WeightMatrix.VectorWeights(_kvANorm) + _kvB.Footprint + _o.Footprint;
+
     /// <summary>
     /// Attends the tokens of <paramref name="batch"/> (rows of <paramref name="x"/>): writes each token's latent to
     /// its KV slot for <paramref name="layer"/>, then lets it attend causally to positions 0..p of its own sequence.

@@ -14,6 +14,9 @@ internal sealed class Mlp(WeightMatrix gate, WeightMatrix up, WeightMatrix down)
 
     public WeightMatrix Down => down;
 
+    /// <summary>The three matrices' weights.</summary>
+    public PartWeights Footprint => gate.Footprint + up.Footprint + down.Footprint;
+
     public static Mlp Load(WeightLoader weights, string prefix, int hidden, int width, WeightFormat format) => new(
         weights.Matrix(prefix + ".gate_proj.weight", width, hidden, format),
         weights.Matrix(prefix + ".up_proj.weight", width, hidden, format),

@@ -22,6 +22,12 @@ internal abstract unsafe class WeightMatrix(string name, int rows, int cols)
     /// <summary>Input features.</summary>
     public int Cols { get; } = cols;
 
+    /// <summary>The matrix's bytes as stored and its parameters (rows x cols).</summary>
+    public PartWeights Footprint => new(Storage().Sum(s => s.Length), (long)Rows * Cols);
+
+    /// <summary>The bytes and values of a norm or bias vector.</summary>
+    public static PartWeights VectorWeights(float[] vector) => new((long)vector.Length * sizeof(float), vector.Length);
+
     /// <summary>The threads that compute products; null computes on the caller.</summary>
     public ComputePool? Pool { get; set; }
 
