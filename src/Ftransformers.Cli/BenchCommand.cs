@@ -27,10 +27,12 @@ internal static class BenchCommand
         var warmup = new Option<int>("--warmup") { Description = "Requests sent before measuring (not counted).", DefaultValueFactory = _ => 1 };
         var timeout = new Option<int>("--timeout") { Description = "Seconds one request may take (with --url).", DefaultValueFactory = _ => 600 };
         var output = new Option<string?>("--output") { Description = "Folder for report.md, report.json and chart.svg (default: bench-results/DATE-TIME)." };
+        var profile = new Option<bool>("--profile") { Description = "In-process: profile every step by part (time, bytes, GB/s, share of the machine's bandwidth and compute peak) into report.md and profile-pN.svg." };
+        var sysinfo = new Option<string?>("--sysinfo") { Description = $"With --profile: the machine baseline file (ftransformers sysinfo; measured and written there when missing). Default: {Ftransformers.Diagnostics.MachineBaseline.DefaultCachePath}." };
         var engine = new EngineFlags();
         var command = new Command("bench", "Measure throughput and latency under load (evalscope-style): in-process or against an OpenAI-compatible URL.")
         {
-            model, url, api, apiKey, parallel, number, inputLength, outputLength, prefixLength, seed, warmup, timeout, output,
+            model, url, api, apiKey, parallel, number, inputLength, outputLength, prefixLength, seed, warmup, timeout, output, profile, sysinfo,
         };
         foreach (Option option in engine.All)
             command.Options.Add(option);
@@ -59,6 +61,10 @@ internal static class BenchCommand
             foreach (Option option in otherTarget.Where(o => parse.GetResult(o) is { Implicit: false }))
                 problems.Add(remote ? $"{option.Name} sets up the in-process engine; a server given by --url runs with its own settings."
                     : $"{option.Name} is for a server given by --url.");
+            if (remote && parse.GetValue(profile))
+                problems.Add("--profile profiles the in-process engine; a server started with --enable-profile serves its profile at /debug/profile.");
+            if (!parse.GetValue(profile) && parse.GetResult(sysinfo) is { Implicit: false })
+                problems.Add("--sysinfo is read by --profile only.");
             foreach (string problem in problems)
                 await stderr.WriteLineAsync($"error: {problem}");
             if (problems.Count > 0)
@@ -68,10 +74,13 @@ internal static class BenchCommand
             engine.Apply(parse, options);
             string? serverUrl = parse.GetValue(url);
             IBenchTarget target;
+            Ftransformers.Diagnostics.MachineBaseline? baseline = null;
             if (serverUrl == null)
             {
                 if (!await EngineFlags.CheckAsync(options, stderr))
                     return Program.ExitBadInput;
+                if (parse.GetValue(profile))
+                    baseline = await Task.Run(() => LoadBaseline(options, parse.GetValue(sysinfo), stderr), ct);
                 target = new InProcessTarget(options);
             }
             else
@@ -102,7 +111,7 @@ internal static class BenchCommand
                 try
                 {
                     var prompts = new PromptFactory(await target.TokenCounterAsync(ct), workload.Seed);
-                    var runner = new BenchRunner(target, workload, prompts, new ProgressBar(stderr, numbers.Sum()));
+                    var runner = new BenchRunner(target, workload, prompts, new ProgressBar(stderr, numbers.Sum()), parse.GetValue(profile), baseline);
                     results = await runner.RunAsync([.. levels.Zip(numbers)], ct);
                 }
                 catch (InvalidOperationException e)
@@ -121,6 +130,7 @@ internal static class BenchCommand
                     Machine = MachineInfo.Current(),
                     Workload = workload,
                     Levels = results,
+                    Baseline = baseline,
                 };
                 string folder = parse.GetValue(output) ?? Path.Combine("bench-results", report.Date.ToString("yyyyMMdd-HHmmss", System.Globalization.CultureInfo.InvariantCulture));
                 IReadOnlyList<string> files = await report.WriteAsync(folder, ct);
@@ -133,6 +143,18 @@ internal static class BenchCommand
             }
         }));
         return command;
+    }
+
+    // The baseline profiles are judged against, measured with the engine's own threads and nodes when not cached.
+    private static Ftransformers.Diagnostics.MachineBaseline LoadBaseline(FtransformersOptions options, string? path, TextWriter log)
+    {
+        int threads = options.CpuThreads ?? Environment.ProcessorCount;
+        using var pool = threads > 1 ? new Threading.ComputePool(Threading.CpuTopology.Detect(threads, options.NumaNodes)) : null;
+        path ??= Ftransformers.Diagnostics.MachineBaseline.DefaultCachePath;
+        if (Ftransformers.Diagnostics.MachineBaseline.TryLoad(path, Ftransformers.Diagnostics.MachineBaseline.IdentityOf(pool?.Topology)) is { } cached)
+            return cached;
+        log.WriteLine($"Measuring the machine baseline for --profile (cached in {path})...");
+        return Ftransformers.Diagnostics.MachineBaseline.LoadOrMeasure(pool, path);
     }
 
     private static string Quote(string value) =>

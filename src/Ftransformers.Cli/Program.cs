@@ -28,6 +28,7 @@ public static class Program
             BenchCommand.Create(),
             VerifyCommand.Create(),
             ConvertCommand.Create(),
+            SysinfoCommand.Create(),
             VerifyTokenizerCommand.Create(),
         };
         ParseResult parse = root.Parse(args);

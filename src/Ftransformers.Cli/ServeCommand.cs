@@ -31,10 +31,12 @@ internal static class ServeCommand
         var trustRemoteCode = new Option<bool>("--trust-remote-code") { Description = "Accepted for SGLang command lines; nothing to trust: the engine runs no code from checkpoints." };
         var enableMetrics = new Option<bool>("--enable-metrics") { Description = "Accepted for SGLang command lines; /metrics is always served (behind --api-key when one is set)." };
         var logLevel = new Option<LogLevel>("--log-level") { Description = "Least severe log messages written: debug, info, warning, error or critical.", DefaultValueFactory = _ => LogLevel.Information, CustomParser = ParseLogLevel };
+        var enableProfile = new Option<bool>("--enable-profile") { Description = "Serve GET /debug/profile (behind --api-key): every step's time, bytes and bandwidth by part (?format=json|markdown|svg, ?reset=true)." };
+        var sysinfo = new Option<string?>("--sysinfo") { Description = "With --enable-profile: the machine baseline the profile is judged against (default: ftransformers sysinfo's cache)." };
         var engine = new EngineFlags();
         var command = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health, /metrics).")
         {
-            modelPath, host, port, servedModelName, apiKey, maxBody, reasoningParser, toolCallParser, tensorParallel, trustRemoteCode, enableMetrics, logLevel,
+            modelPath, host, port, servedModelName, apiKey, maxBody, reasoningParser, toolCallParser, tensorParallel, trustRemoteCode, enableMetrics, logLevel, enableProfile, sysinfo,
         };
         foreach (Option option in engine.All)
             command.Options.Add(option);
@@ -63,6 +65,8 @@ internal static class ServeCommand
                 ApiKey = parse.GetValue(apiKey),
                 MaxRequestBodyBytes = parse.GetValue(maxBody),
                 ReasoningParser = parse.GetValue(reasoningParser),
+                EnableProfiling = parse.GetValue(enableProfile),
+                MachineBaselinePath = parse.GetValue(sysinfo),
             };
             IReadOnlyList<string> problems = server.Validate();
             foreach (string problem in problems)

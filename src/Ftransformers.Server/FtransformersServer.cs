@@ -34,7 +34,12 @@ public sealed class FtransformersServer : IAsyncDisposable
         WebApplicationBuilder builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
         string host = IPAddress.TryParse(server.Host, out IPAddress? ip) && ip.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{server.Host}]" : server.Host;
         builder.WebHost.UseUrls($"http://{host}:{server.Port}");
-        builder.Services.AddFtransformers(engine);
+        builder.Services.AddFtransformers(o =>
+        {
+            engine(o);
+            if (server.EnableProfiling)
+                o.Profile ??= new Ftransformers.Inference.ForwardProfile();
+        });
         builder.Services.AddFtransformersServer(o =>
         {
             o.Host = server.Host;
@@ -43,6 +48,8 @@ public sealed class FtransformersServer : IAsyncDisposable
             o.MaxRequestBodyBytes = server.MaxRequestBodyBytes;
             o.RetryAfterSeconds = server.RetryAfterSeconds;
             o.ReasoningParser = server.ReasoningParser;
+            o.EnableProfiling = server.EnableProfiling;
+            o.MachineBaselinePath = server.MachineBaselinePath;
         });
         configure?.Invoke(builder);
         WebApplication app = builder.Build();

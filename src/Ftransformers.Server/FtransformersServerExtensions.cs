@@ -1,6 +1,8 @@
 using System.Security.Cryptography;
 using System.Text;
+using Ftransformers.Diagnostics;
 using Ftransformers.Generation;
+using Ftransformers.Inference;
 using Ftransformers.Hosting;
 using Ftransformers.Server;
 using Ftransformers.Server.OpenAI;
@@ -69,7 +71,55 @@ public static class FtransformersServerExtensions
                 await context.Response.WriteAsJsonAsync(card, WireJson.Default.ModelCard);
         });
         api.MapGet("/metrics", () => Results.Text(exporter.Render(), PrometheusExporter.ContentType));
+        if (server.EnableProfiling)
+            MapProfile(api, engine, server.MachineBaselinePath ?? MachineBaseline.DefaultCachePath);
         return endpoints;
+    }
+
+    // GET /debug/profile: the steps since the last reset by part, judged against the cached machine baseline if there is one.
+    private static void MapProfile(RouteGroupBuilder api, FtransformersOptions engine, string baselinePath)
+    {
+        ForwardProfile profile = engine.Profile
+            ?? throw new InvalidOperationException("EnableProfiling needs FtransformersOptions.Profile set, so that the session counts its steps.");
+        int threads = engine.CpuThreads ?? Environment.ProcessorCount;
+        string identity = MachineBaseline.IdentityOf(threads > 1 ? Ftransformers.Threading.CpuTopology.Detect(threads, engine.NumaNodes) : null);
+        api.MapGet("/debug/profile", (string? format, bool? reset) =>
+        {
+            var report = new ProfileReport(profile.Snapshot(), MachineBaseline.TryLoad(baselinePath, identity));
+            if (reset == true)
+                profile.Reset();
+            return format switch
+            {
+                null or "json" => Results.Text(ProfileJson(report).ToJsonString(), "application/json"),
+                "markdown" or "md" => Results.Text(report.ToMarkdown(), "text/markdown; charset=utf-8"),
+                "svg" => Results.Text(report.ToSvg(), "image/svg+xml"),
+                _ => Results.Text(new System.Text.Json.Nodes.JsonObject
+                {
+                    ["error"] = new System.Text.Json.Nodes.JsonObject { ["message"] = $"format '{format}' is unknown; expected json, markdown or svg.", ["type"] = "invalid_request_error", ["param"] = "format" },
+                }.ToJsonString(), "application/json", statusCode: 400),
+            };
+        });
+    }
+
+    private static System.Text.Json.Nodes.JsonObject ProfileJson(ProfileReport report)
+    {
+        var rows = new System.Text.Json.Nodes.JsonArray();
+        foreach (ProfileRow r in report.Rows())
+            rows.Add(new System.Text.Json.Nodes.JsonObject
+            {
+                ["kind"] = r.Kind.ToString().ToLowerInvariant(), ["part"] = r.Part.ToString(), ["ms_per_step"] = r.MillisecondsPerStep,
+                ["share_of_step"] = r.ShareOfStep, ["mb_per_step"] = r.MegabytesPerStep, ["gb_per_s"] = r.GigabytesPerSecond,
+                ["bandwidth_share"] = r.BandwidthShare, ["giga_macs_per_s"] = r.GigaMultiplyAddsPerSecond, ["compute_peak_share"] = r.ComputeShare,
+            });
+        ForwardProfileSnapshot s = report.Snapshot;
+        System.Text.Json.Nodes.JsonObject Steps(StepProfile p) => new() { ["steps"] = p.Steps, ["tokens"] = p.Tokens, ["sequences"] = p.Sequences, ["ms_per_step"] = p.StepTime.TotalMilliseconds };
+        return new System.Text.Json.Nodes.JsonObject
+        {
+            ["decode"] = Steps(s.Decode),
+            ["prefill"] = Steps(s.Prefill),
+            ["machine"] = report.Machine is { } m ? new System.Text.Json.Nodes.JsonObject { ["read_gb_per_s"] = m.ReadGBps, ["int8_giga_macs_per_s"] = m.IntegerGigaMacs, ["f32_giga_macs_per_s"] = m.FloatGigaMacs, ["measured"] = m.Measured.ToString("O") } : null,
+            ["parts"] = rows,
+        };
     }
 
     private static Func<EndpointFilterInvocationContext, EndpointFilterDelegate, ValueTask<object?>> RequireApiKey(string key)

@@ -18,6 +18,16 @@ public sealed class FtransformersServerOptions
     /// <summary>Seconds sent in <c>Retry-After</c> when the queue is full.</summary>
     public int RetryAfterSeconds { get; set; } = 1;
 
+    /// <summary>
+    /// Serve <c>GET /debug/profile</c> (behind the API key): every step's time, bytes and achieved bandwidth by part since
+    /// the last reset (<c>?reset=true</c>), as JSON, Markdown (<c>?format=markdown</c>) or a flame-style SVG
+    /// (<c>?format=svg</c>). Off by default: profiling times every part of every step.
+    /// </summary>
+    public bool EnableProfiling { get; set; }
+
+    /// <summary>The machine baseline the profile is judged against (<c>ftransformers sysinfo</c>'s cache); null: its default place.</summary>
+    public string? MachineBaselinePath { get; set; }
+
     /// <summary>Reasoning parsers <see cref="ReasoningParser"/> accepts, as SGLang names them.</summary>
     public static readonly IReadOnlyList<string> ReasoningParsers = ["deepseek-r1", "deepseek-v3"];
 

@@ -109,6 +109,38 @@ public class BenchCommandTests
     }
 
     [Test]
+    public async Task InProcess_Profile_WritesEachLevelsTableAndFlameGraph_AgainstTheBaseline()
+    {
+        string baseline = Path.Combine(_dir, "sysinfo.json");
+        Assert.That(await Program.RunAsync(["sysinfo", "--cache", baseline, "--read-mib", "8"], new StringWriter(), new StringWriter()), Is.Zero);
+        var (exit, output, error) = await Bench("--model", "synthetic:tiny", "--parallel", "1", "2", "--number", "2", "--input-length", "16",
+            "--output-length", "4", "--warmup", "0", "--profile", "--sysinfo", baseline);
+        Assert.That(exit, Is.Zero, error);
+        Assert.That(output, Does.Contain("profile-p1.svg").And.Contain("profile-p2.svg"));
+        BenchReport report = AssertReportFiles(levels: 2);
+        Assert.That(report.Baseline, Is.Not.Null);
+        foreach (LevelResult level in report.Levels)
+        {
+            Assert.That(level.Profile!.Select(r => (r.Kind, r.Part)), Does.Contain((Ftransformers.Inference.StepKind.Prefill, Ftransformers.Backends.ModelPart.Attention))
+                .And.Contain((Ftransformers.Inference.StepKind.Decode, Ftransformers.Backends.ModelPart.RoutedExperts)));
+            Assert.That(level.Profile!.Where(r => r.Part == Ftransformers.Backends.ModelPart.RoutedExperts).Select(r => r.BandwidthShare), Has.All.GreaterThan(0));
+            XDocument flame = XDocument.Load(Path.Combine(_dir, $"profile-p{level.Parallel}.svg"));
+            Assert.That(flame.Descendants(XNamespace.Get("http://www.w3.org/2000/svg") + "rect").Count(), Is.GreaterThan(20));
+        }
+        string markdown = File.ReadAllText(Path.Combine(_dir, "report.md"));
+        Assert.That(markdown, Does.Contain("## Profile, parallel 1 (profile-p1.svg)").And.Contain("### Decode steps").And.Contain("### Prefill steps")
+            .And.Contain("| routed experts |").And.Contain("Judged against this machine's baseline"));
+    }
+
+    [Test]
+    public async Task Profile_AgainstAServer_IsBadInput()
+    {
+        var (exit, _, error) = await Bench("--model", "tiny", "--url", "http://127.0.0.1:1", "--profile");
+        Assert.That(exit, Is.EqualTo(Program.ExitBadInput));
+        Assert.That(error, Does.Contain("/debug/profile"));
+    }
+
+    [Test]
     public async Task AgainstTheServer_WithoutATokenizer_SizesPromptsFromUsage()
     {
         await using TestServer server = await TestServer.StartAsync(apiKey: "k");

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
@@ -105,6 +106,54 @@ public class ServeCommandTests
         string body = await response.Content.ReadAsStringAsync();
         Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), body);
         Assert.That(body, Does.Contain("\"completion_tokens\":4"));
+    }
+
+    [Test]
+    public async Task Serve_WithProfiling_ServesTheProfileBehindTheKey_JudgedAgainstTheBaseline()
+    {
+        string baseline = Path.Combine(Path.GetTempPath(), $"ftransformers-sysinfo-{Guid.NewGuid():N}.json");
+        try
+        {
+            var output = new StringWriter();
+            var error = new StringWriter();
+            Assert.That(await Program.RunAsync(["sysinfo", "--cache", baseline, "--read-mib", "8", "--json"], output, error), Is.Zero, error.ToString());
+            Assert.That(output.ToString(), Does.Contain("\"readGBps\""));
+
+            await using RunningServe serve = await RunningServe.StartAsync("--api-key", "secret", "--enable-profile", "--sysinfo", baseline);
+            HttpClient http = serve.Http;
+            Assert.That((await http.GetAsync("/debug/profile")).StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
+            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "secret");
+            using HttpResponseMessage chat = await serve.PostChatAsync("""{"model": "tiny", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 4, "temperature": 0}""");
+            Assert.That(chat.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+
+            JsonNode profile = JsonNode.Parse(await http.GetStringAsync("/debug/profile"))!;
+            Assert.That((long)profile["prefill"]!["steps"]!, Is.EqualTo(1));
+            Assert.That((long)profile["decode"]!["steps"]!, Is.EqualTo(3), "4 tokens: the prefill step samples the first");
+            Assert.That(profile["machine"], Is.Not.Null);
+            JsonArray parts = profile["parts"]!.AsArray();
+            string[] names = [.. parts.Where(p => (string?)p!["kind"] == "decode").Select(p => (string)p!["part"]!)];
+            Assert.That(names, Is.EqualTo(new[] { "Embedding", "Attention", "DenseMlp", "Router", "SharedExperts", "RoutedExperts", "Head", "Sampling", "Scheduling" }));
+            JsonNode routed = parts.First(p => (string?)p!["kind"] == "decode" && (string?)p["part"] == "RoutedExperts")!;
+            Assert.That((double)routed["gb_per_s"]!, Is.GreaterThan(0));
+            Assert.That((double?)routed["bandwidth_share"], Is.GreaterThan(0));
+
+            Assert.That(await http.GetStringAsync("/debug/profile?format=markdown"), Does.Contain("| part | ms / step |"));
+            System.Xml.Linq.XDocument svg = System.Xml.Linq.XDocument.Parse(await http.GetStringAsync("/debug/profile?format=svg&reset=true"));
+            Assert.That(svg.Root!.Name.LocalName, Is.EqualTo("svg"));
+            Assert.That((long)JsonNode.Parse(await http.GetStringAsync("/debug/profile"))!["decode"]!["steps"]!, Is.Zero, "reset");
+            Assert.That((await http.GetAsync("/debug/profile?format=xml")).StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+        }
+        finally
+        {
+            File.Delete(baseline);
+        }
+    }
+
+    [Test]
+    public async Task Serve_WithoutProfiling_HasNoProfileEndpoint()
+    {
+        await using RunningServe serve = await RunningServe.StartAsync();
+        Assert.That((await serve.Http.GetAsync("/debug/profile")).StatusCode, Is.EqualTo(HttpStatusCode.NotFound));
     }
 
     [TestCase("--chunked-prefill-size", "0", "ChunkedPrefillSize")]

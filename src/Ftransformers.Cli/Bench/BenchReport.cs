@@ -42,6 +42,8 @@ internal sealed record BenchReport
     public required MachineInfo Machine { get; init; }
     public required BenchWorkload Workload { get; init; }
     public required IReadOnlyList<LevelResult> Levels { get; init; }
+    /// <summary>The machine baseline profiles were judged against (<c>--profile</c>).</summary>
+    public Ftransformers.Diagnostics.MachineBaseline? Baseline { get; init; }
 
     private static readonly JsonSerializerOptions Json = new()
     {
@@ -58,7 +60,14 @@ internal sealed record BenchReport
         await File.WriteAllTextAsync(markdown, ToMarkdown(), cancellationToken);
         await File.WriteAllTextAsync(json, JsonSerializer.Serialize(this, Json), cancellationToken);
         await File.WriteAllTextAsync(svg, ToSvg(), cancellationToken);
-        return [markdown, json, svg];
+        var files = new List<string> { markdown, json, svg };
+        foreach (LevelResult level in Levels.Where(l => l.Snapshot != null))
+        {
+            string flame = Path.Combine(directory, $"profile-p{level.Parallel}.svg");
+            await File.WriteAllTextAsync(flame, new Ftransformers.Diagnostics.ProfileReport(level.Snapshot!, Baseline).ToSvg(), cancellationToken);
+            files.Add(flame);
+        }
+        return files;
     }
 
     public static BenchReport Read(string json) => JsonSerializer.Deserialize<BenchReport>(json, Json) ?? throw new InvalidDataException("Empty report.");
@@ -103,6 +112,11 @@ internal sealed record BenchReport
                 md.AppendLine($"| {l.Parallel} | {name} | {Ms(d?.Mean)} | {Ms(d?.P50)} | {Ms(d?.P90)} | {Ms(d?.P99)} |");
         }
         AppendProjection(md);
+        foreach (LevelResult level in Levels.Where(l => l.Snapshot != null))
+        {
+            md.AppendLine().AppendLine($"## Profile, parallel {level.Parallel} (profile-p{level.Parallel}.svg)").AppendLine();
+            md.Append(new Ftransformers.Diagnostics.ProfileReport(level.Snapshot!, Baseline).ToMarkdown());
+        }
         IEnumerable<string> errors = Levels.SelectMany(l => l.Errors.Select(e => $"- parallel {l.Parallel}: {e}"));
         if (errors.Any())
             md.AppendLine().AppendLine("## Errors").AppendLine().AppendLine(string.Join("\n", errors));

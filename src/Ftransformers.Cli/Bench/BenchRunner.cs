@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using Ftransformers.Diagnostics;
+using Ftransformers.Inference;
 
 namespace Ftransformers.Cli.Bench;
 
@@ -6,7 +8,7 @@ namespace Ftransformers.Cli.Bench;
 /// Runs the levels one after another: at level p, p workers send requests back to back until the level's number
 /// of requests is done, so that p requests are in flight at all times but the last few.
 /// </summary>
-internal sealed class BenchRunner(IBenchTarget target, BenchWorkload workload, PromptFactory prompts, ProgressBar progress)
+internal sealed class BenchRunner(IBenchTarget target, BenchWorkload workload, PromptFactory prompts, ProgressBar progress, bool profile = false, MachineBaseline? baseline = null)
 {
     public async Task<IReadOnlyList<LevelResult>> RunAsync(IReadOnlyList<(int Parallel, int Number)> levels, CancellationToken cancellationToken)
     {
@@ -46,7 +48,13 @@ internal sealed class BenchRunner(IBenchTarget target, BenchWorkload workload, P
             }
         }
         await Task.WhenAll(Enumerable.Range(0, Math.Min(parallel, number)).Select(_ => Task.Run(Worker, cancellationToken)));
-        return LevelResult.From(parallel, results, clock.Elapsed.TotalSeconds) with { Decode = DecodeProfile.From(target.Profile?.Snapshot()) };
+        ForwardProfileSnapshot? snapshot = target.Profile?.Snapshot();
+        return LevelResult.From(parallel, results, clock.Elapsed.TotalSeconds) with
+        {
+            Decode = DecodeProfile.From(snapshot),
+            Profile = profile && snapshot != null ? new ProfileReport(snapshot, baseline).Rows() : null,
+            Snapshot = profile ? snapshot : null,
+        };
     }
 }
 

@@ -45,6 +45,13 @@ internal sealed record LevelResult
     /// <summary>The model's decode steps by part, when the target is in-process.</summary>
     public DecodeProfile? Decode { get; init; }
 
+    /// <summary>Every step's parts against the machine (<c>--profile</c>); null otherwise.</summary>
+    public IReadOnlyList<Ftransformers.Diagnostics.ProfileRow>? Profile { get; init; }
+
+    /// <summary>What <see cref="Profile"/> was made from, for the report's flame graph (not written to JSON).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public ForwardProfileSnapshot? Snapshot { get; init; }
+
     public static LevelResult From(int parallel, IReadOnlyList<RequestResult> results, double durationSeconds)
     {
         RequestResult[] ok = [.. results.Where(r => r.Succeeded)];

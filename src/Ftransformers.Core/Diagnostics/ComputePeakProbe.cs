@@ -20,7 +20,7 @@ namespace Ftransformers.Diagnostics;
 /// </summary>
 public sealed class ComputePeakProbe(KernelPath path, bool floatingPoint = false) : IRangeWork
 {
-    private const int Chunks = 64, Iterations = 1 << 12, Chains = 12;
+    private const int Chunks = 64, Iterations = 1 << 14, Chains = 12;
 
     /// <summary>Products (multiply-adds) one <see cref="Run(ComputePool?)"/> performs.</summary>
     public long MultiplyAdds => (long)Chunks * Iterations * Chains * (floatingPoint ? FloatLanes(path) : ProductsPerInstruction(path));
@@ -96,7 +96,7 @@ public sealed class ComputePeakProbe(KernelPath path, bool floatingPoint = false
             };
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // measured at once, never at tier 0
     private static int Avx2Loop(int seed)
     {
         // Each chain multiplies its own sum (as bytes), so no two products are the same expression to share.
@@ -113,7 +113,7 @@ public sealed class ComputePeakProbe(KernelPath path, bool floatingPoint = false
         return Vector256.Sum(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) + ((a8 + a9) + (a10 + a11)));
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // measured at once, never at tier 0
     private static int Avx512Loop(int seed)
     {
         Vector512<sbyte> x = Vector512.Create((sbyte)(seed | 1));
@@ -129,7 +129,7 @@ public sealed class ComputePeakProbe(KernelPath path, bool floatingPoint = false
         return Vector512.Sum(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) + ((a8 + a9) + (a10 + a11)));
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // measured at once, never at tier 0
     private static int VnniLoop(int seed)
     {
         Vector256<byte> w = Vector256.Create((byte)(seed | 1));
@@ -146,7 +146,7 @@ public sealed class ComputePeakProbe(KernelPath path, bool floatingPoint = false
         return Vector256.Sum(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) + ((a8 + a9) + (a10 + a11)));
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // measured at once, never at tier 0
     private static int DpLoop(int seed)
     {
         Vector128<sbyte> w = Vector128.Create((sbyte)(seed | 1));
@@ -163,7 +163,7 @@ public sealed class ComputePeakProbe(KernelPath path, bool floatingPoint = false
         return Vector128.Sum(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) + ((a8 + a9) + (a10 + a11)));
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // measured at once, never at tier 0
     private static float FmaLoop512(int seed)
     {
         Vector512<float> x = Vector512.Create(0.999f), b = Vector512.Create(1e-3f * (seed + 1));
@@ -178,7 +178,7 @@ public sealed class ComputePeakProbe(KernelPath path, bool floatingPoint = false
         return Vector512.Sum(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) + ((a8 + a9) + (a10 + a11)));
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // measured at once, never at tier 0
     private static float FmaLoop256(int seed)
     {
         Vector256<float> x = Vector256.Create(0.999f), b = Vector256.Create(1e-3f * (seed + 1));
@@ -193,7 +193,7 @@ public sealed class ComputePeakProbe(KernelPath path, bool floatingPoint = false
         return Vector256.Sum(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) + ((a8 + a9) + (a10 + a11)));
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // measured at once, never at tier 0
     private static float FmaLoop128(int seed)
     {
         Vector128<float> x = Vector128.Create(0.999f), b = Vector128.Create(1e-3f * (seed + 1));

@@ -73,9 +73,9 @@ public sealed record MachineBaseline
     public static string DefaultCachePath => Path.Combine(
         Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.DoNotVerify), "ftransformers", "sysinfo.json");
 
-    /// <summary>The identity of this machine with <paramref name="pool"/>'s layout (one thread without a pool).</summary>
-    public static string IdentityOf(ComputePool? pool) =>
-        $"{CpuModel()}|{RuntimeInformation.ProcessArchitecture}|{Environment.ProcessorCount}|{pool?.Topology.ToString() ?? "1 thread"}";
+    /// <summary>The identity of this machine with a compute pool of <paramref name="topology"/> (one thread without one).</summary>
+    public static string IdentityOf(CpuTopology? topology) =>
+        $"{CpuModel()}|{RuntimeInformation.ProcessArchitecture}|{Environment.ProcessorCount}|{topology?.ToString() ?? "1 thread"}";
 
     /// <summary>
     /// The cached baseline at <paramref name="cachePath"/> when it was measured on this machine with this layout, else a
@@ -83,7 +83,7 @@ public sealed record MachineBaseline
     /// </summary>
     public static MachineBaseline LoadOrMeasure(ComputePool? pool, string cachePath, bool refresh = false, long bytesPerNode = MemoryReadProbe.DefaultBytesPerNode)
     {
-        if (!refresh && TryLoad(cachePath, IdentityOf(pool)) is { } cached)
+        if (!refresh && TryLoad(cachePath, IdentityOf(pool?.Topology)) is { } cached)
             return cached;
         MachineBaseline measured = Measure(pool, bytesPerNode);
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(cachePath))!);
@@ -131,7 +131,7 @@ public sealed record MachineBaseline
             FloatPath = floating,
             FloatGigaMacs = Peak(pool, floating, floatingPoint: true),
             Measured = DateTimeOffset.UtcNow,
-            Identity = IdentityOf(pool),
+            Identity = IdentityOf(pool?.Topology),
         };
 
         static double? Peak(ComputePool? pool, KernelPath path, bool floatingPoint)

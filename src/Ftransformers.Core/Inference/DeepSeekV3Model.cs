@@ -75,7 +75,7 @@ public sealed class DeepSeekV3Model : IDisposable
         _expertWeights = Of(i => config.IsMoeLayer(i) ? _experts.ExpertWeights(i) : default);
         _embeddingRow = _attention.WeightsOf(ModelPart.Embedding, 0);
         _headWeights = _attention.WeightsOf(ModelPart.Head, 0);
-        options.Profile?.Configure(config.NumHiddenLayers, _denseLayers);
+        options.Profile?.Configure(config.NumHiddenLayers, _denseLayers, Precision);
         Trace = new StepTrace(options.Profile);
     }
 

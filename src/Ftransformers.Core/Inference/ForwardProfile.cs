@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Ftransformers.Backends;
+using Ftransformers.Model;
 
 namespace Ftransformers.Inference;
 
@@ -27,12 +28,17 @@ public sealed class ForwardProfile
     // [kind, slot, part]; slot 0 holds the parts outside layers, slot 1 + i layer i.
     private long[] _ticks = [], _weightBytes = [], _cacheBytes = [], _multiplyAdds = [];
     private int _layers, _denseLayers;
+    private Precision _precision = Precision.F32;
 
-    /// <summary>Sizes the counters for a model of <paramref name="layers"/> layers, <paramref name="denseLayers"/> of them dense (the model calls it at load).</summary>
-    internal void Configure(int layers, int denseLayers)
+    /// <summary>
+    /// Sizes the counters for a model of <paramref name="layers"/> layers, <paramref name="denseLayers"/> of them dense,
+    /// computing in <paramref name="precision"/> (the model calls it at load).
+    /// </summary>
+    internal void Configure(int layers, int denseLayers, Precision precision)
     {
         lock (_lock)
         {
+            _precision = precision;
             if (_ticks.Length > 0 && (layers, denseLayers) == (_layers, _denseLayers))
                 return;
             (_layers, _denseLayers) = (layers, denseLayers);
@@ -102,7 +108,7 @@ public sealed class ForwardProfile
                     }
                 kinds[k] = new StepProfile((StepKind)k, _steps[k], _tokens[k], _sequences[k], parts);
             }
-            return new ForwardProfileSnapshot(kinds[0], kinds[1], _denseLayers, _layers - _denseLayers);
+            return new ForwardProfileSnapshot(kinds[0], kinds[1], _denseLayers, _layers - _denseLayers, _precision);
         }
     }
 }
@@ -144,7 +150,8 @@ public sealed record StepProfile(StepKind Kind, long Steps, long Tokens, long Se
 /// <param name="Prefill">Steps that prefill prompt tokens.</param>
 /// <param name="DenseLayers">Dense layers of the profiled model.</param>
 /// <param name="MoeLayers">MoE layers of the profiled model.</param>
-public sealed record ForwardProfileSnapshot(StepProfile Decode, StepProfile Prefill, int DenseLayers, int MoeLayers)
+/// <param name="Precision">The weight formats the model computes with.</param>
+public sealed record ForwardProfileSnapshot(StepProfile Decode, StepProfile Prefill, int DenseLayers, int MoeLayers, Precision Precision)
 {
     /// <summary>DeepSeek-V3's dense layers.</summary>
     public const int DeepSeekV3DenseLayers = 3;

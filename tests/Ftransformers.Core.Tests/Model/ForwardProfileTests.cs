@@ -94,7 +94,7 @@ public class ForwardProfileTests
 
         // A profile alone counts into arrays made when the model configures it.
         var profile = new ForwardProfile();
-        profile.Configure(layers: 3, denseLayers: 1);
+        profile.Configure(layers: 3, denseLayers: 1, Precision.F32);
         var profiled = new StepTrace(profile);
         Run(profiled);
         before = GC.GetAllocatedBytesForCurrentThread();
