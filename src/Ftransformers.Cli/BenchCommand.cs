@@ -20,8 +20,11 @@ internal static class BenchCommand
         var apiKey = new Option<string?>("--api-key") { Description = "Bearer token for --url." };
         var parallel = new Option<int[]>("--parallel") { Description = "Concurrency levels; one run per level.", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [1] };
         var number = new Option<int[]>("--number") { Description = "Requests per level: one value for all levels, or one per level (default: 4 x parallel).", AllowMultipleArgumentsPerToken = true };
-        var inputLength = new Option<int>("--input-length") { Description = "Prompt tokens per request, the shared prefix included.", DefaultValueFactory = _ => 128 };
-        var outputLength = new Option<int>("--output-length") { Description = "Tokens generated per request (EOS is ignored, so every request generates them all).", DefaultValueFactory = _ => 32 };
+        var inputLength = new Option<string>("--input-length") { Description = "Prompt tokens per request, the shared prefix included: N, or MIN:MAX drawn uniformly per request (seeded).", DefaultValueFactory = _ => "128" };
+        var outputLength = new Option<string>("--output-length") { Description = "Tokens generated per request (EOS is ignored, so every request generates them all): N, or MIN:MAX drawn per request.", DefaultValueFactory = _ => "32" };
+        var dataset = new Option<string?>("--dataset") { Description = "A JSONL file of prompts, one request per line: {\"prompt\": ...} or {\"messages\": [...]}, optional \"max_tokens\"; used in order instead of random prompts." };
+        var requestRate = new Option<double?>("--request-rate") { Description = "Open loop: send requests at this mean rate per second (Poisson arrivals, seeded), at most --parallel in flight; default: closed loop." };
+        var interference = new Option<int?>("--interference") { Description = "Long-prompt interference: at each level, --parallel streams decode while one prompt of this many tokens arrives; reports their inter-token latency before and during its prefill." };
         var prefixLength = new Option<int>("--prefix-length") { Description = "Leading prompt tokens shared by every request (exercises the prefix cache).", DefaultValueFactory = _ => 0 };
         var seed = new Option<int>("--seed") { Description = "Seed of the random prompts.", DefaultValueFactory = _ => 42 };
         var warmup = new Option<int>("--warmup") { Description = "Requests sent before measuring (not counted).", DefaultValueFactory = _ => 1 };
@@ -32,7 +35,7 @@ internal static class BenchCommand
         var engine = new EngineFlags();
         var command = new Command("bench", "Measure throughput and latency under load (evalscope-style): in-process or against an OpenAI-compatible URL.")
         {
-            model, url, api, apiKey, parallel, number, inputLength, outputLength, prefixLength, seed, warmup, timeout, output, profile, sysinfo,
+            model, url, api, apiKey, parallel, number, inputLength, outputLength, prefixLength, seed, warmup, timeout, output, profile, sysinfo, dataset, requestRate, interference,
         };
         foreach (Option option in engine.All)
             command.Options.Add(option);
@@ -49,10 +52,21 @@ internal static class BenchCommand
                 problems.Add("--parallel needs one or more levels, each at least 1.");
             if (numbers.Length != levels.Length || numbers.Any(n => n < 1))
                 problems.Add("--number needs one value, or one per --parallel level, each at least 1.");
-            int input = parse.GetValue(inputLength), outputTokens = parse.GetValue(outputLength), prefix = parse.GetValue(prefixLength);
-            if (input < 1) problems.Add("--input-length must be at least 1.");
-            if (outputTokens < 1) problems.Add("--output-length must be at least 1.");
-            if (prefix < 0 || prefix >= input) problems.Add("--prefix-length must be at least 0 and less than --input-length.");
+            LengthRange? input = LengthRange.TryParse(parse.GetValue(inputLength)!, out string? inputError), outputTokens = LengthRange.TryParse(parse.GetValue(outputLength)!, out string? outputError);
+            int prefix = parse.GetValue(prefixLength);
+            if (inputError != null) problems.Add($"--input-length {inputError}");
+            if (outputError != null) problems.Add($"--output-length {outputError}");
+            if (prefix < 0 || (input is { } i && prefix >= i.Min)) problems.Add("--prefix-length must be at least 0 and less than --input-length (its minimum).");
+            if (parse.GetValue(requestRate) is { } rate && !(rate > 0 && double.IsFinite(rate))) problems.Add($"--request-rate must be a positive number of requests per second (got {rate}).");
+            if (parse.GetValue(interference) is { } longPrompt)
+            {
+                if (longPrompt < 1) problems.Add($"--interference must be a prompt length of at least 1 token (got {longPrompt}).");
+                foreach (Option option in (Option[])[number, requestRate, dataset])
+                    if (parse.GetResult(option) is { Implicit: false })
+                        problems.Add($"{option.Name} does not apply to --interference: each level runs --parallel streams and one long prompt.");
+            }
+            if (parse.GetResult(dataset) is { Implicit: false } && prefix > 0)
+                problems.Add("--prefix-length makes random prompts; a --dataset brings its own.");
             if (parse.GetValue(warmup) < 0) problems.Add("--warmup must be at least 0.");
             if (parse.GetValue(timeout) < 1) problems.Add("--timeout must be at least 1.");
             // Flags of the other target are refused, not ignored.
@@ -105,14 +119,22 @@ internal static class BenchCommand
             await using (target)
             {
                 BenchApi driven = target is HttpTarget h ? h.Api : parse.GetValue(api);
-                var workload = new BenchWorkload(driven, input, outputTokens, prefix, parse.GetValue(seed), parse.GetValue(warmup), IgnoreEos: true, Temperature: 0);
+                var workload = new BenchWorkload(driven, input!.Value, outputTokens!.Value, prefix, parse.GetValue(seed), parse.GetValue(warmup), IgnoreEos: true, Temperature: 0)
+                {
+                    RequestRate = parse.GetValue(requestRate),
+                    Dataset = parse.GetValue(dataset),
+                    Interference = parse.GetValue(interference),
+                };
+                DatasetPrompts? lines = workload.Dataset is { } datasetFile ? DatasetPrompts.Load(datasetFile, driven) : null;
                 await stderr.WriteLineAsync($"Benchmarking {target.Model} ({target.Description}): levels {string.Join(", ", levels)}, {numbers.Sum()} requests.");
                 IReadOnlyList<LevelResult> results;
                 try
                 {
                     var prompts = new PromptFactory(await target.TokenCounterAsync(ct), workload.Seed);
-                    var runner = new BenchRunner(target, workload, prompts, new ProgressBar(stderr, numbers.Sum()), parse.GetValue(profile), baseline);
-                    results = await runner.RunAsync([.. levels.Zip(numbers)], ct);
+                    var runner = new BenchRunner(target, workload, prompts, new ProgressBar(stderr, numbers.Sum()), parse.GetValue(profile), baseline, lines);
+                    results = workload.Interference is { } longLength
+                        ? await RunInterferenceAsync(target, workload, prompts, runner, levels, longLength, stderr, ct)
+                        : await runner.RunAsync([.. levels.Zip(numbers)], ct);
                 }
                 catch (InvalidOperationException e)
                 {
@@ -143,6 +165,24 @@ internal static class BenchCommand
             }
         }));
         return command;
+    }
+
+    private static async Task<IReadOnlyList<LevelResult>> RunInterferenceAsync(IBenchTarget target, BenchWorkload workload, PromptFactory prompts, BenchRunner runner,
+        int[] levels, int longPrompt, TextWriter log, CancellationToken ct)
+    {
+        for (int i = 0; i < workload.Warmup; i++)
+            if (await target.SendAsync(runner.Prompt(-1 - i, prefix: false), workload, ct) is { Succeeded: false } warm)
+                throw new InvalidOperationException($"The warm-up request failed: {warm.Error}");
+        var interference = new InterferenceRunner(target, workload, prompts);
+        var results = new List<LevelResult>();
+        int offset = 0;
+        foreach (int parallel in levels)
+        {
+            await log.WriteLineAsync($"Interference, parallel {parallel}: {parallel} stream(s), then a {longPrompt}-token prompt...");
+            results.Add(await interference.RunLevelAsync(parallel, longPrompt, offset, ct));
+            offset += parallel + 1;
+        }
+        return results;
     }
 
     // The baseline profiles are judged against, measured with the engine's own threads and nodes when not cached.

@@ -63,7 +63,7 @@ public class BenchCommandTests
         Assert.That(report.Target, Is.EqualTo("in-process"));
         Assert.That(report.Model, Is.EqualTo("synthetic:tiny"));
         Assert.That(report.CommandLine, Does.StartWith("ftransformers bench --model synthetic:tiny --parallel 1 2 --number 2"));
-        Assert.That(report.Workload, Is.EqualTo(new BenchWorkload(BenchApi.Chat, 24, 4, 8, 42, 0, true, 0)));
+        Assert.That(report.Workload, Is.EqualTo(new BenchWorkload(BenchApi.Chat, new LengthRange(24, 24), new LengthRange(4, 4), 8, 42, 0, true, 0)));
         foreach (LevelResult level in report.Levels)
         {
             Assert.That((level.Succeeded, level.Failed), Is.EqualTo((2, 0)));
@@ -200,6 +200,11 @@ public class BenchCommandTests
     [TestCase("--prefix-length", "200", "--prefix-length")]
     [TestCase("--parallel", "0", "--parallel")]
     [TestCase("--input-length", "0", "--input-length")]
+    [TestCase("--input-length", "40:20", "--input-length")]
+    [TestCase("--output-length", "x", "--output-length")]
+    [TestCase("--request-rate", "0", "--request-rate")]
+    [TestCase("--interference", "0", "--interference")]
+    [TestCase("--dataset", "/nonexistent/prompts.jsonl", "prompts.jsonl")]
     public async Task OutOfRangeFlag_IsBadInput_NamingIt(string flag, string value, string named)
     {
         var (exit, _, error) = await Bench("--model", "synthetic:tiny", flag, value);
@@ -217,6 +222,84 @@ public class BenchCommandTests
         var (exit, _, error) = await Bench("--model", "synthetic:tiny", flag1, value1, flag2, value2);
         Assert.That(exit, Is.EqualTo(Program.ExitBadInput));
         Assert.That(error, Does.Contain(named));
+    }
+
+    [Test]
+    public void LengthRange_DrawsUniformlyWithinItsBounds_TheSameForASeed()
+    {
+        var range = new LengthRange(256, 4096);
+        int[] draws = [.. Enumerable.Range(0, 20000).Select(i => range.Of(seed: 7, i, stream: 1))];
+        Assert.That(draws, Has.All.InRange(256, 4096));
+        Assert.That(draws.Average(), Is.EqualTo((256 + 4096) / 2.0).Within(0.02 * 2176));
+        // Each quarter of the range holds a quarter of the draws.
+        for (int q = 0; q < 4; q++)
+            Assert.That(draws.Count(d => (d - 256) * 4 / (4096 - 256 + 1) == q) / 20000.0, Is.EqualTo(0.25).Within(0.015), $"quarter {q}");
+        Assert.That(Enumerable.Range(0, 100).Select(i => range.Of(7, i, 1)), Is.EqualTo(draws.Take(100)), "the same seed draws the same lengths");
+        Assert.That(Enumerable.Range(0, 100).Select(i => range.Of(8, i, 1)), Is.Not.EqualTo(draws.Take(100)));
+        Assert.That(new LengthRange(32, 32).Of(7, 3, 1), Is.EqualTo(32));
+    }
+
+    [Test]
+    public void ArrivalSchedule_IsAPoissonProcessAtTheRate_TheSameForASeed()
+    {
+        const double rate = 5;
+        double[] times = ArrivalSchedule.Poisson(rate, 20001, seed: 3);
+        double[] gaps = [.. times.Zip(times.Skip(1), (a, b) => b - a)];
+        Assert.That(times[0], Is.Zero);
+        Assert.That(gaps, Has.All.GreaterThanOrEqualTo(0));
+        double mean = gaps.Average(), sd = Math.Sqrt(gaps.Average(g => (g - mean) * (g - mean)));
+        Assert.That(mean, Is.EqualTo(1 / rate).Within(0.02 / rate));
+        Assert.That(sd / mean, Is.EqualTo(1).Within(0.03), "exponential gaps: the deviation equals the mean");
+        Assert.That(gaps.Count(g => g > 1 / rate) / (double)gaps.Length, Is.EqualTo(Math.Exp(-1)).Within(0.015), "P(gap > mean) = 1/e");
+        Assert.That(ArrivalSchedule.Poisson(rate, 100, seed: 3), Is.EqualTo(times.Take(100)));
+    }
+
+    [Test]
+    public async Task InProcess_LengthRangesAndRequestRate_DrawEachRequestsLengths()
+    {
+        var (exit, _, error) = await Bench("--model", "synthetic:tiny", "--parallel", "2", "--number", "6", "--input-length", "16:40",
+            "--output-length", "2:6", "--request-rate", "50", "--warmup", "0");
+        Assert.That(exit, Is.Zero, error);
+        BenchReport report = AssertReportFiles(levels: 1);
+        LevelResult level = report.Levels[0];
+        Assert.That(level.Succeeded, Is.EqualTo(6));
+        // The byte tokenizer counts exactly: the lengths are those drawn for the seed, plus the chat template's 3 tokens.
+        double input = Enumerable.Range(0, 6).Average(i => new LengthRange(16, 40).Of(42, i, 1)) + 3;
+        double output = Enumerable.Range(0, 6).Average(i => new LengthRange(2, 6).Of(42, i, 2));
+        Assert.That((level.AverageInputTokens, level.AverageOutputTokens), Is.EqualTo((input, output)));
+        Assert.That(File.ReadAllText(Path.Combine(_dir, "report.md")), Does.Contain("input 16:40 tokens").And.Contain("output 2:6 tokens").And.Contain("open loop at 50 requests/s"));
+    }
+
+    [Test]
+    public async Task InProcess_Dataset_SendsItsPromptsInOrder()
+    {
+        string dataset = Path.Combine(_dir, "prompts.jsonl");
+        File.WriteAllLines(dataset, ["""{"prompt": "Hello there"}""", "", """{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}], "max_tokens": 3}"""]);
+        var (exit, _, error) = await Bench("--model", "synthetic:tiny", "--number", "4", "--output-length", "5", "--warmup", "0", "--dataset", dataset);
+        Assert.That(exit, Is.Zero, error);
+        LevelResult level = AssertReportFiles(levels: 1).Levels[0];
+        Assert.That(level.AverageOutputTokens, Is.EqualTo((5 + 3 + 5 + 3) / 4.0));
+
+        File.WriteAllLines(dataset, ["""{"prompt": "ok"}""", """{"text": "no"}"""]);
+        (exit, _, error) = await Bench("--model", "synthetic:tiny", "--dataset", dataset);
+        Assert.That(exit, Is.EqualTo(Program.ExitBadInput));
+        Assert.That(error, Does.Contain("prompts.jsonl line 2"));
+    }
+
+    [Test]
+    public async Task InProcess_Interference_MeasuresTheStreamsBeforeAndDuringALongPrefill()
+    {
+        var (exit, _, error) = await Bench("--model", "synthetic:tiny", "--parallel", "2", "--input-length", "16", "--output-length", "2000",
+            "--interference", "300", "--chunked-prefill-size", "32", "--warmup", "0");
+        Assert.That(exit, Is.Zero, error);
+        BenchReport report = BenchReport.Read(File.ReadAllText(Path.Combine(_dir, "report.json")));
+        InterferenceResult result = report.Levels.Single().Interference!;
+        Assert.That(result.Streams, Is.EqualTo(2));
+        Assert.That(result.LongPromptTokens, Is.EqualTo(300 + 3));
+        Assert.That(result.LongPromptTtft, Is.GreaterThan(0));
+        Assert.That(result.Before!.P99, Is.GreaterThan(0));
+        Assert.That(result.During!.P99, Is.GreaterThan(0));
+        Assert.That(File.ReadAllText(Path.Combine(_dir, "report.md")), Does.Contain("## Long-prompt interference").And.Contain("| 2 | 303 |"));
     }
 
     [Test]

@@ -154,6 +154,25 @@ public class OpenAIServerTests
     }
 
     [Test]
+    public async Task CompletionsStreaming_ContinuousUsage_CountsEveryTokenSoFar()
+    {
+        // Random weights over the byte tokenizer: tokens that end mid-character send no event, so an event may carry several.
+        string json = $$$"""{"model": "{{{TestServer.Model}}}", "prompt": [0, 88, 89, 90], "max_tokens": 12, "temperature": 1, "seed": 5, "stream": true, "stream_options": {"include_usage": true, "continuous_usage_stats": true}}""";
+        using HttpResponseMessage response = await _http.SendAsync(Post("/v1/completions", json));
+        string[] events = [.. (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)];
+        JsonElement[] chunks = [.. events[..^1].Select(e => JsonDocument.Parse(e["data: ".Length..]).RootElement)];
+        int[] counts = [.. chunks.Select(c => c.GetProperty("usage").GetProperty("completion_tokens").GetInt32())];
+        Assert.That(chunks.Select(c => c.GetProperty("usage").GetProperty("prompt_tokens").GetInt32()), Has.All.EqualTo(4));
+        Assert.That(counts, Is.Ordered.Ascending);
+        Assert.That(counts[^1], Is.EqualTo(12));
+        Assert.That(counts[..^1].Zip(counts.Skip(1).SkipLast(1)), Has.All.Matches<(int A, int B)>(p => p.B > p.A), "each text event brings at least one token");
+
+        using HttpResponseMessage refused = await _http.SendAsync(Post("/v1/completions", json.Replace("\"include_usage\": true, ", "")));
+        Assert.That(refused.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+        Assert.That((await ErrorOf(refused)).GetProperty("param").GetString(), Is.EqualTo("stream_options.continuous_usage_stats"));
+    }
+
+    [Test]
     public async Task Completions_WithTheOfficialClient_ReturnTextAndUsage()
     {
         // OpenAI .NET 2.15 keeps its legacy completions client internal: send through the official client's pipeline

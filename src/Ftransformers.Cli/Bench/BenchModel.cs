@@ -6,8 +6,15 @@ namespace Ftransformers.Cli.Bench;
 /// <summary>Which OpenAI-style API the bench drives: chat messages or a raw text prompt.</summary>
 internal enum BenchApi { Chat, Completions }
 
-/// <summary>One prompt: a prefix shared by every request of the run (may be empty) and a part of its own.</summary>
-internal sealed record BenchPrompt(string SharedPrefix, string Text);
+/// <summary>One prompt: a prefix shared by every request of the run (may be empty) and a part of its own, or a dataset's messages.</summary>
+internal sealed record BenchPrompt(string SharedPrefix, string Text)
+{
+    /// <summary>Tokens to generate; null: the workload's output length.</summary>
+    public int? MaxTokens { get; init; }
+
+    /// <summary>A conversation from a dataset, sent instead of the prefix and text (chat API).</summary>
+    public IReadOnlyList<Tokenization.ChatMessage>? Messages { get; init; }
+}
 
 /// <summary>What one request measured. Times are seconds from the request's start.</summary>
 internal sealed record RequestResult
@@ -30,7 +37,17 @@ internal sealed record RequestResult
 }
 
 /// <summary>The workload of a run, as given on the command line.</summary>
-internal sealed record BenchWorkload(BenchApi Api, int InputLength, int OutputLength, int PrefixLength, int Seed, int Warmup, bool IgnoreEos, double Temperature);
+internal sealed record BenchWorkload(BenchApi Api, LengthRange Input, LengthRange Output, int PrefixLength, int Seed, int Warmup, bool IgnoreEos, double Temperature)
+{
+    /// <summary>Open loop: requests sent at this mean rate per second (Poisson arrivals), at most the level's parallel in flight; null: closed loop.</summary>
+    public double? RequestRate { get; init; }
+
+    /// <summary>A JSONL file of prompts used instead of generated ones.</summary>
+    public string? Dataset { get; init; }
+
+    /// <summary>Interference mode: the length of the long prompt that arrives while the level's streams decode.</summary>
+    public int? Interference { get; init; }
+}
 
 /// <summary>Something the bench sends requests to: the in-process session, or an OpenAI-compatible server.</summary>
 internal interface IBenchTarget : IAsyncDisposable
@@ -50,6 +67,9 @@ internal interface IBenchTarget : IAsyncDisposable
     /// <summary>Times the model's decode steps by part (in-process only); null when the target cannot.</summary>
     ForwardProfile? Profile { get; }
 
-    /// <summary>Sends one request, timing its stream; failures are returned, not thrown (cancellation is thrown).</summary>
-    Task<RequestResult> SendAsync(BenchPrompt prompt, BenchWorkload workload, CancellationToken cancellationToken);
+    /// <summary>
+    /// Sends one request, timing its stream; <paramref name="onTokens"/> hears each arrival and its token count.
+    /// Failures are returned, not thrown (cancellation is thrown).
+    /// </summary>
+    Task<RequestResult> SendAsync(BenchPrompt prompt, BenchWorkload workload, CancellationToken cancellationToken, Action<int>? onTokens = null);
 }

@@ -99,8 +99,10 @@ internal sealed record BenchReport
         md.AppendLine($"| model | {Model} |");
         md.AppendLine($"| preset | {Preset} |");
         md.AppendLine($"| machine | {Machine} |");
-        md.AppendLine($"| workload | {Workload.Api} API; input {Workload.InputLength} tokens ({Workload.PrefixLength} of them a prefix shared by all requests); " +
-            $"output {Workload.OutputLength} tokens{(Workload.IgnoreEos ? " (EOS ignored)" : "")}; temperature {F(Workload.Temperature, "G")}; seed {Workload.Seed}; {Workload.Warmup} warm-up request(s) |");
+        string input = Workload.Dataset is { } dataset ? $"prompts from {dataset}" : $"input {Workload.Input} tokens ({Workload.PrefixLength} of them a prefix shared by all requests)";
+        string arrivals = Workload.RequestRate is { } rate ? $"open loop at {F(rate, "G")} requests/s (Poisson), at most parallel in flight" : "closed loop";
+        md.AppendLine($"| workload | {Workload.Api} API; {input}; output {Workload.Output} tokens{(Workload.IgnoreEos ? " (EOS ignored)" : "")}; {arrivals}; " +
+            $"temperature {F(Workload.Temperature, "G")}; seed {Workload.Seed}; {Workload.Warmup} warm-up request(s) |");
         md.AppendLine().AppendLine("## Throughput").AppendLine();
         md.Append(ThroughputTable());
         md.AppendLine().AppendLine("## Latency (ms)").AppendLine();
@@ -112,6 +114,7 @@ internal sealed record BenchReport
                 md.AppendLine($"| {l.Parallel} | {name} | {Ms(d?.Mean)} | {Ms(d?.P50)} | {Ms(d?.P90)} | {Ms(d?.P99)} |");
         }
         AppendProjection(md);
+        AppendInterference(md);
         foreach (LevelResult level in Levels.Where(l => l.Snapshot != null))
         {
             md.AppendLine().AppendLine($"## Profile, parallel {level.Parallel} (profile-p{level.Parallel}.svg)").AppendLine();
@@ -123,6 +126,20 @@ internal sealed record BenchReport
         md.AppendLine().AppendLine("TTFT: time to first token. TPOT: time per output token after the first, per request. ITL: gap between consecutive tokens. " +
             "Cache hit rate: prompt tokens served from the prefix cache over all prompt tokens. The chart (chart.svg) plots output throughput and TTFT against concurrency.");
         return md.ToString();
+    }
+
+    private void AppendInterference(StringBuilder md)
+    {
+        if (!Levels.Any(l => l.Interference != null))
+            return;
+        md.AppendLine().AppendLine("## Long-prompt interference").AppendLine();
+        md.AppendLine($"Streams decode; once each has given {InterferenceRunner.WarmTokens} tokens, their gaps are recorded for {InterferenceRunner.BaselineTokens} more (before); " +
+            "then one long prompt arrives and their gaps are recorded until its first token, and each stream's next token (during). Gaps are counted per token.").AppendLine();
+        md.AppendLine("| streams | long prompt tokens | its TTFT (ms) | ITL before p50 | before p99 | during p50 | during p99 | p99 during / before |");
+        md.AppendLine("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        foreach (LevelResult l in Levels)
+            if (l.Interference is { } i)
+                md.AppendLine($"| {i.Streams} | {i.LongPromptTokens} | {Ms(i.LongPromptTtft)} | {Ms(i.Before?.P50)} | {Ms(i.Before?.P99)} | {Ms(i.During?.P50)} | {Ms(i.During?.P99)} | {(i.P99Ratio is { } r ? F(r) + "x" : "-")} |");
     }
 
     // Per-layer decode times of a shallow synthetic model, and the 61-layer step they imply.
@@ -154,7 +171,7 @@ internal sealed record BenchReport
         var svg = new StringBuilder();
         svg.Append(CultureInfo.InvariantCulture, $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{2 * panelWidth}\" height=\"{height}\" viewBox=\"0 0 {2 * panelWidth} {height}\" font-family=\"sans-serif\" font-size=\"12\">\n");
         svg.Append("<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
-        svg.Append(CultureInfo.InvariantCulture, $"<text x=\"{panelWidth}\" y=\"18\" text-anchor=\"middle\" font-size=\"14\" font-weight=\"bold\">{Escape($"{Model} ({Target}), input {Workload.InputLength} / output {Workload.OutputLength} tokens")}</text>\n");
+        svg.Append(CultureInfo.InvariantCulture, $"<text x=\"{panelWidth}\" y=\"18\" text-anchor=\"middle\" font-size=\"14\" font-weight=\"bold\">{Escape($"{Model} ({Target}), input {Workload.Input} / output {Workload.Output} tokens")}</text>\n");
 
         string[] levels = [.. Levels.Select(l => l.Parallel.ToString(CultureInfo.InvariantCulture))];
         Panel(svg, 0, "Output throughput (tokens/s)", levels, [("output tok/s", "#1f77b4", [.. Levels.Select(l => l.OutputTokensPerSecond)])]);

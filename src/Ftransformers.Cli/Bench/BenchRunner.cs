@@ -5,17 +5,20 @@ using Ftransformers.Inference;
 namespace Ftransformers.Cli.Bench;
 
 /// <summary>
-/// Runs the levels one after another: at level p, p workers send requests back to back until the level's number
-/// of requests is done, so that p requests are in flight at all times but the last few.
+/// Runs the levels one after another. Closed loop (the default): at level p, p workers send requests back to back
+/// until the level's number is done, so that p requests are in flight at all times but the last few. Open loop
+/// (<see cref="BenchWorkload.RequestRate"/>): requests are sent at Poisson arrival times whatever the replies, at most
+/// p in flight (later ones wait for a slot). Each request's prompt and lengths depend only on the seed and its index.
 /// </summary>
-internal sealed class BenchRunner(IBenchTarget target, BenchWorkload workload, PromptFactory prompts, ProgressBar progress, bool profile = false, MachineBaseline? baseline = null)
+internal sealed class BenchRunner(IBenchTarget target, BenchWorkload workload, PromptFactory prompts, ProgressBar progress, bool profile = false,
+    MachineBaseline? baseline = null, DatasetPrompts? dataset = null)
 {
     public async Task<IReadOnlyList<LevelResult>> RunAsync(IReadOnlyList<(int Parallel, int Number)> levels, CancellationToken cancellationToken)
     {
         // Warm-up prompts have no shared prefix and indexes of their own, so they do not pre-fill the cache for the levels.
         for (int i = 0; i < workload.Warmup; i++)
         {
-            RequestResult warm = await target.SendAsync(prompts.Prompt(-1 - i, workload.InputLength, 0), workload, cancellationToken);
+            RequestResult warm = await target.SendAsync(Prompt(-1 - i, prefix: false), workload, cancellationToken);
             if (!warm.Succeeded)
                 throw new InvalidOperationException($"The warm-up request failed: {warm.Error}");
         }
@@ -31,23 +34,57 @@ internal sealed class BenchRunner(IBenchTarget target, BenchWorkload workload, P
         return results;
     }
 
+    /// <summary>The prompt of request <paramref name="index"/>, with its output length.</summary>
+    public BenchPrompt Prompt(int index, bool prefix = true)
+    {
+        if (dataset != null)
+        {
+            BenchPrompt line = dataset.Prompt(index);
+            return line with { MaxTokens = line.MaxTokens ?? workload.Output.Of(workload.Seed, index, 2) };
+        }
+        return prompts.Prompt(index, workload.Input.Of(workload.Seed, index, 1), prefix ? workload.PrefixLength : 0) with { MaxTokens = workload.Output.Of(workload.Seed, index, 2) };
+    }
+
     private async Task<LevelResult> RunLevelAsync(int parallel, int number, int firstIndex, CancellationToken cancellationToken)
     {
         var results = new RequestResult[number];
-        int next = -1;
         target.Profile?.Reset();
         var clock = Stopwatch.StartNew();
-        async Task Worker()
+        if (workload.RequestRate is { } rate)
         {
-            // Bounded: each worker takes indexes until the level's count is used up.
-            for (int i = Interlocked.Increment(ref next); i < number; i = Interlocked.Increment(ref next))
+            double[] arrivals = ArrivalSchedule.Poisson(rate, number, workload.Seed + firstIndex);
+            using var slots = new SemaphoreSlim(parallel);
+            await Task.WhenAll(Enumerable.Range(0, number).Select(async i =>
             {
-                BenchPrompt prompt = prompts.Prompt(firstIndex + i, workload.InputLength, workload.PrefixLength);
-                results[i] = await target.SendAsync(prompt, workload, cancellationToken);
+                TimeSpan wait = TimeSpan.FromSeconds(arrivals[i]) - clock.Elapsed;
+                if (wait > TimeSpan.Zero)
+                    await Task.Delay(wait, cancellationToken);
+                await slots.WaitAsync(cancellationToken);
+                try
+                {
+                    results[i] = await target.SendAsync(Prompt(firstIndex + i), workload, cancellationToken);
+                }
+                finally
+                {
+                    slots.Release();
+                }
                 progress.Advance(parallel, results[i].Succeeded);
-            }
+            }));
         }
-        await Task.WhenAll(Enumerable.Range(0, Math.Min(parallel, number)).Select(_ => Task.Run(Worker, cancellationToken)));
+        else
+        {
+            int next = -1;
+            async Task Worker()
+            {
+                // Bounded: each worker takes indexes until the level's count is used up.
+                for (int i = Interlocked.Increment(ref next); i < number; i = Interlocked.Increment(ref next))
+                {
+                    results[i] = await target.SendAsync(Prompt(firstIndex + i), workload, cancellationToken);
+                    progress.Advance(parallel, results[i].Succeeded);
+                }
+            }
+            await Task.WhenAll(Enumerable.Range(0, Math.Min(parallel, number)).Select(_ => Task.Run(Worker, cancellationToken)));
+        }
         ForwardProfileSnapshot? snapshot = target.Profile?.Snapshot();
         return LevelResult.From(parallel, results, clock.Elapsed.TotalSeconds) with
         {

@@ -10,7 +10,8 @@ namespace Ftransformers.Cli.Bench;
 
 /// <summary>
 /// Any OpenAI-compatible server, driven with streaming requests (<c>stream_options.include_usage</c>, and SGLang's and
-/// vLLM's <c>ignore_eos</c>) so that each token's arrival is timed.
+/// vLLM's <c>ignore_eos</c> and <c>continuous_usage_stats</c>) so that each token's arrival is timed: an event that
+/// carries several tokens (its usage count says how many) counts as that many gaps.
 /// </summary>
 internal sealed class HttpTarget : IBenchTarget
 {
@@ -76,7 +77,7 @@ internal sealed class HttpTarget : IBenchTarget
             return text => tokenizer.Encode(text).Count;
         // No tokenizer here: learn tokens per word from the server's usage for a short and a long prompt.
         var factory = new PromptFactory(text => CountWords(text), 0);
-        var probe = new BenchWorkload(_api, 0, 1, 0, 0, 0, true, 0);
+        var probe = new BenchWorkload(_api, new LengthRange(1, 1), new LengthRange(1, 1), 0, 0, 0, true, 0);
         RequestResult one = await SendAsync(new BenchPrompt("", factory.Text(1, new Random(1))), probe, cancellationToken);
         RequestResult many = await SendAsync(new BenchPrompt("", factory.Text(65, new Random(2))), probe, cancellationToken);
         if (!one.Succeeded || !many.Succeeded)
@@ -87,24 +88,32 @@ internal sealed class HttpTarget : IBenchTarget
 
     private static int CountWords(string text) => text.Split(' ', StringSplitOptions.RemoveEmptyEntries).Length;
 
-    public async Task<RequestResult> SendAsync(BenchPrompt prompt, BenchWorkload workload, CancellationToken cancellationToken)
+    public async Task<RequestResult> SendAsync(BenchPrompt prompt, BenchWorkload workload, CancellationToken cancellationToken, Action<int>? onTokens = null)
     {
         var body = new JsonObject
         {
             ["model"] = Model,
-            ["max_tokens"] = workload.OutputLength,
+            ["max_tokens"] = prompt.MaxTokens ?? workload.Output.Min,
             ["temperature"] = workload.Temperature,
             ["stream"] = true,
-            ["stream_options"] = new JsonObject { ["include_usage"] = true },
+            ["stream_options"] = new JsonObject { ["include_usage"] = true, ["continuous_usage_stats"] = true },
         };
         if (workload.IgnoreEos)
             body["ignore_eos"] = true;
         if (_api == BenchApi.Chat)
         {
             var messages = new JsonArray();
-            if (prompt.SharedPrefix.Length > 0)
-                messages.Add(new JsonObject { ["role"] = "system", ["content"] = prompt.SharedPrefix });
-            messages.Add(new JsonObject { ["role"] = "user", ["content"] = prompt.Text });
+            if (prompt.Messages is { } conversation)
+            {
+                foreach (var message in conversation)
+                    messages.Add(new JsonObject { ["role"] = message.Role, ["content"] = message.Content });
+            }
+            else
+            {
+                if (prompt.SharedPrefix.Length > 0)
+                    messages.Add(new JsonObject { ["role"] = "system", ["content"] = prompt.SharedPrefix });
+                messages.Add(new JsonObject { ["role"] = "user", ["content"] = prompt.Text });
+            }
             body["messages"] = messages;
         }
         else
@@ -127,7 +136,7 @@ internal sealed class HttpTarget : IBenchTarget
             using var reader = new StreamReader(stream, Encoding.UTF8);
             double? firstToken = null;
             double previous = 0;
-            int chunks = 0;
+            int chunks = 0, counted = 0;
             var gaps = new List<double>();
             JsonNode? usage = null;
             while (await reader.ReadLineAsync(cancellationToken) is { } line)
@@ -141,6 +150,8 @@ internal sealed class HttpTarget : IBenchTarget
                 if (chunk?["error"] is { } error)
                     return RequestResult.Failed($"Server error during the stream: {Shorten(error.ToJsonString())}", Now());
                 usage = chunk?["usage"] is JsonObject u ? u : usage;
+                // With continuous usage, the count says how many tokens arrived since the last event.
+                int total = (int?)usage?["completion_tokens"] ?? 0;
                 JsonNode? choice = (chunk?["choices"] as JsonArray)?.FirstOrDefault();
                 string? text = _api == BenchApi.Chat
                     ? (string?)choice?["delta"]?["content"] + (string?)choice?["delta"]?["reasoning_content"]
@@ -150,10 +161,13 @@ internal sealed class HttpTarget : IBenchTarget
                 if (string.IsNullOrEmpty(text) && !finished)
                     continue;
                 double now = Now();
+                int tokens = Math.Max(1, total - counted);
+                counted = Math.Max(counted + 1, total);
+                onTokens?.Invoke(tokens);
                 if (firstToken == null)
                     firstToken = now;
                 else
-                    gaps.Add(now - previous);
+                    gaps.AddRange(Enumerable.Repeat((now - previous) / tokens, tokens));
                 previous = now;
                 chunks++;
             }

@@ -47,15 +47,14 @@ internal sealed class InProcessTarget : IBenchTarget
         return Task.FromResult<Func<string, int>>(text => tokenizer.Encode(text).Count);
     }
 
-    public async Task<RequestResult> SendAsync(BenchPrompt prompt, BenchWorkload workload, CancellationToken cancellationToken)
+    public async Task<RequestResult> SendAsync(BenchPrompt prompt, BenchWorkload workload, CancellationToken cancellationToken, Action<int>? onTokens = null)
     {
         var request = new GenerationRequest
         {
-            Messages = workload.Api == BenchApi.Chat
-                ? prompt.SharedPrefix.Length > 0 ? [ChatMessage.System(prompt.SharedPrefix), ChatMessage.User(prompt.Text)] : [ChatMessage.User(prompt.Text)]
-                : null,
+            Messages = workload.Api != BenchApi.Chat ? null
+                : prompt.Messages ?? (prompt.SharedPrefix.Length > 0 ? [ChatMessage.System(prompt.SharedPrefix), ChatMessage.User(prompt.Text)] : [ChatMessage.User(prompt.Text)]),
             Prompt = workload.Api == BenchApi.Completions ? prompt.SharedPrefix + prompt.Text : null,
-            MaxTokens = workload.OutputLength,
+            MaxTokens = prompt.MaxTokens ?? workload.Output.Min,
             IgnoreEos = workload.IgnoreEos,
             Sampling = new SamplingOptions { Temperature = (float)workload.Temperature, Seed = workload.Seed },
         };
@@ -71,6 +70,7 @@ internal sealed class InProcessTarget : IBenchTarget
                 int tokens = chunk.TokenIds.Count;
                 if (tokens > 0)
                 {
+                    onTokens?.Invoke(tokens);
                     if (firstToken == null)
                         firstToken = now;
                     else

@@ -45,6 +45,9 @@ internal sealed record LevelResult
     /// <summary>The model's decode steps by part, when the target is in-process.</summary>
     public DecodeProfile? Decode { get; init; }
 
+    /// <summary>The streams' gaps before and during a long prompt's prefill (<c>--interference</c>); null otherwise.</summary>
+    public InterferenceResult? Interference { get; init; }
+
     /// <summary>Every step's parts against the machine (<c>--profile</c>); null otherwise.</summary>
     public IReadOnlyList<Ftransformers.Diagnostics.ProfileRow>? Profile { get; init; }
 

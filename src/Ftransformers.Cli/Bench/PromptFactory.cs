@@ -30,7 +30,7 @@ internal sealed class PromptFactory(Func<string, int> countTokens, int seed)
     {
         string prefix = prefixTokens > 0 ? SharedPrefix(prefixTokens) : "";
         // The index goes first so that no two requests share more than the prefix.
-        string text = Text(Math.Max(totalTokens - prefixTokens, 1), new Random(HashCode.Combine(seed, index)), $"{index}: ");
+        string text = Text(Math.Max(totalTokens - prefixTokens, 1), LengthRange.RandomOf(seed, index, 0), $"{index}: ");
         return new BenchPrompt(prefix, text);
     }
 

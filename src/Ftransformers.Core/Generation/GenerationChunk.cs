@@ -54,4 +54,7 @@ public sealed record GenerationChunk(string Text, IReadOnlyList<int> TokenIds)
 
     /// <summary>Set on the last chunk.</summary>
     public GenerationUsage? Usage { get; init; }
+
+    /// <summary>Tokens of the input, on every chunk (for usage reported while streaming).</summary>
+    public int PromptTokens { get; init; }
 }

@@ -148,6 +148,7 @@ internal sealed class Sequence
             ToolCalls = calls,
             ToolCallDeltas = deltas,
             Logprobs = logprob != null ? [logprob] : null,
+            PromptTokens = PromptLength,
         });
         if (finish != null)
             _output.Writer.TryComplete();

@@ -248,6 +248,7 @@ internal sealed class CompletionEndpoints(IInferenceSession session, IOptions<Ft
             foreach (Choice choice in choices)
                 await SendAsync(context, ChatChunk(id, choice.Index, new ChatDelta("assistant", "", null, null), null, null), aborted);
         var finals = new List<GenerationChunk>();
+        var generated = new int[choices.Count];
         try
         {
             await foreach ((Choice choice, GenerationChunk chunk) in Merge(choices, aborted))
@@ -255,14 +256,20 @@ internal sealed class CompletionEndpoints(IInferenceSession session, IOptions<Ft
                 (string thought, string text) = choice.Split(chunk);
                 string? finish = chunk.FinishReason != null ? FinishReasonName(chunk) : null;
                 List<ToolCallWire>? calls = Choice.Deltas(chunk);
+                int index = choices.IndexOf(choice);
+                generated[index] += chunk.TokenIds.Count;
                 if (thought.Length > 0 || text.Length > 0 || finish != null || calls != null || chunk.Logprobs != null)
                 {
+                    // Continuous usage counts the choice's tokens so far, those whose text is still held back included.
+                    Usage? usage = request.ContinuousUsage
+                        ? new Usage(chunk.PromptTokens, generated[index], chunk.PromptTokens + generated[index], new PromptTokensDetails(chunk.Usage?.CachedPromptTokens ?? 0))
+                        : null;
                     if (chat)
                         await SendAsync(context, ChatChunk(id, choice.Index, new ChatDelta(null, text.Length > 0 ? text : null, thought.Length > 0 ? thought : null, calls), finish,
-                            chunk.Logprobs != null ? ChatLogprobsOf(chunk.Logprobs) : null), aborted);
+                            chunk.Logprobs != null ? ChatLogprobsOf(chunk.Logprobs) : null) with { Usage = usage }, aborted);
                     else
                         await SendAsync(context, new TextCompletion(id.Id, "text_completion", id.Created, _model,
-                            [new TextChoice(choice.Index, text, finish, chunk.Logprobs != null ? TextLogprobsOf(choice, chunk.Logprobs) : null)], null), aborted);
+                            [new TextChoice(choice.Index, text, finish, chunk.Logprobs != null ? TextLogprobsOf(choice, chunk.Logprobs) : null)], usage), aborted);
                 }
                 if (chunk.FinishReason != null)
                     finals.Add(chunk);

@@ -9,7 +9,11 @@ namespace Ftransformers.Server.OpenAI;
 /// A validated request: what to generate, how to answer, the body field that holds the input, and how many
 /// completions of the prompt to generate (OpenAI's <c>n</c>).
 /// </summary>
-internal sealed record ParsedRequest(string Model, GenerationRequest Generation, bool Stream, bool IncludeUsage, string InputField, int Choices);
+internal sealed record ParsedRequest(string Model, GenerationRequest Generation, bool Stream, bool IncludeUsage, string InputField, int Choices)
+{
+    /// <summary>Usage on every streamed chunk (vLLM's and SGLang's <c>stream_options.continuous_usage_stats</c>).</summary>
+    public bool ContinuousUsage { get; init; }
+}
 
 /// <summary>
 /// Reads chat and text completion bodies field by field, so that a wrong value is reported with the field's name
@@ -137,10 +141,15 @@ internal static class RequestParser
         if (!body.TryGetProperty("model", out JsonElement model) || model.ValueKind != JsonValueKind.String || string.IsNullOrWhiteSpace(Text(model, "model")))
             throw ApiException.BadRequest("'model' is required and must be a string.", "model");
         bool stream = Bool(body, "stream") ?? false;
-        bool includeUsage = false;
+        bool includeUsage = false, continuous = false;
         if (body.TryGetProperty("stream_options", out JsonElement options) && options.ValueKind == JsonValueKind.Object)
+        {
             includeUsage = Bool(options, "include_usage", "stream_options.include_usage") ?? false;
-        return new ParsedRequest(Text(model, "model"), request, stream, includeUsage, inputField, Int(body, "n", 1, MaxChoices) ?? 1);
+            continuous = Bool(options, "continuous_usage_stats", "stream_options.continuous_usage_stats") ?? false;
+            if (continuous && !includeUsage)
+                throw ApiException.BadRequest("'stream_options.continuous_usage_stats' needs 'stream_options.include_usage': true.", "stream_options.continuous_usage_stats");
+        }
+        return new ParsedRequest(Text(model, "model"), request, stream, includeUsage, inputField, Int(body, "n", 1, MaxChoices) ?? 1) { ContinuousUsage = continuous };
     }
 
     private static ChatMessage ParseMessage(JsonElement message, string path)
