@@ -74,6 +74,12 @@ internal static class ServeCommand
             if (problems.Count > 0)
                 return Program.ExitBadInput;
 
+            // What the session will hold, before anything large is loaded; refused with the numbers when it does not fit.
+            Generation.InferenceSessionOptions session = options.ToSessionOptions();
+            Serving.MemoryPlan plan = Serving.InferenceSession.PlanMemory(session);
+            await output.WriteLineAsync(plan.ToString());
+            plan.EnsureFits(session);
+
             LogLevel minimum = parse.GetValue(logLevel);
             await using FtransformersServer app = FtransformersServer.Create(server, o => Copy(options, o), builder => builder.Logging.SetMinimumLevel(minimum));
             Uri address = await app.StartAsync(ct);

@@ -67,7 +67,10 @@ public sealed class InferenceSession : IInferenceSession
             throw new ArgumentOutOfRangeException(nameof(options), $"ContextLength {options.ContextLength} exceeds the model's context ({model.Config.MaxPositionEmbeddings}); it may only shorten it.");
         // The session serves the model's architecture with its context cut to ContextLength; the model keeps its own.
         DeepSeekV3Config config = Config = model.Config with { MaxPositionEmbeddings = options.ContextLength ?? model.Config.MaxPositionEmbeddings };
-        _maxTotalTokens = options.MaxTotalTokens ?? PoolTokensFromMemory(config, options.KvCacheDType, options.MemoryFractionStatic);
+        // The model is loaded: what is left beside it holds the pool and the scratch, or the session is refused.
+        MemoryPlan plan = MemoryPlan.Create(config, options, TensorDType.F32, weightsLoaded: true);
+        plan.EnsureFits(options);
+        _maxTotalTokens = checked((int)plan.KvTokens);
         int pageSize = options.KvCachePageSize;
         int pages = checked((int)(((long)_maxTotalTokens + pageSize - 1) / pageSize));
         _pool = new KvCachePool(pageSize, pages);
@@ -77,19 +80,6 @@ public sealed class InferenceSession : IInferenceSession
         _prefixCache = options.EnablePrefixCache ? new PrefixCache(_pool) : null;
         var scheduler = new BatchScheduler(_pool, _kv, _prefixCache, options.PrefillTokensPerStep, options.MaxRunningRequests);
         _engine = new EngineLoop(scheduler, new ModelRunner(model, _pool, _kv), _pool, _prefixCache, options.MaxWaitingRequests);
-    }
-
-    // A quarter of the memory left after loading (the model's pages that are resident included), or what the static
-    // fraction leaves beside them, within [min(4096, context), context]: the full context in F32 would reserve ~23 GB
-    // for DeepSeek-V3.
-    private static int PoolTokensFromMemory(DeepSeekV3Config config, KvCacheDType dtype, double? fractionStatic)
-    {
-        const int floorTokens = 4096;
-        long total = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes, held = Environment.WorkingSet;
-        long budget = fractionStatic is { } fraction ? (long)(fraction * total) - held : (total - held) / 4;
-        long tokens = Math.Max(0, budget) / KvCachePool.BytesPerToken(config.NumHiddenLayers, config.KvLoraRank + config.QkRopeHeadDim, dtype);
-        int context = config.MaxPositionEmbeddings;
-        return (int)Math.Clamp(tokens, Math.Min(floorTokens, context), context);
     }
 
     /// <summary>
@@ -107,6 +97,9 @@ public sealed class InferenceSession : IInferenceSession
         options.Validate();
         string model = options.Model;
         string? tokenizerDirectory = options.Tokenizer;
+        MemoryPlan plan = PlanMemory(options);
+        plan.EnsureFits(options);
+        options = options with { MaxTotalTokens = checked((int)plan.KvTokens) };
         DeepSeekV3Model loaded = model.StartsWith(SyntheticModels.Prefix, StringComparison.Ordinal)
             ? SyntheticModel(model[SyntheticModels.Prefix.Length..], options.ToModelLoadOptions())
             : DeepSeekV3Model.Load(model, options.ToModelLoadOptions());
@@ -122,6 +115,33 @@ public sealed class InferenceSession : IInferenceSession
             loaded.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// What a session of <paramref name="options"/> will hold (weights per node, KV pool, scratch), worked out from the
+    /// model's config before anything large is loaded; <see cref="MemoryPlan.Fits"/> says whether the machine has it.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">The model's config is missing.</exception>
+    public static MemoryPlan PlanMemory(InferenceSessionOptions options)
+    {
+        string model = options.Model;
+        (DeepSeekV3Config config, TensorDType stored) = model.StartsWith(SyntheticModels.Prefix, StringComparison.Ordinal)
+            ? (SyntheticModels.Get(model[SyntheticModels.Prefix.Length..]), TensorDType.BF16)
+            : model.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) && !Directory.Exists(model)
+                ? (GgufConfig(model), TensorDType.F32) // quantized GGUF tensors are decoded to F32 at load
+                : (DeepSeekV3Config.Load(model), MemoryPlan.StoredDType(model));
+        if (options.ContextLength is { } context)
+            config = config with { MaxPositionEmbeddings = Math.Min(context, config.MaxPositionEmbeddings) };
+        IReadOnlyList<int>? nodes = options.CpuThreads > 1
+            ? [.. Threading.CpuTopology.Detect(options.CpuThreads, options.NumaNodes).Nodes.Select(n => n.Cpus.Count)]
+            : null;
+        return MemoryPlan.Create(config, options, stored, nodes);
+    }
+
+    private static DeepSeekV3Config GgufConfig(string path)
+    {
+        using Formats.GgufFile file = Formats.GgufFile.Open(path);
+        return GgufCheckpoint.ConfigOf(file);
     }
 
     private static bool CarriesTokenizer(string model)

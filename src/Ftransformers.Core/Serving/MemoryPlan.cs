@@ -1,0 +1,194 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json.Nodes;
+using Ftransformers.Formats;
+using Ftransformers.Generation;
+using Ftransformers.Memory;
+using Ftransformers.Model;
+using Ftransformers.Quantization;
+
+namespace Ftransformers.Serving;
+
+/// <summary>
+/// What a session will hold, worked out from the architecture and options before anything large is loaded: the
+/// weights (the routed experts split across the NUMA nodes in proportion to their threads, the rest with the first
+/// node), the KV cache pool and the step's scratch, against the memory the machine (or the container) has. A plan
+/// that does not fit is refused with its numbers; an unset pool size is chosen here.
+/// </summary>
+public sealed record MemoryPlan
+{
+    /// <summary>Bytes of weights each node holds: node 0 the attention side and its share of the routed experts.</summary>
+    public required IReadOnlyList<long> WeightBytesPerNode { get; init; }
+
+    /// <summary>Token slots of the KV cache pool.</summary>
+    public required long KvTokens { get; init; }
+
+    /// <summary>Bytes of the KV cache pool.</summary>
+    public required long KvBytes { get; init; }
+
+    /// <summary>Bytes of activations and buffers a step of the largest batch uses, estimated.</summary>
+    public required long ScratchBytes { get; init; }
+
+    /// <summary>Memory the process may use: physical memory or the container's limit, less what the process holds now.</summary>
+    public required long AvailableBytes { get; init; }
+
+    /// <summary>The share of <see cref="AvailableBytes"/> the plan may take (<c>--mem-fraction-static</c>; 1 when unset).</summary>
+    public required double Fraction { get; init; }
+
+    /// <summary>Weights on all nodes.</summary>
+    public long WeightBytes => WeightBytesPerNode.Sum();
+
+    /// <summary>Everything the plan holds.</summary>
+    public long TotalBytes => WeightBytes + KvBytes + ScratchBytes;
+
+    /// <summary>Whether it fits the share of memory it may take.</summary>
+    public bool Fits => TotalBytes <= (long)(Fraction * AvailableBytes);
+
+    /// <summary>
+    /// The plan for serving <paramref name="config"/> with <paramref name="options"/>, its weights stored as
+    /// <paramref name="stored"/> (BF16, F32, or FP8 for checkpoints that are converted at load) and split over
+    /// <paramref name="nodeThreads"/> (threads per NUMA node; one node when null).
+    /// </summary>
+    /// <param name="config">The architecture, the context already cut to the session's.</param>
+    /// <param name="options">The session's options.</param>
+    /// <param name="stored">How the checkpoint stores its weights.</param>
+    /// <param name="nodeThreads">Threads per NUMA node; one node when null.</param>
+    /// <param name="weightsLoaded">The model is loaded already: its weights are in what the process holds, so the plan adds none.</param>
+    /// <param name="availableBytes">The memory to plan within; null: the machine's, less what the process holds.</param>
+    public static MemoryPlan Create(DeepSeekV3Config config, InferenceSessionOptions options, TensorDType stored, IReadOnlyList<int>? nodeThreads = null,
+        bool weightsLoaded = false, long? availableBytes = null)
+    {
+        Precision precision = config.ConvertedPrecision ?? options.Precision ?? Precision.F32;
+        int[] threads = nodeThreads is { Count: > 0 } given ? [.. given] : [1];
+        (long attentionSide, long routed) = weightsLoaded ? (0, 0) : WeightBytesOf(config, precision, stored);
+        var perNode = new long[threads.Length];
+        long before = 0, total = threads.Sum();
+        for (int n = 0; n < threads.Length; n++)
+        {
+            perNode[n] = routed * (before + threads[n]) / total - routed * before / total;
+            before += threads[n];
+        }
+        perNode[0] += attentionSide;
+
+        long available = availableBytes ?? Math.Max(0, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes - Environment.WorkingSet);
+        long scratch = ScratchBytesOf(config, options);
+        long bytesPerToken = KvCachePool.BytesPerToken(config.NumHiddenLayers, config.KvLoraRank + config.QkRopeHeadDim, options.KvCacheDType);
+        int context = Math.Min(options.ContextLength ?? config.MaxPositionEmbeddings, config.MaxPositionEmbeddings);
+        long tokens = options.MaxTotalTokens ?? PoolTokens(available, options.MemoryFractionStatic, perNode.Sum() + scratch, bytesPerToken, context);
+        long pageSize = options.KvCachePageSize;
+        tokens = Math.Min((tokens + pageSize - 1) / pageSize * pageSize, int.MaxValue / pageSize * pageSize);
+        return new MemoryPlan
+        {
+            WeightBytesPerNode = perNode,
+            KvTokens = tokens,
+            KvBytes = tokens * bytesPerToken,
+            ScratchBytes = scratch,
+            AvailableBytes = available,
+            Fraction = options.MemoryFractionStatic ?? 1,
+        };
+    }
+
+    // Unset: what the static fraction leaves beside the weights and scratch, or a quarter of what they leave, within
+    // [min(4096, context), context] (the full context in F32 would reserve ~23 GB for DeepSeek-V3).
+    private static long PoolTokens(long available, double? fraction, long held, long bytesPerToken, int context)
+    {
+        long budget = fraction is { } f ? (long)(f * available) - held : (available - held) / 4;
+        return Math.Clamp(Math.Max(0, budget) / bytesPerToken, Math.Min(4096, context), context);
+    }
+
+    /// <summary>Bytes of the attention side's weights and of all routed experts, as the CPU backends store them.</summary>
+    public static (long AttentionSide, long RoutedExperts) WeightBytesOf(DeepSeekV3Config c, Precision precision, TensorDType stored)
+    {
+        long hidden = c.HiddenSize, heads = c.NumAttentionHeads;
+        long Matrix(long rows, long cols, WeightFormat format) => format switch
+        {
+            WeightFormat.Int4 => Int4Bytes(rows, cols, precision.Int4),
+            WeightFormat.W8A8 => rows * cols + rows * sizeof(float),
+            WeightFormat.Bf16 => rows * cols * 2,
+            // Native computes over the stored weights in place when they are BF16 or F32; others are decoded to F32.
+            _ => rows * cols * (stored == TensorDType.BF16 ? 2 : 4),
+        };
+        long Vector(long length) => length * sizeof(float);
+        long Mlp(long width, WeightFormat format) => 3 * Matrix(width, hidden, format);
+
+        WeightFormat attention = precision.Attention;
+        long q = c.QLoraRank is int qRank
+            ? Matrix(qRank, hidden, attention) + Vector(qRank) + Matrix(heads * c.QkHeadDim, qRank, attention)
+            : Matrix(heads * c.QkHeadDim, hidden, attention);
+        long perLayerAttention = Vector(hidden) + q + Matrix(c.KvLoraRank + c.QkRopeHeadDim, hidden, attention) + Vector(c.KvLoraRank)
+            + Matrix(heads * (c.QkNopeHeadDim + c.VHeadDim), c.KvLoraRank, attention) + Matrix(hidden, heads * c.VHeadDim, attention);
+        long side = Matrix(c.VocabSize, hidden, WeightFormat.Native) + Vector(hidden) + Matrix(c.VocabSize, hidden, precision.LmHead);
+        long routed = 0;
+        for (int i = 0; i < c.NumHiddenLayers; i++)
+        {
+            side += perLayerAttention + Vector(hidden);
+            if (!c.IsMoeLayer(i))
+            {
+                side += Mlp(c.IntermediateSize, precision.DenseMlp);
+                continue;
+            }
+            side += Matrix(c.NRoutedExperts, hidden, WeightFormat.Native) + Vector(c.NRoutedExperts)
+                + (c.NSharedExperts > 0 ? Mlp((long)c.MoeIntermediateSize * c.NSharedExperts, precision.SharedExperts) : 0);
+            routed += c.NRoutedExperts * Mlp(c.MoeIntermediateSize, precision.RoutedExperts);
+        }
+        return (side, routed);
+    }
+
+    private static long Int4Bytes(long rows, long cols, Int4Format format)
+    {
+        long groups = rows * ((cols + format.GroupSize - 1) / format.GroupSize);
+        return rows * cols / 2 + groups * (format.Symmetric ? 2 : 4);
+    }
+
+    // A step of the most tokens: hidden states and their copies, the MLPs' widths, queries, the routed experts'
+    // inputs, attention scores (held within 32 MB), and every running request's logits.
+    private static long ScratchBytesOf(DeepSeekV3Config c, InferenceSessionOptions options)
+    {
+        long tokens = Math.Max(Math.Min(options.PrefillTokensPerStep, c.MaxPositionEmbeddings) + options.MaxRunningRequests, 1);
+        long widest = Math.Max(c.IntermediateSize, (long)c.MoeIntermediateSize * Math.Max(1, c.NSharedExperts));
+        long perToken = 6L * c.HiddenSize + 2 * widest + (long)c.NumAttentionHeads * (c.QkHeadDim + c.KvLoraRank + c.QkRopeHeadDim + c.VHeadDim)
+            + 2L * c.NumExpertsPerTok * c.MoeIntermediateSize;
+        return tokens * perToken * sizeof(float) + (32L << 20) + 2L * options.MaxRunningRequests * c.VocabSize * sizeof(float);
+    }
+
+    /// <summary>How the weights of a checkpoint folder are stored, from its config.json (FP8 when it has an fp8 quantization_config).</summary>
+    public static TensorDType StoredDType(string directory)
+    {
+        string path = Path.Combine(directory, "config.json");
+        if (!File.Exists(path))
+            return TensorDType.BF16;
+        JsonNode? root = JsonNode.Parse(File.ReadAllText(path));
+        if (root?["quantization_config"]?["quant_method"]?.GetValue<string>() == "fp8")
+            return TensorDType.F8_E4M3;
+        return root?["torch_dtype"]?.GetValue<string>() is "float32" ? TensorDType.F32 : TensorDType.BF16;
+    }
+
+    /// <summary>The plan as lines for a log: what each part takes, and the memory it is held against.</summary>
+    public override string ToString()
+    {
+        var text = new StringBuilder();
+        var c = CultureInfo.InvariantCulture;
+        text.AppendLine(c, $"Memory plan: {Gb(TotalBytes)} of {Gb((long)(Fraction * AvailableBytes))} available{(Fraction < 1 ? string.Create(c, $" ({Fraction:P0} of {Gb(AvailableBytes)})") : "")}:");
+        for (int n = 0; n < WeightBytesPerNode.Count; n++)
+            text.AppendLine(c, $"  weights, node {n}: {Gb(WeightBytesPerNode[n])}{(n == 0 ? " (attention side and its share of the routed experts)" : " (its share of the routed experts)")}");
+        text.AppendLine(c, $"  KV cache pool: {KvTokens} tokens, {Gb(KvBytes)}");
+        text.Append(c, $"  scratch (largest step, estimated): {Gb(ScratchBytes)}");
+        return text.ToString();
+    }
+
+    private static string Gb(long bytes) => (bytes / 1e9).ToString(bytes < 1e8 ? "F3" : "F1", CultureInfo.InvariantCulture) + " GB";
+
+    /// <summary>Throws when the plan does not fit, naming what to change.</summary>
+    /// <exception cref="ArgumentException">Weights, KV pool and scratch exceed the memory they may take.</exception>
+    public void EnsureFits(InferenceSessionOptions options)
+    {
+        if (Fits)
+            return;
+        string fix = options.MaxTotalTokens != null
+            ? $"lower MaxTotalTokens (--max-total-tokens {options.MaxTotalTokens})"
+            : "use a smaller precision preset or a machine with more memory";
+        throw new ArgumentException($"The model does not fit: weights {Gb(WeightBytes)} + KV cache pool {Gb(KvBytes)} ({KvTokens} tokens) + scratch {Gb(ScratchBytes)} = " +
+            $"{Gb(TotalBytes)}, more than the {Gb((long)(Fraction * AvailableBytes))} available{(Fraction < 1 ? $" at MemoryFractionStatic {Fraction.ToString(CultureInfo.InvariantCulture)}" : "")}; {fix}.",
+            options.MaxTotalTokens != null ? nameof(options.MaxTotalTokens) : nameof(options.Precision));
+    }
+}
