@@ -29,6 +29,7 @@ public static class Program
             VerifyCommand.Create(),
             ConvertCommand.Create(),
             SysinfoCommand.Create(),
+            TuneCommand.Create(),
             VerifyTokenizerCommand.Create(),
         };
         ParseResult parse = root.Parse(args);

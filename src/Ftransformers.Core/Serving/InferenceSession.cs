@@ -70,7 +70,7 @@ public sealed class InferenceSession : IInferenceSession
         // The model is loaded: what is left beside it holds the pool and the scratch, or the session is refused.
         MemoryPlan plan = MemoryPlan.Create(config, options, TensorDType.F32, weightsLoaded: true);
         plan.EnsureFits(options);
-        _maxTotalTokens = checked((int)plan.KvTokens);
+        _maxTotalTokens = options.MaxTotalTokens ?? checked((int)plan.KvTokens);
         int pageSize = options.KvCachePageSize;
         int pages = checked((int)(((long)_maxTotalTokens + pageSize - 1) / pageSize));
         _pool = new KvCachePool(pageSize, pages);
@@ -99,7 +99,7 @@ public sealed class InferenceSession : IInferenceSession
         string? tokenizerDirectory = options.Tokenizer;
         MemoryPlan plan = PlanMemory(options);
         plan.EnsureFits(options);
-        options = options with { MaxTotalTokens = checked((int)plan.KvTokens) };
+        options = options with { MaxTotalTokens = options.MaxTotalTokens ?? checked((int)plan.KvTokens) };
         DeepSeekV3Model loaded = model.StartsWith(SyntheticModels.Prefix, StringComparison.Ordinal)
             ? SyntheticModel(model[SyntheticModels.Prefix.Length..], options.ToModelLoadOptions())
             : DeepSeekV3Model.Load(model, options.ToModelLoadOptions());

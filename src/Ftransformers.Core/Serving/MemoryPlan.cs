@@ -20,7 +20,7 @@ public sealed record MemoryPlan
     /// <summary>Bytes of weights each node holds: node 0 the attention side and its share of the routed experts.</summary>
     public required IReadOnlyList<long> WeightBytesPerNode { get; init; }
 
-    /// <summary>Token slots of the KV cache pool.</summary>
+    /// <summary>Tokens the KV cache pool holds (MaxTotalTokens, or the size chosen from memory); its pages may hold a few more.</summary>
     public required long KvTokens { get; init; }
 
     /// <summary>Bytes of the KV cache pool.</summary>
@@ -75,13 +75,13 @@ public sealed record MemoryPlan
         long bytesPerToken = KvCachePool.BytesPerToken(config.NumHiddenLayers, config.KvLoraRank + config.QkRopeHeadDim, options.KvCacheDType);
         int context = Math.Min(options.ContextLength ?? config.MaxPositionEmbeddings, config.MaxPositionEmbeddings);
         long tokens = options.MaxTotalTokens ?? PoolTokens(available, options.MemoryFractionStatic, perNode.Sum() + scratch, bytesPerToken, context);
-        long pageSize = options.KvCachePageSize;
-        tokens = Math.Min((tokens + pageSize - 1) / pageSize * pageSize, int.MaxValue / pageSize * pageSize);
+        // The pool holds whole pages.
+        long pageSize = options.KvCachePageSize, slots = (tokens + pageSize - 1) / pageSize * pageSize;
         return new MemoryPlan
         {
             WeightBytesPerNode = perNode,
             KvTokens = tokens,
-            KvBytes = tokens * bytesPerToken,
+            KvBytes = slots * bytesPerToken,
             ScratchBytes = scratch,
             AvailableBytes = available,
             Fraction = options.MemoryFractionStatic ?? 1,
