@@ -74,7 +74,7 @@ public class GemmBenchmark : IRangeWork
             _x.QuantizePerToken(x, Tokens, Cols);
         }
         _y = new float[Tokens * Rows];
-        _peak = new ComputePeakProbe(path);
+        _peak = new ComputePeakProbe(path, threads: _pool?.ThreadCount ?? 1);
     }
 
     [GlobalCleanup]
@@ -111,7 +111,7 @@ public class GemmBenchmark : IRangeWork
             new RateColumn("PeakShare", "Share of compute peak", "GMAC/s of the case over GMAC/s of ComputePeak (same kernel path and run)", MultiplyAdds, nameof(ComputePeak)));
 
         private static double MultiplyAdds(BenchmarkCase benchmarkCase) => benchmarkCase.Descriptor.WorkloadMethod.Name == nameof(ComputePeak)
-            ? new ComputePeakProbe(PathOf((GemmKernel)benchmarkCase.Parameters["Kernel"])).MultiplyAdds
+            ? new ComputePeakProbe(PathOf((GemmKernel)benchmarkCase.Parameters["Kernel"]), threads: Environment.ProcessorCount > 1 ? Environment.ProcessorCount : 1).MultiplyAdds
             : (double)(int)benchmarkCase.Parameters["Tokens"] * Rows * Cols;
     }
 }

@@ -75,6 +75,10 @@ internal static class BenchCommand
             foreach (Option option in otherTarget.Where(o => parse.GetResult(o) is { Implicit: false }))
                 problems.Add(remote ? $"{option.Name} sets up the in-process engine; a server given by --url runs with its own settings."
                     : $"{option.Name} is for a server given by --url.");
+            if (parse.GetValue(profile) && parse.GetResult(interference) is { Implicit: false })
+                problems.Add("--profile does not apply to --interference, which measures the streams' gaps, not the steps.");
+            if (parse.GetResult(dataset) is { Implicit: false } && parse.GetResult(inputLength) is { Implicit: false })
+                problems.Add("--input-length sizes random prompts; a --dataset brings its own.");
             if (remote && parse.GetValue(profile))
                 problems.Add("--profile profiles the in-process engine; a server started with --enable-profile serves its profile at /debug/profile.");
             if (!parse.GetValue(profile) && parse.GetResult(sysinfo) is { Implicit: false })
@@ -95,6 +99,9 @@ internal static class BenchCommand
                     return Program.ExitBadInput;
                 if (parse.GetValue(profile))
                     baseline = await Task.Run(() => LoadBaseline(options, parse.GetValue(sysinfo), stderr), ct);
+                // A bad dataset is found before the model loads.
+                if (parse.GetValue(dataset) is { } file)
+                    DatasetPrompts.Load(file, parse.GetValue(api));
                 target = new InProcessTarget(options);
             }
             else
@@ -170,9 +177,7 @@ internal static class BenchCommand
     private static async Task<IReadOnlyList<LevelResult>> RunInterferenceAsync(IBenchTarget target, BenchWorkload workload, PromptFactory prompts, BenchRunner runner,
         int[] levels, int longPrompt, TextWriter log, CancellationToken ct)
     {
-        for (int i = 0; i < workload.Warmup; i++)
-            if (await target.SendAsync(runner.Prompt(-1 - i, prefix: false), workload, ct) is { Succeeded: false } warm)
-                throw new InvalidOperationException($"The warm-up request failed: {warm.Error}");
+        await runner.WarmUpAsync(ct);
         var interference = new InterferenceRunner(target, workload, prompts);
         var results = new List<LevelResult>();
         int offset = 0;
@@ -188,13 +193,10 @@ internal static class BenchCommand
     // The baseline profiles are judged against, measured with the engine's own threads and nodes when not cached.
     private static Ftransformers.Diagnostics.MachineBaseline LoadBaseline(FtransformersOptions options, string? path, TextWriter log)
     {
-        int threads = options.CpuThreads ?? Environment.ProcessorCount;
-        using var pool = threads > 1 ? new Threading.ComputePool(Threading.CpuTopology.Detect(threads, options.NumaNodes)) : null;
+        using var pool = Threading.CpuTopology.ForComputeThreads(options.CpuThreads ?? Environment.ProcessorCount, options.NumaNodes) is { } topology
+            ? new Threading.ComputePool(topology) : null;
         path ??= Ftransformers.Diagnostics.MachineBaseline.DefaultCachePath;
-        if (Ftransformers.Diagnostics.MachineBaseline.TryLoad(path, Ftransformers.Diagnostics.MachineBaseline.IdentityOf(pool?.Topology)) is { } cached)
-            return cached;
-        log.WriteLine($"Measuring the machine baseline for --profile (cached in {path})...");
-        return Ftransformers.Diagnostics.MachineBaseline.LoadOrMeasure(pool, path);
+        return Ftransformers.Diagnostics.MachineBaseline.LoadOrMeasure(pool, path, measuring: () => log.WriteLine($"Measuring the machine baseline for --profile (cached in {path})..."));
     }
 
     private static string Quote(string value) =>

@@ -33,11 +33,9 @@ internal static class SysinfoCommand
             string path = parse.GetValue(cache) ?? MachineBaseline.DefaultCachePath;
             MachineBaseline baseline = await Task.Run(() =>
             {
-                using ComputePool? pool = count > 1 ? new ComputePool(CpuTopology.Detect(count, parse.GetValue(nodes))) : null;
-                bool cached = !parse.GetValue(refresh) && MachineBaseline.TryLoad(path, MachineBaseline.IdentityOf(pool?.Topology)) != null;
-                if (!cached)
-                    parse.InvocationConfiguration.Error.WriteLine($"Measuring read bandwidth and compute peaks on {pool?.ThreadCount ?? 1} thread(s)...");
-                return MachineBaseline.LoadOrMeasure(pool, path, parse.GetValue(refresh), (long)parse.GetValue(size) << 20);
+                using ComputePool? pool = CpuTopology.ForComputeThreads(count, parse.GetValue(nodes)) is { } topology ? new ComputePool(topology) : null;
+                return MachineBaseline.LoadOrMeasure(pool, path, parse.GetValue(refresh), (long)parse.GetValue(size) << 20,
+                    () => parse.InvocationConfiguration.Error.WriteLine($"Measuring read bandwidth and compute peaks on {pool?.ThreadCount ?? 1} thread(s)..."));
             }, ct);
             TextWriter output = parse.InvocationConfiguration.Output;
             if (typeof(MachineBaseline).Assembly.GetCustomAttributes(typeof(System.Diagnostics.DebuggableAttribute), false) is [System.Diagnostics.DebuggableAttribute { IsJITOptimizerDisabled: true }])

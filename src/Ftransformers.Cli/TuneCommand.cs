@@ -71,8 +71,9 @@ internal static class TuneCommand
             int machineNodes = Threading.CpuTopology.Detect(cores).Nodes.Count;
             TuneTrial? best = await tuner.RunAsync(start, Tuner.Knobs(cores, machineNodes, requestsAtOnce), ct);
 
-            string pinned = string.Join(" ", engine.All.Where(o => parse.GetResult(o) is { Implicit: false } r && r.Tokens.Count > 0)
-                .Select(o => $"{o.Name} {string.Join(" ", parse.GetResult(o)!.Tokens.Select(t => t.Value))}"));
+            // The engine flags given, as given (a switch such as --disable-radix-cache has no value).
+            string pinned = string.Join(" ", engine.All.Where(o => parse.GetResult(o) is { Implicit: false })
+                .Select(o => string.Join(" ", [o.Name, .. parse.GetResult(o)!.Tokens.Select(t => t.Value)])));
             string report = Report(options.ModelPath, target, requestsAtOnce, parse.GetValue(ttftBound), tuner.Trials, best, pinned);
             await stdout.WriteAsync(report);
             if (best == null)

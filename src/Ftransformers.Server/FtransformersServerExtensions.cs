@@ -81,13 +81,10 @@ public static class FtransformersServerExtensions
     {
         ForwardProfile profile = engine.Profile
             ?? throw new InvalidOperationException("EnableProfiling needs FtransformersOptions.Profile set, so that the session counts its steps.");
-        int threads = engine.CpuThreads ?? Environment.ProcessorCount;
-        string identity = MachineBaseline.IdentityOf(threads > 1 ? Ftransformers.Threading.CpuTopology.Detect(threads, engine.NumaNodes) : null);
+        string identity = MachineBaseline.IdentityOf(Ftransformers.Threading.CpuTopology.ForComputeThreads(engine.CpuThreads ?? Environment.ProcessorCount, engine.NumaNodes));
         api.MapGet("/debug/profile", (string? format, bool? reset) =>
         {
-            var report = new ProfileReport(profile.Snapshot(), MachineBaseline.TryLoad(baselinePath, identity));
-            if (reset == true)
-                profile.Reset();
+            var report = new ProfileReport(profile.Snapshot(reset == true), MachineBaseline.TryLoad(baselinePath, identity));
             return format switch
             {
                 null or "json" => Results.Text(ProfileJson(report).ToJsonString(), "application/json"),

@@ -14,6 +14,10 @@ internal sealed record BenchPrompt(string SharedPrefix, string Text)
 
     /// <summary>A conversation from a dataset, sent instead of the prefix and text (chat API).</summary>
     public IReadOnlyList<Tokenization.ChatMessage>? Messages { get; init; }
+
+    /// <summary>What the chat API sends: the dataset's conversation, or the prefix as the system prompt and the text as the user's.</summary>
+    public IReadOnlyList<Tokenization.ChatMessage> ChatMessages() => Messages
+        ?? (SharedPrefix.Length > 0 ? [Tokenization.ChatMessage.System(SharedPrefix), Tokenization.ChatMessage.User(Text)] : [Tokenization.ChatMessage.User(Text)]);
 }
 
 /// <summary>What one request measured. Times are seconds from the request's start.</summary>

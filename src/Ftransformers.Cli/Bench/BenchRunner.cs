@@ -15,13 +15,7 @@ internal sealed class BenchRunner(IBenchTarget target, BenchWorkload workload, P
 {
     public async Task<IReadOnlyList<LevelResult>> RunAsync(IReadOnlyList<(int Parallel, int Number)> levels, CancellationToken cancellationToken)
     {
-        // Warm-up prompts have no shared prefix and indexes of their own, so they do not pre-fill the cache for the levels.
-        for (int i = 0; i < workload.Warmup; i++)
-        {
-            RequestResult warm = await target.SendAsync(Prompt(-1 - i, prefix: false), workload, cancellationToken);
-            if (!warm.Succeeded)
-                throw new InvalidOperationException($"The warm-up request failed: {warm.Error}");
-        }
+        await WarmUpAsync(cancellationToken);
 
         var results = new List<LevelResult>();
         int offset = 0;
@@ -32,6 +26,23 @@ internal sealed class BenchRunner(IBenchTarget target, BenchWorkload workload, P
         }
         progress.Finish();
         return results;
+    }
+
+    /// <summary>Most tokens a warm-up request generates: enough to compile and touch every path.</summary>
+    public const int WarmupTokens = 32;
+
+    /// <summary>Sends the warm-up requests, which are not measured.</summary>
+    /// <exception cref="InvalidOperationException">One failed.</exception>
+    public async Task WarmUpAsync(CancellationToken cancellationToken)
+    {
+        // Warm-up prompts have no shared prefix and indexes of their own, so they do not pre-fill the cache for the levels.
+        for (int i = 0; i < workload.Warmup; i++)
+        {
+            BenchPrompt prompt = Prompt(-1 - i, prefix: false);
+            RequestResult warm = await target.SendAsync(prompt with { MaxTokens = Math.Min(prompt.MaxTokens ?? WarmupTokens, WarmupTokens) }, workload, cancellationToken);
+            if (!warm.Succeeded)
+                throw new InvalidOperationException($"The warm-up request failed: {warm.Error}");
+        }
     }
 
     /// <summary>The prompt of request <paramref name="index"/>, with its output length.</summary>

@@ -30,8 +30,9 @@ internal sealed class DatasetPrompts
                 JsonElement root = document.RootElement;
                 if (root.ValueKind != JsonValueKind.Object)
                     throw new InvalidDataException($"{where}: expected a JSON object.");
-                int? maxTokens = root.TryGetProperty("max_tokens", out JsonElement max) ? max.TryGetInt32(out int m) && m >= 1 ? m
-                    : throw new InvalidDataException($"{where}: max_tokens must be a positive integer.") : null;
+                int? maxTokens = root.TryGetProperty("max_tokens", out JsonElement max)
+                    ? max.ValueKind == JsonValueKind.Number && max.TryGetInt32(out int m) && m >= 1 ? m : throw new InvalidDataException($"{where}: max_tokens must be a positive integer.")
+                    : null;
                 BenchPrompt prompt;
                 if (root.TryGetProperty("prompt", out JsonElement text) && text.ValueKind == JsonValueKind.String)
                 {

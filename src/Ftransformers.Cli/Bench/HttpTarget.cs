@@ -103,17 +103,8 @@ internal sealed class HttpTarget : IBenchTarget
         if (_api == BenchApi.Chat)
         {
             var messages = new JsonArray();
-            if (prompt.Messages is { } conversation)
-            {
-                foreach (var message in conversation)
-                    messages.Add(new JsonObject { ["role"] = message.Role, ["content"] = message.Content });
-            }
-            else
-            {
-                if (prompt.SharedPrefix.Length > 0)
-                    messages.Add(new JsonObject { ["role"] = "system", ["content"] = prompt.SharedPrefix });
-                messages.Add(new JsonObject { ["role"] = "user", ["content"] = prompt.Text });
-            }
+            foreach (var message in prompt.ChatMessages())
+                messages.Add(new JsonObject { ["role"] = message.Role, ["content"] = message.Content });
             body["messages"] = messages;
         }
         else
@@ -151,7 +142,7 @@ internal sealed class HttpTarget : IBenchTarget
                     return RequestResult.Failed($"Server error during the stream: {Shorten(error.ToJsonString())}", Now());
                 usage = chunk?["usage"] is JsonObject u ? u : usage;
                 // With continuous usage, the count says how many tokens arrived since the last event.
-                int total = (int?)usage?["completion_tokens"] ?? 0;
+                int? total = chunk?["usage"] is JsonObject current ? (int?)current["completion_tokens"] : null;
                 JsonNode? choice = (chunk?["choices"] as JsonArray)?.FirstOrDefault();
                 string? text = _api == BenchApi.Chat
                     ? (string?)choice?["delta"]?["content"] + (string?)choice?["delta"]?["reasoning_content"]
@@ -160,9 +151,11 @@ internal sealed class HttpTarget : IBenchTarget
                 bool finished = choice?["finish_reason"] is JsonValue finish && finish.GetValueKind() == JsonValueKind.String;
                 if (string.IsNullOrEmpty(text) && !finished)
                     continue;
+                int tokens = total is { } sum ? sum - counted : 1;
+                if (tokens <= 0)
+                    continue; // a finish reason with no new token
+                counted += tokens;
                 double now = Now();
-                int tokens = Math.Max(1, total - counted);
-                counted = Math.Max(counted + 1, total);
                 onTokens?.Invoke(tokens);
                 if (firstToken == null)
                     firstToken = now;

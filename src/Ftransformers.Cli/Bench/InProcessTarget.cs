@@ -51,8 +51,7 @@ internal sealed class InProcessTarget : IBenchTarget
     {
         var request = new GenerationRequest
         {
-            Messages = workload.Api != BenchApi.Chat ? null
-                : prompt.Messages ?? (prompt.SharedPrefix.Length > 0 ? [ChatMessage.System(prompt.SharedPrefix), ChatMessage.User(prompt.Text)] : [ChatMessage.User(prompt.Text)]),
+            Messages = workload.Api == BenchApi.Chat ? prompt.ChatMessages() : null,
             Prompt = workload.Api == BenchApi.Completions ? prompt.SharedPrefix + prompt.Text : null,
             MaxTokens = prompt.MaxTokens ?? workload.Output.Min,
             IgnoreEos = workload.IgnoreEos,

@@ -35,87 +35,91 @@ internal sealed class InterferenceRunner(IBenchTarget target, BenchWorkload work
         var clock = Stopwatch.StartNew();
         var streams = Enumerable.Range(0, parallel).Select(_ => new Stream()).ToArray();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var progress = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        int needed = 0;
-        void OnTokens(Stream s, int tokens)
-        {
-            lock (s)
-            {
-                s.Arrivals.Add((Stopwatch.GetTimestamp(), tokens));
-                s.Count += tokens;
-            }
-            if (streams.All(x => Volatile.Read(ref x.Count) >= Volatile.Read(ref needed)))
-                progress.TrySetResult();
-        }
+        // Released on every arrival; waiters look at the counts again.
+        using var arrived = new SemaphoreSlim(0);
         async Task<RequestResult?> Run(Stream s, int index)
         {
             try
             {
                 BenchPrompt prompt = prompts.Prompt(index, workload.Input.Of(workload.Seed, index, 1), workload.PrefixLength) with { MaxTokens = workload.Output.Max };
-                return await target.SendAsync(prompt, workload, stop.Token, tokens => OnTokens(s, tokens));
+                return await target.SendAsync(prompt, workload, stop.Token, tokens =>
+                {
+                    lock (s)
+                    {
+                        s.Arrivals.Add((Stopwatch.GetTimestamp(), tokens));
+                        s.Count += tokens;
+                    }
+                    arrived.Release();
+                });
             }
             catch (OperationCanceledException) when (stop.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
             {
                 return null; // stopped once the long prompt answered
             }
         }
-
-        Volatile.Write(ref needed, WarmTokens);
-        Task<RequestResult?>[] running = [.. streams.Select((s, i) => Run(s, firstIndex + i))];
-        async Task WaitForTokens(int count)
+        int CountOf(Stream s)
         {
-            progress = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            Volatile.Write(ref needed, count);
-            if (streams.All(x => Volatile.Read(ref x.Count) >= count))
-                return;
-            Task ended = await Task.WhenAny(progress.Task, Task.WhenAny(running));
-            if (ended != progress.Task)
-                throw new InvalidOperationException($"A stream ended before the interference measurement finished (error: {running.First(t => t.IsCompleted).Result?.Error ?? "none"}); raise --output-length.");
+            lock (s)
+                return s.Count;
         }
-        await WaitForTokens(WarmTokens);
-        long beforeStart = Stopwatch.GetTimestamp();
-        await WaitForTokens(WarmTokens + BaselineTokens);
-        long arrival = Stopwatch.GetTimestamp();
 
-        int longIndex = firstIndex + parallel;
-        BenchPrompt longRequest = prompts.Prompt(longIndex, longPrompt, 0) with { MaxTokens = 1 };
-        RequestResult answered = await target.SendAsync(longRequest, workload, cancellationToken);
-        long firstToken = arrival + (long)(answered.TimeToFirstToken * Stopwatch.Frequency);
-        if (!answered.Succeeded)
+        Task<RequestResult?>[] running = [.. streams.Select((s, i) => Run(s, firstIndex + i))];
+        try
+        {
+            // Until every stream has reached its own count; a stream that ends first ends the measurement.
+            async Task WaitFor(int[] counts)
+            {
+                while (!streams.Select(CountOf).Zip(counts).All(p => p.First >= p.Second))
+                {
+                    Task ended = await Task.WhenAny(arrived.WaitAsync(stop.Token), Task.WhenAny(running));
+                    if (running.FirstOrDefault(t => t.IsCompleted) is { } done)
+                        throw new InvalidOperationException($"A stream ended before the interference measurement finished ({(await done)?.Error ?? "its tokens ran out"}); raise --output-length.");
+                    await ended;
+                }
+            }
+            await WaitFor([.. streams.Select(_ => WarmTokens)]);
+            long beforeStart = Stopwatch.GetTimestamp();
+            await WaitFor([.. streams.Select(_ => WarmTokens + BaselineTokens)]);
+            long arrival = Stopwatch.GetTimestamp();
+
+            BenchPrompt longRequest = prompts.Prompt(firstIndex + parallel, longPrompt, 0) with { MaxTokens = 1 };
+            RequestResult answered = await target.SendAsync(longRequest, workload, cancellationToken);
+            if (!answered.Succeeded)
+                return LevelResult.From(parallel, [answered], clock.Elapsed.TotalSeconds);
+            long firstToken = arrival + (long)(answered.TimeToFirstToken * Stopwatch.Frequency);
+            // Each stream's next token after the prompt's first one was held up by the same steps.
+            await WaitFor([.. streams.Select(s => CountOf(s) + 1)]);
+
+            var before = new List<double>();
+            var during = new List<double>();
+            foreach (Stream s in streams)
+            {
+                (long Time, int Tokens)[] arrivals;
+                lock (s)
+                    arrivals = [.. s.Arrivals];
+                bool afterFirst = false;
+                for (int i = 1; i < arrivals.Length; i++)
+                {
+                    (long time, int tokens) = arrivals[i];
+                    double gap = Stopwatch.GetElapsedTime(arrivals[i - 1].Time, time).TotalSeconds / tokens;
+                    if (time > beforeStart && time <= arrival)
+                        before.AddRange(Enumerable.Repeat(gap, tokens));
+                    else if (time > arrival && (time <= firstToken || !afterFirst))
+                    {
+                        during.AddRange(Enumerable.Repeat(gap, tokens));
+                        afterFirst |= time > firstToken;
+                    }
+                }
+            }
+            return LevelResult.From(parallel, [answered], clock.Elapsed.TotalSeconds) with
+            {
+                Interference = new InterferenceResult(parallel, answered.PromptTokens, answered.TimeToFirstToken, Distribution.Of(before), Distribution.Of(during)),
+            };
+        }
+        finally
         {
             await stop.CancelAsync();
             await Task.WhenAll(running);
-            return LevelResult.From(parallel, [answered], clock.Elapsed.TotalSeconds);
         }
-        // Each stream's next token after the prompt's first one was held up by the same steps.
-        await WaitForTokens(streams.Max(s => Volatile.Read(ref s.Count)) + 1);
-        await stop.CancelAsync();
-        await Task.WhenAll(running);
-
-        var before = new List<double>();
-        var during = new List<double>();
-        foreach (Stream s in streams)
-        {
-            (long Time, int Tokens)[] arrivals;
-            lock (s)
-                arrivals = [.. s.Arrivals];
-            bool afterFirst = false;
-            for (int i = 1; i < arrivals.Length; i++)
-            {
-                (long time, int tokens) = arrivals[i];
-                double gap = Stopwatch.GetElapsedTime(arrivals[i - 1].Time, time).TotalSeconds / tokens;
-                if (time > beforeStart && time <= arrival)
-                    before.AddRange(Enumerable.Repeat(gap, tokens));
-                else if (time > arrival && (time <= firstToken || !afterFirst))
-                {
-                    during.AddRange(Enumerable.Repeat(gap, tokens));
-                    afterFirst |= time > firstToken;
-                }
-            }
-        }
-        return LevelResult.From(parallel, [answered], clock.Elapsed.TotalSeconds) with
-        {
-            Interference = new InterferenceResult(parallel, answered.PromptTokens, answered.TimeToFirstToken, Distribution.Of(before), Distribution.Of(during)),
-        };
     }
 }

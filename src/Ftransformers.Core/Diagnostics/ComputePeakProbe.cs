@@ -18,9 +18,12 @@ namespace Ftransformers.Diagnostics;
 /// <item>Float: fused multiply-add on the path's vector width (16 / 8 / 4 products).</item>
 /// </list>
 /// </summary>
-public sealed class ComputePeakProbe(KernelPath path, bool floatingPoint = false) : IRangeWork
+public sealed class ComputePeakProbe(KernelPath path, bool floatingPoint = false, int threads = 1) : IRangeWork
 {
-    private const int Chunks = 64, Iterations = 1 << 14, Chains = 12;
+    private const int MinChunks = 64, Iterations = 1 << 14, Chains = 12;
+
+    // A whole number of chunks per thread (at least 64 in all), so that no thread idles through a last round.
+    private readonly int Chunks = Math.Max(1, threads) * ((MinChunks + Math.Max(1, threads) - 1) / Math.Max(1, threads));
 
     /// <summary>Products (multiply-adds) one <see cref="Run(ComputePool?)"/> performs.</summary>
     public long MultiplyAdds => (long)Chunks * Iterations * Chains * (floatingPoint ? FloatLanes(path) : ProductsPerInstruction(path));
@@ -31,7 +34,7 @@ public sealed class ComputePeakProbe(KernelPath path, bool floatingPoint = false
     /// <summary>Whether the probe measures F32 fused multiply-adds rather than INT8 products.</summary>
     public bool FloatingPoint => floatingPoint;
 
-    private readonly int[] _sinks = new int[Chunks];
+    private readonly int[] _sinks = new int[Math.Max(1, threads) * ((MinChunks + Math.Max(1, threads) - 1) / Math.Max(1, threads))];
 
     /// <summary>Whether this CPU runs the path's instructions.</summary>
     public static bool IsSupported(KernelPath path, bool floatingPoint = false) => floatingPoint ? path switch
@@ -63,7 +66,10 @@ public sealed class ComputePeakProbe(KernelPath path, bool floatingPoint = false
         _ => 32,
     };
 
-    /// <summary>Runs the loop on every thread (the caller's alone without a pool); returns a value that depends on every chain.</summary>
+    /// <summary>
+    /// Runs the loop on every thread (the caller's alone without a pool; give the pool's thread count to the constructor);
+    /// returns a value that depends on every chain.
+    /// </summary>
     public int Run(ComputePool? pool)
     {
         if (!IsSupported(path, floatingPoint))

@@ -79,12 +79,14 @@ public sealed record MachineBaseline
 
     /// <summary>
     /// The cached baseline at <paramref name="cachePath"/> when it was measured on this machine with this layout, else a
-    /// new measurement, written there. <paramref name="refresh"/> measures regardless.
+    /// new measurement (announced to <paramref name="measuring"/>), written there. <paramref name="refresh"/> measures regardless.
     /// </summary>
-    public static MachineBaseline LoadOrMeasure(ComputePool? pool, string cachePath, bool refresh = false, long bytesPerNode = MemoryReadProbe.DefaultBytesPerNode)
+    public static MachineBaseline LoadOrMeasure(ComputePool? pool, string cachePath, bool refresh = false, long bytesPerNode = MemoryReadProbe.DefaultBytesPerNode,
+        Action? measuring = null)
     {
         if (!refresh && TryLoad(cachePath, IdentityOf(pool?.Topology)) is { } cached)
             return cached;
+        measuring?.Invoke();
         MachineBaseline measured = Measure(pool, bytesPerNode);
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(cachePath))!);
         File.WriteAllText(cachePath, JsonSerializer.Serialize(measured, Json));
@@ -138,7 +140,7 @@ public sealed record MachineBaseline
         {
             if (!ComputePeakProbe.IsSupported(path, floatingPoint))
                 return null;
-            var probe = new ComputePeakProbe(path, floatingPoint);
+            var probe = new ComputePeakProbe(path, floatingPoint, pool?.ThreadCount ?? 1);
             return probe.MultiplyAdds / Median(runs, () => probe.Run(pool)) / 1e9;
         }
     }

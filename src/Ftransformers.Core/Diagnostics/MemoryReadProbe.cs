@@ -12,31 +12,32 @@ public sealed unsafe class MemoryReadProbe : INodeWork, IDisposable
     /// <summary>Bytes read per node by default: far beyond any last-level cache.</summary>
     public const long DefaultBytesPerNode = 1L << 30;
 
-    private const int ChunksPerNode = 64;
+    private const int MinChunksPerNode = 64;
 
     private readonly ComputePool? _pool;
     private readonly byte*[] _buffers;
     private readonly float[] _partial;
-    private readonly int[] _counts;
-    private readonly int _chunkFloats;
+    private readonly int[] _counts, _chunks, _chunkFloats;
     private bool _fill;
 
     /// <summary>Places <paramref name="bytesPerNode"/> bytes on each of the pool's nodes (one buffer without a pool), written by their own threads.</summary>
     public MemoryReadProbe(ComputePool? pool, long bytesPerNode = DefaultBytesPerNode)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(bytesPerNode, (long)ChunksPerNode * NodeMemory.PageSize);
         _pool = pool;
         int nodes = pool?.NodeCount ?? 1;
-        _chunkFloats = (int)(bytesPerNode / ChunksPerNode / sizeof(float));
-        BytesPerNode = (long)_chunkFloats * sizeof(float) * ChunksPerNode;
         _buffers = new byte*[nodes];
-        _partial = new float[nodes * ChunksPerNode];
         _counts = new int[nodes];
+        // A whole number of chunks per thread of the node, so that no thread idles through a last round.
+        _chunks = [.. Enumerable.Range(0, nodes).Select(n => pool?.ThreadsOn(n) ?? 1).Select(t => t * ((MinChunksPerNode + t - 1) / t))];
+        ArgumentOutOfRangeException.ThrowIfLessThan(bytesPerNode, (long)_chunks.Max() * NodeMemory.PageSize);
+        _chunkFloats = [.. _chunks.Select(c => (int)(bytesPerNode / c / sizeof(float)))];
+        BytesPerNode = (long)_chunkFloats[0] * sizeof(float) * _chunks[0];
+        _partial = new float[_chunks.Sum()];
         for (int n = 0; n < nodes; n++)
         {
-            _buffers[n] = NodeMemory.Allocate(BytesPerNode);
+            _buffers[n] = NodeMemory.Allocate((long)_chunkFloats[n] * sizeof(float) * _chunks[n]);
             if (pool != null)
-                NodeMemory.TryBind(_buffers[n], BytesPerNode, pool.Topology.Nodes[n].OsNode);
+                NodeMemory.TryBind(_buffers[n], (long)_chunkFloats[n] * sizeof(float) * _chunks[n], pool.Topology.Nodes[n].OsNode);
         }
         // First touch by the node's own threads places the pages where binding is not allowed.
         _fill = true;
@@ -44,14 +45,16 @@ public sealed unsafe class MemoryReadProbe : INodeWork, IDisposable
         _fill = false;
     }
 
-    /// <summary>Bytes one node's buffer holds (and one read of it streams).</summary>
+    /// <summary>Bytes node 0's buffer holds (and one read of it streams); other nodes' are within a few pages of it.</summary>
     public long BytesPerNode { get; }
 
     /// <summary>Nodes with a buffer.</summary>
     public int NodeCount => _buffers.Length;
 
     /// <summary>Bytes <see cref="Read"/> streams for <paramref name="node"/> (null: every node).</summary>
-    public long BytesRead(int? node) => node == null ? BytesPerNode * NodeCount : BytesPerNode;
+    public long BytesRead(int? node) => node is { } n ? NodeBytes(n) : Enumerable.Range(0, NodeCount).Sum(NodeBytes);
+
+    private long NodeBytes(int node) => (long)_chunkFloats[node] * sizeof(float) * _chunks[node];
 
     /// <summary>Reads node <paramref name="node"/>'s buffer with its threads, or every node's at once (null); returns a sum so nothing is optimized away.</summary>
     public float Read(int? node = null)
@@ -65,23 +68,26 @@ public sealed unsafe class MemoryReadProbe : INodeWork, IDisposable
     private void Run(int? node)
     {
         for (int n = 0; n < _counts.Length; n++)
-            _counts[n] = node == null || node == n ? ChunksPerNode : 0;
+            _counts[n] = node == null || node == n ? _chunks[n] : 0;
         if (_pool != null)
             _pool.ForNodes(this, _counts);
         else
-            Run(0, 0, ChunksPerNode);
+            Run(0, 0, _chunks[0]);
     }
 
     /// <inheritdoc/>
     public void Run(int node, int start, int end)
     {
+        int first = 0;
+        for (int n = 0; n < node; n++)
+            first += _chunks[n];
         for (int c = start; c < end; c++)
         {
-            var chunk = new Span<float>(_buffers[node] + (long)c * _chunkFloats * sizeof(float), _chunkFloats);
+            var chunk = new Span<float>(_buffers[node] + (long)c * _chunkFloats[node] * sizeof(float), _chunkFloats[node]);
             if (_fill)
                 chunk.Fill(1f);
             else
-                _partial[node * ChunksPerNode + c] = TensorPrimitives.Sum(chunk);
+                _partial[first + c] = TensorPrimitives.Sum(chunk);
         }
     }
 

@@ -11,7 +11,7 @@ namespace Ftransformers.Diagnostics;
 /// <param name="Kind">Decode or prefill steps.</param>
 /// <param name="Part">The part, summed over layers.</param>
 /// <param name="MillisecondsPerStep">Mean wall time per step.</param>
-/// <param name="ShareOfStep">Its share of the step's wall time (shared experts: of the time they overlap).</param>
+/// <param name="ShareOfStep">Its share of the step's wall time (the shared experts' lies inside the routed experts').</param>
 /// <param name="MegabytesPerStep">Weight and KV bytes read per step, 10^6.</param>
 /// <param name="GigabytesPerSecond">Bytes read over its time, 10^9 per second.</param>
 /// <param name="BandwidthShare">Of the machine's read bandwidth (all nodes); null without a baseline.</param>

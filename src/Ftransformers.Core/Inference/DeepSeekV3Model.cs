@@ -157,6 +157,20 @@ public sealed class DeepSeekV3Model : IDisposable
         bool ownsStep = !trace.InStep;
         if (ownsStep)
             trace.Begin(n == batch.SequenceCount ? StepKind.Decode : StepKind.Prefill);
+        try
+        {
+            RunLayers(batch, kv, logits[..(rows * Config.VocabSize)], trace, cancellationToken);
+        }
+        finally
+        {
+            if (ownsStep)
+                trace.End(n, batch.SequenceCount);
+        }
+    }
+
+    private void RunLayers(ForwardBatch batch, ILatentStore kv, Span<float> logits, StepTrace trace, CancellationToken cancellationToken)
+    {
+        int n = batch.TokenCount, rows = batch.LogitCount;
         // What attention reads and computes beyond its weights: each sequence's cached rows, each token's scores and contexts.
         long cachedRows = 0, attendedPositions = 0;
         if (trace.Active)
@@ -177,16 +191,17 @@ public sealed class DeepSeekV3Model : IDisposable
                 _attention.Route(i, _routed);
                 trace.Lap(i, ModelPart.Router, _routerWeights[i], 0, n * _routerWeights[i].Parameters);
                 _experts.Submit(_routed);
-                long shared = Stopwatch.GetTimestamp();
+                long shared = trace.Active ? Stopwatch.GetTimestamp() : 0, sharedEnd = 0;
                 try
                 {
                     _attention.SharedExperts(i);
+                    sharedEnd = trace.Active ? Stopwatch.GetTimestamp() : 0;
                 }
                 finally
                 {
                     _experts.Wait();
                 }
-                trace.Nested(shared, i, ModelPart.SharedExperts, _sharedWeights[i], n * _sharedWeights[i].Parameters);
+                trace.Nested(shared, sharedEnd, i, ModelPart.SharedExperts, _sharedWeights[i], n * _sharedWeights[i].Parameters);
                 _attention.FinishMoe(i, _routed);
                 if (trace.Active)
                     trace.Lap(i, ModelPart.RoutedExperts, DistinctExperts() * _expertWeights[i], 0, (long)n * Config.NumExpertsPerTok * _expertWeights[i].Parameters);
@@ -198,10 +213,9 @@ public sealed class DeepSeekV3Model : IDisposable
             }
         }
 
-        _attention.Logits(logits[..(rows * Config.VocabSize)]);
-        trace.Lap(-1, ModelPart.Head, _headWeights, 0, rows * _headWeights.Parameters);
-        if (ownsStep)
-            trace.End(n, batch.SequenceCount);
+        _attention.Logits(logits);
+        // A step whose rows all prefill without sampling reads no head.
+        trace.Lap(-1, ModelPart.Head, rows > 0 ? _headWeights : default, 0, rows * _headWeights.Parameters);
     }
 
     // Rows of KV cache the step's sequences hold (each read once), and positions the tokens attend to, summed.

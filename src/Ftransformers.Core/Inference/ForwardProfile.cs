@@ -51,15 +51,18 @@ public sealed class ForwardProfile
     public void Reset()
     {
         lock (_lock)
-        {
-            Array.Clear(_steps);
-            Array.Clear(_tokens);
-            Array.Clear(_sequences);
-            Array.Clear(_ticks);
-            Array.Clear(_weightBytes);
-            Array.Clear(_cacheBytes);
-            Array.Clear(_multiplyAdds);
-        }
+            Clear();
+    }
+
+    private void Clear()
+    {
+        Array.Clear(_steps);
+        Array.Clear(_tokens);
+        Array.Clear(_sequences);
+        Array.Clear(_ticks);
+        Array.Clear(_weightBytes);
+        Array.Clear(_cacheBytes);
+        Array.Clear(_multiplyAdds);
     }
 
     private int Index(StepKind kind, int layer, ModelPart part) => ((int)kind * (_layers + 1) + layer + 1) * Parts + (int)part;
@@ -90,26 +93,34 @@ public sealed class ForwardProfile
         }
     }
 
-    /// <summary>What was counted since the last <see cref="Reset"/>.</summary>
-    public ForwardProfileSnapshot Snapshot()
+    /// <summary>What was counted since the last reset; with <paramref name="reset"/>, forgets it in the same breath (no step falls between).</summary>
+    public ForwardProfileSnapshot Snapshot(bool reset = false)
     {
         lock (_lock)
         {
-            var kinds = new StepProfile[Kinds];
-            for (int k = 0; k < Kinds; k++)
-            {
-                var parts = new List<PartTime>();
-                for (int layer = -1; layer < _layers && _ticks.Length > 0; layer++)
-                    foreach (ModelPart part in Enum.GetValues<ModelPart>())
-                    {
-                        int i = Index((StepKind)k, layer, part);
-                        if (_ticks[i] != 0 || _weightBytes[i] != 0)
-                            parts.Add(new PartTime(layer, part, Stopwatch.GetElapsedTime(0, _ticks[i]), _weightBytes[i], _cacheBytes[i], _multiplyAdds[i]));
-                    }
-                kinds[k] = new StepProfile((StepKind)k, _steps[k], _tokens[k], _sequences[k], parts);
-            }
-            return new ForwardProfileSnapshot(kinds[0], kinds[1], _denseLayers, _layers - _denseLayers, _precision);
+            ForwardProfileSnapshot snapshot = Take();
+            if (reset)
+                Clear();
+            return snapshot;
         }
+    }
+
+    private ForwardProfileSnapshot Take()
+    {
+        var kinds = new StepProfile[Kinds];
+        for (int k = 0; k < Kinds; k++)
+        {
+            var parts = new List<PartTime>();
+            for (int layer = -1; layer < _layers && _ticks.Length > 0; layer++)
+                foreach (ModelPart part in Enum.GetValues<ModelPart>())
+                {
+                    int i = Index((StepKind)k, layer, part);
+                    if (_ticks[i] != 0 || _weightBytes[i] != 0)
+                        parts.Add(new PartTime(layer, part, Stopwatch.GetElapsedTime(0, _ticks[i]), _weightBytes[i], _cacheBytes[i], _multiplyAdds[i]));
+                }
+            kinds[k] = new StepProfile((StepKind)k, _steps[k], _tokens[k], _sequences[k], parts);
+        }
+        return new ForwardProfileSnapshot(kinds[0], kinds[1], _denseLayers, _layers - _denseLayers, _precision);
     }
 }
 

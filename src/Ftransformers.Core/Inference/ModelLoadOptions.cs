@@ -71,5 +71,5 @@ public sealed record ModelLoadOptions
             throw new ArgumentOutOfRangeException(option, $"{option} {rule}");
     }
 
-    internal ComputePool? CreatePool() => CpuThreads > 1 ? new ComputePool(CpuTopology.Detect(CpuThreads, NumaNodes), PinThreads) : null;
+    internal ComputePool? CreatePool() => CpuTopology.ForComputeThreads(CpuThreads, NumaNodes) is { } topology ? new ComputePool(topology, PinThreads) : null;
 }

@@ -7,7 +7,7 @@ namespace Ftransformers.Inference;
 /// Times the parts of one step at a time and hands each to whoever listens: the <see cref="ForwardProfile"/>, the
 /// <see cref="FtransformersEventSource"/> and <see cref="ActivitySource"/> <c>Ftransformers</c> (spans
 /// <c>ftransformers.step</c> with a child <c>ftransformers.part</c> per part). With none of them, a step costs two
-/// flag checks and each part one, and nothing is allocated. Used from the engine thread only.
+/// flag checks, each part one, and nothing is allocated. Used from the engine thread only.
 /// </summary>
 internal sealed class StepTrace(ForwardProfile? profile)
 {
@@ -55,11 +55,11 @@ internal sealed class StepTrace(ForwardProfile? profile)
         _mark = now;
     }
 
-    /// <summary>Records a part that ran from <paramref name="start"/> to now inside the current lap, without ending the lap.</summary>
-    public void Nested(long start, int layer, ModelPart part, PartWeights weights = default, long multiplyAdds = 0)
+    /// <summary>Records a part that ran from <paramref name="start"/> to <paramref name="end"/> inside the current lap, without ending the lap.</summary>
+    public void Nested(long start, long end, int layer, ModelPart part, PartWeights weights = default, long multiplyAdds = 0)
     {
         if (Active)
-            Record(layer, part, start, Stopwatch.GetTimestamp(), weights.Bytes, 0, multiplyAdds);
+            Record(layer, part, start, end, weights.Bytes, 0, multiplyAdds);
     }
 
     /// <summary>Ends the step: <paramref name="tokens"/> tokens of <paramref name="sequences"/> sequences.</summary>

@@ -160,8 +160,8 @@ internal sealed class EngineLoop : IDisposable
             return;
         }
         int tokens = 0;
-        foreach (ScheduledSequence entry in step)
-            tokens += entry.Count;
+        for (int i = 0; i < step.Count; i++)
+            tokens += step[i].Count;
         StepTrace trace = _runner.Trace;
         trace.Begin(tokens == step.Count ? StepKind.Decode : StepKind.Prefill, start);
         try

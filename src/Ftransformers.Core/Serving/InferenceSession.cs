@@ -51,6 +51,12 @@ public sealed class InferenceSession : IInferenceSession
     /// </summary>
     /// <exception cref="ArgumentException">The tokenizer produces ids the model's vocabulary lacks, or an option is out of range.</exception>
     public InferenceSession(DeepSeekV3Model model, ITextTokenizer tokenizer, InferenceSessionOptions options)
+        : this(model, tokenizer, options, poolTokens: null)
+    {
+    }
+
+    // poolTokens: the pool Load planned before loading, when MaxTotalTokens is unset.
+    private InferenceSession(DeepSeekV3Model model, ITextTokenizer tokenizer, InferenceSessionOptions options, int? poolTokens)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
@@ -68,7 +74,7 @@ public sealed class InferenceSession : IInferenceSession
         // The session serves the model's architecture with its context cut to ContextLength; the model keeps its own.
         DeepSeekV3Config config = Config = model.Config with { MaxPositionEmbeddings = options.ContextLength ?? model.Config.MaxPositionEmbeddings };
         // The model is loaded: what is left beside it holds the pool and the scratch, or the session is refused.
-        MemoryPlan plan = MemoryPlan.Create(config, options, TensorDType.F32, weightsLoaded: true);
+        MemoryPlan plan = MemoryPlan.Create(config, options with { MaxTotalTokens = options.MaxTotalTokens ?? poolTokens }, TensorDType.F32, weightsLoaded: true);
         plan.EnsureFits(options);
         _maxTotalTokens = options.MaxTotalTokens ?? checked((int)plan.KvTokens);
         int pageSize = options.KvCachePageSize;
@@ -99,7 +105,6 @@ public sealed class InferenceSession : IInferenceSession
         string? tokenizerDirectory = options.Tokenizer;
         MemoryPlan plan = PlanMemory(options);
         plan.EnsureFits(options);
-        options = options with { MaxTotalTokens = options.MaxTotalTokens ?? checked((int)plan.KvTokens) };
         DeepSeekV3Model loaded = model.StartsWith(SyntheticModels.Prefix, StringComparison.Ordinal)
             ? SyntheticModel(model[SyntheticModels.Prefix.Length..], options.ToModelLoadOptions())
             : DeepSeekV3Model.Load(model, options.ToModelLoadOptions());
@@ -108,7 +113,7 @@ public sealed class InferenceSession : IInferenceSession
             // The tokenizer: as given, else beside the checkpoint, else inside a GGUF file that carries one.
             string? dir = tokenizerDirectory ?? (File.Exists(Path.Combine(model, "tokenizer.json")) ? model : CarriesTokenizer(model) ? model : null);
             ITextTokenizer tokenizer = dir != null ? DeepSeekTokenizer.Load(dir) : ByteTokenizer.Instance;
-            return new InferenceSession(loaded, tokenizer, options);
+            return new InferenceSession(loaded, tokenizer, options, options.MaxTotalTokens == null ? checked((int)plan.KvTokens) : null);
         }
         catch
         {
@@ -132,9 +137,7 @@ public sealed class InferenceSession : IInferenceSession
                 : (DeepSeekV3Config.Load(model), MemoryPlan.StoredDType(model));
         if (options.ContextLength is { } context)
             config = config with { MaxPositionEmbeddings = Math.Min(context, config.MaxPositionEmbeddings) };
-        IReadOnlyList<int>? nodes = options.CpuThreads > 1
-            ? [.. Threading.CpuTopology.Detect(options.CpuThreads, options.NumaNodes).Nodes.Select(n => n.Cpus.Count)]
-            : null;
+        IReadOnlyList<int>? nodes = Threading.CpuTopology.ForComputeThreads(options.CpuThreads, options.NumaNodes)?.Nodes.Select(n => n.Cpus.Count).ToArray();
         return MemoryPlan.Create(config, options, stored, nodes);
     }
 

@@ -29,11 +29,17 @@ public sealed record MemoryPlan
     /// <summary>Bytes of activations and buffers a step of the largest batch uses, estimated.</summary>
     public required long ScratchBytes { get; init; }
 
-    /// <summary>Memory the process may use: physical memory or the container's limit, less what the process holds now.</summary>
-    public required long AvailableBytes { get; init; }
+    /// <summary>The machine's memory: physical memory or the container's limit.</summary>
+    public required long MachineBytes { get; init; }
 
-    /// <summary>The share of <see cref="AvailableBytes"/> the plan may take (<c>--mem-fraction-static</c>; 1 when unset).</summary>
+    /// <summary>What the process held when the plan was made (with a loaded model, its weights).</summary>
+    public required long HeldBytes { get; init; }
+
+    /// <summary>The share of <see cref="MachineBytes"/> the process may take (<c>--mem-fraction-static</c>; 1 when unset).</summary>
     public required double Fraction { get; init; }
+
+    /// <summary>What the plan may take: the fraction of the machine's memory, less what the process holds.</summary>
+    public long AvailableBytes => Math.Max(0, (long)(Fraction * MachineBytes) - HeldBytes);
 
     /// <summary>Weights on all nodes.</summary>
     public long WeightBytes => WeightBytesPerNode.Sum();
@@ -42,7 +48,7 @@ public sealed record MemoryPlan
     public long TotalBytes => WeightBytes + KvBytes + ScratchBytes;
 
     /// <summary>Whether it fits the share of memory it may take.</summary>
-    public bool Fits => TotalBytes <= (long)(Fraction * AvailableBytes);
+    public bool Fits => TotalBytes <= AvailableBytes;
 
     /// <summary>
     /// The plan for serving <paramref name="config"/> with <paramref name="options"/>, its weights stored as
@@ -54,9 +60,9 @@ public sealed record MemoryPlan
     /// <param name="stored">How the checkpoint stores its weights.</param>
     /// <param name="nodeThreads">Threads per NUMA node; one node when null.</param>
     /// <param name="weightsLoaded">The model is loaded already: its weights are in what the process holds, so the plan adds none.</param>
-    /// <param name="availableBytes">The memory to plan within; null: the machine's, less what the process holds.</param>
+    /// <param name="machineBytes">The memory to plan within, nothing held; null: the machine's (or container's), less what the process holds.</param>
     public static MemoryPlan Create(DeepSeekV3Config config, InferenceSessionOptions options, TensorDType stored, IReadOnlyList<int>? nodeThreads = null,
-        bool weightsLoaded = false, long? availableBytes = null)
+        bool weightsLoaded = false, long? machineBytes = null)
     {
         Precision precision = config.ConvertedPrecision ?? options.Precision ?? Precision.F32;
         int[] threads = nodeThreads is { Count: > 0 } given ? [.. given] : [1];
@@ -70,11 +76,13 @@ public sealed record MemoryPlan
         }
         perNode[0] += attentionSide;
 
-        long available = availableBytes ?? Math.Max(0, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes - Environment.WorkingSet);
+        long machine = machineBytes ?? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes, held = machineBytes != null ? 0 : Environment.WorkingSet;
+        double fraction = options.MemoryFractionStatic ?? 1;
+        long available = Math.Max(0, (long)(fraction * machine) - held);
         long scratch = ScratchBytesOf(config, options);
         long bytesPerToken = KvCachePool.BytesPerToken(config.NumHiddenLayers, config.KvLoraRank + config.QkRopeHeadDim, options.KvCacheDType);
         int context = Math.Min(options.ContextLength ?? config.MaxPositionEmbeddings, config.MaxPositionEmbeddings);
-        long tokens = options.MaxTotalTokens ?? PoolTokens(available, options.MemoryFractionStatic, perNode.Sum() + scratch, bytesPerToken, context);
+        long tokens = options.MaxTotalTokens ?? PoolTokens(available, options.MemoryFractionStatic != null, perNode.Sum() + scratch, bytesPerToken, context);
         // The pool holds whole pages.
         long pageSize = options.KvCachePageSize, slots = (tokens + pageSize - 1) / pageSize * pageSize;
         return new MemoryPlan
@@ -83,16 +91,17 @@ public sealed record MemoryPlan
             KvTokens = tokens,
             KvBytes = slots * bytesPerToken,
             ScratchBytes = scratch,
-            AvailableBytes = available,
-            Fraction = options.MemoryFractionStatic ?? 1,
+            MachineBytes = machine,
+            HeldBytes = held,
+            Fraction = fraction,
         };
     }
 
     // Unset: what the static fraction leaves beside the weights and scratch, or a quarter of what they leave, within
     // [min(4096, context), context] (the full context in F32 would reserve ~23 GB for DeepSeek-V3).
-    private static long PoolTokens(long available, double? fraction, long held, long bytesPerToken, int context)
+    private static long PoolTokens(long available, bool staticFraction, long weightsAndScratch, long bytesPerToken, int context)
     {
-        long budget = fraction is { } f ? (long)(f * available) - held : (available - held) / 4;
+        long budget = staticFraction ? available - weightsAndScratch : (available - weightsAndScratch) / 4;
         return Math.Clamp(Math.Max(0, budget) / bytesPerToken, Math.Min(4096, context), context);
     }
 
@@ -144,7 +153,8 @@ public sealed record MemoryPlan
     // inputs, attention scores (held within 32 MB), and every running request's logits.
     private static long ScratchBytesOf(DeepSeekV3Config c, InferenceSessionOptions options)
     {
-        long tokens = Math.Max(Math.Min(options.PrefillTokensPerStep, c.MaxPositionEmbeddings) + options.MaxRunningRequests, 1);
+        // Without chunking a step prefills a whole prompt, which the pool bounds (8192 stands in for a pool sized from memory).
+        long tokens = Math.Min(Math.Min(options.PrefillTokensPerStep, options.MaxTotalTokens ?? 8192), c.MaxPositionEmbeddings) + options.MaxRunningRequests;
         long widest = Math.Max(c.IntermediateSize, (long)c.MoeIntermediateSize * Math.Max(1, c.NSharedExperts));
         long perToken = 6L * c.HiddenSize + 2 * widest + (long)c.NumAttentionHeads * (c.QkHeadDim + c.KvLoraRank + c.QkRopeHeadDim + c.VHeadDim)
             + 2L * c.NumExpertsPerTok * c.MoeIntermediateSize;
@@ -168,7 +178,7 @@ public sealed record MemoryPlan
     {
         var text = new StringBuilder();
         var c = CultureInfo.InvariantCulture;
-        text.AppendLine(c, $"Memory plan: {Gb(TotalBytes)} of {Gb((long)(Fraction * AvailableBytes))} available{(Fraction < 1 ? string.Create(c, $" ({Fraction:P0} of {Gb(AvailableBytes)})") : "")}:");
+        text.AppendLine(c, $"Memory plan: {Gb(TotalBytes)} of {Gb(AvailableBytes)} available ({(Fraction < 1 ? string.Create(c, $"{Fraction:P0} of ") : "")}{Gb(MachineBytes)}, less {Gb(HeldBytes)} the process holds):");
         for (int n = 0; n < WeightBytesPerNode.Count; n++)
             text.AppendLine(c, $"  weights, node {n}: {Gb(WeightBytesPerNode[n])}{(n == 0 ? " (attention side and its share of the routed experts)" : " (its share of the routed experts)")}");
         text.AppendLine(c, $"  KV cache pool: {KvTokens} tokens, {Gb(KvBytes)}");
@@ -188,7 +198,7 @@ public sealed record MemoryPlan
             ? $"lower MaxTotalTokens (--max-total-tokens {options.MaxTotalTokens})"
             : "use a smaller precision preset or a machine with more memory";
         throw new ArgumentException($"The model does not fit: weights {Gb(WeightBytes)} + KV cache pool {Gb(KvBytes)} ({KvTokens} tokens) + scratch {Gb(ScratchBytes)} = " +
-            $"{Gb(TotalBytes)}, more than the {Gb((long)(Fraction * AvailableBytes))} available{(Fraction < 1 ? $" at MemoryFractionStatic {Fraction.ToString(CultureInfo.InvariantCulture)}" : "")}; {fix}.",
+            $"{Gb(TotalBytes)}, more than the {Gb(AvailableBytes)} available{(Fraction < 1 ? $" at MemoryFractionStatic {Fraction.ToString(CultureInfo.InvariantCulture)}" : "")}; {fix}.",
             options.MaxTotalTokens != null ? nameof(options.MaxTotalTokens) : nameof(options.Precision));
     }
 }

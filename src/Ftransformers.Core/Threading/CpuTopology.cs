@@ -29,6 +29,9 @@ public sealed class CpuTopology
     /// <exception cref="ArgumentOutOfRangeException">A count is below 1, or there are more nodes than threads.</exception>
     public static CpuTopology Detect(int threads, int? nodes = null) => Build(CpuAffinity.AllowedCpus(), OsNodeOfCpu(), threads, nodes);
 
+    /// <summary>The topology of a compute pool of <paramref name="threads"/> threads (see <see cref="Detect"/>); null for one thread, which computes on the caller alone.</summary>
+    public static CpuTopology? ForComputeThreads(int threads, int? nodes) => threads > 1 ? Detect(threads, nodes) : null;
+
     /// <summary>As <see cref="Detect"/>, for a given set of allowed CPUs and their OS nodes (tests).</summary>
     internal static CpuTopology Build(IReadOnlyList<int> allowed, Func<int, int> osNodeOf, int threads, int? nodes)
     {

@@ -110,7 +110,7 @@ public class ForwardProfileTests
             for (int layer = 0; layer < 3; layer++)
             {
                 trace.Lap(layer, ModelPart.Attention, new PartWeights(100, 50), 10, 60);
-                trace.Nested(Stopwatch.GetTimestamp(), layer, ModelPart.SharedExperts, new PartWeights(10, 5));
+                trace.Nested(Stopwatch.GetTimestamp(), Stopwatch.GetTimestamp(), layer, ModelPart.SharedExperts, new PartWeights(10, 5));
                 trace.Lap(layer, ModelPart.RoutedExperts, new PartWeights(100, 50));
             }
             trace.End(1, 1);

@@ -30,7 +30,7 @@ public class MemoryPlanTests
             if (config.IsMoeLayer(i))
                 held += config.NRoutedExperts * model.ExpertBackend.ExpertWeights(i).Bytes;
         }
-        MemoryPlan plan = MemoryPlan.Create(config, new InferenceSessionOptions { Precision = precision, MaxTotalTokens = 64 }, TensorDType.BF16, availableBytes: 1L << 40);
+        MemoryPlan plan = MemoryPlan.Create(config, new InferenceSessionOptions { Precision = precision, MaxTotalTokens = 64 }, TensorDType.BF16, machineBytes: 1L << 40);
         Assert.That(plan.WeightBytes, Is.EqualTo(held));
     }
 
@@ -40,7 +40,7 @@ public class MemoryPlanTests
         DeepSeekV3Config config = SyntheticModels.V3Layout;
         var options = new InferenceSessionOptions { Precision = Precision.W8A8Int4, MaxTotalTokens = 1024 };
         (long side, long routed) = MemoryPlan.WeightBytesOf(config, Precision.W8A8Int4, TensorDType.BF16);
-        MemoryPlan plan = MemoryPlan.Create(config, options, TensorDType.BF16, [3, 1], availableBytes: 1L << 40);
+        MemoryPlan plan = MemoryPlan.Create(config, options, TensorDType.BF16, [3, 1], machineBytes: 1L << 40);
         Assert.That(plan.WeightBytesPerNode, Is.EqualTo(new[] { side + routed * 3 / 4, routed - routed * 3 / 4 }));
         Assert.That(plan.KvBytes, Is.EqualTo(1024L * config.NumHiddenLayers * (config.KvLoraRank + config.QkRopeHeadDim) * sizeof(float)));
         Assert.That(plan.Fits, Is.True);
@@ -52,13 +52,13 @@ public class MemoryPlanTests
         DeepSeekV3Config config = SyntheticModels.Tiny;
         const long available = 64L << 20;
         var oversized = new InferenceSessionOptions { MaxTotalTokens = 1 << 20 };
-        MemoryPlan plan = MemoryPlan.Create(config, oversized, TensorDType.BF16, availableBytes: available);
+        MemoryPlan plan = MemoryPlan.Create(config, oversized, TensorDType.BF16, machineBytes: available);
         Assert.That(plan.Fits, Is.False);
         var error = Assert.Throws<ArgumentException>(() => plan.EnsureFits(oversized))!;
         Assert.That(error.ParamName, Is.EqualTo(nameof(InferenceSessionOptions.MaxTotalTokens)));
         Assert.That(error.Message, Does.Contain("KV cache pool 0.6 GB (1048576 tokens)").And.Contain("0.067 GB available").And.Contain("--max-total-tokens 1048576"));
 
-        MemoryPlan sized = MemoryPlan.Create(config, new InferenceSessionOptions(), TensorDType.BF16, availableBytes: available);
+        MemoryPlan sized = MemoryPlan.Create(config, new InferenceSessionOptions(), TensorDType.BF16, machineBytes: available);
         Assert.That(sized.Fits, Is.True);
         Assert.That(sized.KvBytes, Is.LessThanOrEqualTo((available - sized.WeightBytes - sized.ScratchBytes) / 4 + 16 * 576));
         Assert.That(sized.KvTokens, Is.GreaterThanOrEqualTo(4096), "at least 4096 tokens, or the context");
