@@ -13,17 +13,8 @@ internal sealed record MachineInfo(string Cpu, int LogicalCores, double MemoryGi
 {
     public static MachineInfo Current()
     {
-        string cpu = RuntimeInformation.ProcessArchitecture.ToString();
-        try
-        {
-            if (File.Exists("/proc/cpuinfo"))
-                cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? cpu;
-        }
-        catch (IOException)
-        {
-        }
         string version = typeof(MachineInfo).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
-        return new MachineInfo(cpu, Environment.ProcessorCount, Math.Round(GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1024.0 * 1024 * 1024), 1),
+        return new MachineInfo(Ftransformers.Diagnostics.MachineBaseline.CpuModel(), Environment.ProcessorCount, Math.Round(GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1024.0 * 1024 * 1024), 1),
             RuntimeInformation.OSDescription, RuntimeInformation.FrameworkDescription, version);
     }
 

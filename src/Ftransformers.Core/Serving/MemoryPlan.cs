@@ -79,9 +79,9 @@ public sealed record MemoryPlan
         long machine = machineBytes ?? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes, held = machineBytes != null ? 0 : Environment.WorkingSet;
         double fraction = options.MemoryFractionStatic ?? 1;
         long available = Math.Max(0, (long)(fraction * machine) - held);
-        long scratch = ScratchBytesOf(config, options);
-        long bytesPerToken = KvCachePool.BytesPerToken(config.NumHiddenLayers, config.KvLoraRank + config.QkRopeHeadDim, options.KvCacheDType);
         int context = Math.Min(options.ContextLength ?? config.MaxPositionEmbeddings, config.MaxPositionEmbeddings);
+        long scratch = ScratchBytesOf(config, options, context);
+        long bytesPerToken = KvCachePool.BytesPerToken(config.NumHiddenLayers, config.KvLoraRank + config.QkRopeHeadDim, options.KvCacheDType);
         long tokens = options.MaxTotalTokens ?? PoolTokens(available, options.MemoryFractionStatic != null, perNode.Sum() + scratch, bytesPerToken, context);
         // The pool holds whole pages.
         long pageSize = options.KvCachePageSize, slots = (tokens + pageSize - 1) / pageSize * pageSize;
@@ -149,15 +149,16 @@ public sealed record MemoryPlan
         return rows * cols / 2 + groups * (format.Symmetric ? 2 : 4);
     }
 
-    // A step of the most tokens: hidden states and their copies, the MLPs' widths, queries, the routed experts'
-    // inputs, attention scores (held within 32 MB), and every running request's logits.
-    private static long ScratchBytesOf(DeepSeekV3Config c, InferenceSessionOptions options)
+    // A step of the most tokens (a chunk, or without chunking the longest prompt the context allows, plus a decode
+    // token per running request): per token its hidden states and their copies, queries, kv_a output and attended
+    // values, the widest MLP's gate and up, and its routed experts' gate and up; attention scores (held within 32 MB);
+    // and every running request's logits.
+    private static long ScratchBytesOf(DeepSeekV3Config c, InferenceSessionOptions options, int context)
     {
-        // Without chunking a step prefills a whole prompt, which the pool bounds (8192 stands in for a pool sized from memory).
-        long tokens = Math.Min(Math.Min(options.PrefillTokensPerStep, options.MaxTotalTokens ?? 8192), c.MaxPositionEmbeddings) + options.MaxRunningRequests;
+        long tokens = Math.Min(options.PrefillTokensPerStep, context) + options.MaxRunningRequests;
         long widest = Math.Max(c.IntermediateSize, (long)c.MoeIntermediateSize * Math.Max(1, c.NSharedExperts));
-        long perToken = 6L * c.HiddenSize + 2 * widest + (long)c.NumAttentionHeads * (c.QkHeadDim + c.KvLoraRank + c.QkRopeHeadDim + c.VHeadDim)
-            + 2L * c.NumExpertsPerTok * c.MoeIntermediateSize;
+        long perToken = 5L * c.HiddenSize + (long)c.NumAttentionHeads * (c.QkHeadDim + c.VHeadDim) + c.KvLoraRank + c.QkRopeHeadDim
+            + 2 * widest + 2L * c.NumExpertsPerTok * c.MoeIntermediateSize;
         return tokens * perToken * sizeof(float) + (32L << 20) + 2L * options.MaxRunningRequests * c.VocabSize * sizeof(float);
     }
 
@@ -194,11 +195,15 @@ public sealed record MemoryPlan
     {
         if (Fits)
             return;
-        string fix = options.MaxTotalTokens != null
-            ? $"lower MaxTotalTokens (--max-total-tokens {options.MaxTotalTokens})"
-            : "use a smaller precision preset or a machine with more memory";
+        // Name the knob of the largest part.
+        string fix = ScratchBytes > Math.Max(KvBytes, WeightBytes) && options.ChunkedPrefillSize == -1
+            ? "prefill in chunks (ChunkedPrefillSize, --chunked-prefill-size) or shorten ContextLength (--context-length): without chunking a step may hold a whole prompt"
+            : options.MaxTotalTokens != null && KvBytes >= WeightBytes
+                ? $"lower MaxTotalTokens (--max-total-tokens {options.MaxTotalTokens})"
+                : "use a smaller precision preset or a machine with more memory";
         throw new ArgumentException($"The model does not fit: weights {Gb(WeightBytes)} + KV cache pool {Gb(KvBytes)} ({KvTokens} tokens) + scratch {Gb(ScratchBytes)} = " +
             $"{Gb(TotalBytes)}, more than the {Gb(AvailableBytes)} available{(Fraction < 1 ? $" at MemoryFractionStatic {Fraction.ToString(CultureInfo.InvariantCulture)}" : "")}; {fix}.",
-            options.MaxTotalTokens != null ? nameof(options.MaxTotalTokens) : nameof(options.Precision));
+            fix.StartsWith("prefill", StringComparison.Ordinal) ? nameof(options.ChunkedPrefillSize)
+                : fix.StartsWith("lower", StringComparison.Ordinal) ? nameof(options.MaxTotalTokens) : nameof(options.Precision));
     }
 }

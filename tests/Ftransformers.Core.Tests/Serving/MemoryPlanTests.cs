@@ -65,6 +65,22 @@ public class MemoryPlanTests
     }
 
     [Test]
+    public void WithoutChunking_AStepMayHoldAWholePrompt_SoTheContextBoundsTheScratch()
+    {
+        DeepSeekV3Config config = SyntheticModels.V3Real;
+        var unchunked = new InferenceSessionOptions { ChunkedPrefillSize = -1, MaxTotalTokens = 4096 };
+        MemoryPlan whole = MemoryPlan.Create(config, unchunked, TensorDType.BF16, machineBytes: 64L << 30);
+        var error = Assert.Throws<ArgumentException>(() => whole.EnsureFits(unchunked))!;
+        Assert.That(error.ParamName, Is.EqualTo(nameof(InferenceSessionOptions.ChunkedPrefillSize)));
+        Assert.That(error.Message, Does.Contain("--chunked-prefill-size").And.Contain("--context-length"));
+
+        MemoryPlan shortened = MemoryPlan.Create(config, unchunked with { ContextLength = 8192 }, TensorDType.BF16, machineBytes: 64L << 30);
+        MemoryPlan chunked = MemoryPlan.Create(config, unchunked with { ChunkedPrefillSize = 2048 }, TensorDType.BF16, machineBytes: 64L << 30);
+        Assert.That(shortened.Fits && chunked.Fits, Is.True);
+        Assert.That(shortened.ScratchBytes, Is.GreaterThan(chunked.ScratchBytes));
+    }
+
+    [Test]
     public void Load_RefusesAPlanThatDoesNotFit_BeforeLoadingTheModel()
     {
         var error = Assert.Throws<ArgumentException>(() => InferenceSession.Load(new InferenceSessionOptions { Model = "synthetic:v3-real", MaxTotalTokens = int.MaxValue, CpuThreads = 1 }))!;
