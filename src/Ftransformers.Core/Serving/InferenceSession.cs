@@ -138,7 +138,20 @@ public sealed class InferenceSession : IInferenceSession
         if (options.ContextLength is { } context)
             config = config with { MaxPositionEmbeddings = Math.Min(context, config.MaxPositionEmbeddings) };
         IReadOnlyList<int>? nodes = Threading.CpuTopology.ForComputeThreads(options.CpuThreads, options.NumaNodes)?.Nodes.Select(n => n.Cpus.Count).ToArray();
-        return MemoryPlan.Create(config, options, stored, nodes);
+        long image = model.StartsWith(SyntheticModels.Prefix, StringComparison.Ordinal) ? SyntheticImageBytes(config, options) : 0;
+        return MemoryPlan.Create(config, options, stored, nodes, imageBytes: image);
+    }
+
+    // A synthetic model's checkpoint lives in memory for the session's life: what is read in place is the weights
+    // themselves, what is copied from it (quantized at load, or INT4 experts repacked into row groups on x86) is held twice.
+    private static long SyntheticImageBytes(DeepSeekV3Config config, InferenceSessionOptions options)
+    {
+        if (config.ConvertedPrecision is { } converted)
+            return Kernels.Int4RowGroupKernel.IsSupported ? MemoryPlan.WeightBytesOf(config, converted, TensorDType.BF16).RoutedExperts : 0;
+        Precision precision = options.Precision ?? Precision.F32;
+        bool inPlace = precision == Precision.F32 || precision == Precision.Bf16;
+        (long side, long routed) = MemoryPlan.WeightBytesOf(config, Precision.Bf16, TensorDType.BF16);
+        return inPlace ? 0 : side + routed;
     }
 
     private static DeepSeekV3Config GgufConfig(string path)

@@ -44,8 +44,14 @@ public sealed record MemoryPlan
     /// <summary>Weights on all nodes.</summary>
     public long WeightBytes => WeightBytesPerNode.Sum();
 
+    /// <summary>
+    /// A checkpoint image held in memory beside the weights computed from it (a synthetic model's, whose copied parts
+    /// cannot be released); zero for files, whose mapped originals the OS may drop.
+    /// </summary>
+    public long ImageBytes { get; init; }
+
     /// <summary>Everything the plan holds.</summary>
-    public long TotalBytes => WeightBytes + KvBytes + ScratchBytes;
+    public long TotalBytes => WeightBytes + ImageBytes + KvBytes + ScratchBytes;
 
     /// <summary>Whether it fits the share of memory it may take.</summary>
     public bool Fits => TotalBytes <= AvailableBytes;
@@ -61,8 +67,9 @@ public sealed record MemoryPlan
     /// <param name="nodeThreads">Threads per NUMA node; one node when null.</param>
     /// <param name="weightsLoaded">The model is loaded already: its weights are in what the process holds, so the plan adds none.</param>
     /// <param name="machineBytes">The memory to plan within, nothing held; null: the machine's (or container's), less what the process holds.</param>
+    /// <param name="imageBytes">A checkpoint image held in memory beside the weights (see <see cref="ImageBytes"/>).</param>
     public static MemoryPlan Create(DeepSeekV3Config config, InferenceSessionOptions options, TensorDType stored, IReadOnlyList<int>? nodeThreads = null,
-        bool weightsLoaded = false, long? machineBytes = null)
+        bool weightsLoaded = false, long? machineBytes = null, long imageBytes = 0)
     {
         Precision precision = config.ConvertedPrecision ?? options.Precision ?? Precision.F32;
         int[] threads = nodeThreads is { Count: > 0 } given ? [.. given] : [1];
@@ -82,12 +89,13 @@ public sealed record MemoryPlan
         int context = Math.Min(options.ContextLength ?? config.MaxPositionEmbeddings, config.MaxPositionEmbeddings);
         long scratch = ScratchBytesOf(config, options, context);
         long bytesPerToken = KvCachePool.BytesPerToken(config.NumHiddenLayers, config.KvLoraRank + config.QkRopeHeadDim, options.KvCacheDType);
-        long tokens = options.MaxTotalTokens ?? PoolTokens(available, options.MemoryFractionStatic != null, perNode.Sum() + scratch, bytesPerToken, context);
+        long tokens = options.MaxTotalTokens ?? PoolTokens(available, options.MemoryFractionStatic != null, perNode.Sum() + imageBytes + scratch, bytesPerToken, context);
         // The pool holds whole pages.
         long pageSize = options.KvCachePageSize, slots = (tokens + pageSize - 1) / pageSize * pageSize;
         return new MemoryPlan
         {
             WeightBytesPerNode = perNode,
+            ImageBytes = imageBytes,
             KvTokens = tokens,
             KvBytes = slots * bytesPerToken,
             ScratchBytes = scratch,
@@ -182,6 +190,8 @@ public sealed record MemoryPlan
         text.AppendLine(c, $"Memory plan: {Gb(TotalBytes)} of {Gb(AvailableBytes)} available ({(Fraction < 1 ? string.Create(c, $"{Fraction:P0} of ") : "")}{Gb(MachineBytes)}, less {Gb(HeldBytes)} the process holds):");
         for (int n = 0; n < WeightBytesPerNode.Count; n++)
             text.AppendLine(c, $"  weights, node {n}: {Gb(WeightBytesPerNode[n])}{(n == 0 ? " (attention side and its share of the routed experts)" : " (its share of the routed experts)")}");
+        if (ImageBytes > 0)
+            text.AppendLine(c, $"  checkpoint image held in memory: {Gb(ImageBytes)} (a synthetic model's, beside the weights copied from it)");
         text.AppendLine(c, $"  KV cache pool: {KvTokens} tokens, {Gb(KvBytes)}");
         text.Append(c, $"  scratch (largest step, estimated): {Gb(ScratchBytes)}");
         return text.ToString();
@@ -201,7 +211,7 @@ public sealed record MemoryPlan
             : options.MaxTotalTokens != null && KvBytes >= WeightBytes
                 ? $"lower MaxTotalTokens (--max-total-tokens {options.MaxTotalTokens})"
                 : "use a smaller precision preset or a machine with more memory";
-        throw new ArgumentException($"The model does not fit: weights {Gb(WeightBytes)} + KV cache pool {Gb(KvBytes)} ({KvTokens} tokens) + scratch {Gb(ScratchBytes)} = " +
+        throw new ArgumentException($"The model does not fit: weights {Gb(WeightBytes)}{(ImageBytes > 0 ? $" + checkpoint image {Gb(ImageBytes)}" : "")} + KV cache pool {Gb(KvBytes)} ({KvTokens} tokens) + scratch {Gb(ScratchBytes)} = " +
             $"{Gb(TotalBytes)}, more than the {Gb(AvailableBytes)} available{(Fraction < 1 ? $" at MemoryFractionStatic {Fraction.ToString(CultureInfo.InvariantCulture)}" : "")}; {fix}.",
             fix.StartsWith("prefill", StringComparison.Ordinal) ? nameof(options.ChunkedPrefillSize)
                 : fix.StartsWith("lower", StringComparison.Ordinal) ? nameof(options.MaxTotalTokens) : nameof(options.Precision));

@@ -81,6 +81,18 @@ public class MemoryPlanTests
     }
 
     [Test]
+    public void ASyntheticModel_HoldsItsImage_BesideWhatIsCopiedFromIt()
+    {
+        // Read in place: the image is the weights.
+        Assert.That(InferenceSession.PlanMemory(new InferenceSessionOptions { Model = "synthetic:tiny", MaxTotalTokens = 64, CpuThreads = 1 }).ImageBytes, Is.Zero);
+        // Quantized at load: the BF16 image stays beside the copies.
+        MemoryPlan quantized = InferenceSession.PlanMemory(new InferenceSessionOptions { Model = "synthetic:tiny", Precision = Precision.W8A8Int4, MaxTotalTokens = 64, CpuThreads = 1 });
+        (long side, long routed) = MemoryPlan.WeightBytesOf(SyntheticModels.Tiny, Precision.Bf16, TensorDType.BF16);
+        Assert.That(quantized.ImageBytes, Is.EqualTo(side + routed));
+        Assert.That(quantized.ToString(), Does.Contain("checkpoint image held in memory"));
+    }
+
+    [Test]
     public void Load_RefusesAPlanThatDoesNotFit_BeforeLoadingTheModel()
     {
         var error = Assert.Throws<ArgumentException>(() => InferenceSession.Load(new InferenceSessionOptions { Model = "synthetic:v3-real", MaxTotalTokens = int.MaxValue, CpuThreads = 1 }))!;
