@@ -12,7 +12,9 @@ internal static class ConvertCommand
         var output = new Option<string>("--out") { Description = "Folder to write the converted checkpoint to.", Required = true };
         var preset = new Option<string>("--preset") { Description = $"Precision preset: {string.Join(", ", Precision.PresetNames)}.", Required = true };
         var shardSize = new Option<double>("--shard-size-gb") { Description = "Largest shard file, in GB.", DefaultValueFactory = _ => 5 };
-        var command = new Command("convert", "Quantize a checkpoint once and write it in the engine's layout.") { model, output, preset, shardSize };
+        var layout = new Option<string>("--int4-layout") { Description = "INT4 experts laid out as the kernels of the CPU that will serve read them: row-groups (x86 AVX2/AVX-512), rows (ARM64 and others), or auto (this CPU's).", DefaultValueFactory = _ => "auto" };
+        layout.AcceptOnlyFromAmong("auto", "rows", "row-groups");
+        var command = new Command("convert", "Quantize a checkpoint once and write it in the engine's layout.") { model, output, preset, shardSize, layout };
         command.SetAction((parse, ct) => Program.GuardInput(parse, async () =>
         {
             double gb = parse.GetValue(shardSize);
@@ -21,7 +23,12 @@ internal static class ConvertCommand
             Precision precision = Precision.Parse(parse.GetRequiredValue(preset));
             TextWriter error = parse.InvocationConfiguration.Error;
             await Task.Run(() => CheckpointConverter.Convert(parse.GetRequiredValue(model), parse.GetRequiredValue(output), precision,
-                (long)(gb * 1e9), line => error.WriteLine(line)), ct);
+                (long)(gb * 1e9), line => error.WriteLine(line), parse.GetValue(layout) switch
+                {
+                    "rows" => Int4FileLayout.Rows,
+                    "row-groups" => Int4FileLayout.RowGroups,
+                    _ => null,
+                }), ct);
             await parse.InvocationConfiguration.Output.WriteLineAsync($"converted to {precision.Describe()} in {parse.GetRequiredValue(output)}");
             return 0;
         }));

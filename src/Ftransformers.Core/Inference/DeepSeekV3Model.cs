@@ -40,6 +40,9 @@ public sealed class DeepSeekV3Model : IDisposable
     /// <summary>The routed-experts side.</summary>
     public IExpertBackend ExpertBackend => _experts;
 
+    /// <summary>The checkpoint the weights are read from (tests check what is mapped in place).</summary>
+    internal Checkpoint Checkpoint => _checkpoint;
+
     /// <summary>Where the CPU compute threads run (null: the calling thread alone).</summary>
     public CpuTopology? Topology => _pool?.Topology;
 

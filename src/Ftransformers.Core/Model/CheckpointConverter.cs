@@ -15,6 +15,9 @@ namespace Ftransformers.Model;
 /// </summary>
 public static class CheckpointConverter
 {
+    /// <summary>Part names of INT4 matrices written in row groups (<see cref="Int4FileLayout.RowGroups"/>).</summary>
+    public const string RowGroupCodes = "qweight_rg", RowGroupScales = "scales_rg", RowGroupMins = "mins_rg";
+
     /// <summary>The name of a converted tensor's part: <c>a.b.weight</c> → <c>a.b.qweight</c>.</summary>
     public static string PartName(string weightName, string part) =>
         (weightName.EndsWith(".weight", StringComparison.Ordinal) ? weightName[..^".weight".Length] : weightName) + "." + part;
@@ -28,9 +31,12 @@ public static class CheckpointConverter
     /// <param name="precision">The formats to convert to.</param>
     /// <param name="maxShardBytes">Largest shard to write.</param>
     /// <param name="progress">Receives one line per tensor written.</param>
+    /// <param name="int4Layout">How INT4 matrices of group size 32 are laid out; null: as this CPU's kernels read them.</param>
     /// <exception cref="InvalidDataException">The source is malformed or already converted.</exception>
-    public static void Convert(string source, string destination, Precision precision, long maxShardBytes = 5L << 30, Action<string>? progress = null)
+    public static void Convert(string source, string destination, Precision precision, long maxShardBytes = 5L << 30, Action<string>? progress = null,
+        Int4FileLayout? int4Layout = null)
     {
+        Int4FileLayout layout = int4Layout ?? Int4FileLayouts.ForThisCpu;
         DeepSeekV3Config config = DeepSeekV3Config.Load(source);
         if (config.ConvertedPrecision != null)
             throw new InvalidDataException($"{source} is already converted ({config.ConvertedPrecision.Describe()}); convert the original checkpoint.");
@@ -39,7 +45,7 @@ public static class CheckpointConverter
         using Checkpoint checkpoint = Checkpoint.Open(source);
         var tensors = new List<TensorToWrite>();
         foreach (string name in checkpoint.TensorNames.Where(n => !n.EndsWith("_scale_inv", StringComparison.Ordinal)).Order(StringComparer.Ordinal))
-            tensors.AddRange(Outputs(checkpoint, config, name, precision.FormatOf(name), precision, progress));
+            tensors.AddRange(Outputs(checkpoint, config, name, precision.FormatOf(name), precision, layout, progress));
 
         JsonObject quantization = precision.ToJson();
         quantization["quant_method"] = DeepSeekV3Config.ConvertedQuantMethod;
@@ -54,7 +60,8 @@ public static class CheckpointConverter
                 File.Copy(Path.Combine(source, file), Path.Combine(destination, file), overwrite: true);
     }
 
-    private static IEnumerable<TensorToWrite> Outputs(Checkpoint checkpoint, DeepSeekV3Config config, string name, WeightFormat format, Precision precision, Action<string>? progress)
+    private static IEnumerable<TensorToWrite> Outputs(Checkpoint checkpoint, DeepSeekV3Config config, string name, WeightFormat format, Precision precision,
+        Int4FileLayout layout, Action<string>? progress)
     {
         TensorInfo info = checkpoint.Info(name);
         long[] shape = info.Shape;
@@ -85,6 +92,23 @@ public static class CheckpointConverter
                 var parts = new SharedQuantization<Int8Weights>(2, () => Int8Quantizer.Quantize(checkpoint.ReadSingle(name, config.Fp8BlockSize), rows, cols));
                 yield return new TensorToWrite(CheckpointConverter.PartName(name, "qweight"), TensorDType.I8, [rows, cols], () => Report(progress, name, "w8a8", MemoryMarshal.AsBytes(parts.Take().Codes).ToArray()));
                 yield return new TensorToWrite(CheckpointConverter.PartName(name, "scales"), TensorDType.F32, [rows], () => MemoryMarshal.AsBytes(parts.Take().Scales).ToArray());
+                break;
+            }
+            case WeightFormat.Int4 when layout == Int4FileLayout.RowGroups && precision.Int4.GroupSize == Int4Weights.BlockSize:
+            {
+                // Laid out as the row-group kernels read them, so that loading maps them in place.
+                int rows = (int)shape[0], cols = (int)shape[1];
+                Int4Format int4 = precision.Int4;
+                var parts = new SharedQuantization<Int4RowGroups>(int4.Symmetric ? 2 : 3,
+                    () => Int4RowGroups.From(Int4Quantizer.Quantize(checkpoint.ReadSingle(name, config.Fp8BlockSize), rows, cols, int4, precision.SearchInt4Scales)));
+                long groups = (rows + Int4RowGroups.RowsPerGroup - 1) / Int4RowGroups.RowsPerGroup;
+                yield return new TensorToWrite(PartName(name, RowGroupCodes), TensorDType.U8, [groups, Int4RowGroups.PackedBytes(rows, cols) / groups],
+                    () => Report(progress, name, int4 + " in row groups", parts.Take().Packed.ToArray()));
+                yield return new TensorToWrite(PartName(name, RowGroupScales), TensorDType.F16, [groups, Int4RowGroups.ParameterCount(rows, cols) / groups],
+                    () => MemoryMarshal.AsBytes(parts.Take().Scales).ToArray());
+                if (!int4.Symmetric)
+                    yield return new TensorToWrite(PartName(name, RowGroupMins), TensorDType.F16, [groups, Int4RowGroups.ParameterCount(rows, cols) / groups],
+                        () => MemoryMarshal.AsBytes(parts.Take().Mins).ToArray());
                 break;
             }
             default:

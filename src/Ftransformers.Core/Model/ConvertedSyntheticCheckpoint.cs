@@ -6,8 +6,9 @@ using Ftransformers.Quantization;
 namespace Ftransformers.Model;
 
 /// <summary>
-/// Random-weight checkpoints already in the layout <c>convert</c> writes (<c>X.qweight</c>, <c>X.scales</c>,
-/// <c>X.mins</c>), made directly as codes and scales: a model at DeepSeek-V3's real widths is made in seconds rather
+/// Random-weight checkpoints already in the layout <c>convert</c> writes on this CPU (<c>X.qweight</c>, <c>X.scales</c>,
+/// <c>X.mins</c>, with INT4 matrices in row groups where the row-group kernels run), made directly as codes and scales,
+/// so that the model computes from its image in place: a model at DeepSeek-V3's real widths is made in seconds rather
 /// than quantized for minutes. Codes are uniform and scales fixed per tensor so that each weight has variance about
 /// 1/fan_in, as in <see cref="SyntheticCheckpoint"/>; embeddings, norms and the router are BF16.
 /// Each block of each tensor is seeded from the seed, the tensor's name and the block's index, so the model does
@@ -31,11 +32,12 @@ public static class ConvertedSyntheticCheckpoint
     /// <see cref="DeepSeekV3Config.ConvertedPrecision"/>.
     /// </summary>
     /// <exception cref="ArgumentException">The config is not marked converted, or a quantized width does not fit its format.</exception>
-    public static Checkpoint CreateInMemory(DeepSeekV3Config config, int seed, long maxFileBytes = 1L << 30)
+    public static Checkpoint CreateInMemory(DeepSeekV3Config config, int seed, long maxFileBytes = 1L << 30, Int4FileLayout? int4Layout = null)
     {
         Precision precision = config.ConvertedPrecision
             ?? throw new ArgumentException("The config has no ConvertedPrecision; use SyntheticCheckpoint for an unconverted model.", nameof(config));
-        List<Part> parts = [.. SyntheticCheckpoint.TensorShapes(config).SelectMany(t => Parts(t.Name, t.Shape, precision))];
+        Int4FileLayout layout = int4Layout ?? Int4FileLayouts.ForThisCpu;
+        List<Part> parts = [.. SyntheticCheckpoint.TensorShapes(config).SelectMany(t => Parts(t.Name, t.Shape, precision, layout))];
         JsonObject quantization = precision.ToJson();
         quantization["quant_method"] = DeepSeekV3Config.ConvertedQuantMethod;
 
@@ -72,7 +74,7 @@ public static class ConvertedSyntheticCheckpoint
         return checkpoint;
     }
 
-    private static IEnumerable<Part> Parts(string name, long[] shape, Precision precision)
+    private static IEnumerable<Part> Parts(string name, long[] shape, Precision precision, Int4FileLayout layout)
     {
         if (shape.Length == 1)
         {
@@ -97,16 +99,22 @@ public static class ConvertedSyntheticCheckpoint
                 if (cols % format.GroupSize != 0 || cols % Int4Weights.BlockSize != 0)
                     throw new ArgumentException($"Tensor '{name}' has {cols} columns, not a multiple of the {format} group and block size.", nameof(precision));
                 long groups = cols / format.GroupSize;
-                yield return new Part(CheckpointConverter.PartName(name, "qweight"), TensorDType.U8, [rows, cols / 2], Fill.Int4Codes, 0);
+                // Row groups hold the same random codes and constant scales, sixteen rows interleaved (padding rows included).
+                bool rowGroups = layout == Int4FileLayout.RowGroups && format.GroupSize == Int4Weights.BlockSize;
+                long rowGroupCount = (rows + Int4RowGroups.RowsPerGroup - 1) / Int4RowGroups.RowsPerGroup;
+                long[] codeShape = rowGroups ? [rowGroupCount, Int4RowGroups.PackedBytes((int)rows, (int)cols) / rowGroupCount] : [rows, cols / 2];
+                long[] scaleShape = rowGroups ? [rowGroupCount, Int4RowGroups.ParameterCount((int)rows, (int)cols) / rowGroupCount] : [rows, groups];
+                string Name(string rowsPart, string groupsPart) => CheckpointConverter.PartName(name, rowGroups ? groupsPart : rowsPart);
+                yield return new Part(Name("qweight", CheckpointConverter.RowGroupCodes), TensorDType.U8, codeShape, Fill.Int4Codes, 0);
                 if (format.Symmetric)
                 {
                     // Codes 0..15 stand for code - 8: the range [-8s, 7s] is about [-bound, bound].
-                    yield return new Part(CheckpointConverter.PartName(name, "scales"), TensorDType.F16, [rows, groups], Fill.Constant, bound / 8);
+                    yield return new Part(Name("scales", CheckpointConverter.RowGroupScales), TensorDType.F16, scaleShape, Fill.Constant, bound / 8);
                 }
                 else
                 {
-                    yield return new Part(CheckpointConverter.PartName(name, "scales"), TensorDType.F16, [rows, groups], Fill.Constant, 2 * bound / 15);
-                    yield return new Part(CheckpointConverter.PartName(name, "mins"), TensorDType.F16, [rows, groups], Fill.Constant, -bound);
+                    yield return new Part(Name("scales", CheckpointConverter.RowGroupScales), TensorDType.F16, scaleShape, Fill.Constant, 2 * bound / 15);
+                    yield return new Part(Name("mins", CheckpointConverter.RowGroupMins), TensorDType.F16, scaleShape, Fill.Constant, -bound);
                 }
                 break;
             }

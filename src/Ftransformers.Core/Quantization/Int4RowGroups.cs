@@ -68,6 +68,12 @@ public sealed unsafe class Int4RowGroups
     /// <summary>The packed bytes, group after group.</summary>
     internal ReadOnlySpan<byte> Packed => new(PackedPointer, checked((int)(Groups * GroupBytes)));
 
+    /// <summary>The block scales, group after group (sixteen per block, padding rows included).</summary>
+    internal ReadOnlySpan<Half> Scales => new(ScalesPointer, checked(Groups * GroupParameters));
+
+    /// <summary>The block mins as <see cref="Scales"/>; empty when symmetric.</summary>
+    internal ReadOnlySpan<Half> Mins => MinsPointer == null ? default : new(MinsPointer, checked(Groups * GroupParameters));
+
     /// <summary>The block scales (and mins) of a group: <see cref="Blocks"/> times sixteen.</summary>
     internal int GroupParameters => Blocks * RowsPerGroup;
 
@@ -118,6 +124,69 @@ public sealed unsafe class Int4RowGroups
             }
         weights.KeepAlive();
         return new Int4RowGroups(rows, cols, symmetric, packed.Pointer, scales.Pointer, mins == null ? null : mins.Pointer, (packed, scales, mins));
+    }
+
+    /// <summary>Bytes of the packed codes of a [<paramref name="rows"/>, <paramref name="cols"/>] matrix in row groups (the last group padded).</summary>
+    public static long PackedBytes(int rows, int cols) => (long)GroupsOf(rows) * (cols / Int4Weights.BlockSize) * GroupBlockBytes;
+
+    /// <summary>Block scales (or mins) of a [<paramref name="rows"/>, <paramref name="cols"/>] matrix in row groups, padding rows included.</summary>
+    public static long ParameterCount(int rows, int cols) => (long)GroupsOf(rows) * (cols / Int4Weights.BlockSize) * RowsPerGroup;
+
+    private static int GroupsOf(int rows) => (rows + RowsPerGroup - 1) / RowsPerGroup;
+
+    /// <summary>
+    /// Row groups over memory laid out as <see cref="From"/> lays it (a converted checkpoint's, mapped), which
+    /// <paramref name="owner"/> keeps alive: no copy.
+    /// </summary>
+    internal static Int4RowGroups Over(int rows, int cols, bool symmetric, byte* packed, Half* scales, Half* mins, object owner)
+    {
+        if (rows < 1 || cols < Int4Weights.BlockSize || cols % Int4Weights.BlockSize != 0)
+            throw new ArgumentException($"Row groups need a positive row count and a column count that is a multiple of {Int4Weights.BlockSize}; got [{rows}, {cols}].");
+        if ((mins == null) != symmetric)
+            throw new ArgumentException($"Row groups {(symmetric ? "of a symmetric format have no" : "need")} mins.");
+        return new Int4RowGroups(rows, cols, symmetric, packed, scales, mins, owner);
+    }
+
+    /// <summary>The same codes, scales and mins row after row (<see cref="Int4Weights"/>, group size 32), for CPUs without the row-group kernels.</summary>
+    public Int4Weights ToWeights()
+    {
+        int blocks = Blocks;
+        var packed = PinnedArray<byte>.Zeroed(checked(Rows * Cols / 2));
+        var scales = PinnedArray<Half>.Zeroed(checked(Rows * blocks));
+        PinnedArray<Half>? mins = Symmetric ? null : PinnedArray<Half>.Zeroed(scales.Length);
+        // The inverse of From: lane i of quad q holds row r's nibbles low and row r + 8's high, quads q and q + 4 together
+        // a row's four bytes of codes j (low nibbles) and j + 16 (high).
+        ReadOnlySpan<uint> quads = MemoryMarshal.Cast<byte, uint>(Packed);
+        Span<uint> rows = MemoryMarshal.Cast<byte, uint>(packed.Span);
+        int rowQuads = Cols / 8;
+        for (int g = 0; g < Groups; g++)
+            for (int i = 0; i < RowsPerHalf; i++)
+            {
+                int low = g * RowsPerGroup + i, high = low + RowsPerHalf;
+                if (low >= Rows)
+                    break;
+                for (int block = 0; block < blocks; block++)
+                {
+                    ReadOnlySpan<uint> lanes = quads.Slice((g * blocks + block) * QuadsPerBlock * RowsPerHalf, QuadsPerBlock * RowsPerHalf);
+                    for (int q = 0; q < 4; q++)
+                    {
+                        uint a = lanes[q * RowsPerHalf + i], b = lanes[(q + 4) * RowsPerHalf + i];
+                        rows[low * rowQuads + block * 4 + q] = (a & 0x0F0F_0F0F) | (b & 0x0F0F_0F0F) << 4;
+                        if (high < Rows)
+                            rows[high * rowQuads + block * 4 + q] = (a >> 4 & 0x0F0F_0F0F) | (b & 0xF0F0_F0F0);
+                    }
+                }
+            }
+        for (int row = 0; row < Rows; row++)
+            for (int block = 0; block < blocks; block++)
+            {
+                int at = (row / RowsPerGroup * blocks + block) * RowsPerGroup + row % RowsPerGroup;
+                scales.Span[row * blocks + block] = ScalesPointer[at];
+                if (mins != null)
+                    mins.Span[row * blocks + block] = MinsPointer[at];
+            }
+        KeepAlive();
+        return Int4Weights.FromOwned(Rows, Cols, new Int4Format(Int4Weights.BlockSize, Symmetric), packed, scales, mins);
     }
 
     private static void CopyBlockParameters(Int4Weights weights, int row, int g, int j, int blocks, Span<Half> scales, Span<Half> mins)

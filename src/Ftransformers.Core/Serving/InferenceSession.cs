@@ -143,11 +143,11 @@ public sealed class InferenceSession : IInferenceSession
     }
 
     // A synthetic model's checkpoint lives in memory for the session's life: what is read in place is the weights
-    // themselves, what is copied from it (quantized at load, or INT4 experts repacked into row groups on x86) is held twice.
+    // themselves (a converted one is made in this CPU's layout), what is quantized from it at load is held twice.
     private static long SyntheticImageBytes(DeepSeekV3Config config, InferenceSessionOptions options)
     {
-        if (config.ConvertedPrecision is { } converted)
-            return Kernels.Int4RowGroupKernel.IsSupported ? MemoryPlan.WeightBytesOf(config, converted, TensorDType.BF16).RoutedExperts : 0;
+        if (config.ConvertedPrecision != null)
+            return 0;
         Precision precision = options.Precision ?? Precision.F32;
         bool inPlace = precision == Precision.F32 || precision == Precision.Bf16;
         (long side, long routed) = MemoryPlan.WeightBytesOf(config, Precision.Bf16, TensorDType.BF16);

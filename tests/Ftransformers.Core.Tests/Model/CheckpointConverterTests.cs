@@ -36,7 +36,7 @@ public class CheckpointConverterTests : TempDirectoryTest
     [Test]
     public void ConvertedCheckpoint_StoresQuantizedTensorsAndRecordsTheFormats()
     {
-        CheckpointConverter.Convert(Fixtures.TinyV3, TempPath, Precision.W8A8Int4);
+        CheckpointConverter.Convert(Fixtures.TinyV3, TempPath, Precision.W8A8Int4, int4Layout: Int4FileLayout.Rows);
         using Checkpoint checkpoint = Checkpoint.Open(TempPath);
         Assert.Multiple(() =>
         {
@@ -57,6 +57,40 @@ public class CheckpointConverterTests : TempDirectoryTest
         Assert.That(q.GetProperty("routed_experts").GetString(), Is.EqualTo("int4-g32-asym"));
         using SafetensorsFile shard = SafetensorsFile.Open(Path.Combine(TempPath, "model.safetensors"));
         Assert.That(shard.Metadata[CheckpointConverter.MetadataKey], Does.Contain("w8a8"));
+    }
+
+    // Row groups are what the x86 kernels read: there the experts are mapped in place, elsewhere repacked into rows;
+    // either way the logits are those of the row layout and of quantizing at load.
+    [Test]
+    public unsafe void ConvertedCheckpoint_InRowGroups_IsMappedInPlaceWhereTheKernelsReadThem()
+    {
+        string rows = Path.Combine(TempPath, "rows"), groups = Path.Combine(TempPath, "groups");
+        CheckpointConverter.Convert(Fixtures.TinyV3, rows, Precision.W8A8Int4, int4Layout: Int4FileLayout.Rows);
+        CheckpointConverter.Convert(Fixtures.TinyV3, groups, Precision.W8A8Int4, int4Layout: Int4FileLayout.RowGroups);
+        using (Checkpoint checkpoint = Checkpoint.Open(groups))
+        {
+            const string up = "model.layers.1.mlp.experts.3.up_proj";
+            Assert.That(checkpoint.Contains(up + ".qweight"), Is.False);
+            // 64 rows of 128 columns: 4 groups of 16 rows, 4 blocks of 256 bytes each; 16 scales (and mins) per block.
+            Assert.That((checkpoint.Info(up + ".qweight_rg").DType, checkpoint.Info(up + ".qweight_rg").Shape), Is.EqualTo((TensorDType.U8, new long[] { 4, 1024 })));
+            Assert.That(checkpoint.Info(up + ".scales_rg").Shape, Is.EqualTo(new long[] { 4, 64 }));
+            Assert.That(checkpoint.Info(up + ".mins_rg").DType, Is.EqualTo(TensorDType.F16));
+        }
+
+        using DeepSeekV3Model atLoad = DeepSeekV3Model.Load(Fixtures.TinyV3, new ModelLoadOptions { Precision = Precision.W8A8Int4, CpuThreads = 1 });
+        using DeepSeekV3Model fromRows = DeepSeekV3Model.Load(rows, new ModelLoadOptions { CpuThreads = 1 });
+        using DeepSeekV3Model fromGroups = DeepSeekV3Model.Load(groups, new ModelLoadOptions { CpuThreads = 1 });
+        float[] expected = PrefillLogits(atLoad, Prompt);
+        Assert.That(PrefillLogits(fromRows, Prompt), Is.EqualTo(expected));
+        Assert.That(PrefillLogits(fromGroups, Prompt), Is.EqualTo(expected));
+
+        var experts = (Ftransformers.Backends.Cpu.CpuExpertBackend)fromGroups.ExpertBackend;
+        nint start = experts.Layer(1).Experts[3].Up.Storage()[0].Start;
+        nint mapped = (nint)fromGroups.Checkpoint.Pointer("model.layers.1.mlp.experts.3.up_proj.qweight_rg");
+        if (Ftransformers.Kernels.Int4RowGroupKernel.IsSupported)
+            Assert.That(start, Is.EqualTo(mapped), "the row groups are read where they are mapped");
+        else
+            Assert.That(start, Is.Not.EqualTo(mapped), "repacked into rows for this CPU's kernels");
     }
 
     [Test]

@@ -12,7 +12,8 @@ public class ConvertedSyntheticCheckpointTests
     // The generator of synthetic:v3-real on the tiny shapes, with small images so that the checkpoint spans many files.
     private static readonly DeepSeekV3Config Config = SyntheticModels.Tiny with { ConvertedPrecision = Precision.W8A8Int4 };
 
-    private static Checkpoint Create(long maxFileBytes = 64 << 10) => ConvertedSyntheticCheckpoint.CreateInMemory(Config, seed: 5, maxFileBytes);
+    private static Checkpoint Create(long maxFileBytes = 64 << 10, Int4FileLayout layout = Int4FileLayout.Rows) =>
+        ConvertedSyntheticCheckpoint.CreateInMemory(Config, seed: 5, maxFileBytes, layout);
 
     [Test]
     public void Checkpoint_HasTheConvertedLayout()
@@ -37,14 +38,27 @@ public class ConvertedSyntheticCheckpointTests
     }
 
     [Test]
-    public void Int4Experts_DecodeToUniformWeightsOfVarianceOneOverFanIn()
+    public void Checkpoint_InRowGroups_HoldsTheExpertsAsTheX86KernelsReadThem()
     {
-        using Checkpoint checkpoint = Create();
+        using Checkpoint checkpoint = Create(layout: Int4FileLayout.RowGroups);
+        // 64 rows of 128 columns: 4 groups of 16 rows, 4 blocks of 256 bytes; 16 scales and mins per block.
+        Assert.That(checkpoint.Info("model.layers.1.mlp.experts.3.up_proj.qweight_rg").Shape, Is.EqualTo(new long[] { 4, 1024 }));
+        Assert.That(checkpoint.Info("model.layers.1.mlp.experts.3.up_proj.scales_rg").Shape, Is.EqualTo(new long[] { 4, 64 }));
+        Assert.That(checkpoint.Info("model.layers.1.mlp.experts.3.down_proj.mins_rg").Shape, Is.EqualTo(new long[] { 8, 32 }));
+        Assert.That(checkpoint.Contains("model.layers.1.mlp.experts.3.up_proj.qweight"), Is.False);
+        Assert.That(checkpoint.Info("lm_head.qweight").DType, Is.EqualTo(TensorDType.I8), "INT8 matrices keep rows");
+    }
+
+    [TestCase(Int4FileLayout.Rows, "")]
+    [TestCase(Int4FileLayout.RowGroups, "_rg")]
+    public void Int4Experts_DecodeToUniformWeightsOfVarianceOneOverFanIn(Int4FileLayout layout, string suffix)
+    {
+        using Checkpoint checkpoint = Create(layout: layout);
         const string name = "model.layers.2.mlp.experts.0.gate_proj";
-        ReadOnlySpan<byte> packed = checkpoint.Bytes(name + ".qweight");
-        Assert.That(checkpoint.Info(name + ".scales").DType, Is.EqualTo(TensorDType.F16));
-        float scale = (float)MemoryMarshal.Cast<byte, Half>(checkpoint.Bytes(name + ".scales"))[0];
-        float min = (float)MemoryMarshal.Cast<byte, Half>(checkpoint.Bytes(name + ".mins"))[0];
+        ReadOnlySpan<byte> packed = checkpoint.Bytes(name + ".qweight" + suffix);
+        Assert.That(checkpoint.Info(name + ".scales" + suffix).DType, Is.EqualTo(TensorDType.F16));
+        float scale = (float)MemoryMarshal.Cast<byte, Half>(checkpoint.Bytes(name + ".scales" + suffix))[0];
+        float min = (float)MemoryMarshal.Cast<byte, Half>(checkpoint.Bytes(name + ".mins" + suffix))[0];
         double sum = 0, squares = 0;
         var histogram = new int[16];
         foreach (byte b in packed)

@@ -28,6 +28,21 @@ public class Int4RowGroupsTests
         }
     }
 
+    [TestCase(false)]
+    [TestCase(true)]
+    public void ToWeights_GivesBackTheRowsExactly(bool symmetric)
+    {
+        var rng = new Random(symmetric ? 4 : 3);
+        const int rows = 29, cols = 96;
+        float[] w = Enumerable.Range(0, rows * cols).Select(_ => (float)(rng.NextDouble() * 2 - 0.7)).ToArray();
+        Int4Weights rowMajor = Int4Quantizer.Quantize(w, rows, cols, new Int4Format(32, symmetric));
+        Int4Weights back = Int4RowGroups.From(rowMajor).ToWeights();
+        Assert.That((back.Rows, back.Cols, back.Format), Is.EqualTo((rows, cols, rowMajor.Format)));
+        Assert.That(back.Packed.ToArray(), Is.EqualTo(rowMajor.Packed.ToArray()));
+        Assert.That(back.Scales.ToArray(), Is.EqualTo(rowMajor.Scales.ToArray()));
+        Assert.That(back.Mins.ToArray(), Is.EqualTo(rowMajor.Mins.ToArray()));
+    }
+
     [Test]
     public void From_PutsFourColumnsOfSixteenRowsInOneLoad_RowIAndRowIPlus8InOneLane()
     {

@@ -64,9 +64,24 @@ internal sealed class CpuExpertBackend : IExpertBackend
     {
         DeepSeekV3Config config = context.Config;
         var weights = new WeightLoader(context.Checkpoint, config.Fp8BlockSize, context.Precision, pool: null);
-        return layer => !config.IsMoeLayer(layer) ? null
-            : [.. Enumerable.Range(0, config.NRoutedExperts).Select(e =>
-                Mlp.Load(weights, $"model.layers.{layer}.mlp.experts.{e}", config.HiddenSize, config.MoeIntermediateSize, context.Precision.RoutedExperts))];
+        // A layer's experts load on all cores: quantizing at load, or repacking for this CPU's kernels, is per expert.
+        return layer =>
+        {
+            if (!config.IsMoeLayer(layer))
+                return null;
+            var experts = new Mlp[config.NRoutedExperts];
+            try
+            {
+                Parallel.For(0, experts.Length, e =>
+                    experts[e] = Mlp.Load(weights, $"model.layers.{layer}.mlp.experts.{e}", config.HiddenSize, config.MoeIntermediateSize, context.Precision.RoutedExperts));
+            }
+            catch (AggregateException e)
+            {
+                // A missing or misshapen tensor, named as a sequential load names it (not wrapped).
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e.Flatten().InnerExceptions[0]);
+            }
+            return experts;
+        };
     }
 
     public string Name => "cpu";

@@ -23,7 +23,8 @@ internal sealed class Int4WeightMatrix : WeightMatrix
             _rowMajor = weights;
     }
 
-    private Int4WeightMatrix(string name, Int4RowGroups rowGroups) : base(name, rowGroups.Rows, rowGroups.Cols) => _rowGroups = rowGroups;
+    /// <summary>A matrix over row groups as they are (mapped from a converted checkpoint, or relocated): no repack.</summary>
+    public Int4WeightMatrix(string name, Int4RowGroups rowGroups) : base(name, rowGroups.Rows, rowGroups.Cols) => _rowGroups = rowGroups;
 
     internal override unsafe RowStorage[] Storage()
     {

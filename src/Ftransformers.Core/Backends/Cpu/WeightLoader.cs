@@ -14,12 +14,15 @@ internal sealed class WeightLoader(Checkpoint checkpoint, int fp8BlockSize, Prec
 {
     public Precision Precision => precision;
 
-    public bool Contains(string name) => checkpoint.Contains(name) || checkpoint.Contains(CheckpointConverter.PartName(name, "qweight"));
+    public bool Contains(string name) => checkpoint.Contains(name) || IsConverted(name);
+
+    private bool IsConverted(string name) =>
+        checkpoint.Contains(CheckpointConverter.PartName(name, "qweight")) || checkpoint.Contains(CheckpointConverter.PartName(name, CheckpointConverter.RowGroupCodes));
 
     /// <summary>A [rows, cols] matrix in <paramref name="format"/>, computing on the loader's pool.</summary>
     public WeightMatrix Matrix(string name, int rows, int cols, WeightFormat format = WeightFormat.Native)
     {
-        WeightMatrix matrix = checkpoint.Contains(CheckpointConverter.PartName(name, "qweight")) ? Converted(name, rows, cols) : Load(name, rows, cols, format);
+        WeightMatrix matrix = IsConverted(name) ? Converted(name, rows, cols) : Load(name, rows, cols, format);
         matrix.Pool = pool;
         return matrix;
     }
@@ -43,6 +46,8 @@ internal sealed class WeightLoader(Checkpoint checkpoint, int fp8BlockSize, Prec
 
     private unsafe WeightMatrix Converted(string name, int rows, int cols)
     {
+        if (checkpoint.Contains(CheckpointConverter.PartName(name, CheckpointConverter.RowGroupCodes)))
+            return ConvertedRowGroups(name, rows, cols);
         string qweight = CheckpointConverter.PartName(name, "qweight"), scales = CheckpointConverter.PartName(name, "scales"), mins = CheckpointConverter.PartName(name, "mins");
         TensorInfo codes = checkpoint.Info(qweight);
         if (codes.DType == TensorDType.I8)
@@ -63,6 +68,24 @@ internal sealed class WeightLoader(Checkpoint checkpoint, int fp8BlockSize, Prec
             Expect(mins, checkpoint.Info(mins), TensorDType.F16, rows, groups);
         return new Int4WeightMatrix(name, new Int4Weights(rows, cols, format, checkpoint.Pointer(qweight),
             (Half*)checkpoint.Pointer(scales), symmetric ? null : (Half*)checkpoint.Pointer(mins), checkpoint));
+    }
+
+    // INT4 in row groups: mapped in place where the row-group kernels run, else repacked into rows.
+    private unsafe WeightMatrix ConvertedRowGroups(string name, int rows, int cols)
+    {
+        string codes = CheckpointConverter.PartName(name, CheckpointConverter.RowGroupCodes), scales = CheckpointConverter.PartName(name, CheckpointConverter.RowGroupScales),
+            mins = CheckpointConverter.PartName(name, CheckpointConverter.RowGroupMins);
+        if (cols % Int4Weights.BlockSize != 0)
+            throw new InvalidDataException($"{checkpoint.Location}: tensor '{codes}' holds row groups of {Int4Weights.BlockSize}-weight blocks, but config.json implies {cols} columns.");
+        long groups = (rows + Int4RowGroups.RowsPerGroup - 1) / Int4RowGroups.RowsPerGroup;
+        bool symmetric = !checkpoint.Contains(mins);
+        Expect(codes, checkpoint.Info(codes), TensorDType.U8, groups, Int4RowGroups.PackedBytes(rows, cols) / groups);
+        Expect(scales, checkpoint.Info(scales), TensorDType.F16, groups, Int4RowGroups.ParameterCount(rows, cols) / groups);
+        if (!symmetric)
+            Expect(mins, checkpoint.Info(mins), TensorDType.F16, groups, Int4RowGroups.ParameterCount(rows, cols) / groups);
+        var rowGroups = Int4RowGroups.Over(rows, cols, symmetric, checkpoint.Pointer(codes), (Half*)checkpoint.Pointer(scales),
+            symmetric ? null : (Half*)checkpoint.Pointer(mins), checkpoint);
+        return Int4RowGroupKernel.IsSupported ? new Int4WeightMatrix(name, rowGroups) : new Int4WeightMatrix(name, rowGroups.ToWeights());
     }
 
     /// <summary>A 1-D tensor decoded to F32.</summary>
