@@ -40,6 +40,16 @@ public class GgmlBlocksReferenceTests
     }
 
     [Test]
+    public void Q4_0Quantization_EqualsLlamaCpps([Values(1, 2, 3)] int seed)
+    {
+        var random = new Random(seed);
+        float[] values = [.. Enumerable.Range(0, 32 * 64).Select(i => i % 32 == 5 ? 0f : (float)((random.NextDouble() - 0.5) * Math.Pow(10, random.Next(-4, 2))))];
+        var ours = new byte[64 * 18];
+        Ftransformers.Kernels.GgmlBlocks.QuantizeQ4_0(values, ours);
+        Assert.That(ours, Is.EqualTo(GgmlReference.Quantize((int)GgmlType.Q4_0, values)));
+    }
+
+    [Test]
     public void BlockSizes_AreLlamaCpps([Values] GgmlType type)
     {
         (int values, int bytes) = GgmlTypes.Block(type)!.Value;

@@ -41,6 +41,31 @@ public static class GgmlBlocks
         }
     }
 
+    /// <summary>
+    /// Quantizes to Q4_0 as ggml's reference quantizer does: per block the value of largest magnitude maps to -8, the
+    /// scale is its value / -8, codes are x / scale + 8.5 truncated, at most 15.
+    /// </summary>
+    public static void QuantizeQ4_0(ReadOnlySpan<float> values, Span<byte> blocks)
+    {
+        int count = Blocks(blocks, values.Length, 32, 18);
+        for (int b = 0; b < count; b++)
+        {
+            ReadOnlySpan<float> x = values.Slice(b * 32, 32);
+            Span<byte> block = blocks.Slice(b * 18, 18);
+            float amax = 0, max = 0;
+            foreach (float v in x)
+                if (amax < MathF.Abs(v))
+                    (amax, max) = (MathF.Abs(v), v);
+            float d = max / -8, id = d != 0 ? 1 / d : 0;
+            BinaryPrimitives.WriteUInt16LittleEndian(block, BitConverter.HalfToUInt16Bits((Half)d));
+            for (int j = 0; j < 16; j++)
+            {
+                int low = Math.Min(15, (int)(sbyte)(x[j] * id + 8.5f)), high = Math.Min(15, (int)(sbyte)(x[16 + j] * id + 8.5f));
+                block[2 + j] = (byte)(low | high << 4);
+            }
+        }
+    }
+
     /// <summary>Q4_0: 32 values, an f16 scale and 16 bytes of nibbles, offset by 8 (18 bytes).</summary>
     public static void DequantizeQ4_0(ReadOnlySpan<byte> blocks, Span<float> values)
     {

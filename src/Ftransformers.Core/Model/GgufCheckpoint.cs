@@ -25,7 +25,8 @@ public static class GgufCheckpoint
         using GgufFile file = GgufFile.Open(path);
         DeepSeekV3Config config = ConfigOf(file);
         // The tensors are copied into one in-memory image (decoded ones as F32), which holds under 2 GiB for now.
-        long copied = file.Tensors.Values.Sum(t => t.Type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 ? t.ByteLength : 4 * t.ElementCount);
+        long copied = file.Tensors.Values.Sum(t => t.Type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 || (t.Type == GgmlType.Q4_0 && config.ConvertedPrecision == Q4_0Experts)
+            ? t.ByteLength : 4 * t.ElementCount);
         if (copied > int.MaxValue - (64L << 20))
             throw new InvalidDataException($"{path}: its tensors take {copied / 1e9:F1} GB once copied (decoded ones as F32); GGUF models are copied at load " +
                 "for now, up to 2 GiB. Larger files need the in-place GGUF kernels (open work); convert the original checkpoint instead.");
@@ -62,8 +63,14 @@ public static class GgufCheckpoint
                     throw new InvalidDataException($"{path}: tensor '{gguf}' has shape [{string.Join(", ", tensor.Dimensions)}]; expected [in, out, {config.NRoutedExperts}].");
                 long each = tensor.ByteLength / experts;
                 for (int e = 0; e < experts; e++)
-                    Add(writer, file, tensor with { Dimensions = tensor.Dimensions[..2], Offset = tensor.Offset + e * each, ByteLength = each },
-                        $"model.layers.{layer}.mlp.experts.{e}.{hfPart}", path);
+                {
+                    GgufTensor expert = tensor with { Dimensions = tensor.Dimensions[..2], Offset = tensor.Offset + e * each, ByteLength = each };
+                    string hf = $"model.layers.{layer}.mlp.experts.{e}.{hfPart}";
+                    if (config.ConvertedPrecision == Q4_0Experts)
+                        AddQ4_0AsInt4(writer, file, expert, hf);
+                    else
+                        Add(writer, file, expert, hf, path);
+                }
             }
         if (file.Tensors.Keys.FirstOrDefault(name => !expected.Contains(name)) is { } unknown)
             throw new InvalidDataException($"{path}: tensor '{unknown}' is not one DeepSeek-V3 has.");
@@ -81,7 +88,9 @@ public static class GgufCheckpoint
     /// <param name="tokenizerDirectory">A tokenizer folder (tokenizer.json, tokenizer_config.json) to carry in the file, so it is enough alone.</param>
     /// <param name="splitKvB">Whether kv_b is written split per head into attn_k_b and attn_v_b (in F32), as newer llama.cpp files hold it.</param>
     /// <exception cref="ArgumentException">The config has no GGUF form (MoE layers not every layer after the dense ones).</exception>
-    public static void Write(DeepSeekV3Config config, Checkpoint checkpoint, string path, bool q8_0 = false, string? tokenizerDirectory = null, bool splitKvB = false)
+    /// <param name="q4_0Experts">Whether the routed experts are written in Q4_0.</param>
+    public static void Write(DeepSeekV3Config config, Checkpoint checkpoint, string path, bool q8_0 = false, string? tokenizerDirectory = null, bool splitKvB = false,
+        bool q4_0Experts = false)
     {
         if (config.MoeLayerFreq != 1)
             throw new ArgumentException($"moe_layer_freq {config.MoeLayerFreq} has no GGUF form: deepseek2 files make every layer after the dense ones MoE.", nameof(config));
@@ -109,10 +118,10 @@ public static class GgufCheckpoint
             foreach ((string gguf, string hfPart) in StackedExperts(layer))
             {
                 string first = $"model.layers.{layer}.mlp.experts.0.{hfPart}";
-                bool quantized = Quantized(first);
-                GgmlType type = quantized ? GgmlType.Q8_0 : TypeOf(checkpoint, first);
+                bool quantized = Quantized(first), q4 = q4_0Experts && checkpoint.Info(first).Shape is [_, long columns] && columns % 32 == 0;
+                GgmlType type = q4 ? GgmlType.Q4_0 : quantized ? GgmlType.Q8_0 : TypeOf(checkpoint, first);
                 byte[] bytes = [.. Enumerable.Range(0, config.NRoutedExperts).Select(e => $"model.layers.{layer}.mlp.experts.{e}.{hfPart}")
-                    .SelectMany(name => quantized ? Q8_0Of(checkpoint, name) : BytesOf(checkpoint, name, type))];
+                    .SelectMany(name => q4 ? Q4_0Of(checkpoint, name) : quantized ? Q8_0Of(checkpoint, name) : BytesOf(checkpoint, name, type))];
                 writer.AddTensor(gguf, type, [.. Reversed(checkpoint.Info(first).Shape), config.NRoutedExperts], bytes);
             }
         writer.Save(path);
@@ -124,13 +133,25 @@ public static class GgufCheckpoint
     {
         try
         {
-            return ReadConfig(file);
+            DeepSeekV3Config config = ReadConfig(file);
+            return ExpertsInQ4_0(file, config) ? config with { ConvertedPrecision = Q4_0Experts } : config;
         }
         catch (Exception e) when (e is OverflowException or InvalidCastException)
         {
             throw new InvalidDataException($"{file.Path}: a deepseek2 metadata value is out of range: {e.Message}", e);
         }
     }
+
+    /// <summary>
+    /// What a file whose routed experts are all Q4_0 computes with: the experts as INT4 of group 32 with a zero point of
+    /// 8 (Q4_0's own values, repacked without rounding), the rest in F32 as stored or decoded.
+    /// </summary>
+    public static Precision Q4_0Experts { get; } = Precision.F32 with { RoutedExperts = WeightFormat.Int4, Int4 = new Quantization.Int4Format(32, Symmetric: true) };
+
+    private static bool ExpertsInQ4_0(GgufFile file, DeepSeekV3Config config) =>
+        config.NumHiddenLayers > config.FirstKDenseReplace
+        && Enumerable.Range(config.FirstKDenseReplace, config.NumHiddenLayers - config.FirstKDenseReplace)
+            .SelectMany(StackedExperts).All(e => file.Tensors.TryGetValue(e.Gguf, out GgufTensor? t) && t.Type == GgmlType.Q4_0);
 
     private static DeepSeekV3Config ReadConfig(GgufFile file)
     {
@@ -316,6 +337,23 @@ public static class GgufCheckpoint
         writer.AddF32(hf, Reversed(tensor.Dimensions), Decoded(file, tensor));
     }
 
+    // Q4_0 blocks (an f16 scale, then 16 bytes: weight j in the low nibble, j + 16 in the high) are INT4 group 32 with
+    // zero point 8 in our layout, byte for byte: the nibbles become X.qweight and the scales X.scales.
+    private static void AddQ4_0AsInt4(SafetensorsWriter writer, GgufFile file, GgufTensor tensor, string hf)
+    {
+        long cols = tensor.Dimensions[0], rows = tensor.Dimensions[1], blocks = rows * cols / 32;
+        ReadOnlySpan<byte> source = file.GetBytes(tensor);
+        var codes = new byte[blocks * 16];
+        var scales = new byte[blocks * 2];
+        for (long b = 0; b < blocks; b++)
+        {
+            source.Slice((int)(b * 18), 2).CopyTo(scales.AsSpan((int)(b * 2), 2));
+            source.Slice((int)(b * 18 + 2), 16).CopyTo(codes.AsSpan((int)(b * 16), 16));
+        }
+        writer.Add(CheckpointConverter.PartName(hf, "qweight"), TensorDType.U8, [rows, cols / 2], codes);
+        writer.Add(CheckpointConverter.PartName(hf, "scales"), TensorDType.F16, [rows, cols / 32], scales);
+    }
+
     // kv_b_proj [heads * (nope + v), kv_lora] from k_b [heads, kv_lora, nope] (kv_b's first nope rows of each head,
     // transposed) and v_b [heads, v, kv_lora] (its last v rows), as llama.cpp's converter splits it.
     private static float[] JoinedKvB(GgufFile file, GgufTensor k, GgufTensor v, DeepSeekV3Config c)
@@ -367,6 +405,14 @@ public static class GgufCheckpoint
         float[] values = checkpoint.ReadSingle(name);
         var blocks = new byte[values.Length / 32 * 34];
         Kernels.GgmlBlocks.QuantizeQ8_0(values, blocks);
+        return blocks;
+    }
+
+    private static byte[] Q4_0Of(Checkpoint checkpoint, string name)
+    {
+        float[] values = checkpoint.ReadSingle(name);
+        var blocks = new byte[values.Length / 32 * 18];
+        Kernels.GgmlBlocks.QuantizeQ4_0(values, blocks);
         return blocks;
     }
 

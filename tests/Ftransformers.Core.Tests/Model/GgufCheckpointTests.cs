@@ -83,6 +83,49 @@ public class GgufCheckpointTests
         TestContext.Out.WriteLine($"Q8_0 GGUF of tiny-v3: mean KL {meanKl:G3}, top-1 {top1:P1}");
     }
 
+    // Q4_0 experts are INT4 of group 32 with zero point 8 in our layout: repacked without rounding, they compute with
+    // llama.cpp's own values.
+    [Test]
+    public async Task Q4_0Experts_RunAsInt4WithLlamaCppsValues_BitForBit()
+    {
+        using var dir = new TempDirectory();
+        string gguf = dir.File("tiny-v3-Q8_0-Q4_0.gguf");
+        using (Checkpoint checkpoint = Checkpoint.Open(Fixtures.TinyV3))
+            GgufCheckpoint.Write(DeepSeekV3Config.Load(Fixtures.TinyV3), checkpoint, gguf, q8_0: true, q4_0Experts: true);
+        float[] expected;
+        long cols, rows;
+        using (GgufFile file = GgufFile.Open(gguf))
+        {
+            GgufTensor up = file.Tensors["blk.1.ffn_up_exps.weight"];
+            Assert.That(up.Type, Is.EqualTo(GgmlType.Q4_0));
+            Assert.That(file.Tensors["blk.1.attn_q_a.weight"].Type, Is.EqualTo(GgmlType.Q8_0));
+            (cols, rows) = (up.Dimensions[0], up.Dimensions[1]);
+            // Expert 3's rows: the stacked tensor holds the experts one after another.
+            long each = up.ByteLength / up.Dimensions[2];
+            expected = new float[rows * cols];
+            GgmlTypes.Dequantize(GgmlType.Q4_0, file.GetBytes(up).Slice((int)(3 * each), (int)each), expected);
+        }
+
+        using DeepSeekV3Model model = DeepSeekV3Model.Load(gguf, new ModelLoadOptions { CpuThreads = 1 });
+        Assert.That(model.Precision, Is.EqualTo(GgufCheckpoint.Q4_0Experts));
+        var matrix = ((Ftransformers.Backends.Cpu.CpuExpertBackend)model.ExpertBackend).Layer(1).Experts[3].Up;
+        Assert.That(matrix, Is.InstanceOf<Ftransformers.Backends.Cpu.Int4WeightMatrix>());
+        var row = new float[cols];
+        for (int r = 0; r < rows; r++)
+        {
+            matrix.CopyRow(r, row);
+            Assert.That(row, Is.EqualTo(expected.AsSpan((int)(r * cols), (int)cols).ToArray()), $"row {r}");
+        }
+
+        // Through verify, judged as a quantized model (its figures are printed for the record).
+        var output = new StringWriter();
+        await Program.RunAsync(["verify", "--model", gguf, "--golden", Path.Combine(Fixtures.TinyV3, "golden.safetensors"), "--json"], output, TextWriter.Null);
+        using var result = System.Text.Json.JsonDocument.Parse(output.ToString());
+        var prompts = result.RootElement.GetProperty("prompts").EnumerateArray().ToList();
+        TestContext.Out.WriteLine($"Q8_0 + Q4_0-experts GGUF of tiny-v3: mean KL {prompts.Average(p => p.GetProperty("mean_kl").GetDouble()):G3}, " +
+            $"top-1 {prompts.Average(p => p.GetProperty("top1_agreement").GetDouble()):P1}");
+    }
+
     [Test]
     public void AGgufCarryingTheTokenizer_EncodesTheGoldenTexts_AndASessionTakesIt()
     {
