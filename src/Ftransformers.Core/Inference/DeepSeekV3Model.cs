@@ -95,7 +95,8 @@ public sealed class DeepSeekV3Model : IDisposable
     {
         if (path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) && !Directory.Exists(path))
         {
-            (DeepSeekV3Config config, Checkpoint checkpoint) = GgufCheckpoint.Open(path);
+            // Q4_0 experts run as they are unless a precision preset is asked for.
+            (DeepSeekV3Config config, Checkpoint checkpoint) = GgufCheckpoint.Open(path, keepQ4_0Experts: options?.Precision == null);
             return FromCheckpoint(config, checkpoint, options);
         }
         return FromCheckpoint(DeepSeekV3Config.Load(path), Checkpoint.Open(path), options);

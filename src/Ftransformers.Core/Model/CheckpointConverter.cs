@@ -101,14 +101,12 @@ public static class CheckpointConverter
                 Int4Format int4 = precision.Int4;
                 var parts = new SharedQuantization<Int4RowGroups>(int4.Symmetric ? 2 : 3,
                     () => Int4RowGroups.From(Int4Quantizer.Quantize(checkpoint.ReadSingle(name, config.Fp8BlockSize), rows, cols, int4, precision.SearchInt4Scales)));
-                long groups = (rows + Int4RowGroups.RowsPerGroup - 1) / Int4RowGroups.RowsPerGroup;
-                yield return new TensorToWrite(PartName(name, RowGroupCodes), TensorDType.U8, [groups, Int4RowGroups.PackedBytes(rows, cols) / groups],
+                (long[] codeShape, long[] scaleShape) = Int4RowGroups.FileShapes(rows, cols);
+                yield return new TensorToWrite(PartName(name, RowGroupCodes), TensorDType.U8, codeShape,
                     () => Report(progress, name, int4 + " in row groups", parts.Take().Packed.ToArray()));
-                yield return new TensorToWrite(PartName(name, RowGroupScales), TensorDType.F16, [groups, Int4RowGroups.ParameterCount(rows, cols) / groups],
-                    () => MemoryMarshal.AsBytes(parts.Take().Scales).ToArray());
+                yield return new TensorToWrite(PartName(name, RowGroupScales), TensorDType.F16, scaleShape, () => MemoryMarshal.AsBytes(parts.Take().Scales).ToArray());
                 if (!int4.Symmetric)
-                    yield return new TensorToWrite(PartName(name, RowGroupMins), TensorDType.F16, [groups, Int4RowGroups.ParameterCount(rows, cols) / groups],
-                        () => MemoryMarshal.AsBytes(parts.Take().Mins).ToArray());
+                    yield return new TensorToWrite(PartName(name, RowGroupMins), TensorDType.F16, scaleShape, () => MemoryMarshal.AsBytes(parts.Take().Mins).ToArray());
                 break;
             }
             default:

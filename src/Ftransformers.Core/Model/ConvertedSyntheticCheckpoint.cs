@@ -99,11 +99,12 @@ public static class ConvertedSyntheticCheckpoint
                 if (cols % format.GroupSize != 0 || cols % Int4Weights.BlockSize != 0)
                     throw new ArgumentException($"Tensor '{name}' has {cols} columns, not a multiple of the {format} group and block size.", nameof(precision));
                 long groups = cols / format.GroupSize;
-                // Row groups hold the same random codes and constant scales, sixteen rows interleaved (padding rows included).
+                // Row groups hold uniform random codes and constant scales too, sixteen rows interleaved (padding rows included);
+                // the codes are drawn for the row-group tensors, so the model differs from the rows layout's.
                 bool rowGroups = layout == Int4FileLayout.RowGroups && format.GroupSize == Int4Weights.BlockSize;
-                long rowGroupCount = (rows + Int4RowGroups.RowsPerGroup - 1) / Int4RowGroups.RowsPerGroup;
-                long[] codeShape = rowGroups ? [rowGroupCount, Int4RowGroups.PackedBytes((int)rows, (int)cols) / rowGroupCount] : [rows, cols / 2];
-                long[] scaleShape = rowGroups ? [rowGroupCount, Int4RowGroups.ParameterCount((int)rows, (int)cols) / rowGroupCount] : [rows, groups];
+                (long[] groupCodes, long[] groupScales) = Int4RowGroups.FileShapes((int)rows, (int)cols);
+                long[] codeShape = rowGroups ? groupCodes : [rows, cols / 2];
+                long[] scaleShape = rowGroups ? groupScales : [rows, groups];
                 string Name(string rowsPart, string groupsPart) => CheckpointConverter.PartName(name, rowGroups ? groupsPart : rowsPart);
                 yield return new Part(Name("qweight", CheckpointConverter.RowGroupCodes), TensorDType.U8, codeShape, Fill.Int4Codes, 0);
                 if (format.Symmetric)

@@ -6,8 +6,9 @@ namespace Ftransformers.Model;
 /// DeepSeek-V3/R1 in a GGUF file as llama.cpp names it (architecture <c>deepseek2</c>): the config from the
 /// <c>deepseek2.*</c> metadata, the tensors under llama.cpp's names (<c>blk.N.attn_kv_b.weight</c>, experts stacked
 /// in <c>blk.N.ffn_gate_exps.weight</c>), mapped to the Hugging Face names the backends load. F32, F16 and BF16 tensors
-/// are kept as they are; Q8_0, Q4_0, Q4_K, Q5_K and Q6_K are decoded to F32 at load (kernels of their own are open
-/// work); other types are refused naming the tensor.
+/// are kept as they are; routed experts that are all Q4_0 become INT4 without rounding (<see cref="Q4_0Experts"/>);
+/// other Q8_0, Q4_0, Q4_K, Q5_K and Q6_K tensors are decoded to F32 at load (kernels of their own are open work); other
+/// types are refused naming the tensor.
 /// </summary>
 public static class GgufCheckpoint
 {
@@ -20,13 +21,21 @@ public static class GgufCheckpoint
     /// <exception cref="FileNotFoundException">A file is missing.</exception>
     /// <exception cref="InvalidDataException">The file is malformed, not <c>deepseek2</c>, lacks a key or tensor, holds a type
     /// not loaded yet, or is larger than the copy made at load holds (2 GiB).</exception>
-    public static (DeepSeekV3Config Config, Checkpoint Checkpoint) Open(string path)
+    /// <param name="path">The file, or the first of a split set.</param>
+    /// <param name="keepQ4_0Experts">
+    /// Keep routed experts that are all Q4_0 as INT4 (<see cref="Q4_0Experts"/>, no rounding); false decodes them to F32
+    /// like other blocks, for a model loaded in a precision preset.
+    /// </param>
+    public static (DeepSeekV3Config Config, Checkpoint Checkpoint) Open(string path, bool keepQ4_0Experts = true)
     {
         using GgufFile file = GgufFile.Open(path);
-        DeepSeekV3Config config = ConfigOf(file);
+        DeepSeekV3Config config = ConfigOf(file, keepQ4_0Experts);
         // The tensors are copied into one in-memory image (decoded ones as F32), which holds under 2 GiB for now.
-        long copied = file.Tensors.Values.Sum(t => t.Type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 || (t.Type == GgmlType.Q4_0 && config.ConvertedPrecision == Q4_0Experts)
-            ? t.ByteLength : 4 * t.ElementCount);
+        // Kept Q4_0 experts stay at their size; other Q4_0 tensors are decoded like any block.
+        var keptExperts = config.ConvertedPrecision == Q4_0Experts
+            ? Enumerable.Range(config.FirstKDenseReplace, config.NumHiddenLayers - config.FirstKDenseReplace).SelectMany(StackedExperts).Select(e => e.Gguf).ToHashSet()
+            : [];
+        long copied = file.Tensors.Values.Sum(t => t.Type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 || keptExperts.Contains(t.Name) ? t.ByteLength : 4 * t.ElementCount);
         if (copied > int.MaxValue - (64L << 20))
             throw new InvalidDataException($"{path}: its tensors take {copied / 1e9:F1} GB once copied (decoded ones as F32); GGUF models are copied at load " +
                 "for now, up to 2 GiB. Larger files need the in-place GGUF kernels (open work); convert the original checkpoint instead.");
@@ -129,12 +138,12 @@ public static class GgufCheckpoint
 
     /// <summary>The model's config from a GGUF file's <c>deepseek2.*</c> metadata.</summary>
     /// <exception cref="InvalidDataException">The file is another architecture, or lacks a key.</exception>
-    public static DeepSeekV3Config ConfigOf(GgufFile file)
+    public static DeepSeekV3Config ConfigOf(GgufFile file, bool keepQ4_0Experts = true)
     {
         try
         {
             DeepSeekV3Config config = ReadConfig(file);
-            return ExpertsInQ4_0(file, config) ? config with { ConvertedPrecision = Q4_0Experts } : config;
+            return keepQ4_0Experts && ExpertsInQ4_0(file, config) ? config with { ConvertedPrecision = Q4_0Experts } : config;
         }
         catch (Exception e) when (e is OverflowException or InvalidCastException)
         {
@@ -350,6 +359,17 @@ public static class GgufCheckpoint
             source.Slice((int)(b * 18), 2).CopyTo(scales.AsSpan((int)(b * 2), 2));
             source.Slice((int)(b * 18 + 2), 16).CopyTo(codes.AsSpan((int)(b * 16), 16));
         }
+        if (Int4FileLayouts.ForThisCpu == Int4FileLayout.RowGroups)
+        {
+            // As the x86 kernels read them, so that they are not held twice.
+            var groups = Quantization.Int4RowGroups.From(Quantization.Int4Weights.CopyOf((int)rows, (int)cols, Q4_0Experts.Int4, codes,
+                System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(scales), default));
+            (long[] codeShape, long[] scaleShape) = Quantization.Int4RowGroups.FileShapes((int)rows, (int)cols);
+            writer.Add(CheckpointConverter.PartName(hf, CheckpointConverter.RowGroupCodes), TensorDType.U8, codeShape, groups.Packed.ToArray());
+            writer.Add(CheckpointConverter.PartName(hf, CheckpointConverter.RowGroupScales), TensorDType.F16, scaleShape,
+                System.Runtime.InteropServices.MemoryMarshal.AsBytes(groups.Scales).ToArray());
+            return;
+        }
         writer.Add(CheckpointConverter.PartName(hf, "qweight"), TensorDType.U8, [rows, cols / 2], codes);
         writer.Add(CheckpointConverter.PartName(hf, "scales"), TensorDType.F16, [rows, cols / 32], scales);
     }
@@ -400,21 +420,20 @@ public static class GgufCheckpoint
         return values;
     }
 
-    private static byte[] Q8_0Of(Checkpoint checkpoint, string name)
+    private static byte[] Q8_0Of(Checkpoint checkpoint, string name) => Blocks(checkpoint, name, 34, Kernels.GgmlBlocks.QuantizeQ8_0);
+
+    private static byte[] Q4_0Of(Checkpoint checkpoint, string name) => Blocks(checkpoint, name, 18, Kernels.GgmlBlocks.QuantizeQ4_0);
+
+    // A tensor quantized into blocks of 32 values of blockBytes each.
+    private static byte[] Blocks(Checkpoint checkpoint, string name, int blockBytes, QuantizeBlocks quantize)
     {
         float[] values = checkpoint.ReadSingle(name);
-        var blocks = new byte[values.Length / 32 * 34];
-        Kernels.GgmlBlocks.QuantizeQ8_0(values, blocks);
+        var blocks = new byte[values.Length / 32 * blockBytes];
+        quantize(values, blocks);
         return blocks;
     }
 
-    private static byte[] Q4_0Of(Checkpoint checkpoint, string name)
-    {
-        float[] values = checkpoint.ReadSingle(name);
-        var blocks = new byte[values.Length / 32 * 18];
-        Kernels.GgmlBlocks.QuantizeQ4_0(values, blocks);
-        return blocks;
-    }
+    private delegate void QuantizeBlocks(ReadOnlySpan<float> values, Span<byte> blocks);
 
     private static long[] Reversed(long[] shape) => [.. shape.Reverse()];
 

@@ -35,9 +35,9 @@ public static class SyntheticModels
     /// <summary>
     /// DeepSeek-V3's real widths (hidden 7168, 128 heads, q/kv LoRA 1536/512, 256 routed experts of width 2048, dense
     /// width 18432, vocabulary 129280, YaRN factor 40) with only the layers that fit in about 16 GiB: one dense layer,
-    /// then one MoE layer. Made already converted to <see cref="Precision.W8A8Int4"/> (about 12 GB, plus about 7 GB on
-    /// AVX2, where the INT4 experts are repacked into row groups beside the in-memory image), for measuring
-    /// per-layer times at real shapes; a bench projects the 61 layers of the full model from them.
+    /// then one MoE layer. Made already converted to <see cref="Precision.W8A8Int4"/> in this CPU's INT4 layout (about
+    /// 10.7 GB, computed from in place), for measuring per-layer times at real shapes; a bench projects the 61 layers of
+    /// the full model from them.
     /// </summary>
     public static DeepSeekV3Config V3Real { get; } = new()
     {

@@ -49,7 +49,7 @@ public sealed unsafe class Int4RowGroups
     public int Cols { get; }
 
     /// <summary>Groups of sixteen rows.</summary>
-    public int Groups => (Rows + RowsPerGroup - 1) / RowsPerGroup;
+    public int Groups => GroupsOf(Rows);
 
     /// <summary>Blocks of 32 weights per row.</summary>
     public int Blocks => Cols / Int4Weights.BlockSize;
@@ -92,7 +92,7 @@ public sealed unsafe class Int4RowGroups
         if (!Suits(weights))
             throw new ArgumentException($"Row groups need INT4 group size {Int4Weights.BlockSize}, got {weights.Format}.", nameof(weights));
         int rows = weights.Rows, cols = weights.Cols, blocks = cols / Int4Weights.BlockSize;
-        int groups = (rows + RowsPerGroup - 1) / RowsPerGroup;
+        int groups = GroupsOf(rows);
         bool symmetric = weights.Format.Symmetric;
         var packed = PinnedArray<byte>.Zeroed(checked(groups * blocks * GroupBlockBytes));
         var scales = PinnedArray<Half>.Zeroed(groups * blocks * RowsPerGroup);
@@ -132,7 +132,15 @@ public sealed unsafe class Int4RowGroups
     /// <summary>Block scales (or mins) of a [<paramref name="rows"/>, <paramref name="cols"/>] matrix in row groups, padding rows included.</summary>
     public static long ParameterCount(int rows, int cols) => (long)GroupsOf(rows) * (cols / Int4Weights.BlockSize) * RowsPerGroup;
 
-    private static int GroupsOf(int rows) => (rows + RowsPerGroup - 1) / RowsPerGroup;
+    /// <summary>Groups of sixteen rows holding <paramref name="rows"/> rows (the last one padded).</summary>
+    public static int GroupsOf(int rows) => (rows + RowsPerGroup - 1) / RowsPerGroup;
+
+    /// <summary>The shapes a checkpoint stores row groups in: codes [groups, bytes per group], scales and mins [groups, per group].</summary>
+    public static (long[] Codes, long[] Scales) FileShapes(int rows, int cols)
+    {
+        int groups = GroupsOf(rows);
+        return ([groups, PackedBytes(rows, cols) / groups], [groups, ParameterCount(rows, cols) / groups]);
+    }
 
     /// <summary>
     /// Row groups over memory laid out as <see cref="From"/> lays it (a converted checkpoint's, mapped), which

@@ -133,31 +133,23 @@ public sealed class InferenceSession : IInferenceSession
         (DeepSeekV3Config config, TensorDType stored) = model.StartsWith(SyntheticModels.Prefix, StringComparison.Ordinal)
             ? (SyntheticModels.Get(model[SyntheticModels.Prefix.Length..]), TensorDType.BF16)
             : model.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) && !Directory.Exists(model)
-                ? (GgufConfig(model), TensorDType.F32) // quantized GGUF tensors are decoded to F32 at load
+                ? (GgufConfig(model, options.Precision == null), TensorDType.F32) // quantized GGUF tensors are decoded to F32 at load
                 : (DeepSeekV3Config.Load(model), MemoryPlan.StoredDType(model));
         if (options.ContextLength is { } context)
             config = config with { MaxPositionEmbeddings = Math.Min(context, config.MaxPositionEmbeddings) };
         IReadOnlyList<int>? nodes = Threading.CpuTopology.ForComputeThreads(options.CpuThreads, options.NumaNodes)?.Nodes.Select(n => n.Cpus.Count).ToArray();
-        long image = model.StartsWith(SyntheticModels.Prefix, StringComparison.Ordinal) ? SyntheticImageBytes(config, options) : 0;
+        // Synthetic models and GGUF files are images in memory, held beside whatever is copied from them.
+        bool synthetic = model.StartsWith(SyntheticModels.Prefix, StringComparison.Ordinal), gguf = stored == TensorDType.F32 && model.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase);
+        long image = synthetic || gguf
+            ? MemoryPlan.ImageBytesBesideCopies(config, config.ConvertedPrecision ?? options.Precision ?? Precision.F32, synthetic ? TensorDType.BF16 : TensorDType.F32, nodes?.Count ?? 1)
+            : 0;
         return MemoryPlan.Create(config, options, stored, nodes, imageBytes: image);
     }
 
-    // A synthetic model's checkpoint lives in memory for the session's life: what is read in place is the weights
-    // themselves (a converted one is made in this CPU's layout), what is quantized from it at load is held twice.
-    private static long SyntheticImageBytes(DeepSeekV3Config config, InferenceSessionOptions options)
-    {
-        if (config.ConvertedPrecision != null)
-            return 0;
-        Precision precision = options.Precision ?? Precision.F32;
-        bool inPlace = precision == Precision.F32 || precision == Precision.Bf16;
-        (long side, long routed) = MemoryPlan.WeightBytesOf(config, Precision.Bf16, TensorDType.BF16);
-        return inPlace ? 0 : side + routed;
-    }
-
-    private static DeepSeekV3Config GgufConfig(string path)
+    private static DeepSeekV3Config GgufConfig(string path, bool keepQ4_0Experts)
     {
         using Formats.GgufFile file = Formats.GgufFile.Open(path);
-        return GgufCheckpoint.ConfigOf(file);
+        return GgufCheckpoint.ConfigOf(file, keepQ4_0Experts);
     }
 
     private static bool CarriesTokenizer(string model)

@@ -46,7 +46,7 @@ public sealed record MemoryPlan
 
     /// <summary>
     /// A checkpoint image held in memory beside the weights computed from it (a synthetic model's, whose copied parts
-    /// cannot be released); zero for files, whose mapped originals the OS may drop.
+    /// cannot be released, or a GGUF's decoded copy); zero for checkpoint folders, whose mapped originals the OS may drop.
     /// </summary>
     public long ImageBytes { get; init; }
 
@@ -116,6 +116,26 @@ public sealed record MemoryPlan
     /// <summary>Bytes of the attention side's weights and of all routed experts, as the CPU backends store them.</summary>
     public static (long AttentionSide, long RoutedExperts) WeightBytesOf(DeepSeekV3Config c, Precision precision, TensorDType stored)
     {
+        long[] bytes = ClassBytes(c, precision, stored);
+        return (bytes.Sum() - bytes[(int)WeightClass.RoutedExperts], bytes[(int)WeightClass.RoutedExperts]);
+    }
+
+    // The classes of weights a precision sets formats for, plus the embedding and routers (always native).
+    private enum WeightClass { Embedding, Attention, DenseMlp, Router, SharedExperts, RoutedExperts, LmHead }
+
+    private static WeightFormat FormatOf(WeightClass c, Precision p) => c switch
+    {
+        WeightClass.Attention => p.Attention,
+        WeightClass.DenseMlp => p.DenseMlp,
+        WeightClass.SharedExperts => p.SharedExperts,
+        WeightClass.RoutedExperts => p.RoutedExperts,
+        WeightClass.LmHead => p.LmHead,
+        _ => WeightFormat.Native,
+    };
+
+    // Bytes of each class as the CPU backends store it, norms with the parts they belong to.
+    private static long[] ClassBytes(DeepSeekV3Config c, Precision precision, TensorDType stored)
+    {
         long hidden = c.HiddenSize, heads = c.NumAttentionHeads;
         long Matrix(long rows, long cols, WeightFormat format) => format switch
         {
@@ -128,27 +148,54 @@ public sealed record MemoryPlan
         long Vector(long length) => length * sizeof(float);
         long Mlp(long width, WeightFormat format) => 3 * Matrix(width, hidden, format);
 
+        var bytes = new long[Enum.GetValues<WeightClass>().Length];
         WeightFormat attention = precision.Attention;
         long q = c.QLoraRank is int qRank
             ? Matrix(qRank, hidden, attention) + Vector(qRank) + Matrix(heads * c.QkHeadDim, qRank, attention)
             : Matrix(heads * c.QkHeadDim, hidden, attention);
         long perLayerAttention = Vector(hidden) + q + Matrix(c.KvLoraRank + c.QkRopeHeadDim, hidden, attention) + Vector(c.KvLoraRank)
             + Matrix(heads * (c.QkNopeHeadDim + c.VHeadDim), c.KvLoraRank, attention) + Matrix(hidden, heads * c.VHeadDim, attention);
-        long side = Matrix(c.VocabSize, hidden, WeightFormat.Native) + Vector(hidden) + Matrix(c.VocabSize, hidden, precision.LmHead);
-        long routed = 0;
+        bytes[(int)WeightClass.Embedding] = Matrix(c.VocabSize, hidden, WeightFormat.Native);
+        bytes[(int)WeightClass.LmHead] = Vector(hidden) + Matrix(c.VocabSize, hidden, precision.LmHead);
         for (int i = 0; i < c.NumHiddenLayers; i++)
         {
-            side += perLayerAttention + Vector(hidden);
+            bytes[(int)WeightClass.Attention] += perLayerAttention;
             if (!c.IsMoeLayer(i))
             {
-                side += Mlp(c.IntermediateSize, precision.DenseMlp);
+                bytes[(int)WeightClass.DenseMlp] += Vector(hidden) + Mlp(c.IntermediateSize, precision.DenseMlp);
                 continue;
             }
-            side += Matrix(c.NRoutedExperts, hidden, WeightFormat.Native) + Vector(c.NRoutedExperts)
-                + (c.NSharedExperts > 0 ? Mlp((long)c.MoeIntermediateSize * c.NSharedExperts, precision.SharedExperts) : 0);
-            routed += c.NRoutedExperts * Mlp(c.MoeIntermediateSize, precision.RoutedExperts);
+            bytes[(int)WeightClass.Router] += Vector(hidden) + Matrix(c.NRoutedExperts, hidden, WeightFormat.Native) + Vector(c.NRoutedExperts);
+            bytes[(int)WeightClass.SharedExperts] += c.NSharedExperts > 0 ? Mlp((long)c.MoeIntermediateSize * c.NSharedExperts, precision.SharedExperts) : 0;
+            bytes[(int)WeightClass.RoutedExperts] += c.NRoutedExperts * Mlp(c.MoeIntermediateSize, precision.RoutedExperts);
         }
-        return (side, routed);
+        return bytes;
+    }
+
+    /// <summary>
+    /// What a checkpoint image held in memory (a synthetic model's, a GGUF's decoded copy) adds beside the weights: the
+    /// image's bytes of every class the backends copy rather than read in place (quantized or decoded at load; with
+    /// several NUMA nodes the routed experts, which are copied onto their nodes).
+    /// </summary>
+    /// <param name="config">The architecture.</param>
+    /// <param name="precision">The formats the model computes with.</param>
+    /// <param name="image">How the image stores unconverted weights (BF16, or F32 for a GGUF's decoded copy).</param>
+    /// <param name="nodes">NUMA nodes the experts are split across.</param>
+    public static long ImageBytesBesideCopies(DeepSeekV3Config config, Precision precision, TensorDType image, int nodes)
+    {
+        // A converted image is in the computed formats already (and in this CPU's INT4 layout): read in place.
+        Precision imageFormats = config.ConvertedPrecision ?? Precision.F32;
+        long[] imageBytes = ClassBytes(config, imageFormats, image);
+        long total = 0;
+        foreach (WeightClass c in Enum.GetValues<WeightClass>())
+        {
+            WeightFormat format = FormatOf(c, precision);
+            bool inPlace = config.ConvertedPrecision != null
+                || format == WeightFormat.Native || (format == WeightFormat.Bf16 && image == TensorDType.BF16);
+            if (!inPlace || (c == WeightClass.RoutedExperts && nodes > 1))
+                total += imageBytes[(int)c];
+        }
+        return total;
     }
 
     private static long Int4Bytes(long rows, long cols, Int4Format format)

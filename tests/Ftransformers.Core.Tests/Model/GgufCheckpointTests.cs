@@ -117,6 +117,16 @@ public class GgufCheckpointTests
             Assert.That(row, Is.EqualTo(expected.AsSpan((int)(r * cols), (int)cols).ToArray()), $"row {r}");
         }
 
+        // Held once: where the kernels read row groups, the image holds them so.
+        string part = Ftransformers.Kernels.Int4RowGroupKernel.IsSupported ? "qweight_rg" : "qweight";
+        unsafe
+        {
+            Assert.That(matrix.Storage()[0].Start, Is.EqualTo((nint)model.Checkpoint.Pointer($"model.layers.1.mlp.experts.3.up_proj.{part}")));
+        }
+        // Asked for a preset, the file's blocks are decoded and quantized to it instead.
+        using (DeepSeekV3Model preset = DeepSeekV3Model.Load(gguf, new ModelLoadOptions { Precision = Precision.W8A8Int4, CpuThreads = 1 }))
+            Assert.That(preset.Precision, Is.EqualTo(Precision.W8A8Int4));
+
         // Through verify, judged as a quantized model (its figures are printed for the record).
         var output = new StringWriter();
         await Program.RunAsync(["verify", "--model", gguf, "--golden", Path.Combine(Fixtures.TinyV3, "golden.safetensors"), "--json"], output, TextWriter.Null);

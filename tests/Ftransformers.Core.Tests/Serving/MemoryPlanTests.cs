@@ -83,13 +83,19 @@ public class MemoryPlanTests
     [Test]
     public void ASyntheticModel_HoldsItsImage_BesideWhatIsCopiedFromIt()
     {
+        DeepSeekV3Config c = SyntheticModels.Tiny;
         // Read in place: the image is the weights.
         Assert.That(InferenceSession.PlanMemory(new InferenceSessionOptions { Model = "synthetic:tiny", MaxTotalTokens = 64, CpuThreads = 1 }).ImageBytes, Is.Zero);
-        // Quantized at load: the BF16 image stays beside the copies.
+        // Quantized at load: the BF16 image stays beside the copies; the embedding and the routers are still read from it.
         MemoryPlan quantized = InferenceSession.PlanMemory(new InferenceSessionOptions { Model = "synthetic:tiny", Precision = Precision.W8A8Int4, MaxTotalTokens = 64, CpuThreads = 1 });
-        (long side, long routed) = MemoryPlan.WeightBytesOf(SyntheticModels.Tiny, Precision.Bf16, TensorDType.BF16);
-        Assert.That(quantized.ImageBytes, Is.EqualTo(side + routed));
+        (long side, long routed) = MemoryPlan.WeightBytesOf(c, Precision.Bf16, TensorDType.BF16);
+        int moeLayers = Enumerable.Range(0, c.NumHiddenLayers).Count(c.IsMoeLayer);
+        long embedding = 2L * c.VocabSize * c.HiddenSize, routers = moeLayers * (4L * c.HiddenSize + 2L * c.NRoutedExperts * c.HiddenSize + 4L * c.NRoutedExperts);
+        Assert.That(quantized.ImageBytes, Is.EqualTo(side + routed - embedding - routers));
         Assert.That(quantized.ToString(), Does.Contain("checkpoint image held in memory"));
+        // On several nodes the routed experts are copied onto their nodes, beside the image.
+        Assert.That(MemoryPlan.ImageBytesBesideCopies(c, Precision.F32, TensorDType.BF16, nodes: 2), Is.EqualTo(routed));
+        Assert.That(MemoryPlan.ImageBytesBesideCopies(c with { ConvertedPrecision = Precision.W8A8Int4 }, Precision.W8A8Int4, TensorDType.BF16, nodes: 1), Is.Zero);
     }
 
     [Test]

@@ -64,22 +64,27 @@ internal sealed class CpuExpertBackend : IExpertBackend
     {
         DeepSeekV3Config config = context.Config;
         var weights = new WeightLoader(context.Checkpoint, config.Fp8BlockSize, context.Precision, pool: null);
-        // A layer's experts load on all cores: quantizing at load, or repacking for this CPU's kernels, is per expert.
+        // A layer's experts load on the compute threads' cores: quantizing at load, or repacking for this CPU's kernels, is per expert.
         return layer =>
         {
             if (!config.IsMoeLayer(layer))
                 return null;
             var experts = new Mlp[config.NRoutedExperts];
-            try
+            var failures = new Exception?[experts.Length];
+            Parallel.For(0, experts.Length, new ParallelOptions { MaxDegreeOfParallelism = context.Pool?.ThreadCount ?? 1 }, e =>
             {
-                Parallel.For(0, experts.Length, e =>
-                    experts[e] = Mlp.Load(weights, $"model.layers.{layer}.mlp.experts.{e}", config.HiddenSize, config.MoeIntermediateSize, context.Precision.RoutedExperts));
-            }
-            catch (AggregateException e)
-            {
-                // A missing or misshapen tensor, named as a sequential load names it (not wrapped).
-                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e.Flatten().InnerExceptions[0]);
-            }
+                try
+                {
+                    experts[e] = Mlp.Load(weights, $"model.layers.{layer}.mlp.experts.{e}", config.HiddenSize, config.MoeIntermediateSize, context.Precision.RoutedExperts);
+                }
+                catch (Exception failure)
+                {
+                    failures[e] = failure;
+                }
+            });
+            // The lowest expert's error, as a sequential load names it.
+            if (failures.FirstOrDefault(f => f != null) is { } first)
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(first);
             return experts;
         };
     }

@@ -24,7 +24,12 @@ internal sealed class Int4WeightMatrix : WeightMatrix
     }
 
     /// <summary>A matrix over row groups as they are (mapped from a converted checkpoint, or relocated): no repack.</summary>
-    public Int4WeightMatrix(string name, Int4RowGroups rowGroups) : base(name, rowGroups.Rows, rowGroups.Cols) => _rowGroups = rowGroups;
+    public Int4WeightMatrix(string name, Int4RowGroups rowGroups) : base(name, rowGroups.Rows, rowGroups.Cols)
+    {
+        if (!Int4RowGroupKernel.IsSupported)
+            throw new PlatformNotSupportedException($"{name}: this CPU has no row-group INT4 kernel; repack the rows with Int4RowGroups.ToWeights.");
+        _rowGroups = rowGroups;
+    }
 
     internal override unsafe RowStorage[] Storage()
     {

@@ -77,12 +77,12 @@ internal sealed class WeightLoader(Checkpoint checkpoint, int fp8BlockSize, Prec
             mins = CheckpointConverter.PartName(name, CheckpointConverter.RowGroupMins);
         if (cols % Int4Weights.BlockSize != 0)
             throw new InvalidDataException($"{checkpoint.Location}: tensor '{codes}' holds row groups of {Int4Weights.BlockSize}-weight blocks, but config.json implies {cols} columns.");
-        long groups = (rows + Int4RowGroups.RowsPerGroup - 1) / Int4RowGroups.RowsPerGroup;
+        (long[] codeShape, long[] scaleShape) = Int4RowGroups.FileShapes(rows, cols);
         bool symmetric = !checkpoint.Contains(mins);
-        Expect(codes, checkpoint.Info(codes), TensorDType.U8, groups, Int4RowGroups.PackedBytes(rows, cols) / groups);
-        Expect(scales, checkpoint.Info(scales), TensorDType.F16, groups, Int4RowGroups.ParameterCount(rows, cols) / groups);
+        Expect(codes, checkpoint.Info(codes), TensorDType.U8, codeShape);
+        Expect(scales, checkpoint.Info(scales), TensorDType.F16, scaleShape);
         if (!symmetric)
-            Expect(mins, checkpoint.Info(mins), TensorDType.F16, groups, Int4RowGroups.ParameterCount(rows, cols) / groups);
+            Expect(mins, checkpoint.Info(mins), TensorDType.F16, scaleShape);
         var rowGroups = Int4RowGroups.Over(rows, cols, symmetric, checkpoint.Pointer(codes), (Half*)checkpoint.Pointer(scales),
             symmetric ? null : (Half*)checkpoint.Pointer(mins), checkpoint);
         return Int4RowGroupKernel.IsSupported ? new Int4WeightMatrix(name, rowGroups) : new Int4WeightMatrix(name, rowGroups.ToWeights());
