@@ -87,8 +87,8 @@ public static class GgufCheckpoint
     }
 
     /// <summary>
-    /// Writes <paramref name="checkpoint"/> as a GGUF file llama.cpp reads: tensors kept in F32, F16 or BF16 (others as
-    /// F32), or with <paramref name="q8_0"/> every weight matrix in Q8_0 (norms, biases and the router stay F32).
+    /// Writes <paramref name="checkpoint"/> as a GGUF file llama.cpp reads: matrices kept in F32, F16 or BF16 (others as
+    /// F32), norms and biases in F32, or with <paramref name="q8_0"/> every weight matrix in Q8_0 but the router.
     /// </summary>
     /// <param name="config">The model's config.</param>
     /// <param name="checkpoint">Its weights.</param>
@@ -121,8 +121,11 @@ public static class GgufCheckpoint
                 foreach ((string name, long[] dimensions, float[] values) in SplitKvB(checkpoint.ReadSingle(hf), gguf, config))
                     writer.AddTensor(name, GgmlType.F32, dimensions, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
             else if (checkpoint.Contains(hf))
-                writer.AddTensor(gguf, Quantized(hf) ? GgmlType.Q8_0 : TypeOf(checkpoint, hf), Reversed(checkpoint.Info(hf).Shape),
-                    Quantized(hf) ? Q8_0Of(checkpoint, hf) : BytesOf(checkpoint, hf));
+            {
+                // Norms and biases in F32, as llama.cpp's converter writes them (its CPU ops multiply F32 by F32 only).
+                GgmlType type = Quantized(hf) ? GgmlType.Q8_0 : checkpoint.Info(hf).Shape.Length == 1 ? GgmlType.F32 : TypeOf(checkpoint, hf);
+                writer.AddTensor(gguf, type, Reversed(checkpoint.Info(hf).Shape), type == GgmlType.Q8_0 ? Q8_0Of(checkpoint, hf) : BytesOf(checkpoint, hf, type));
+            }
         for (int layer = config.FirstKDenseReplace; layer < config.NumHiddenLayers; layer++)
             foreach ((string gguf, string hfPart) in StackedExperts(layer))
             {

@@ -1,0 +1,55 @@
+using Ftransformers.Formats;
+using Ftransformers.Model;
+
+/// <summary>A GGUF format of the peer benchmark, and the ways ours runs it (null: the file's own formats).</summary>
+internal sealed record PeerFormat(string Name, bool Q8_0, bool Q4_0Experts, string?[] Ours);
+
+/// <summary>
+/// The random DeepSeek-V3-shaped model both engines run: 8 layers (one dense), width 1024, 32 experts of width 256 (4 a
+/// token, one shared), MLA with q/kv LoRA ranks 256/128, DeepSeek-V3's vocabulary and tokenizer (llama.cpp needs one).
+/// </summary>
+internal static class PeerModel
+{
+    private static readonly DeepSeekV3Config Config = SyntheticModels.Tiny with
+    {
+        VocabSize = 129280, HiddenSize = 1024, IntermediateSize = 2048, MoeIntermediateSize = 256, NumHiddenLayers = 8, FirstKDenseReplace = 1,
+        NumAttentionHeads = 8, NRoutedExperts = 32, NumExpertsPerTok = 4, NGroup = 4, TopkGroup = 2, QLoraRank = 256, KvLoraRank = 128,
+        QkNopeHeadDim = 64, QkRopeHeadDim = 32, VHeadDim = 64, MaxPositionEmbeddings = 4096, BosTokenId = 0, EosTokenIds = [1],
+    };
+
+    /// <summary>
+    /// Q8_0 attention and dense layers with Q4_0 experts (ours: the file's formats, and requantized to w8a8-int4), all
+    /// Q8_0, and BF16 (ours: as stored, and w8a8-int4).
+    /// </summary>
+    public static IReadOnlyList<PeerFormat> Formats { get; } =
+    [
+        new("q8_0-q4_0-experts", true, true, [null, "w8a8-int4"]),
+        new("q8_0", true, false, ["w8a8-int4"]),
+        new("bf16", false, false, ["bf16", "w8a8-int4"]),
+    ];
+
+    public static string Describe() =>
+        $"{Config.NumHiddenLayers} layers ({Config.FirstKDenseReplace} dense), hidden {Config.HiddenSize}, {Config.NRoutedExperts} experts of width {Config.MoeIntermediateSize} " +
+        $"({Config.NumExpertsPerTok} a token, {Config.NSharedExperts} shared), vocabulary {Config.VocabSize}, random weights (seed 1)";
+
+    /// <summary>Tokens of the unmeasured warm-up each engine gets before its measurement.</summary>
+    public const int WarmupTokens = 16;
+
+    /// <summary>The token fed at position <paramref name="position"/>: ordinary vocabulary ids, the same for both engines.</summary>
+    public static int Token(int position) => 1000 + position * 37 % 100_000;
+
+    public static void Write(string path, PeerFormat format)
+    {
+        using Checkpoint checkpoint = SyntheticCheckpoint.CreateInMemory(Config, seed: 1);
+        GgufCheckpoint.Write(Config, checkpoint, path, q8_0: format.Q8_0, tokenizerDirectory: RepositoryTokenizer(), q4_0Experts: format.Q4_0Experts);
+    }
+
+    // The DeepSeek-V3 tokenizer fixture of this repository.
+    private static string RepositoryTokenizer()
+    {
+        for (string? dir = AppContext.BaseDirectory; dir != null; dir = Path.GetDirectoryName(dir))
+            if (Directory.Exists(Path.Combine(dir, "tests", "fixtures", "deepseek-v3-tokenizer")))
+                return Path.Combine(dir, "tests", "fixtures", "deepseek-v3-tokenizer");
+        throw new DirectoryNotFoundException("tests/fixtures/deepseek-v3-tokenizer was not found above the benchmark's folder: run it from the repository.");
+    }
+}

@@ -1,0 +1,149 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using Ftransformers.Formats;
+using Ftransformers.Inference;
+using Ftransformers.Model;
+using LLama;
+using LLama.Common;
+using LLama.Native;
+
+// Writes random DeepSeek-V3-shaped GGUF files with our writer and runs each in both engines: prefill of a prompt and
+// greedy-free decode steps (token ids fed directly, no sampling), at each thread count, engines alternating, medians.
+// Usage: dotnet run -c Release --project benchmarks/Ftransformers.PeerBenchmark -- [--threads 1 2] [--rounds 5]
+//        [--prompt 256] [--decode 32] [--output peer-report.md]
+var settings = Settings.Parse(args);
+string folder = Directory.CreateTempSubdirectory("ftransformers-peer-").FullName;
+var report = new StringBuilder();
+var c = CultureInfo.InvariantCulture;
+report.AppendLine("# Ftransformers vs llama.cpp on the same GGUF").AppendLine();
+report.AppendLine(c, $"Machine: {Ftransformers.Diagnostics.MachineBaseline.CpuModel()}, {Environment.ProcessorCount} logical cores. Model: {PeerModel.Describe()}. " +
+    $"Prompt {settings.Prompt} tokens, then {settings.Decode} decode steps; {settings.Rounds} rounds, engines alternating; medians.").AppendLine();
+report.AppendLine("| file | threads | engine | prefill tok/s | decode tok/s | prefill ratio ours / llama.cpp | decode ratio |");
+report.AppendLine("| --- | ---: | --- | ---: | ---: | ---: | ---: |");
+try
+{
+    foreach (PeerFormat format in PeerModel.Formats)
+    {
+        string gguf = Path.Combine(folder, format.Name + ".gguf");
+        PeerModel.Write(gguf, format);
+        foreach (int threads in settings.Threads)
+        {
+            var runs = new Dictionary<string, List<(double Prefill, double Decode)>>();
+            string[] engines = ["llama.cpp", .. format.Ours.Select(o => $"ours ({o ?? "the file's formats"})")];
+            for (int round = 0; round < settings.Rounds; round++)
+            {
+                // Alternate the order so that neither engine always runs first on a warmer or quieter machine.
+                foreach (string engine in round % 2 == 0 ? engines : engines.Reverse())
+                {
+                    (double prefill, double decode) = engine == "llama.cpp"
+                        ? LlamaCpp(gguf, threads, settings)
+                        : Ours(gguf, threads, settings, format.Ours[Array.IndexOf(engines, engine) - 1]);
+                    (runs.TryGetValue(engine, out var list) ? list : runs[engine] = []).Add((prefill, decode));
+                    Console.Error.WriteLine($"{format.Name}, {threads} thread(s), round {round + 1}: {engine} prefill {prefill:F1}, decode {decode:F1} tok/s");
+                }
+            }
+            double llamaPrefill = Median(runs["llama.cpp"].Select(r => r.Prefill)), llamaDecode = Median(runs["llama.cpp"].Select(r => r.Decode));
+            foreach (string engine in engines)
+            {
+                double prefill = Median(runs[engine].Select(r => r.Prefill)), decode = Median(runs[engine].Select(r => r.Decode));
+                bool ours = engine != "llama.cpp";
+                report.AppendLine(c, $"| {format.Name} | {threads} | {engine} | {prefill:F1} | {decode:F1} | {(ours ? $"{prefill / llamaPrefill:F2}x" : "")} | {(ours ? $"{decode / llamaDecode:F2}x" : "")} |");
+            }
+        }
+    }
+}
+finally
+{
+    Directory.Delete(folder, recursive: true);
+}
+Console.Write(report);
+if (settings.Output is { } output)
+    File.WriteAllText(output, report.ToString());
+
+static double Median(IEnumerable<double> values)
+{
+    double[] sorted = [.. values.Order()];
+    return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+}
+
+// llama.cpp through LLamaSharp: one batch for the prompt (logits for its last token), then one token per decode call.
+static (double Prefill, double Decode) LlamaCpp(string gguf, int threads, Settings settings)
+{
+    var parameters = new ModelParams(gguf)
+    {
+        ContextSize = (uint)(settings.Prompt + settings.Decode + PeerModel.WarmupTokens + 16), Threads = threads, BatchThreads = threads,
+        BatchSize = (uint)settings.Prompt, UBatchSize = (uint)settings.Prompt, GpuLayerCount = 0,
+    };
+    using LLamaWeights weights = LLamaWeights.LoadFromFile(parameters);
+    using LLamaContext context = weights.CreateContext(parameters);
+    var batch = new LLamaBatch();
+    // Warm-up as ours gets one: a short prompt on another sequence, which the measured one does not attend to.
+    for (int i = 0; i < PeerModel.WarmupTokens; i++)
+        batch.Add(PeerModel.Token(i), i, (LLamaSeqId)1, i == PeerModel.WarmupTokens - 1);
+    context.Decode(batch);
+    batch.Clear();
+    for (int i = 0; i < settings.Prompt; i++)
+        batch.Add(PeerModel.Token(i), i, LLamaSeqId.Zero, i == settings.Prompt - 1);
+    var clock = Stopwatch.StartNew();
+    context.Decode(batch);
+    double prefill = settings.Prompt / clock.Elapsed.TotalSeconds;
+    clock.Restart();
+    for (int t = 0; t < settings.Decode; t++)
+    {
+        batch.Clear();
+        batch.Add(PeerModel.Token(settings.Prompt + t), settings.Prompt + t, LLamaSeqId.Zero, true);
+        context.Decode(batch);
+    }
+    return (prefill, settings.Decode / clock.Elapsed.TotalSeconds);
+}
+
+// Ours: the model's forward pass over the same tokens (full prefill, logits of the last row; then one token a step).
+static (double Prefill, double Decode) Ours(string gguf, int threads, Settings settings, string? preset)
+{
+    using DeepSeekV3Model model = DeepSeekV3Model.Load(gguf, new ModelLoadOptions { CpuThreads = threads, Precision = preset == null ? null : Precision.Parse(preset) });
+    var cache = new SequenceKvCache(model.Config);
+    int[] prompt = [.. Enumerable.Range(0, settings.Prompt).Select(PeerModel.Token)];
+    model.Forward(prompt[..Math.Min(PeerModel.WarmupTokens, prompt.Length)], new SequenceKvCache(model.Config)); // compiles the kernels
+    var clock = Stopwatch.StartNew();
+    model.Forward(prompt, cache);
+    double prefill = settings.Prompt / clock.Elapsed.TotalSeconds;
+    clock.Restart();
+    for (int t = 0; t < settings.Decode; t++)
+        model.Forward([PeerModel.Token(settings.Prompt + t)], cache);
+    return (prefill, settings.Decode / clock.Elapsed.TotalSeconds);
+}
+
+/// <summary>The command line.</summary>
+internal sealed record Settings(int[] Threads, int Rounds, int Prompt, int Decode, string? Output)
+{
+    public static Settings Parse(string[] args)
+    {
+        int[] threads = [1, Math.Max(1, Environment.ProcessorCount)];
+        int rounds = 5, prompt = 256, decode = 32;
+        string? output = null;
+        for (int i = 0; i < args.Length; i++)
+        {
+            switch (args[i])
+            {
+                case "--threads":
+                    var list = new List<int>();
+                    while (i + 1 < args.Length && int.TryParse(args[i + 1], out int t))
+                    {
+                        list.Add(t);
+                        i++;
+                    }
+                    threads = [.. list.Distinct()];
+                    break;
+                case "--rounds": rounds = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+                case "--prompt": prompt = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+                case "--decode": decode = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+                case "--output": output = args[++i]; break;
+                default: throw new ArgumentException($"Unknown argument '{args[i]}'; expected --threads, --rounds, --prompt, --decode or --output.");
+            }
+        }
+        if (threads.Length == 0 || threads.Any(t => t < 1) || rounds < 1 || prompt < 1 || decode < 1)
+            throw new ArgumentException("--threads, --rounds, --prompt and --decode need positive values.");
+        return new Settings(threads.Distinct().ToArray(), rounds, prompt, decode, output);
+    }
+}
