@@ -8,8 +8,8 @@ using LLama;
 using LLama.Common;
 using LLama.Native;
 
-// Writes random DeepSeek-V3-shaped GGUF files with our writer and runs each in both engines: prefill of a prompt and
-// greedy-free decode steps (token ids fed directly, no sampling), at each thread count, engines alternating, medians.
+// Writes random DeepSeek-V3-shaped GGUF files with our writer and runs each in both engines: the prefill of a prompt,
+// then decode steps (token ids fed directly, no sampling), at each thread count, engines alternating, medians.
 // Usage: dotnet run -c Release --project benchmarks/Ftransformers.PeerBenchmark -- [--threads 1 2] [--rounds 5]
 //        [--prompt 256] [--decode 32] [--output peer-report.md]
 var settings = Settings.Parse(args);
