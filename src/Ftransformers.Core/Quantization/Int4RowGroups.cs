@@ -188,7 +188,7 @@ public sealed unsafe class Int4RowGroups
         for (int row = 0; row < Rows; row++)
             for (int block = 0; block < blocks; block++)
             {
-                int at = (row / RowsPerGroup * blocks + block) * RowsPerGroup + row % RowsPerGroup;
+                int at = ParameterIndex(row, block);
                 scales.Span[row * blocks + block] = ScalesPointer[at];
                 if (mins != null)
                     mins.Span[row * blocks + block] = MinsPointer[at];
@@ -226,11 +226,14 @@ public sealed unsafe class Int4RowGroups
             throw new ArgumentException($"A row needs {Cols} values, got {destination.Length}.", nameof(destination));
         for (int c = 0; c < Cols; c++)
         {
-            int at = (row / RowsPerGroup * Blocks + c / Int4Weights.BlockSize) * RowsPerGroup + row % RowsPerGroup;
+            int at = ParameterIndex(row, c / Int4Weights.BlockSize);
             float scale = (float)ScalesPointer[at];
             destination[c] = Symmetric ? scale * (Code(row, c) - 8) : scale * Code(row, c) + (float)MinsPointer[at];
         }
     }
+
+    // Where the scale (and min) of a row's block sits: sixteen per block of a group, row after row.
+    private int ParameterIndex(int row, int block) => (row / RowsPerGroup * Blocks + block) * RowsPerGroup + row % RowsPerGroup;
 
     // Padding rows of the last group are not rows of the matrix.
     private void CheckRow(int row)
