@@ -11,7 +11,7 @@ using LLama.Native;
 // Writes random DeepSeek-V3-shaped GGUF files with our writer and runs each in both engines: the prefill of a prompt,
 // then decode steps (token ids fed directly, no sampling), at each thread count, engines alternating, medians.
 // Usage: dotnet run -c Release --project benchmarks/Ftransformers.PeerBenchmark -- [--threads 1 2] [--rounds 5]
-//        [--prompt 256] [--decode 32] [--output peer-report.md]
+//        [--prompt 256] [--decode 32] [--formats bf16 q8_0] [--output peer-report.md]
 var settings = Settings.Parse(args);
 string folder = Directory.CreateTempSubdirectory("ftransformers-peer-").FullName;
 var report = new StringBuilder();
@@ -23,7 +23,7 @@ report.AppendLine("| file | threads | engine | prefill tok/s | decode tok/s | pr
 report.AppendLine("| --- | ---: | --- | ---: | ---: | ---: | ---: |");
 try
 {
-    foreach (PeerFormat format in PeerModel.Formats)
+    foreach (PeerFormat format in PeerModel.Formats.Where(f => settings.Formats.Length == 0 || settings.Formats.Contains(f.Name)))
     {
         string gguf = Path.Combine(folder, format.Name + ".gguf");
         PeerModel.Write(gguf, format);
@@ -115,13 +115,14 @@ static (double Prefill, double Decode) Ours(string gguf, int threads, Settings s
 }
 
 /// <summary>The command line.</summary>
-internal sealed record Settings(int[] Threads, int Rounds, int Prompt, int Decode, string? Output)
+internal sealed record Settings(int[] Threads, int Rounds, int Prompt, int Decode, string[] Formats, string? Output)
 {
     public static Settings Parse(string[] args)
     {
         int[] threads = [1, Math.Max(1, Environment.ProcessorCount)];
         int rounds = 5, prompt = 256, decode = 32;
         string? output = null;
+        var formats = new List<string>();
         for (int i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -139,11 +140,18 @@ internal sealed record Settings(int[] Threads, int Rounds, int Prompt, int Decod
                 case "--prompt": prompt = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--decode": decode = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--output": output = args[++i]; break;
-                default: throw new ArgumentException($"Unknown argument '{args[i]}'; expected --threads, --rounds, --prompt, --decode or --output.");
+                case "--formats":
+                    while (i + 1 < args.Length && !args[i + 1].StartsWith("--", StringComparison.Ordinal))
+                        formats.Add(args[++i]);
+                    break;
+                default: throw new ArgumentException($"Unknown argument '{args[i]}'; expected --threads, --rounds, --prompt, --decode, --formats or --output.");
             }
         }
         if (threads.Length == 0 || threads.Any(t => t < 1) || rounds < 1 || prompt < 1 || decode < 1)
             throw new ArgumentException("--threads, --rounds, --prompt and --decode need positive values.");
-        return new Settings(threads.Distinct().ToArray(), rounds, prompt, decode, output);
+        string[] known = [.. PeerModel.Formats.Select(f => f.Name)];
+        if (formats.FirstOrDefault(f => !known.Contains(f)) is { } unknown)
+            throw new ArgumentException($"Unknown format '{unknown}'; the formats are {string.Join(", ", known)}.");
+        return new Settings(threads.Distinct().ToArray(), rounds, prompt, decode, [.. formats], output);
     }
 }

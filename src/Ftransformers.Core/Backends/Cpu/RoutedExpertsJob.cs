@@ -27,7 +27,8 @@ internal sealed unsafe class RoutedExpertsJob : INodeWork
     // An expert's pass over up to MaxTokensPerPass of its tokens: its inputs, products and state in the job.
     private sealed class Unit
     {
-        public MatrixProduct Gate = new(), Up = new(), Down = new();
+        // Their inputs are the job's own copies (gathered rows, and h for down), which a format may rearrange in place.
+        public MatrixProduct Gate = new() { InputIsScratch = true }, Up = new() { InputIsScratch = true }, Down = new() { InputIsScratch = true };
         public int Expert, First, Count;
         public int Remaining, Ready;
     }
@@ -161,7 +162,7 @@ internal sealed unsafe class RoutedExpertsJob : INodeWork
         }
         // Gate and up read the same input: quantized once, shared.
         unit.Up.Start(mlp.Up, input, up, count);
-        unit.Up.Activations = unit.Gate.Activations;
+        unit.Up.ShareInputOf(unit.Gate);
         unit.Down.Start(mlp.Down, gate, _out.Pointer + (long)first * _hidden, count);
     }
 

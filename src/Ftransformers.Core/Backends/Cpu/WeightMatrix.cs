@@ -74,8 +74,8 @@ internal abstract unsafe class WeightMatrix(string name, int rows, int cols)
     /// </summary>
     protected internal virtual int ActivationBlockSize => 0;
 
-    /// <summary>Quantizes the activations of a product, for formats that compute in integers.</summary>
-    protected internal void PrepareActivations(MatrixProduct product)
+    /// <summary>Prepares the inputs of a product as the format reads them: quantized for formats that compute in integers.</summary>
+    protected internal virtual void PrepareActivations(MatrixProduct product)
     {
         if (ActivationBlockSize > 0)
             product.Activations.Quantize(product.Input, product.Tokens, Cols, ActivationBlockSize);
