@@ -9,9 +9,9 @@ namespace Ftransformers.Kernels;
 /// instruction), on the row-major <see cref="Int8Layout"/>. vpdpbusd needs one unsigned operand: each weight byte is
 /// flipped to w + 128 (one xor per load, shared by the tile's tokens), and the offset is taken back exactly at the end,
 /// dot = Σ (w + 128) · x − 128 · Σ x, with Σ x from the activations' quantization. A tile of two rows and four tokens
-/// keeps eight accumulators, two weight vectors and one activation vector in the sixteen registers VEX encodes, and
-/// each 32-byte step issues eight vpdpbusd for two weight loads, two xors and four activation loads (the AVX2 path
-/// needs four instructions per token and step: sign, vpmaddubsw, vpmaddwd, add). Integer dots are exact and the float
+/// (rows half the range apart) keeps eight accumulators, two weight vectors and one activation vector in the sixteen
+/// registers VEX encodes, and each 32-byte step issues eight vpdpbusd for two weight loads, two xors and four
+/// activation loads (the AVX2 path needs four instructions per token and step: sign, vpmaddubsw, vpmaddwd, add). Integer dots are exact and the float
 /// scaling is the other paths', so results have their bits.
 /// </summary>
 internal static class Int8RowsAvxVnni
@@ -39,13 +39,16 @@ internal static class Int8RowsAvxVnni
         {
             var job = new Job(weights, codes, xScales, xSums, ys, x.Tokens);
             // Tokens in blocks whose codes stay in L2 while every row of the range passes over them.
+            // A tile's two rows are half the range apart: two streams each read front to back, which the hardware
+            // prefetchers follow at full bandwidth (neighbouring rows break both streams at every row).
+            int half = (end - start) / TileRows;
             for (int t0 = 0; t0 < x.Tokens; t0 += TokensPerBlock)
             {
-                int t1 = Math.Min(x.Tokens, t0 + TokensPerBlock), r = start;
-                for (; r + TileRows <= end; r += TileRows)
-                    Tile<Two>(job, r, t0, t1);
-                for (; r < end; r++)
-                    Tile<One>(job, r, t0, t1);
+                int t1 = Math.Min(x.Tokens, t0 + TokensPerBlock);
+                for (int r = start; r < start + half; r++)
+                    Tile<Two>(job, r, half, t0, t1);
+                for (int r = start + TileRows * half; r < end; r++)
+                    Tile<One>(job, r, 0, t0, t1);
             }
         }
         GC.KeepAlive(weights.Owner); // the job holds raw pointers into its memory
@@ -61,25 +64,25 @@ internal static class Int8RowsAvxVnni
         public readonly int Rows = weights.Rows, Cols = weights.Cols, Tokens = tokens;
     }
 
-    // Rows [r, r + TRows) for tokens [t, end): four tokens a pass, then two, then one.
-    private static unsafe void Tile<TRows>(Job job, int r, int t, int end) where TRows : struct, IPassCount
+    // Rows r and, for two, r + step for tokens [t, end): four tokens a pass, then two, then one.
+    private static unsafe void Tile<TRows>(Job job, int r, int step, int t, int end) where TRows : struct, IPassCount
     {
         for (; t + 4 <= end; t += 4)
-            Pass<TRows, Four>(job, r, t);
+            Pass<TRows, Four>(job, r, step, t);
         if (end - t >= 2)
         {
-            Pass<TRows, Two>(job, r, t);
+            Pass<TRows, Two>(job, r, step, t);
             t += 2;
         }
         if (t < end)
-            Pass<TRows, One>(job, r, t);
+            Pass<TRows, One>(job, r, step, t);
     }
 
-    // Rows [r, r + TRows) against tokens [t, t + TTokens).
-    private static unsafe void Pass<TRows, TTokens>(Job job, int r, int t) where TRows : struct, IPassCount where TTokens : struct, IPassCount
+    // Rows r and, for two, r + step against tokens [t, t + TTokens).
+    private static unsafe void Pass<TRows, TTokens>(Job job, int r, int step, int t) where TRows : struct, IPassCount where TTokens : struct, IPassCount
     {
         nint cols = job.Cols;
-        sbyte* w0 = job.Weights + r * cols, w1 = w0 + cols;
+        sbyte* w0 = job.Weights + r * cols, w1 = w0 + step * cols;
         sbyte* x0 = job.Codes + t * cols, x1 = x0 + cols, x2 = x1 + cols, x3 = x2 + cols;
         Vector256<byte> flip = Vector256.Create((byte)0x80);
         Vector256<int> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
@@ -101,7 +104,7 @@ internal static class Int8RowsAvxVnni
         }
         Store<TTokens>(job, r, t, i, w0, a00, a01, a02, a03);
         if (TRows.Value > 1)
-            Store<TTokens>(job, r + 1, t, i, w1, a10, a11, a12, a13);
+            Store<TTokens>(job, r + step, t, i, w1, a10, a11, a12, a13);
     }
 
     // 32 columns of the tile's rows against its tokens.
