@@ -18,13 +18,13 @@ internal static class PeerModel
     };
 
     /// <summary>
-    /// Q8_0 attention and dense layers with Q4_0 experts (ours: the file's formats, and requantized to w8a8-int4), all
-    /// Q8_0, and BF16 (ours: as stored, and w8a8-int4).
+    /// Q8_0 attention and dense layers with Q4_0 experts, and all Q8_0 (ours: the file's formats, and requantized to
+    /// w8a8-int4), and BF16 (ours: as stored, and w8a8-int4).
     /// </summary>
     public static IReadOnlyList<PeerFormat> Formats { get; } =
     [
         new("q8_0-q4_0-experts", true, true, [null, "w8a8-int4"]),
-        new("q8_0", true, false, ["w8a8-int4"]),
+        new("q8_0", true, false, [null, "w8a8-int4"]),
         new("bf16", false, false, ["bf16", "w8a8-int4"]),
     ];
 

@@ -96,7 +96,7 @@ public sealed class DeepSeekV3Model : IDisposable
         if (path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) && !Directory.Exists(path))
         {
             // Q4_0 experts run as they are unless a precision preset is asked for.
-            (DeepSeekV3Config config, Checkpoint checkpoint) = GgufCheckpoint.Open(path, keepQ4_0Experts: options?.Precision == null);
+            (DeepSeekV3Config config, Checkpoint checkpoint) = GgufCheckpoint.Open(path, keepBlocks: options?.Precision == null);
             return FromCheckpoint(config, checkpoint, options);
         }
         return FromCheckpoint(DeepSeekV3Config.Load(path), Checkpoint.Open(path), options);

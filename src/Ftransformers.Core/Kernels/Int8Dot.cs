@@ -40,6 +40,8 @@ public static class Int8Dot
     internal static unsafe void RowsOn(KernelPath path, in Int8Layout weights, int start, int end, Int8Activations x, Span<float> y)
     {
         int tokens = x.Tokens, rows = weights.Rows, cols = weights.Cols;
+        if (weights.BlockSize != cols)
+            throw new ArgumentException($"These weights have a scale per block of {weights.BlockSize} values: Int8BlockRows computes them.", nameof(weights));
         if (x.Cols != cols || x.BlockSize != cols)
             throw new ArgumentException($"Activations must be {cols} values per token with one scale each, got {x.Cols} in blocks of {x.BlockSize}.");
         if (y.Length < (tokens - 1) * rows + end)

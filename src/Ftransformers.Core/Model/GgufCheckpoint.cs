@@ -7,8 +7,10 @@ namespace Ftransformers.Model;
 /// <c>deepseek2.*</c> metadata, the tensors under llama.cpp's names (<c>blk.N.attn_kv_b.weight</c>, experts stacked
 /// in <c>blk.N.ffn_gate_exps.weight</c>), mapped to the Hugging Face names the backends load. F32, F16 and BF16 tensors
 /// are kept as they are; routed experts that are all Q4_0 become INT4 without rounding (<see cref="Q4_0Experts"/>);
-/// other Q8_0, Q4_0, Q4_K, Q5_K and Q6_K tensors are decoded to F32 at load (kernels of their own are open work); other
-/// types are refused naming the tensor.
+/// a class of matrices (attention, dense MLP, shared or routed experts, lm_head) that is all Q8_0 is kept as INT8 codes
+/// with a scale per block of 32 and computed as llama.cpp computes Q8_0 (<see cref="Precision.Int8BlockSize"/>); other
+/// Q8_0, Q4_0, Q4_K, Q5_K and Q6_K tensors are decoded to F32 at load (kernels of their own are open work); other types
+/// are refused naming the tensor.
 /// </summary>
 public static class GgufCheckpoint
 {
@@ -22,20 +24,31 @@ public static class GgufCheckpoint
     /// <exception cref="InvalidDataException">The file is malformed, not <c>deepseek2</c>, lacks a key or tensor, holds a type
     /// not loaded yet, or is larger than the copy made at load holds (2 GiB).</exception>
     /// <param name="path">The file, or the first of a split set.</param>
-    /// <param name="keepQ4_0Experts">
-    /// Keep routed experts that are all Q4_0 as INT4 (<see cref="Q4_0Experts"/>, no rounding); false decodes them to F32
-    /// like other blocks, for a model loaded in a precision preset.
+    /// <param name="keepBlocks">
+    /// Keep the blocks the engine computes as stored (Q4_0 routed experts as INT4, classes all in Q8_0 as block-scaled
+    /// INT8: <see cref="FileFormats"/>); false decodes every block to F32, for a model loaded in a precision preset.
     /// </param>
-    public static (DeepSeekV3Config Config, Checkpoint Checkpoint) Open(string path, bool keepQ4_0Experts = true)
+    public static (DeepSeekV3Config Config, Checkpoint Checkpoint) Open(string path, bool keepBlocks = true)
     {
         using GgufFile file = GgufFile.Open(path);
-        DeepSeekV3Config config = ConfigOf(file, keepQ4_0Experts);
+        DeepSeekV3Config config = ConfigOf(file, keepBlocks);
+        Precision kept = config.ConvertedPrecision ?? Precision.F32;
         // The tensors are copied into one in-memory image (decoded ones as F32), which holds under 2 GiB for now.
-        // Kept Q4_0 experts stay at their size; other Q4_0 tensors are decoded like any block.
-        var keptExperts = config.ConvertedPrecision == Q4_0Experts
-            ? Enumerable.Range(config.FirstKDenseReplace, config.NumHiddenLayers - config.FirstKDenseReplace).SelectMany(StackedExperts).Select(e => e.Gguf).ToHashSet()
-            : [];
-        long copied = file.Tensors.Values.Sum(t => t.Type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 || keptExperts.Contains(t.Name) ? t.ByteLength : 4 * t.ElementCount);
+        // Kept Q4_0 experts stay at their size, kept Q8_0 matrices take an F32 scale per block; other blocks are decoded.
+        var hfNames = Names(config).ToDictionary(n => n.Gguf, n => n.Hf);
+        long Copied(GgufTensor t)
+        {
+            if (t.Type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16)
+                return t.ByteLength;
+            WeightFormat format = kept.FormatOf(hfNames.GetValueOrDefault(t.Name) ?? ExpertName(t.Name));
+            return (t.Type, format) switch
+            {
+                (GgmlType.Q4_0, WeightFormat.Int4) => t.ByteLength,
+                (GgmlType.Q8_0, WeightFormat.W8A8) => t.ElementCount + t.ElementCount / Kernels.Int8Layout.Q8BlockSize * sizeof(float),
+                _ => 4 * t.ElementCount,
+            };
+        }
+        long copied = file.Tensors.Values.Sum(Copied);
         if (copied > int.MaxValue - (64L << 20))
             throw new InvalidDataException($"{path}: its tensors take {copied / 1e9:F1} GB once copied (decoded ones as F32); GGUF models are copied at load " +
                 "for now, up to 2 GiB. Larger files need the in-place GGUF kernels (open work); convert the original checkpoint instead.");
@@ -61,7 +74,10 @@ public static class GgufCheckpoint
                     continue;
                 throw new InvalidDataException($"{path}: tensor '{gguf}' ({hf}) is missing.");
             }
-            Add(writer, file, tensor, hf, path);
+            if (tensor.Type == GgmlType.Q8_0 && kept.FormatOf(hf) == WeightFormat.W8A8)
+                AddQ8_0AsBlocks(writer, file, tensor, hf);
+            else
+                Add(writer, file, tensor, hf, path);
         }
         for (int layer = config.FirstKDenseReplace; layer < config.NumHiddenLayers; layer++)
             foreach ((string gguf, string hfPart) in StackedExperts(layer))
@@ -75,8 +91,10 @@ public static class GgufCheckpoint
                 {
                     GgufTensor expert = tensor with { Dimensions = tensor.Dimensions[..2], Offset = tensor.Offset + e * each, ByteLength = each };
                     string hf = $"model.layers.{layer}.mlp.experts.{e}.{hfPart}";
-                    if (config.ConvertedPrecision == Q4_0Experts)
+                    if (kept.RoutedExperts == WeightFormat.Int4)
                         AddQ4_0AsInt4(writer, file, expert, hf);
+                    else if (kept.RoutedExperts == WeightFormat.W8A8)
+                        AddQ8_0AsBlocks(writer, file, expert, hf);
                     else
                         Add(writer, file, expert, hf, path);
                 }
@@ -141,12 +159,14 @@ public static class GgufCheckpoint
 
     /// <summary>The model's config from a GGUF file's <c>deepseek2.*</c> metadata.</summary>
     /// <exception cref="InvalidDataException">The file is another architecture, or lacks a key.</exception>
-    public static DeepSeekV3Config ConfigOf(GgufFile file, bool keepQ4_0Experts = true)
+    /// <param name="file">The open file.</param>
+    /// <param name="keepBlocks">Whether the config names the formats kept as stored (<see cref="FileFormats"/>) as its converted precision.</param>
+    public static DeepSeekV3Config ConfigOf(GgufFile file, bool keepBlocks = true)
     {
         try
         {
             DeepSeekV3Config config = ReadConfig(file);
-            return keepQ4_0Experts && ExpertsInQ4_0(file, config) ? config with { ConvertedPrecision = Q4_0Experts } : config;
+            return keepBlocks && FileFormats(file, config) is { } kept ? config with { ConvertedPrecision = kept } : config;
         }
         catch (Exception e) when (e is OverflowException or InvalidCastException)
         {
@@ -160,10 +180,52 @@ public static class GgufCheckpoint
     /// </summary>
     public static Precision Q4_0Experts { get; } = Precision.F32 with { RoutedExperts = WeightFormat.Int4, Int4 = new Quantization.Int4Format(32, Symmetric: true) };
 
-    private static bool ExpertsInQ4_0(GgufFile file, DeepSeekV3Config config) =>
-        config.NumHiddenLayers > config.FirstKDenseReplace
-        && Enumerable.Range(config.FirstKDenseReplace, config.NumHiddenLayers - config.FirstKDenseReplace)
-            .SelectMany(StackedExperts).All(e => file.Tensors.TryGetValue(e.Gguf, out GgufTensor? t) && t.Type == GgmlType.Q4_0);
+    /// <summary>
+    /// The formats a file computes with when no preset is asked: routed experts all in Q4_0 as INT4 (<see cref="Q4_0Experts"/>),
+    /// each class of matrices all in Q8_0 (attention with kv_b whole, dense MLP, shared experts, routed experts, lm_head)
+    /// as W8A8 over its own blocks (<see cref="Precision.Int8BlockSize"/> 32); the rest F32, as stored or decoded. Null
+    /// when nothing is kept.
+    /// </summary>
+    public static Precision? FileFormats(GgufFile file, DeepSeekV3Config config)
+    {
+        bool All(IEnumerable<string> names, GgmlType type)
+        {
+            bool any = false;
+            foreach (string name in names)
+            {
+                if (!file.Tensors.TryGetValue(name, out GgufTensor? t) || t.Type != type)
+                    return false;
+                any = true;
+            }
+            return any;
+        }
+        // The GGUF names of the matrices of the one class that `only` puts in W8A8.
+        IEnumerable<string> Matrices(Precision only) => Names(config).Where(n => only.FormatOf(n.Hf) == WeightFormat.W8A8).Select(n => n.Gguf);
+        IEnumerable<string> experts = Enumerable.Range(config.FirstKDenseReplace, config.NumHiddenLayers - config.FirstKDenseReplace).SelectMany(StackedExperts).Select(e => e.Gguf);
+
+        Precision kept = Precision.F32;
+        if (All(experts, GgmlType.Q4_0))
+            kept = kept with { RoutedExperts = WeightFormat.Int4, Int4 = Q4_0Experts.Int4 };
+        else if (All(experts, GgmlType.Q8_0))
+            kept = kept with { RoutedExperts = WeightFormat.W8A8 };
+        if (All(Matrices(Precision.F32 with { Attention = WeightFormat.W8A8 }), GgmlType.Q8_0))
+            kept = kept with { Attention = WeightFormat.W8A8 };
+        if (All(Matrices(Precision.F32 with { DenseMlp = WeightFormat.W8A8 }), GgmlType.Q8_0))
+            kept = kept with { DenseMlp = WeightFormat.W8A8 };
+        if (All(Matrices(Precision.F32 with { SharedExperts = WeightFormat.W8A8 }), GgmlType.Q8_0))
+            kept = kept with { SharedExperts = WeightFormat.W8A8 };
+        if (All(Matrices(Precision.F32 with { LmHead = WeightFormat.W8A8 }), GgmlType.Q8_0))
+            kept = kept with { LmHead = WeightFormat.W8A8 };
+        if (kept == Precision.F32)
+            return null;
+        return new[] { kept.Attention, kept.DenseMlp, kept.SharedExperts, kept.RoutedExperts, kept.LmHead }.Contains(WeightFormat.W8A8)
+            ? kept with { Int8BlockSize = Kernels.Int8Layout.Q8BlockSize }
+            : kept;
+    }
+
+    // The Hugging Face name of one of a stacked expert tensor's experts, for its class (any expert serves).
+    private static string ExpertName(string gguf) =>
+        gguf.Contains("_exps.", StringComparison.Ordinal) ? "model.layers.0.mlp.experts.0.gate_proj.weight" : gguf;
 
     private static DeepSeekV3Config ReadConfig(GgufFile file)
     {
@@ -375,6 +437,24 @@ public static class GgufCheckpoint
         }
         writer.Add(CheckpointConverter.PartName(hf, "qweight"), TensorDType.U8, [rows, cols / 2], codes);
         writer.Add(CheckpointConverter.PartName(hf, "scales"), TensorDType.F16, [rows, cols / 32], scales);
+    }
+
+    // Q8_0 blocks (an f16 scale, then 32 signed bytes) as INT8 codes X.qweight [rows, cols] and an F32 scale per block
+    // X.scales [rows, cols / 32]: the same values, which the block-scaled INT8 kernels compute with.
+    private static void AddQ8_0AsBlocks(SafetensorsWriter writer, GgufFile file, GgufTensor tensor, string hf)
+    {
+        long cols = tensor.Dimensions[0], rows = tensor.Dimensions[1], blocks = rows * cols / Kernels.Int8Layout.Q8BlockSize;
+        ReadOnlySpan<byte> source = file.GetBytes(tensor);
+        var codes = new byte[blocks * 32];
+        var scales = new float[blocks];
+        for (long b = 0; b < blocks; b++)
+        {
+            scales[b] = (float)System.Buffers.Binary.BinaryPrimitives.ReadHalfLittleEndian(source.Slice((int)(b * 34), 2));
+            source.Slice((int)(b * 34 + 2), 32).CopyTo(codes.AsSpan((int)(b * 32), 32));
+        }
+        writer.Add(CheckpointConverter.PartName(hf, "qweight"), TensorDType.I8, [rows, cols], codes);
+        writer.Add(CheckpointConverter.PartName(hf, "scales"), TensorDType.F32, [rows, blocks / rows],
+            System.Runtime.InteropServices.MemoryMarshal.AsBytes(scales.AsSpan()).ToArray());
     }
 
     // kv_b_proj [heads * (nope + v), kv_lora] from k_b [heads, kv_lora, nope] (kv_b's first nope rows of each head,

@@ -34,6 +34,11 @@ public sealed record Precision
     public WeightFormat LmHead { get; init; }
     /// <summary>Grouping of <see cref="WeightFormat.Int4"/> tensors.</summary>
     public Int4Format Int4 { get; init; } = Int4Format.Default;
+    /// <summary>
+    /// Values per scale of <see cref="WeightFormat.W8A8"/> tensors: 0, one scale per row (our quantizer), or 32, one per
+    /// block of 32 with activations quantized per block too (a GGUF's Q8_0 kept as stored).
+    /// </summary>
+    public int Int8BlockSize { get; init; }
     /// <summary>Search each INT4 group's scale and min for the least squared error (else plain round-to-nearest).</summary>
     public bool SearchInt4Scales { get; init; } = true;
 
@@ -100,6 +105,7 @@ public sealed record Precision
     public static Precision FromJson(JsonObject json, string source)
     {
         Int4Format int4 = Int4Format.Default;
+        int int8Block = 0;
         WeightFormat Read(string field)
         {
             string? text = json[field]?.GetValue<string>();
@@ -108,6 +114,9 @@ public sealed record Precision
                 case "native": return WeightFormat.Native;
                 case "bf16": return WeightFormat.Bf16;
                 case "w8a8": return WeightFormat.W8A8;
+                case "q8_0":
+                    int8Block = Kernels.Int8Layout.Q8BlockSize;
+                    return WeightFormat.W8A8;
                 case { } t when Int4Format.TryParse(t, out Int4Format? f):
                     int4 = f;
                     return WeightFormat.Int4;
@@ -117,7 +126,7 @@ public sealed record Precision
         return new Precision
         {
             Attention = Read("attention"), DenseMlp = Read("dense_mlp"), SharedExperts = Read("shared_experts"),
-            RoutedExperts = Read("routed_experts"), LmHead = Read("lm_head"), Int4 = int4,
+            RoutedExperts = Read("routed_experts"), LmHead = Read("lm_head"), Int4 = int4, Int8BlockSize = int8Block,
         };
     }
 
@@ -126,7 +135,7 @@ public sealed record Precision
     {
         WeightFormat.Native => "native",
         WeightFormat.Bf16 => "bf16",
-        WeightFormat.W8A8 => "w8a8",
+        WeightFormat.W8A8 => Int8BlockSize == 0 ? "w8a8" : "q8_0",
         _ => Int4.ToString(),
     };
 }

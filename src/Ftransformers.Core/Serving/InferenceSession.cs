@@ -146,10 +146,10 @@ public sealed class InferenceSession : IInferenceSession
         return MemoryPlan.Create(config, options, stored, nodes, imageBytes: image);
     }
 
-    private static DeepSeekV3Config GgufConfig(string path, bool keepQ4_0Experts)
+    private static DeepSeekV3Config GgufConfig(string path, bool keepBlocks)
     {
         using Formats.GgufFile file = Formats.GgufFile.Open(path);
-        return GgufCheckpoint.ConfigOf(file, keepQ4_0Experts);
+        return GgufCheckpoint.ConfigOf(file, keepBlocks);
     }
 
     private static bool CarriesTokenizer(string model)

@@ -68,10 +68,39 @@ public class GgufCheckpointTests
         string gguf = dir.File("tiny-v3-Q8_0.gguf");
         using (Checkpoint checkpoint = Checkpoint.Open(Fixtures.TinyV3))
             GgufCheckpoint.Write(DeepSeekV3Config.Load(Fixtures.TinyV3), checkpoint, gguf, q8_0: true);
+        float[] expected;
+        long cols, rows;
         using (GgufFile file = GgufFile.Open(gguf))
+        {
             Assert.That(file.Tensors["blk.1.ffn_down_exps.weight"].Type, Is.EqualTo(GgmlType.Q8_0));
+            // Expert 3's rows of the stacked tensor.
+            GgufTensor up = file.Tensors["blk.1.ffn_up_exps.weight"];
+            (cols, rows) = (up.Dimensions[0], up.Dimensions[1]);
+            long each = up.ByteLength / up.Dimensions[2];
+            expected = new float[rows * cols];
+            GgmlTypes.Dequantize(GgmlType.Q8_0, file.GetBytes(up).Slice((int)(3 * each), (int)each), expected);
+        }
 
-        // The Q8_0 weights are decoded at load and run in F32: judged by the w8a8-int4 preset's criteria.
+        // Every class is Q8_0, so every matrix is kept as its blocks (codes and a scale per 32) and computed as llama.cpp
+        // computes Q8_0, holding llama.cpp's values bit for bit; only the router and embedding are decoded.
+        using (DeepSeekV3Model model = DeepSeekV3Model.Load(gguf, new ModelLoadOptions { CpuThreads = 1 }))
+        {
+            Assert.That(model.Precision, Is.EqualTo(Precision.F32 with
+            {
+                Attention = WeightFormat.W8A8, DenseMlp = WeightFormat.W8A8, SharedExperts = WeightFormat.W8A8, RoutedExperts = WeightFormat.W8A8,
+                LmHead = WeightFormat.W8A8, Int8BlockSize = 32,
+            }));
+            var matrix = (Ftransformers.Backends.Cpu.Int8WeightMatrix)((Ftransformers.Backends.Cpu.CpuExpertBackend)model.ExpertBackend).Layer(1).Experts[3].Up;
+            Assert.That(matrix.Weights.BlockSize, Is.EqualTo(32));
+            var row = new float[cols];
+            for (int r = 0; r < rows; r++)
+            {
+                matrix.CopyRow(r, row);
+                Assert.That(row, Is.EqualTo(expected.AsSpan((int)(r * cols), (int)cols).ToArray()), $"row {r}");
+            }
+        }
+
+        // Judged by the w8a8-int4 preset's criteria.
         var output = new StringWriter();
         await Program.RunAsync(["verify", "--model", gguf, "--golden", Path.Combine(Fixtures.TinyV3, "golden.safetensors"), "--json"], output, TextWriter.Null);
         using var result = System.Text.Json.JsonDocument.Parse(output.ToString());
@@ -107,7 +136,11 @@ public class GgufCheckpointTests
         }
 
         using DeepSeekV3Model model = DeepSeekV3Model.Load(gguf, new ModelLoadOptions { CpuThreads = 1 });
-        Assert.That(model.Precision, Is.EqualTo(GgufCheckpoint.Q4_0Experts));
+        // The Q4_0 experts as INT4, the other classes (all Q8_0 here) as their Q8_0 blocks.
+        Assert.That(model.Precision, Is.EqualTo(GgufCheckpoint.Q4_0Experts with
+        {
+            Attention = WeightFormat.W8A8, DenseMlp = WeightFormat.W8A8, SharedExperts = WeightFormat.W8A8, LmHead = WeightFormat.W8A8, Int8BlockSize = 32,
+        }));
         var matrix = ((Ftransformers.Backends.Cpu.CpuExpertBackend)model.ExpertBackend).Layer(1).Experts[3].Up;
         Assert.That(matrix, Is.InstanceOf<Ftransformers.Backends.Cpu.Int4WeightMatrix>());
         var row = new float[cols];

@@ -46,7 +46,7 @@ internal sealed class MlaAttention
         _kvB = weights.Matrix(p + ".kv_b_proj.weight", heads * (config.QkNopeHeadDim + config.VHeadDim), config.KvLoraRank, format);
         _o = weights.Matrix(p + ".o_proj.weight", hidden, heads * config.VHeadDim, format);
         _softmaxScale = (float)config.SoftmaxScale;
-        if (_kvB is Int8WeightMatrix int8)
+        if (_kvB is Int8WeightMatrix { Weights.BlockSize: var block } int8 && block == int8.Cols) // per-row scales (not Q8_0 blocks)
             _int8Absorption = new Int8Absorption(int8.Weights, heads, config.QkNopeHeadDim, config.VHeadDim);
     }
 

@@ -1,0 +1,183 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Ftransformers.Kernels;
+
+/// <summary>
+/// INT8 rows with a scale per block of 32 values (GGUF's Q8_0, kept as stored) against activations quantized per block
+/// of 32 as well, as llama.cpp computes Q8_0: y[t * rows + r] = Σ_b scale_rb · xscale_tb · (block b of row r · block b
+/// of token t), each block's dot exact in integers. On x86 a tile of two rows (half the range apart, two sequential
+/// streams) and up to four tokens runs with the sign trick (|w| as the unsigned operand, x with w's sign, so even a
+/// -128 code is exact) into vpdpbusd (AVX-VNNI) or vpmaddubsw + vpmaddwd (AVX2), then each block's eight lanes are
+/// scaled into eight float sums. Other CPUs sum <see cref="Int8Dot"/> block dots. A (row, token) result takes the same
+/// operations in the same order whichever tokens share its tile.
+/// </summary>
+public static class Int8BlockRows
+{
+    private const int Block = Int8Layout.Q8BlockSize;
+
+    /// <summary>The path <see cref="Rows"/> takes on this CPU.</summary>
+    public static KernelPath ActivePath { get; } = AvxVnni.IsSupported ? KernelPath.AvxVnni : Avx2.IsSupported ? KernelPath.Avx2 : Int8Dot.ActivePath;
+
+    /// <summary>
+    /// Rows [<paramref name="start"/>, <paramref name="end"/>) for every token of <paramref name="x"/> (quantized per block
+    /// of 32): y[t * weights.Rows + r] = Σ over blocks of scale · xscale · (codes · codes).
+    /// </summary>
+    public static void Rows(in Int8Layout weights, int start, int end, Int8Activations x, Span<float> y) => RowsOn(ActivePath, weights, start, end, x, y);
+
+    internal static unsafe void RowsOn(KernelPath path, in Int8Layout weights, int start, int end, Int8Activations x, Span<float> y)
+    {
+        int tokens = x.Tokens, rows = weights.Rows, cols = weights.Cols;
+        if (weights.BlockSize != Block)
+            throw new ArgumentException($"These weights have a scale per {weights.BlockSize} values, not per block of {Block}.", nameof(weights));
+        if (x.Cols != cols || x.BlockSize != Block)
+            throw new ArgumentException($"Activations must be {cols} values per token in blocks of {Block}, got {x.Cols} in blocks of {x.BlockSize}.", nameof(x));
+        if (y.Length < (long)(tokens - 1) * rows + end)
+            throw new ArgumentException($"The output needs {tokens} x {rows} values.", nameof(y));
+        if ((uint)start > (uint)end || end > rows)
+            throw new ArgumentOutOfRangeException(nameof(end), $"Rows [{start}, {end}) are not within the {rows} rows.");
+        if (path is KernelPath.AvxVnni or KernelPath.Avx2)
+        {
+            if (path == KernelPath.AvxVnni ? !AvxVnni.IsSupported : !Avx2.IsSupported)
+                throw new PlatformNotSupportedException($"This CPU does not run the {path} path.");
+            fixed (sbyte* codes = x.AllValues)
+            fixed (float* xScales = x.AllScales)
+            fixed (float* ys = y)
+            {
+                var job = new Job(weights, codes, xScales, ys);
+                int half = (end - start) / 2;
+                for (int r = start; r < start + half; r++)
+                    Tile<Two>(path, job, r, half, tokens);
+                for (int r = start + 2 * half; r < end; r++)
+                    Tile<One>(path, job, r, 0, tokens);
+            }
+        }
+        else
+        {
+            int blocks = weights.BlocksPerRow;
+            for (int r = start; r < end; r++)
+            {
+                ReadOnlySpan<sbyte> row = weights.Row(r);
+                ReadOnlySpan<float> scales = weights.RowScales(r);
+                for (int t = 0; t < tokens; t++)
+                {
+                    ReadOnlySpan<sbyte> codes = x.Values(t);
+                    ReadOnlySpan<float> xScales = x.Scales(t);
+                    float sum = 0;
+                    for (int b = 0; b < blocks; b++)
+                        sum += scales[b] * xScales[b] * Int8Dot.DotOn(path, row.Slice(b * Block, Block), codes.Slice(b * Block, Block));
+                    y[t * rows + r] = sum;
+                }
+            }
+        }
+        GC.KeepAlive(weights.Owner);
+    }
+
+    private readonly unsafe struct Job(in Int8Layout weights, sbyte* codes, float* xScales, float* y)
+    {
+        public readonly sbyte* Weights = weights.Codes;
+        public readonly float* Scales = weights.Scales, XScales = xScales, Y = y;
+        public readonly sbyte* Codes = codes;
+        public readonly int Rows = weights.Rows, Cols = weights.Cols, Blocks = weights.BlocksPerRow;
+    }
+
+    // Rows r and, for two, r + step, for every token: four a pass, then two, then one.
+    private static void Tile<TRows>(KernelPath path, Job job, int r, int step, int tokens) where TRows : struct, IPassCount
+    {
+        if (path == KernelPath.AvxVnni)
+            Tile<TRows, VnniDot>(job, r, step, tokens);
+        else
+            Tile<TRows, Avx2Dot>(job, r, step, tokens);
+    }
+
+    private static void Tile<TRows, TDot>(Job job, int r, int step, int tokens) where TRows : struct, IPassCount where TDot : struct, IBlockDot
+    {
+        int t = 0;
+        for (; t + 4 <= tokens; t += 4)
+            Pass<TRows, Four, TDot>(job, r, step, t);
+        if (tokens - t >= 2)
+        {
+            Pass<TRows, Two, TDot>(job, r, step, t);
+            t += 2;
+        }
+        if (t < tokens)
+            Pass<TRows, One, TDot>(job, r, step, t);
+    }
+
+    private static unsafe void Pass<TRows, TTokens, TDot>(Job job, int r, int step, int t)
+        where TRows : struct, IPassCount where TTokens : struct, IPassCount where TDot : struct, IBlockDot
+    {
+        nint cols = job.Cols;
+        int blocks = job.Blocks;
+        sbyte* w0 = job.Weights + r * cols, w1 = w0 + step * cols;
+        float* s0 = job.Scales + (long)r * blocks, s1 = s0 + (long)step * blocks;
+        sbyte* x0 = job.Codes + t * cols;
+        float* xs0 = job.XScales + (long)t * blocks;
+        Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
+        for (int b = 0; b < blocks; b++)
+        {
+            nint at = b * Block;
+            WeightPrefetch.Ahead(w0 + at);
+            if (TRows.Value > 1)
+                WeightPrefetch.Ahead(w1 + at);
+            Vector256<sbyte> v0 = Vector256.Load(w0 + at), v1 = TRows.Value > 1 ? Vector256.Load(w1 + at) : default;
+            Vector256<byte> u0 = Avx2.Sign(v0, v0).AsByte(), u1 = TRows.Value > 1 ? Avx2.Sign(v1, v1).AsByte() : default;
+            float ws0 = s0[b], ws1 = TRows.Value > 1 ? s1[b] : 0;
+            Step<TRows, TDot>(u0, u1, v0, v1, Vector256.Load(x0 + at), ws0, ws1, xs0[b], ref a00, ref a10);
+            if (TTokens.Value > 1)
+                Step<TRows, TDot>(u0, u1, v0, v1, Vector256.Load(x0 + cols + at), ws0, ws1, xs0[blocks + b], ref a01, ref a11);
+            if (TTokens.Value > 2)
+            {
+                Step<TRows, TDot>(u0, u1, v0, v1, Vector256.Load(x0 + 2 * cols + at), ws0, ws1, xs0[2 * blocks + b], ref a02, ref a12);
+                Step<TRows, TDot>(u0, u1, v0, v1, Vector256.Load(x0 + 3 * cols + at), ws0, ws1, xs0[3 * blocks + b], ref a03, ref a13);
+            }
+        }
+        Store<TTokens>(job, r, t, a00, a01, a02, a03);
+        if (TRows.Value > 1)
+            Store<TTokens>(job, r + step, t, a10, a11, a12, a13);
+    }
+
+    // One block of one token against the tile's rows: the exact integer dot in eight lanes, scaled into the float sums.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Step<TRows, TDot>(Vector256<byte> u0, Vector256<byte> u1, Vector256<sbyte> v0, Vector256<sbyte> v1, Vector256<sbyte> x,
+        float ws0, float ws1, float xs, ref Vector256<float> a0, ref Vector256<float> a1) where TRows : struct, IPassCount where TDot : struct, IBlockDot
+    {
+        a0 = Vector256.FusedMultiplyAdd(Avx.ConvertToVector256Single(TDot.Dot(u0, Avx2.Sign(x, v0))), Vector256.Create(ws0 * xs), a0);
+        if (TRows.Value > 1)
+            a1 = Vector256.FusedMultiplyAdd(Avx.ConvertToVector256Single(TDot.Dot(u1, Avx2.Sign(x, v1))), Vector256.Create(ws1 * xs), a1);
+    }
+
+    // Σ over each lane's four u8 · s8 products (at most 4 · 128 · 127: exact in int32, and in vpmaddubsw's int16 pairs),
+    // as a type so that each path compiles to its own loop.
+    private interface IBlockDot
+    {
+        static abstract Vector256<int> Dot(Vector256<byte> u, Vector256<sbyte> s);
+    }
+
+    private readonly struct VnniDot : IBlockDot
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Dot(Vector256<byte> u, Vector256<sbyte> s) => AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, u, s);
+    }
+
+    private readonly struct Avx2Dot : IBlockDot
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Dot(Vector256<byte> u, Vector256<sbyte> s) => Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u, s), Vector256.Create((short)1));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void Store<TTokens>(Job job, int r, int t, Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3)
+        where TTokens : struct, IPassCount
+    {
+        job.Y[(long)t * job.Rows + r] = Vector256.Sum(a0);
+        if (TTokens.Value > 1)
+            job.Y[(long)(t + 1) * job.Rows + r] = Vector256.Sum(a1);
+        if (TTokens.Value > 2)
+        {
+            job.Y[(long)(t + 2) * job.Rows + r] = Vector256.Sum(a2);
+            job.Y[(long)(t + 3) * job.Rows + r] = Vector256.Sum(a3);
+        }
+    }
+}
