@@ -32,8 +32,12 @@ internal static class PeerModel
         $"{Config.NumHiddenLayers} layers ({Config.FirstKDenseReplace} dense), hidden {Config.HiddenSize}, {Config.NRoutedExperts} experts of width {Config.MoeIntermediateSize} " +
         $"({Config.NumExpertsPerTok} a token, {Config.NSharedExperts} shared), vocabulary {Config.VocabSize}, random weights (seed 1)";
 
-    /// <summary>Tokens of the unmeasured warm-up each engine gets before its measurement.</summary>
-    public const int WarmupTokens = 16;
+    /// <summary>
+    /// Decode steps of the unmeasured warm-up each engine gets before its measurement, after a prefill of the measured
+    /// prompt's length on another sequence: ours then runs its kernels compiled, as a serving process does after its
+    /// first requests, and llama.cpp has its buffers sized and its pages touched.
+    /// </summary>
+    public const int WarmupDecode = 8;
 
     /// <summary>The token fed at position <paramref name="position"/>: ordinary vocabulary ids, the same for both engines.</summary>
     public static int Token(int position) => 1000 + position * 37 % 100_000;

@@ -72,16 +72,22 @@ static (double Prefill, double Decode) LlamaCpp(string gguf, int threads, Settin
 {
     var parameters = new ModelParams(gguf)
     {
-        ContextSize = (uint)(settings.Prompt + settings.Decode + PeerModel.WarmupTokens + 16), Threads = threads, BatchThreads = threads,
+        ContextSize = (uint)(2 * settings.Prompt + settings.Decode + PeerModel.WarmupDecode + 16), Threads = threads, BatchThreads = threads,
         BatchSize = (uint)settings.Prompt, UBatchSize = (uint)settings.Prompt, GpuLayerCount = 0,
     };
     using LLamaWeights weights = LLamaWeights.LoadFromFile(parameters);
     using LLamaContext context = weights.CreateContext(parameters);
     var batch = new LLamaBatch();
-    // Warm-up as ours gets one: a short prompt on another sequence, which the measured one does not attend to.
-    for (int i = 0; i < PeerModel.WarmupTokens; i++)
-        batch.Add(PeerModel.Token(i), i, (LLamaSeqId)1, i == PeerModel.WarmupTokens - 1);
+    // Warm-up as ours gets one: the prompt and a few decode steps on another sequence, which the measured one does not attend to.
+    for (int i = 0; i < settings.Prompt; i++)
+        batch.Add(PeerModel.Token(i), i, (LLamaSeqId)1, i == settings.Prompt - 1);
     context.Decode(batch);
+    for (int t = 0; t < PeerModel.WarmupDecode; t++)
+    {
+        batch.Clear();
+        batch.Add(PeerModel.Token(settings.Prompt + t), settings.Prompt + t, (LLamaSeqId)1, true);
+        context.Decode(batch);
+    }
     batch.Clear();
     for (int i = 0; i < settings.Prompt; i++)
         batch.Add(PeerModel.Token(i), i, LLamaSeqId.Zero, i == settings.Prompt - 1);
@@ -104,7 +110,10 @@ static (double Prefill, double Decode) Ours(string gguf, int threads, Settings s
     using DeepSeekV3Model model = DeepSeekV3Model.Load(gguf, new ModelLoadOptions { CpuThreads = threads, Precision = preset == null ? null : Precision.Parse(preset) });
     var cache = new SequenceKvCache(model.Config);
     int[] prompt = [.. Enumerable.Range(0, settings.Prompt).Select(PeerModel.Token)];
-    model.Forward(prompt[..Math.Min(PeerModel.WarmupTokens, prompt.Length)], new SequenceKvCache(model.Config)); // compiles the kernels
+    var warmup = new SequenceKvCache(model.Config);
+    model.Forward(prompt, warmup);
+    for (int t = 0; t < PeerModel.WarmupDecode; t++)
+        model.Forward([PeerModel.Token(settings.Prompt + t)], warmup);
     var clock = Stopwatch.StartNew();
     model.Forward(prompt, cache);
     double prefill = settings.Prompt / clock.Elapsed.TotalSeconds;

@@ -7,8 +7,8 @@ namespace Ftransformers.Kernels;
 /// <summary>
 /// The AVX-512 (F + BW) INT4 kernel over <see cref="Int4RowGroupLayout"/>: <see cref="Int4RowGroupsAvx2"/>'s scheme
 /// on 512-bit registers, two row groups at once. The low half of each register holds a quad of group g, the high half
-/// the same quad of group g + 1, so one four-code broadcast meets 32 rows and each vpmaddubsw does twice the work;
-/// with 32 registers, eight tokens share each unpacked weight load. A group left over (an odd count in the range)
+/// the same quad of group g + h (h: half the range's groups), so one four-code broadcast meets 32 rows and each
+/// vpmaddubsw does twice the work; with 32 registers, eight tokens share each unpacked weight load. A group left over (an odd count in the range)
 /// goes to the AVX2 kernel. Both apply the same integer and float operations to each row in the same order, so a row's
 /// result has the same bits whichever kernel computes it and however many tokens share its pass.
 /// <para>
@@ -36,7 +36,9 @@ internal static class Int4RowGroupsAvx512
         Int4RowGroupJob.CheckOperands(weights, start, end, x, y);
         if (start == end)
             return;
-        int g = start / RowsPerGroup, endGroup = (end + RowsPerGroup - 1) / RowsPerGroup;
+        // The two groups of a register are half the range's groups apart: two sequential streams of weights (and of
+        // scales), which the prefetchers follow at full bandwidth, where neighbouring groups break both every two groups.
+        int first = start / RowsPerGroup, endGroup = (end + RowsPerGroup - 1) / RowsPerGroup, half = (endGroup - first) / 2;
         fixed (sbyte* codes = x.AllValues)
         fixed (float* scales = x.AllScales, sums = x.AllScaledSums)
         fixed (float* ys = y)
@@ -44,35 +46,36 @@ internal static class Int4RowGroupsAvx512
             // The float sums of a pass stay in memory (as in the AVX2 kernel): registers hold the int16 sums.
             Vector512<float>* passSums = stackalloc Vector512<float>[2 * Eight.Value];
             var job = new Int4RowGroupJob(weights, codes, scales, sums, ys, (float*)passSums, start, end);
-            for (; g + 2 <= endGroup; g += 2)
+            for (int g = first; g < first + half; g++)
             {
                 int t = 0;
                 for (; t + 8 <= x.Tokens; t += 8)
-                    Pass<Eight>(job, g, t);
+                    Pass<Eight>(job, g, half, t);
                 if (x.Tokens - t >= 4)
                 {
-                    Pass<Four>(job, g, t);
+                    Pass<Four>(job, g, half, t);
                     t += 4;
                 }
                 if (x.Tokens - t >= 2)
                 {
-                    Pass<Two>(job, g, t);
+                    Pass<Two>(job, g, half, t);
                     t += 2;
                 }
                 if (t < x.Tokens)
-                    Pass<One>(job, g, t);
+                    Pass<One>(job, g, half, t);
             }
         }
-        if (g < endGroup)
-            Int4RowGroupsAvx2.Rows(weights, Math.Max(start, g * RowsPerGroup), end, x, y);
+        int left = first + 2 * half;
+        if (left < endGroup)
+            Int4RowGroupsAvx2.Rows(weights, Math.Max(start, left * RowsPerGroup), end, x, y);
         GC.KeepAlive(weights.Owner); // the job holds raw pointers into its memory
     }
 
-    // Tokens [t, t + TCount) against groups g and g + 1.
-    private static unsafe void Pass<TCount>(Int4RowGroupJob job, int g, int t) where TCount : struct, IPassCount
+    // Tokens [t, t + TCount) against groups g and g + step.
+    private static unsafe void Pass<TCount>(Int4RowGroupJob job, int g, int step, int t) where TCount : struct, IPassCount
     {
         nint blocks = job.Blocks;
-        nint groupStride = blocks * GroupBlockBytes; // from a block of group g to the same block of group g + 1
+        nint groupStride = step * blocks * GroupBlockBytes; // from a block of group g to the same block of group g + step
         nint cols = job.Cols;
         Vector512<byte> mask = Vector512.Create((byte)0xF);
         Vector512<float>* sums = (Vector512<float>*)job.PassSums;
@@ -102,8 +105,8 @@ internal static class Int4RowGroupsAvx512
             Quad<TCount>(w + 160, groupStride, c + 20, cols, mask, false, ref l0, ref l1, ref l2, ref l3, ref l4, ref l5, ref l6, ref l7, ref h0, ref h1, ref h2, ref h3, ref h4, ref h5, ref h6, ref h7);
             Quad<TCount>(w + 192, groupStride, c + 24, cols, mask, false, ref l0, ref l1, ref l2, ref l3, ref l4, ref l5, ref l6, ref l7, ref h0, ref h1, ref h2, ref h3, ref h4, ref h5, ref h6, ref h7);
             Quad<TCount>(w + 224, groupStride, c + 28, cols, mask, false, ref l0, ref l1, ref l2, ref l3, ref l4, ref l5, ref l6, ref l7, ref h0, ref h1, ref h2, ref h3, ref h4, ref h5, ref h6, ref h7);
-            // Lanes 0..7: group g's rows; lanes 8..15: group g + 1's.
-            nint nextScales = blocks * RowsPerGroup;
+            // Lanes 0..7: group g's rows; lanes 8..15: group g + step's.
+            nint nextScales = step * blocks * RowsPerGroup;
             Half* at = job.Scales + groupBlock * RowsPerGroup;
             Vector512<float> lowScale = Widen(at, nextScales), highScale = Widen(at + Int4RowGroupLayout.RowsPerHalf, nextScales);
             Vector512<float> lowMin, highMin;
@@ -135,7 +138,7 @@ internal static class Int4RowGroupsAvx512
         {
             float* low = (float*)(sums + 2 * i), high = (float*)(sums + 2 * i + 1);
             job.StoreGroup(t + i, g, low, high);
-            job.StoreGroup(t + i, g + 1, low + Int4RowGroupLayout.RowsPerHalf, high + Int4RowGroupLayout.RowsPerHalf);
+            job.StoreGroup(t + i, g + step, low + Int4RowGroupLayout.RowsPerHalf, high + Int4RowGroupLayout.RowsPerHalf);
         }
     }
 
@@ -191,7 +194,7 @@ internal static class Int4RowGroupsAvx512
     private static Vector512<float> ToSingle(Vector512<short> dots) =>
         Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(dots, Vector512<short>.One));
 
-    // Eight F16 values of group g at at, and eight of group g + 1 at at + next, as one vector.
+    // Eight F16 values of group g at at, and eight of the paired group at at + next, as one vector.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe Vector512<float> Widen(Half* at, nint next) =>
         Vector512.Create(Float16.Widen8Avx2(at), Float16.Widen8Avx2(at + next));

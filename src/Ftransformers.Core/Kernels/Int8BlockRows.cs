@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
 
 namespace Ftransformers.Kernels;
@@ -10,15 +11,17 @@ namespace Ftransformers.Kernels;
 /// of token t), each block's dot exact in integers. On x86 a tile of two rows (half the range apart, two sequential
 /// streams) and up to four tokens runs with the sign trick (|w| as the unsigned operand, x with w's sign, so even a
 /// -128 code is exact) into vpdpbusd (AVX-VNNI) or vpmaddubsw + vpmaddwd (AVX2), then each block's eight lanes are
-/// scaled into eight float sums. Other CPUs sum <see cref="Int8Dot"/> block dots. A (row, token) result takes the same
-/// operations in the same order whichever tokens share its tile.
+/// scaled into eight float sums; on ARM64 with SDOT the same tile takes two signed dot products a block into four lanes.
+/// Other CPUs sum <see cref="Int8Dot"/> block dots. A (row, token) result takes the same operations in the same order
+/// whichever tokens share its tile.
 /// </summary>
 public static class Int8BlockRows
 {
     private const int Block = Int8Layout.Q8BlockSize;
 
     /// <summary>The path <see cref="Rows"/> takes on this CPU.</summary>
-    public static KernelPath ActivePath { get; } = AvxVnni.IsSupported ? KernelPath.AvxVnni : Avx2.IsSupported ? KernelPath.Avx2 : Int8Dot.ActivePath;
+    public static KernelPath ActivePath { get; } =
+        AvxVnni.IsSupported ? KernelPath.AvxVnni : Avx2.IsSupported ? KernelPath.Avx2 : Dp.IsSupported ? KernelPath.Dp : Int8Dot.ActivePath;
 
     /// <summary>
     /// Rows [<paramref name="start"/>, <paramref name="end"/>) for every token of <paramref name="x"/> (quantized per block
@@ -37,9 +40,9 @@ public static class Int8BlockRows
             throw new ArgumentException($"The output needs {tokens} x {rows} values.", nameof(y));
         if ((uint)start > (uint)end || end > rows)
             throw new ArgumentOutOfRangeException(nameof(end), $"Rows [{start}, {end}) are not within the {rows} rows.");
-        if (path is KernelPath.AvxVnni or KernelPath.Avx2)
+        if (path is KernelPath.AvxVnni or KernelPath.Avx2 or KernelPath.Dp)
         {
-            if (path == KernelPath.AvxVnni ? !AvxVnni.IsSupported : !Avx2.IsSupported)
+            if (!(path switch { KernelPath.AvxVnni => AvxVnni.IsSupported, KernelPath.Avx2 => Avx2.IsSupported, _ => Dp.IsSupported }))
                 throw new PlatformNotSupportedException($"This CPU does not run the {path} path.");
             fixed (sbyte* codes = x.AllValues)
             fixed (float* xScales = x.AllScales)
@@ -86,26 +89,46 @@ public static class Int8BlockRows
     private static void Tile<TRows>(KernelPath path, Job job, int r, int step, int tokens) where TRows : struct, IPassCount
     {
         if (path == KernelPath.AvxVnni)
-            Tile<TRows, VnniDot>(job, r, step, tokens);
+            Tile<TRows, X86Passes<VnniDot>>(job, r, step, tokens);
+        else if (path == KernelPath.Avx2)
+            Tile<TRows, X86Passes<Avx2Dot>>(job, r, step, tokens);
         else
-            Tile<TRows, Avx2Dot>(job, r, step, tokens);
+            Tile<TRows, DpPasses>(job, r, step, tokens);
     }
 
-    private static void Tile<TRows, TDot>(Job job, int r, int step, int tokens) where TRows : struct, IPassCount where TDot : struct, IBlockDot
+    private static void Tile<TRows, TPasses>(Job job, int r, int step, int tokens) where TRows : struct, IPassCount where TPasses : struct, IPasses
     {
         int t = 0;
         for (; t + 4 <= tokens; t += 4)
-            Pass<TRows, Four, TDot>(job, r, step, t);
+            TPasses.Pass<TRows, Four>(job, r, step, t);
         if (tokens - t >= 2)
         {
-            Pass<TRows, Two, TDot>(job, r, step, t);
+            TPasses.Pass<TRows, Two>(job, r, step, t);
             t += 2;
         }
         if (t < tokens)
-            Pass<TRows, One, TDot>(job, r, step, t);
+            TPasses.Pass<TRows, One>(job, r, step, t);
     }
 
-    private static unsafe void Pass<TRows, TTokens, TDot>(Job job, int r, int step, int t)
+    // One path's pass: rows r and, for two, r + step, against tokens [t, t + TTokens).
+    private interface IPasses
+    {
+        static abstract void Pass<TRows, TTokens>(Job job, int r, int step, int t) where TRows : struct, IPassCount where TTokens : struct, IPassCount;
+    }
+
+    private readonly struct X86Passes<TDot> : IPasses where TDot : struct, IBlockDot
+    {
+        public static void Pass<TRows, TTokens>(Job job, int r, int step, int t) where TRows : struct, IPassCount where TTokens : struct, IPassCount =>
+            PassX86<TRows, TTokens, TDot>(job, r, step, t);
+    }
+
+    private readonly struct DpPasses : IPasses
+    {
+        public static void Pass<TRows, TTokens>(Job job, int r, int step, int t) where TRows : struct, IPassCount where TTokens : struct, IPassCount =>
+            PassDp<TRows, TTokens>(job, r, step, t);
+    }
+
+    private static unsafe void PassX86<TRows, TTokens, TDot>(Job job, int r, int step, int t)
         where TRows : struct, IPassCount where TTokens : struct, IPassCount where TDot : struct, IBlockDot
     {
         nint cols = job.Cols;
@@ -133,9 +156,49 @@ public static class Int8BlockRows
                 Step<TRows, TDot>(u0, u1, v0, v1, Vector256.Load(x0 + 3 * cols + at), ws0, ws1, xs0[3 * blocks + b], ref a03, ref a13);
             }
         }
-        Store<TTokens>(job, r, t, a00, a01, a02, a03);
+        StoreSums<TTokens>(job, r, t, Vector256.Sum(a00), Vector256.Sum(a01), Vector256.Sum(a02), Vector256.Sum(a03));
         if (TRows.Value > 1)
-            Store<TTokens>(job, r + step, t, a10, a11, a12, a13);
+            StoreSums<TTokens>(job, r + step, t, Vector256.Sum(a10), Vector256.Sum(a11), Vector256.Sum(a12), Vector256.Sum(a13));
+    }
+
+    // ARM64 SDOT: a block is two 16-byte halves, signed x signed (no sign trick), four int32 lanes scaled into float sums.
+    private static unsafe void PassDp<TRows, TTokens>(Job job, int r, int step, int t) where TRows : struct, IPassCount where TTokens : struct, IPassCount
+    {
+        nint cols = job.Cols;
+        int blocks = job.Blocks;
+        sbyte* w0 = job.Weights + r * cols, w1 = w0 + step * cols;
+        float* s0 = job.Scales + (long)r * blocks, s1 = s0 + (long)step * blocks;
+        sbyte* x0 = job.Codes + t * cols;
+        float* xs0 = job.XScales + (long)t * blocks;
+        Vector128<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
+        for (int b = 0; b < blocks; b++)
+        {
+            nint at = b * Block;
+            Vector128<sbyte> l0 = Vector128.Load(w0 + at), h0 = Vector128.Load(w0 + at + 16);
+            Vector128<sbyte> l1 = TRows.Value > 1 ? Vector128.Load(w1 + at) : default, h1 = TRows.Value > 1 ? Vector128.Load(w1 + at + 16) : default;
+            float ws0 = s0[b], ws1 = TRows.Value > 1 ? s1[b] : 0;
+            StepDp<TRows>(l0, h0, l1, h1, x0 + at, ws0, ws1, xs0[b], ref a00, ref a10);
+            if (TTokens.Value > 1)
+                StepDp<TRows>(l0, h0, l1, h1, x0 + cols + at, ws0, ws1, xs0[blocks + b], ref a01, ref a11);
+            if (TTokens.Value > 2)
+            {
+                StepDp<TRows>(l0, h0, l1, h1, x0 + 2 * cols + at, ws0, ws1, xs0[2 * blocks + b], ref a02, ref a12);
+                StepDp<TRows>(l0, h0, l1, h1, x0 + 3 * cols + at, ws0, ws1, xs0[3 * blocks + b], ref a03, ref a13);
+            }
+        }
+        StoreSums<TTokens>(job, r, t, Vector128.Sum(a00), Vector128.Sum(a01), Vector128.Sum(a02), Vector128.Sum(a03));
+        if (TRows.Value > 1)
+            StoreSums<TTokens>(job, r + step, t, Vector128.Sum(a10), Vector128.Sum(a11), Vector128.Sum(a12), Vector128.Sum(a13));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void StepDp<TRows>(Vector128<sbyte> l0, Vector128<sbyte> h0, Vector128<sbyte> l1, Vector128<sbyte> h1, sbyte* x,
+        float ws0, float ws1, float xs, ref Vector128<float> a0, ref Vector128<float> a1) where TRows : struct, IPassCount
+    {
+        Vector128<sbyte> xl = Vector128.Load(x), xh = Vector128.Load(x + 16);
+        a0 = Vector128.FusedMultiplyAdd(Vector128.ConvertToSingle(Dp.DotProduct(Dp.DotProduct(Vector128<int>.Zero, l0, xl), h0, xh)), Vector128.Create(ws0 * xs), a0);
+        if (TRows.Value > 1)
+            a1 = Vector128.FusedMultiplyAdd(Vector128.ConvertToSingle(Dp.DotProduct(Dp.DotProduct(Vector128<int>.Zero, l1, xl), h1, xh)), Vector128.Create(ws1 * xs), a1);
     }
 
     // One block of one token against the tile's rows: the exact integer dot in eight lanes, scaled into the float sums.
@@ -168,16 +231,15 @@ public static class Int8BlockRows
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void Store<TTokens>(Job job, int r, int t, Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3)
-        where TTokens : struct, IPassCount
+    private static unsafe void StoreSums<TTokens>(Job job, int r, int t, float s0, float s1, float s2, float s3) where TTokens : struct, IPassCount
     {
-        job.Y[(long)t * job.Rows + r] = Vector256.Sum(a0);
+        job.Y[(long)t * job.Rows + r] = s0;
         if (TTokens.Value > 1)
-            job.Y[(long)(t + 1) * job.Rows + r] = Vector256.Sum(a1);
+            job.Y[(long)(t + 1) * job.Rows + r] = s1;
         if (TTokens.Value > 2)
         {
-            job.Y[(long)(t + 2) * job.Rows + r] = Vector256.Sum(a2);
-            job.Y[(long)(t + 3) * job.Rows + r] = Vector256.Sum(a3);
+            job.Y[(long)(t + 2) * job.Rows + r] = s2;
+            job.Y[(long)(t + 3) * job.Rows + r] = s3;
         }
     }
 }

@@ -95,7 +95,7 @@ public class Int8BlockRowsTests
     }
 
     [Test]
-    public void Dispatch_TakesVnniThenAvx2()
+    public void Dispatch_TakesTheFastestTilePath()
     {
         KernelPath expected = KernelPaths.IsSupported(KernelPath.AvxVnni) ? KernelPath.AvxVnni
             : KernelPaths.IsSupported(KernelPath.Avx2) ? KernelPath.Avx2 : Int8Dot.ActivePath;
