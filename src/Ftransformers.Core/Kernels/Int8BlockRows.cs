@@ -83,6 +83,17 @@ public static class Int8BlockRows
         public readonly float* Scales = weights.Scales, XScales = xScales, Y = y;
         public readonly sbyte* Codes = codes;
         public readonly int Rows = weights.Rows, Cols = weights.Cols, Blocks = weights.BlocksPerRow;
+
+        // A pass's operands: rows r and r + step (codes and block scales), and token t's codes and block scales.
+        public void Pass(int r, int step, int t, out sbyte* w0, out sbyte* w1, out float* s0, out float* s1, out sbyte* x0, out float* xs0)
+        {
+            w0 = Weights + (long)r * Cols;
+            w1 = Weights + (long)(r + step) * Cols;
+            s0 = Scales + (long)r * Blocks;
+            s1 = Scales + (long)(r + step) * Blocks;
+            x0 = Codes + (long)t * Cols;
+            xs0 = XScales + (long)t * Blocks;
+        }
     }
 
     // Rows r and, for two, r + step, for every token: four a pass, then two, then one.
@@ -133,10 +144,7 @@ public static class Int8BlockRows
     {
         nint cols = job.Cols;
         int blocks = job.Blocks;
-        sbyte* w0 = job.Weights + r * cols, w1 = w0 + step * cols;
-        float* s0 = job.Scales + (long)r * blocks, s1 = s0 + (long)step * blocks;
-        sbyte* x0 = job.Codes + t * cols;
-        float* xs0 = job.XScales + (long)t * blocks;
+        job.Pass(r, step, t, out sbyte* w0, out sbyte* w1, out float* s0, out float* s1, out sbyte* x0, out float* xs0);
         Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
         for (int b = 0; b < blocks; b++)
         {
@@ -166,10 +174,7 @@ public static class Int8BlockRows
     {
         nint cols = job.Cols;
         int blocks = job.Blocks;
-        sbyte* w0 = job.Weights + r * cols, w1 = w0 + step * cols;
-        float* s0 = job.Scales + (long)r * blocks, s1 = s0 + (long)step * blocks;
-        sbyte* x0 = job.Codes + t * cols;
-        float* xs0 = job.XScales + (long)t * blocks;
+        job.Pass(r, step, t, out sbyte* w0, out sbyte* w1, out float* s0, out float* s1, out sbyte* x0, out float* xs0);
         Vector128<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
         for (int b = 0; b < blocks; b++)
         {
