@@ -7,8 +7,9 @@ namespace Ftransformers.Kernels;
 
 /// <summary>
 /// INT8 rows with a scale per block of 32 values (GGUF's Q8_0, kept as stored) against activations quantized per block
-/// of 32 as well, as llama.cpp computes Q8_0: y[t * rows + r] = Σ_b scale_rb · xscale_tb · (block b of row r · block b
-/// of token t), each block's dot exact in integers. On x86 a tile of two rows (half the range apart, two sequential
+/// of 32 as well, as llama.cpp computes Q8_0 (whose activation scales are F16; ours stay F32):
+/// y[t * rows + r] = Σ_b scale_rb · xscale_tb · (block b of row r · block b of token t), each block's dot exact in
+/// integers. On x86 a tile of two rows (half the range apart, two sequential
 /// streams) and up to four tokens runs with the sign trick (|w| as the unsigned operand, x with w's sign, so even a
 /// -128 code is exact) into vpdpbusd (AVX-VNNI) or vpmaddubsw + vpmaddwd (AVX2), then each block's eight lanes are
 /// scaled into eight float sums; on ARM64 with SDOT the same tile takes two signed dot products a block into four lanes.

@@ -106,6 +106,7 @@ public sealed record Precision
     {
         Int4Format int4 = Int4Format.Default;
         int int8Block = 0;
+        bool perRow = false;
         WeightFormat Read(string field)
         {
             string? text = json[field]?.GetValue<string>();
@@ -113,7 +114,9 @@ public sealed record Precision
             {
                 case "native": return WeightFormat.Native;
                 case "bf16": return WeightFormat.Bf16;
-                case "w8a8": return WeightFormat.W8A8;
+                case "w8a8":
+                    perRow = true;
+                    return WeightFormat.W8A8;
                 case "q8_0":
                     int8Block = Kernels.Int8Layout.Q8BlockSize;
                     return WeightFormat.W8A8;
@@ -123,11 +126,15 @@ public sealed record Precision
                 default: throw new InvalidDataException($"{source}: quantization_config.{field} '{text}' is not a known weight format.");
             }
         }
-        return new Precision
+        var precision = new Precision
         {
             Attention = Read("attention"), DenseMlp = Read("dense_mlp"), SharedExperts = Read("shared_experts"),
             RoutedExperts = Read("routed_experts"), LmHead = Read("lm_head"), Int4 = int4, Int8BlockSize = int8Block,
         };
+        // One INT8 scaling serves every W8A8 class of a precision.
+        if (perRow && int8Block != 0)
+            throw new InvalidDataException($"{source}: quantization_config mixes w8a8 (a scale per row) and q8_0 (a scale per block of 32); a checkpoint holds one of them.");
+        return precision;
     }
 
     /// <summary>The name of a format as configs and reports write it.</summary>

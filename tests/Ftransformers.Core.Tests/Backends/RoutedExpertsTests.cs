@@ -42,7 +42,36 @@ public class RoutedExpertsTests(BackendSetup setup)
     [TestCase(Routing.Random, 7)]
     [TestCase(Routing.NoExpertInCommon, 4)]
     [TestCase(Routing.AllOnOneExpert, 70)]
-    public void RoutedSum_MatchesFloat64OfTheCheckpoint(Routing routing, int tokens)
+    public void RoutedSum_MatchesFloat64OfTheCheckpoint(Routing routing, int tokens) => AssertRoutedSum(_model, _reference, routing, tokens);
+
+    // A checkpoint may store an expert's gate and up in different dtypes; loaded as stored they become different
+    // formats (here BF16 gate, F32 up), and each must read the tokens' input as it is.
+    [TestCase(Routing.Random, 7)]
+    [TestCase(Routing.AllOnOneExpert, 70)]
+    public void RoutedSum_OfGateAndUpStoredInDifferentDtypes_MatchesFloat64(Routing routing, int tokens)
+    {
+        var writer = new SafetensorsWriter();
+        foreach (string name in _reference.TensorNames)
+        {
+            long[] shape = _reference.Info(name).Shape;
+            float[] values = _reference.ReadSingle(name);
+            if (name.Contains(".mlp.experts.", StringComparison.Ordinal) && name.EndsWith(".gate_proj.weight", StringComparison.Ordinal))
+            {
+                var bits = new ushort[values.Length];
+                Ftransformers.Kernels.BFloat16.FromSingle(values, bits);
+                writer.Add(name, TensorDType.BF16, shape, System.Runtime.InteropServices.MemoryMarshal.AsBytes(bits.AsSpan()).ToArray());
+            }
+            else
+                writer.AddF32(name, shape, values);
+        }
+        using Checkpoint mixed = Checkpoint.FromFiles("mixed", [SafetensorsFile.FromImage("mixed", writer.ToImage())]);
+        using DeepSeekV3Model model = DeepSeekV3Model.FromCheckpoint(Config, mixed, setup.Apply());
+        var expert = ((Ftransformers.Backends.Cpu.CpuExpertBackend)model.ExpertBackend).Layer(MoeLayer).Experts[0];
+        Assert.That(expert.Gate.GetType(), Is.Not.EqualTo(expert.Up.GetType()), "the gate and up load as different formats");
+        AssertRoutedSum(model, mixed, routing, tokens);
+    }
+
+    private void AssertRoutedSum(DeepSeekV3Model model, Checkpoint reference, Routing routing, int tokens)
     {
         var random = new Random(tokens * 31 + (int)routing);
         int k = Config.NumExpertsPerTok, hidden = Config.HiddenSize, experts = Config.NRoutedExperts;
@@ -63,10 +92,10 @@ public class RoutedExpertsTests(BackendSetup setup)
                 batch.Weights[t * k + j] = (float)(0.1 + random.NextDouble());
         }
 
-        _model.ExpertBackend.Submit(batch);
-        _model.ExpertBackend.Wait();
+        model.ExpertBackend.Submit(batch);
+        model.ExpertBackend.Wait();
 
-        double[] expected = Reference(batch);
+        double[] expected = Reference(batch, reference);
         for (int t = 0; t < tokens; t++)
         {
             float[] actual = batch.Output.Slice(t * hidden, hidden).ToArray();
@@ -74,8 +103,8 @@ public class RoutedExpertsTests(BackendSetup setup)
         }
     }
 
-    // Σ over a token's choices of weight · down(silu(gate x) · up x), in float64 from the stored F32 tensors.
-    private double[] Reference(ExpertBatch batch)
+    // Σ over a token's choices of weight · down(silu(gate x) · up x), in float64 from the stored tensors.
+    private static double[] Reference(ExpertBatch batch, Checkpoint reference)
     {
         int k = batch.TopK, hidden = Config.HiddenSize, inter = Config.MoeIntermediateSize;
         var result = new double[batch.Tokens * hidden];
@@ -86,7 +115,7 @@ public class RoutedExpertsTests(BackendSetup setup)
             for (int j = 0; j < k; j++)
             {
                 string prefix = $"model.layers.{MoeLayer}.mlp.experts.{batch.Experts[t * k + j]}";
-                float[] gate = _reference.ReadSingle(prefix + ".gate_proj.weight"), up = _reference.ReadSingle(prefix + ".up_proj.weight"), down = _reference.ReadSingle(prefix + ".down_proj.weight");
+                float[] gate = reference.ReadSingle(prefix + ".gate_proj.weight"), up = reference.ReadSingle(prefix + ".up_proj.weight"), down = reference.ReadSingle(prefix + ".down_proj.weight");
                 for (int r = 0; r < inter; r++)
                 {
                     double g = 0, u = 0;

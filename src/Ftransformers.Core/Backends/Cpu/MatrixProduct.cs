@@ -27,7 +27,7 @@ internal sealed unsafe class MatrixProduct : IRangeWork
     /// Whether <see cref="X"/> is scratch of the product's owner that nothing else reads afterwards, so that a format
     /// may rearrange it in place (<see cref="PairInput"/>).
     /// </summary>
-    public bool InputIsScratch { get; init; }
+    public bool InputIsScratch { get; set; }
 
     /// <summary>The inputs in <see cref="Bf16Rows"/>' paired order, after <see cref="PairInput"/>.</summary>
     public float* Paired { get; private set; }

@@ -28,7 +28,9 @@ internal sealed unsafe class RoutedExpertsJob : INodeWork
     private sealed class Unit
     {
         // Their inputs are the job's own copies (gathered rows, and h for down), which a format may rearrange in place.
-        public MatrixProduct Gate = new() { InputIsScratch = true }, Up = new() { InputIsScratch = true }, Down = new() { InputIsScratch = true };
+        public MatrixProduct Gate = new(), Up = new(), Down = new() { InputIsScratch = true };
+        // Up's own quantized input, for experts whose up does not read the input as their gate does.
+        public readonly Int8Activations UpActivations = new();
         public int Expert, First, Count;
         public int Remaining, Ready;
     }
@@ -95,7 +97,7 @@ internal sealed unsafe class RoutedExpertsJob : INodeWork
         _blockSize = choices > 0 ? layer.Experts[chosen[0]].Gate.ActivationBlockSize : 0;
         bool floatRows = _blockSize == 0;
         foreach (int e in chosen)
-            floatRows |= layer.Experts[e].Gate.ActivationBlockSize != _blockSize;
+            floatRows |= layer.Experts[e].Gate.ActivationBlockSize != _blockSize || !ReadAlike(layer.Experts[e]);
         if (_blockSize > 0)
             _quantized.Quantize(batch.Input, batch.Tokens, hidden, _blockSize);
         EnsureCapacity(ref _input, floatRows ? choices * hidden : 0);
@@ -152,19 +154,31 @@ internal sealed unsafe class RoutedExpertsJob : INodeWork
         float* input = _input.Pointer + (long)first * _hidden, gate = _gate.Pointer + (long)first * _inter, up = _up.Pointer + (long)first * _inter;
         unit.Gate.Start(mlp.Gate, input, gate, count);
         ReadOnlySpan<int> tokens = _tokens.AsSpan(first, count);
-        if (_blockSize > 0 && mlp.Gate.ActivationBlockSize == _blockSize)
-            unit.Gate.Activations.GatherRows(_quantized, tokens);
-        else
-        {
+        // Gate and up read the same input: prepared once and shared when they read it alike (the same format); else
+        // each prepares its own from the float rows, and neither may rearrange them in place.
+        bool alike = ReadAlike(mlp), gathered = _blockSize > 0 && mlp.Gate.ActivationBlockSize == _blockSize;
+        if (!gathered || !alike)
             for (int i = 0; i < count; i++)
                 _batch.Input.Slice(tokens[i] * _hidden, _hidden).CopyTo(new Span<float>(input + (long)i * _hidden, _hidden));
+        unit.Gate.InputIsScratch = unit.Up.InputIsScratch = alike;
+        if (gathered)
+            unit.Gate.Activations.GatherRows(_quantized, tokens);
+        else
             mlp.Gate.PrepareActivations(unit.Gate);
-        }
-        // Gate and up read the same input: quantized once, shared.
         unit.Up.Start(mlp.Up, input, up, count);
-        unit.Up.ShareInputOf(unit.Gate);
+        if (alike)
+            unit.Up.ShareInputOf(unit.Gate);
+        else
+        {
+            unit.Up.Activations = unit.UpActivations; // not the gate's, which an earlier use of the unit may have shared
+            mlp.Up.PrepareActivations(unit.Up);
+        }
         unit.Down.Start(mlp.Down, gate, _out.Pointer + (long)first * _hidden, count);
     }
+
+    // Whether an expert's gate and up take their input prepared the same way (checkpoints may store them in different
+    // dtypes, which load as different formats).
+    private static bool ReadAlike(Mlp expert) => expert.Gate.GetType() == expert.Up.GetType() && expert.Gate.ActivationBlockSize == expert.Up.ActivationBlockSize;
 
     // Queues node's rows of a matrix in chunks of about chunkWork multiply-adds, whole row units each.
     private int AddChunks(int node, int unit, Part part, WeightMatrix matrix, int[] rowsOfNode, int tokens, long chunkWork)

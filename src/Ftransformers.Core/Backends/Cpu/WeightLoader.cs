@@ -56,12 +56,12 @@ internal sealed class WeightLoader(Checkpoint checkpoint, int fp8BlockSize, Prec
             Expect(qweight, codes, TensorDType.I8, rows, cols);
             TensorInfo int8Scales = checkpoint.Info(scales);
             bool blocks = int8Scales.Shape.Length == 2;
+            if (blocks && cols % Int8Layout.Q8BlockSize != 0)
+                throw new InvalidDataException($"{checkpoint.Location}: tensor '{scales}' holds a scale per block of {Int8Layout.Q8BlockSize}, but config.json implies {cols} columns.");
             if (blocks)
                 Expect(scales, int8Scales, TensorDType.F32, rows, cols / Int8Layout.Q8BlockSize);
             else
                 Expect(scales, int8Scales, TensorDType.F32, rows);
-            if (blocks && cols % Int8Layout.Q8BlockSize != 0)
-                throw new InvalidDataException($"{checkpoint.Location}: tensor '{scales}' holds a scale per block of {Int8Layout.Q8BlockSize}, but config.json implies {cols} columns.");
             return new Int8WeightMatrix(name, new Int8Weights(rows, cols, (sbyte*)checkpoint.Pointer(qweight), (float*)checkpoint.Pointer(scales), checkpoint,
                 blocks ? Int8Layout.Q8BlockSize : 0));
         }
