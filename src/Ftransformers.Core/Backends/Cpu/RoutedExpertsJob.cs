@@ -27,7 +27,8 @@ internal sealed unsafe class RoutedExpertsJob : INodeWork
     // An expert's pass over up to MaxTokensPerPass of its tokens: its inputs, products and state in the job.
     private sealed class Unit
     {
-        // Their inputs are the job's own copies (gathered rows, and h for down), which a format may rearrange in place.
+        // Down's input (h) is the job's own: a format may rearrange it in place. Gate and up share the gathered rows and
+        // may rearrange them only when they read them alike (set per unit).
         public MatrixProduct Gate = new(), Up = new(), Down = new() { InputIsScratch = true };
         // Up's own quantized input, for experts whose up does not read the input as their gate does.
         public readonly Int8Activations UpActivations = new();
