@@ -40,7 +40,9 @@ public static class GgufCheckpoint
         {
             if (t.Type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16)
                 return t.ByteLength;
-            WeightFormat format = kept.FormatOf(hfNames.GetValueOrDefault(t.Name) ?? ExpertName(t.Name));
+            // A stacked expert tensor is its layer's routed experts.
+            WeightFormat format = hfNames.TryGetValue(t.Name, out string? hf) ? kept.FormatOf(hf)
+                : t.Name.Contains("_exps.", StringComparison.Ordinal) ? kept.RoutedExperts : WeightFormat.Native;
             return (t.Type, format) switch
             {
                 (GgmlType.Q4_0, WeightFormat.Int4) => t.ByteLength,
@@ -222,10 +224,6 @@ public static class GgufCheckpoint
             ? kept with { Int8BlockSize = Kernels.Int8Layout.Q8BlockSize }
             : kept;
     }
-
-    // The Hugging Face name of one of a stacked expert tensor's experts, for its class (any expert serves).
-    private static string ExpertName(string gguf) =>
-        gguf.Contains("_exps.", StringComparison.Ordinal) ? "model.layers.0.mlp.experts.0.gate_proj.weight" : gguf;
 
     private static DeepSeekV3Config ReadConfig(GgufFile file)
     {
