@@ -101,9 +101,9 @@ public static class Int8BlockRows
     private static void Tile<TRows>(KernelPath path, Job job, int r, int step, int tokens) where TRows : struct, IPassCount
     {
         if (path == KernelPath.AvxVnni)
-            Tile<TRows, X86Passes<VnniDot>>(job, r, step, tokens);
+            Tile<TRows, X86Passes<VnniByteDot>>(job, r, step, tokens);
         else if (path == KernelPath.Avx2)
-            Tile<TRows, X86Passes<Avx2Dot>>(job, r, step, tokens);
+            Tile<TRows, X86Passes<Avx2ByteDot>>(job, r, step, tokens);
         else
             Tile<TRows, DpPasses>(job, r, step, tokens);
     }
@@ -128,7 +128,7 @@ public static class Int8BlockRows
         static abstract void Pass<TRows, TTokens>(Job job, int r, int step, int t) where TRows : struct, IPassCount where TTokens : struct, IPassCount;
     }
 
-    private readonly struct X86Passes<TDot> : IPasses where TDot : struct, IBlockDot
+    private readonly struct X86Passes<TDot> : IPasses where TDot : struct, IByteDot
     {
         public static void Pass<TRows, TTokens>(Job job, int r, int step, int t) where TRows : struct, IPassCount where TTokens : struct, IPassCount =>
             PassX86<TRows, TTokens, TDot>(job, r, step, t);
@@ -141,7 +141,7 @@ public static class Int8BlockRows
     }
 
     private static unsafe void PassX86<TRows, TTokens, TDot>(Job job, int r, int step, int t)
-        where TRows : struct, IPassCount where TTokens : struct, IPassCount where TDot : struct, IBlockDot
+        where TRows : struct, IPassCount where TTokens : struct, IPassCount where TDot : struct, IByteDot
     {
         nint cols = job.Cols;
         int blocks = job.Blocks;
@@ -210,30 +210,11 @@ public static class Int8BlockRows
     // One block of one token against the tile's rows: the exact integer dot in eight lanes, scaled into the float sums.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Step<TRows, TDot>(Vector256<byte> u0, Vector256<byte> u1, Vector256<sbyte> v0, Vector256<sbyte> v1, Vector256<sbyte> x,
-        float ws0, float ws1, float xs, ref Vector256<float> a0, ref Vector256<float> a1) where TRows : struct, IPassCount where TDot : struct, IBlockDot
+        float ws0, float ws1, float xs, ref Vector256<float> a0, ref Vector256<float> a1) where TRows : struct, IPassCount where TDot : struct, IByteDot
     {
         a0 = Vector256.FusedMultiplyAdd(Avx.ConvertToVector256Single(TDot.Dot(u0, Avx2.Sign(x, v0))), Vector256.Create(ws0 * xs), a0);
         if (TRows.Value > 1)
             a1 = Vector256.FusedMultiplyAdd(Avx.ConvertToVector256Single(TDot.Dot(u1, Avx2.Sign(x, v1))), Vector256.Create(ws1 * xs), a1);
-    }
-
-    // Σ over each lane's four u8 · s8 products (at most 4 · 128 · 127: exact in int32, and in vpmaddubsw's int16 pairs),
-    // as a type so that each path compiles to its own loop.
-    private interface IBlockDot
-    {
-        static abstract Vector256<int> Dot(Vector256<byte> u, Vector256<sbyte> s);
-    }
-
-    private readonly struct VnniDot : IBlockDot
-    {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> Dot(Vector256<byte> u, Vector256<sbyte> s) => AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, u, s);
-    }
-
-    private readonly struct Avx2Dot : IBlockDot
-    {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> Dot(Vector256<byte> u, Vector256<sbyte> s) => Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u, s), Vector256.Create((short)1));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -147,7 +147,7 @@ public static class Int4Quantizer
     }
 
     // Least-squares fit of w ≈ scale * q + min for fixed codes; keeps the guess if the codes are all equal.
-    private static (float, float) FitAffine(ReadOnlySpan<float> w, ReadOnlySpan<byte> q, float scale, float min)
+    internal static (float, float) FitAffine(ReadOnlySpan<float> w, ReadOnlySpan<byte> q, float scale, float min)
     {
         double n = w.Length, sq = 0, sqq = 0, sw = 0, sqw = 0;
         for (int i = 0; i < w.Length; i++)
@@ -163,7 +163,7 @@ public static class Int4Quantizer
         return ((float)((n * sqw - sq * sw) / det), (float)((sqq * sw - sq * sqw) / det));
     }
 
-    private static float SquaredError(ReadOnlySpan<float> w, ReadOnlySpan<byte> q, float scale, float min)
+    internal static float SquaredError(ReadOnlySpan<float> w, ReadOnlySpan<byte> q, float scale, float min)
     {
         float error = 0;
         for (int i = 0; i < w.Length; i++)

@@ -1,0 +1,161 @@
+using System.Buffers.Binary;
+using Ftransformers.Kernels;
+using Ftransformers.Memory;
+using NUnit.Framework;
+
+namespace Ftransformers.Tests.Kernels;
+
+[TestFixture]
+public class Q4KRowsTests
+{
+    private static readonly KernelPath[] Paths = [KernelPath.Scalar, KernelPath.Vector128, KernelPath.Dp, KernelPath.Avx2, KernelPath.AvxVnni];
+
+    // A block's fields as drawn: super-scales, 6-bit scales and mins per sub-block, 4-bit codes per value.
+    private sealed record Fields(float D, float Dmin, int[] Scales, int[] Mins, int[] Codes);
+
+    // Random Q4_K rows (every 6-bit scale and min and every code value drawn), packed as the format defines it, with
+    // the fields kept for the reference.
+    private static (Q4KLayout Layout, Fields[] Blocks) RandomRows(int rows, int cols, Random rng)
+    {
+        int count = rows * cols / Q4KLayout.BlockValues;
+        var bytes = PinnedArray<byte>.Uninitialized(count * Q4KLayout.BlockBytes);
+        var fields = new Fields[count];
+        for (int b = 0; b < count; b++)
+        {
+            var f = new Fields((float)(Half)(rng.NextDouble() * 0.01), (float)(Half)(rng.NextDouble() * 0.01),
+                [.. Enumerable.Range(0, 8).Select(_ => rng.Next(64))], [.. Enumerable.Range(0, 8).Select(_ => rng.Next(64))],
+                [.. Enumerable.Range(0, 256).Select(_ => rng.Next(16))]);
+            Pack(f, bytes.Span.Slice(b * Q4KLayout.BlockBytes, Q4KLayout.BlockBytes));
+            fields[b] = f;
+        }
+        unsafe
+        {
+            return (new Q4KLayout(bytes.Pointer, rows, cols, bytes), fields);
+        }
+    }
+
+    // ggml's block_q4_K: d, dmin, 12 bytes of scales (get_scale_min_k4's packing), then codes two sub-blocks a 32-byte run.
+    private static void Pack(Fields f, Span<byte> block)
+    {
+        BinaryPrimitives.WriteUInt16LittleEndian(block, BitConverter.HalfToUInt16Bits((Half)f.D));
+        BinaryPrimitives.WriteUInt16LittleEndian(block[2..], BitConverter.HalfToUInt16Bits((Half)f.Dmin));
+        for (int i = 0; i < 4; i++)
+        {
+            block[4 + i] = (byte)(f.Scales[i] | (f.Scales[i + 4] >> 4 << 6));
+            block[8 + i] = (byte)(f.Mins[i] | (f.Mins[i + 4] >> 4 << 6));
+            block[12 + i] = (byte)((f.Scales[i + 4] & 15) | ((f.Mins[i + 4] & 15) << 4));
+        }
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 32; l++)
+                block[16 + 32 * c + l] = (byte)(f.Codes[64 * c + l] | (f.Codes[64 * c + 32 + l] << 4));
+    }
+
+    [Test]
+    public void Packing_IsTheFormatLlamaCppDecodes()
+    {
+        (Q4KLayout layout, Fields[] blocks) = RandomRows(1, 512, new Random(3));
+        var values = new float[512];
+        GgmlBlocks.DequantizeQ4_K(layout.Row(0), values);
+        for (int b = 0; b < 2; b++)
+            for (int i = 0; i < 256; i++)
+            {
+                Fields f = blocks[b];
+                Assert.That(values[b * 256 + i], Is.EqualTo(f.D * f.Scales[i / 32] * f.Codes[i] - f.Dmin * f.Mins[i / 32]), $"value {b * 256 + i}");
+            }
+    }
+
+    private static IEnumerable<TestCaseData> Cases() =>
+        from path in Paths
+        from shape in new[] { (1, 256, 1), (5, 512, 3), (6, 256, 4), (7, 768, 7), (2, 2048, 2) }
+        select new TestCaseData(path, shape.Item1, shape.Item2, shape.Item3);
+
+    // Σ over sub-blocks of (d · scale) · xscale · exact dot − (dmin · min) · xscale · Σ x codes, within the F32 rounding
+    // of that sum; rows [1, rows) only.
+    [TestCaseSource(nameof(Cases))]
+    public void Rows_EqualScaledExactSubBlockDots(KernelPath path, int rows, int cols, int tokens)
+    {
+        KernelPaths.Require(path);
+        var rng = new Random(rows * 31 + cols);
+        (Q4KLayout layout, Fields[] blocks) = RandomRows(rows, cols, rng);
+        var x = new Int8Activations();
+        x.QuantizePerBlock(Enumerable.Range(0, tokens * cols).Select(_ => (float)rng.NextDouble() * 4 - 2).ToArray(), tokens, cols);
+        var y = new float[tokens * rows];
+        Q4KRows.RowsOn(path, layout, 1 % rows, rows, x, y);
+        int perRow = cols / 256;
+        for (int t = 0; t < tokens; t++)
+            for (int r = 1 % rows; r < rows; r++)
+            {
+                double exact = 0, magnitude = 0;
+                for (int s = 0; s < cols / 32; s++)
+                {
+                    Fields f = blocks[r * perRow + s / 8];
+                    long dot = 0, sum = 0;
+                    for (int i = 0; i < 32; i++)
+                    {
+                        int value = x.Values(t)[s * 32 + i];
+                        dot += f.Codes[(s % 8) * 32 + i] * value;
+                        sum += value;
+                    }
+                    double xs = x.Scales(t)[s];
+                    double scaled = (double)f.D * f.Scales[s % 8] * xs * dot, min = (double)f.Dmin * f.Mins[s % 8] * xs * sum;
+                    exact += scaled - min;
+                    magnitude += Math.Abs(scaled) + Math.Abs(min);
+                }
+                // Each dot is exact; each term's scale product, conversion and addition round (2^-24 relative each).
+                Assert.That(y[t * rows + r], Is.EqualTo(exact).Within((cols / 16 + 4) * magnitude * Math.Pow(2, -24) + 1e-12), $"row {r}, token {t}");
+            }
+        if (rows > 1)
+            Assert.That(y[0], Is.Zero, "rows outside the range are untouched");
+    }
+
+    // Batched decoding must equal each request alone.
+    [Test]
+    public void Rows_GiveEachTokenTheSameBits_WhateverTokensShareItsPass([ValueSource(nameof(Paths))] KernelPath path)
+    {
+        KernelPaths.Require(path);
+        var rng = new Random(5);
+        const int rows = 9, cols = 512, tokens = 11;
+        Q4KLayout layout = RandomRows(rows, cols, rng).Layout;
+        float[] values = Enumerable.Range(0, tokens * cols).Select(_ => (float)rng.NextDouble() * 4 - 2).ToArray();
+        var all = new Int8Activations();
+        all.QuantizePerBlock(values, tokens, cols);
+        var y = new float[tokens * rows];
+        Q4KRows.RowsOn(path, layout, 0, rows, all, y);
+        var alone = new Int8Activations();
+        var one = new float[rows];
+        for (int t = 0; t < tokens; t++)
+        {
+            alone.QuantizePerBlock(values.AsSpan(t * cols, cols), 1, cols);
+            Q4KRows.RowsOn(path, layout, 0, rows, alone, one);
+            Assert.That(one, Is.EqualTo(y.AsSpan(t * rows, rows).ToArray()), $"token {t}");
+        }
+    }
+
+    [Test]
+    public void Rows_RefuseMismatchedOperands()
+    {
+        Q4KLayout layout = RandomRows(2, 256, new Random(1)).Layout;
+        var perToken = new Int8Activations();
+        perToken.QuantizePerToken(new float[256], 1, 256);
+        Assert.Throws<ArgumentException>(() => Q4KRows.Rows(layout, 0, 2, perToken, new float[2]), "activations per token");
+        var narrow = new Int8Activations();
+        narrow.QuantizePerBlock(new float[128], 1, 128);
+        Assert.Throws<ArgumentException>(() => Q4KRows.Rows(layout, 0, 2, narrow, new float[2]), "activations of another width");
+        var x = new Int8Activations();
+        x.QuantizePerBlock(new float[256], 1, 256);
+        Assert.Throws<ArgumentException>(() => Q4KRows.Rows(layout, 0, 2, x, new float[1]), "a short output");
+        Assert.Throws<ArgumentOutOfRangeException>(() => Q4KRows.Rows(layout, 1, 3, x, new float[3]), "rows beyond the matrix");
+        Assert.Throws<PlatformNotSupportedException>(() => Q4KRows.RowsOn(KernelPath.Avx512, layout, 0, 2, x, new float[2]), "a path the kernel lacks");
+        unsafe
+        {
+            Assert.Throws<ArgumentException>(() => new Q4KLayout(layout.Blocks, 1, 300, null), "columns not whole blocks");
+        }
+    }
+
+    [Test]
+    public void Dispatch_TakesTheFastestPath()
+    {
+        KernelPath expected = new[] { KernelPath.AvxVnni, KernelPath.Avx2, KernelPath.Dp, KernelPath.Vector128 }.FirstOrDefault(KernelPaths.IsSupported, KernelPath.Scalar);
+        Assert.That(Q4KRows.ActivePath, Is.EqualTo(expected));
+    }
+}
