@@ -9,7 +9,8 @@ namespace Ftransformers.Model;
 
 /// <summary>
 /// Writes a checkpoint in a precision preset: quantized matrices as <c>X.qweight</c> (I8, or U8 nibbles),
-/// <c>X.scales</c> (F32 per INT8 row, F16 per INT4 group) and <c>X.mins</c> (F16), the rest as stored; the formats go into config.json's
+/// <c>X.scales</c> (F32 per INT8 row, F16 per INT4 group) and <c>X.mins</c> (F16), Q4_K as its blocks in <c>X.q4_k</c>
+/// (U8, GGUF's layout), the rest as stored; the formats go into config.json's
 /// <c>quantization_config</c> and every shard's header. Loading the result maps the quantized weights
 /// without re-quantizing and computes exactly what quantizing at load computes.
 /// </summary>
@@ -17,6 +18,9 @@ public static class CheckpointConverter
 {
     /// <summary>Part names of INT4 matrices written in row groups (<see cref="Int4FileLayout.RowGroups"/>).</summary>
     public const string RowGroupCodes = "qweight_rg", RowGroupScales = "scales_rg", RowGroupMins = "mins_rg";
+
+    /// <summary>Part name of a Q4_K matrix: its blocks, row after row, as GGUF stores them.</summary>
+    public const string Q4KBlocks = "q4_k";
 
     /// <summary>The name of a converted tensor's part: <c>a.b.weight</c> → <c>a.b.qweight</c>.</summary>
     public static string PartName(string weightName, string part) =>
@@ -92,6 +96,15 @@ public static class CheckpointConverter
                 var parts = new SharedQuantization<Int8Weights>(2, () => Int8Quantizer.Quantize(checkpoint.ReadSingle(name, config.Fp8BlockSize), rows, cols));
                 yield return new TensorToWrite(CheckpointConverter.PartName(name, "qweight"), TensorDType.I8, [rows, cols], () => Report(progress, name, "w8a8", MemoryMarshal.AsBytes(parts.Take().Codes).ToArray()));
                 yield return new TensorToWrite(CheckpointConverter.PartName(name, "scales"), TensorDType.F32, [rows], () => MemoryMarshal.AsBytes(parts.Take().Scales).ToArray());
+                break;
+            }
+            case WeightFormat.Q4K:
+            {
+                int rows = (int)shape[0], cols = (int)shape[1];
+                if (cols % Q4KLayout.BlockValues != 0)
+                    throw new InvalidDataException($"{name}: Q4_K needs a multiple of {Q4KLayout.BlockValues} columns, and this matrix has {cols}; choose another preset (e.g. w8a8-int4).");
+                yield return new TensorToWrite(PartName(name, Q4KBlocks), TensorDType.U8, [rows, Q4KLayout.BytesOf(1, cols)],
+                    () => Report(progress, name, "q4_k", Q4KQuantizer.Quantize(checkpoint.ReadSingle(name, config.Fp8BlockSize), rows, cols)));
                 break;
             }
             case WeightFormat.Int4 when layout == Int4FileLayout.RowGroups && precision.Int4.GroupSize == Int4Weights.BlockSize:

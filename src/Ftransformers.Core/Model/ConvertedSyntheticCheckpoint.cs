@@ -19,7 +19,7 @@ public static class ConvertedSyntheticCheckpoint
     // Work items are blocks of this many bytes: small enough to balance threads over one huge tensor.
     private const int BlockBytes = 8 << 20;
 
-    private enum Fill { Bf16Matrix, Bf16Norm, Bf16Bias, Int8Codes, Int4Codes, Constant }
+    private enum Fill { Bf16Matrix, Bf16Norm, Bf16Bias, Int8Codes, Int4Codes, Q4KBlocks, Constant }
 
     private sealed record Part(string Name, TensorDType DType, long[] Shape, Fill Fill, float Value)
     {
@@ -93,6 +93,11 @@ public static class ConvertedSyntheticCheckpoint
                 yield return new Part(CheckpointConverter.PartName(name, "qweight"), TensorDType.I8, shape, Fill.Int8Codes, 0);
                 yield return new Part(CheckpointConverter.PartName(name, "scales"), TensorDType.F32, [rows], Fill.Constant, bound / 127);
                 break;
+            case WeightFormat.Q4K:
+                if (cols % Kernels.Q4KLayout.BlockValues != 0)
+                    throw new ArgumentException($"Tensor '{name}' has {cols} columns, not a multiple of Q4_K's block of {Kernels.Q4KLayout.BlockValues}.", nameof(precision));
+                yield return new Part(CheckpointConverter.PartName(name, CheckpointConverter.Q4KBlocks), TensorDType.U8, [rows, Kernels.Q4KLayout.BytesOf(1, cols)], Fill.Q4KBlocks, bound);
+                break;
             default:
             {
                 Int4Format format = precision.Int4;
@@ -126,8 +131,12 @@ public static class ConvertedSyntheticCheckpoint
     {
         var blocks = new List<(Part Part, long Start, long Length, long Index)>();
         foreach (Part p in parts)
-            for (long start = 0, index = 0; start < p.ByteLength; start += BlockBytes, index++)
-                blocks.Add((p, start, Math.Min(BlockBytes, p.ByteLength - start), index));
+        {
+            // Q4_K tensors are filled in whole blocks of 144 bytes.
+            long step = p.Fill == Fill.Q4KBlocks ? BlockBytes / Kernels.Q4KLayout.BlockBytes * Kernels.Q4KLayout.BlockBytes : BlockBytes;
+            for (long start = 0, index = 0; start < p.ByteLength; start += step, index++)
+                blocks.Add((p, start, Math.Min(step, p.ByteLength - start), index));
+        }
         Parallel.ForEach(blocks, block =>
         {
             byte* data = checkpoint.Pointer(block.Part.Name) + block.Start;
@@ -143,6 +152,17 @@ public static class ConvertedSyntheticCheckpoint
             case Fill.Int4Codes:
                 // Every byte value is two uniform nibbles.
                 RandomBytes(bytes, ref rng);
+                break;
+            case Fill.Q4KBlocks:
+                // Uniform codes under the largest 6-bit scale and min (every packed scale byte 0xFF) with d and dmin
+                // set so that values span about [-bound, bound], as the INT4 tensors do.
+                RandomBytes(bytes, ref rng);
+                for (int at = 0; at < bytes.Length; at += Kernels.Q4KLayout.BlockBytes)
+                {
+                    MemoryMarshal.Write(bytes[at..], (Half)(2 * part.Value / 15 / 63));
+                    MemoryMarshal.Write(bytes[(at + 2)..], (Half)(part.Value / 63));
+                    bytes.Slice(at + 4, 12).Fill(0xFF);
+                }
                 break;
             case Fill.Int8Codes:
                 RandomBytes(bytes, ref rng);

@@ -6,7 +6,8 @@ namespace Ftransformers.Model;
 /// DeepSeek-V3/R1 in a GGUF file as llama.cpp names it (architecture <c>deepseek2</c>): the config from the
 /// <c>deepseek2.*</c> metadata, the tensors under llama.cpp's names (<c>blk.N.attn_kv_b.weight</c>, experts stacked
 /// in <c>blk.N.ffn_gate_exps.weight</c>), mapped to the Hugging Face names the backends load. F32, F16 and BF16 tensors
-/// are kept as they are; routed experts that are all Q4_0 become INT4 without rounding (<see cref="Q4_0Experts"/>);
+/// are kept as they are; routed experts that are all Q4_0 become INT4 without rounding (<see cref="Q4_0Experts"/>), and
+/// routed experts that are all Q4_K keep their blocks (<see cref="WeightFormat.Q4K"/>, computed by their own kernel);
 /// a class of matrices (attention, dense MLP, shared or routed experts, lm_head) that is all Q8_0 is kept as INT8 codes
 /// with a scale per block of 32 and computed as llama.cpp computes Q8_0 (<see cref="Precision.Int8BlockSize"/>); other
 /// Q8_0, Q4_0, Q4_K, Q5_K and Q6_K tensors are decoded to F32 at load (kernels of their own are open work); other types
@@ -45,7 +46,7 @@ public static class GgufCheckpoint
                 : t.Name.Contains("_exps.", StringComparison.Ordinal) ? kept.RoutedExperts : WeightFormat.Native;
             return (t.Type, format) switch
             {
-                (GgmlType.Q4_0, WeightFormat.Int4) => t.ByteLength,
+                (GgmlType.Q4_0, WeightFormat.Int4) or (GgmlType.Q4_K, WeightFormat.Q4K) => t.ByteLength,
                 (GgmlType.Q8_0, WeightFormat.W8A8) => t.ElementCount + t.ElementCount / Kernels.Int8Layout.Q8BlockSize * sizeof(float),
                 _ => 4 * t.ElementCount,
             };
@@ -95,6 +96,9 @@ public static class GgufCheckpoint
                     string hf = $"model.layers.{layer}.mlp.experts.{e}.{hfPart}";
                     if (kept.RoutedExperts == WeightFormat.Int4)
                         AddQ4_0AsInt4(writer, file, expert, hf);
+                    else if (kept.RoutedExperts == WeightFormat.Q4K)
+                        writer.Add(CheckpointConverter.PartName(hf, CheckpointConverter.Q4KBlocks), TensorDType.U8,
+                            [expert.Dimensions[1], expert.ByteLength / expert.Dimensions[1]], file.GetBytes(expert).ToArray());
                     else if (kept.RoutedExperts == WeightFormat.W8A8)
                         AddQ8_0AsBlocks(writer, file, expert, hf);
                     else
@@ -118,8 +122,9 @@ public static class GgufCheckpoint
     /// <param name="splitKvB">Whether kv_b is written split per head into attn_k_b and attn_v_b (in F32), as newer llama.cpp files hold it.</param>
     /// <exception cref="ArgumentException">The config has no GGUF form (MoE layers not every layer after the dense ones).</exception>
     /// <param name="q4_0Experts">Whether the routed experts are written in Q4_0.</param>
+    /// <param name="q4_kExperts">Whether the routed experts are written in Q4_K (matrices whose columns are whole blocks of 256; others as without it).</param>
     public static void Write(DeepSeekV3Config config, Checkpoint checkpoint, string path, bool q8_0 = false, string? tokenizerDirectory = null, bool splitKvB = false,
-        bool q4_0Experts = false)
+        bool q4_0Experts = false, bool q4_kExperts = false)
     {
         if (config.MoeLayerFreq != 1)
             throw new ArgumentException($"moe_layer_freq {config.MoeLayerFreq} has no GGUF form: deepseek2 files make every layer after the dense ones MoE.", nameof(config));
@@ -150,10 +155,17 @@ public static class GgufCheckpoint
             foreach ((string gguf, string hfPart) in StackedExperts(layer))
             {
                 string first = $"model.layers.{layer}.mlp.experts.0.{hfPart}";
-                bool quantized = Quantized(first), q4 = q4_0Experts && checkpoint.Info(first).Shape is [_, long columns] && columns % 32 == 0;
-                GgmlType type = q4 ? GgmlType.Q4_0 : quantized ? GgmlType.Q8_0 : TypeOf(checkpoint, first);
+                long columns = checkpoint.Info(first).Shape[^1];
+                bool quantized = Quantized(first), q4 = q4_0Experts && columns % 32 == 0, q4k = q4_kExperts && columns % Kernels.Q4KLayout.BlockValues == 0;
+                GgmlType type = q4k ? GgmlType.Q4_K : q4 ? GgmlType.Q4_0 : quantized ? GgmlType.Q8_0 : TypeOf(checkpoint, first);
                 byte[] bytes = [.. Enumerable.Range(0, config.NRoutedExperts).Select(e => $"model.layers.{layer}.mlp.experts.{e}.{hfPart}")
-                    .SelectMany(name => q4 ? Q4_0Of(checkpoint, name) : quantized ? Q8_0Of(checkpoint, name) : BytesOf(checkpoint, name, type))];
+                    .SelectMany(name => type switch
+                    {
+                        GgmlType.Q4_K => Quantization.Q4KQuantizer.Quantize(checkpoint.ReadSingle(name), (int)checkpoint.Info(name).Shape[0], (int)columns),
+                        GgmlType.Q4_0 => Q4_0Of(checkpoint, name),
+                        GgmlType.Q8_0 => Q8_0Of(checkpoint, name),
+                        _ => BytesOf(checkpoint, name, type),
+                    })];
                 writer.AddTensor(gguf, type, [.. Reversed(checkpoint.Info(first).Shape), config.NRoutedExperts], bytes);
             }
         writer.Save(path);
@@ -183,7 +195,8 @@ public static class GgufCheckpoint
     public static Precision Q4_0Experts { get; } = Precision.F32 with { RoutedExperts = WeightFormat.Int4, Int4 = new Quantization.Int4Format(32, Symmetric: true) };
 
     /// <summary>
-    /// The formats a file computes with when no preset is asked: routed experts all in Q4_0 as INT4 (<see cref="Q4_0Experts"/>),
+    /// The formats a file computes with when no preset is asked: routed experts all in Q4_0 as INT4 (<see cref="Q4_0Experts"/>)
+    /// or all in Q4_K as their blocks (<see cref="WeightFormat.Q4K"/>),
     /// each class of matrices all in Q8_0 (attention with kv_b whole, dense MLP, shared experts, routed experts, lm_head)
     /// as W8A8 over its own blocks (<see cref="Precision.Int8BlockSize"/> 32); the rest F32, as stored or decoded. Null
     /// when nothing is kept.
@@ -208,6 +221,8 @@ public static class GgufCheckpoint
         Precision kept = Precision.F32;
         if (All(experts, GgmlType.Q4_0))
             kept = kept with { RoutedExperts = WeightFormat.Int4, Int4 = Q4_0Experts.Int4 };
+        else if (All(experts, GgmlType.Q4_K))
+            kept = kept with { RoutedExperts = WeightFormat.Q4K };
         else if (All(experts, GgmlType.Q8_0))
             kept = kept with { RoutedExperts = WeightFormat.W8A8 };
         if (All(Matrices(Precision.F32 with { Attention = WeightFormat.W8A8 }), GgmlType.Q8_0))

@@ -14,6 +14,11 @@ public enum WeightFormat
     W8A8,
     /// <summary>Grouped INT4 weights (see <see cref="Precision.Int4"/>), activations quantized to INT8 per 32-block.</summary>
     Int4,
+    /// <summary>
+    /// GGUF's Q4_K: blocks of 256 weights in 4 bits with a 6-bit scale and min per 32 under F16 super-scales (4.5 bits
+    /// per weight); activations quantized to INT8 per 32-block. Matrices need a multiple of 256 columns.
+    /// </summary>
+    Q4K,
 }
 
 /// <summary>
@@ -51,8 +56,11 @@ public sealed record Precision
     /// <summary>The production mix: W8A8 outside the routed experts, INT4 (group 32, scale and min) for them.</summary>
     public static Precision W8A8Int4 { get; } = new() { Attention = WeightFormat.W8A8, DenseMlp = WeightFormat.W8A8, SharedExperts = WeightFormat.W8A8, RoutedExperts = WeightFormat.Int4, LmHead = WeightFormat.W8A8 };
 
+    /// <summary>W8A8 outside the routed experts, Q4_K for them: 4.5 bits per expert weight (INT4 g32 takes 5).</summary>
+    public static Precision W8A8Q4K { get; } = W8A8Int4 with { RoutedExperts = WeightFormat.Q4K };
+
     /// <summary>Preset names accepted by <see cref="Parse"/>.</summary>
-    public static IReadOnlyList<string> PresetNames { get; } = ["f32", "bf16", "w8a8-int4"];
+    public static IReadOnlyList<string> PresetNames { get; } = ["f32", "bf16", "w8a8-int4", "w8a8-q4_k"];
 
     /// <summary>A named preset.</summary>
     /// <exception cref="ArgumentException">Unknown name; the message lists the known ones.</exception>
@@ -61,11 +69,12 @@ public sealed record Precision
         "f32" => F32,
         "bf16" => Bf16,
         "w8a8-int4" => W8A8Int4,
+        "w8a8-q4_k" => W8A8Q4K,
         _ => throw new ArgumentException($"Unknown precision preset '{preset}'; known: {string.Join(", ", PresetNames)}.", nameof(preset)),
     };
 
     /// <summary>Whether any class is quantized to integers.</summary>
-    public bool IsQuantized => new[] { Attention, DenseMlp, SharedExperts, RoutedExperts, LmHead }.Any(f => f is WeightFormat.W8A8 or WeightFormat.Int4);
+    public bool IsQuantized => new[] { Attention, DenseMlp, SharedExperts, RoutedExperts, LmHead }.Any(f => f is WeightFormat.W8A8 or WeightFormat.Int4 or WeightFormat.Q4K);
 
     /// <summary>A compact description, e.g. attention=w8a8 ... routed_experts=int4-g32-asym.</summary>
     public string Describe() =>
@@ -120,6 +129,7 @@ public sealed record Precision
                 case "q8_0":
                     int8Block = Kernels.Int8Layout.Q8BlockSize;
                     return WeightFormat.W8A8;
+                case "q4_k": return WeightFormat.Q4K;
                 case { } t when Int4Format.TryParse(t, out Int4Format? f):
                     int4 = f;
                     return WeightFormat.Int4;
@@ -143,6 +153,7 @@ public sealed record Precision
         WeightFormat.Native => "native",
         WeightFormat.Bf16 => "bf16",
         WeightFormat.W8A8 => Int8BlockSize == 0 ? "w8a8" : "q8_0",
+        WeightFormat.Q4K => "q4_k",
         _ => Int4.ToString(),
     };
 }

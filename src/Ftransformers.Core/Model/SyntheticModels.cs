@@ -52,8 +52,11 @@ public static class SyntheticModels
         ConvertedPrecision = Precision.W8A8Int4,
     };
 
+    /// <summary><see cref="V3Real"/> with its routed experts in Q4_K (<see cref="Precision.W8A8Q4K"/>).</summary>
+    public static DeepSeekV3Config V3RealQ4K { get; } = V3Real with { ConvertedPrecision = Precision.W8A8Q4K };
+
     /// <summary>The names <see cref="Get"/> accepts.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["tiny", "v3-layout", "v3-real"];
+    public static IReadOnlyList<string> Names { get; } = ["tiny", "v3-layout", "v3-real", "v3-real-q4_k"];
 
     /// <summary>The architecture of a named synthetic model.</summary>
     /// <exception cref="ArgumentException">Unknown name; the message lists the known ones.</exception>
@@ -62,6 +65,7 @@ public static class SyntheticModels
         "tiny" => Tiny,
         "v3-layout" => V3Layout,
         "v3-real" => V3Real,
+        "v3-real-q4_k" => V3RealQ4K,
         _ => throw new ArgumentException($"Unknown synthetic model '{name}'; known: {string.Join(", ", Names)}.", nameof(name)),
     };
 }

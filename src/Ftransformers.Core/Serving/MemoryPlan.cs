@@ -140,6 +140,7 @@ public sealed record MemoryPlan
         long Matrix(long rows, long cols, WeightFormat format) => format switch
         {
             WeightFormat.Int4 => Int4Bytes(rows, cols, precision.Int4),
+            WeightFormat.Q4K => Kernels.Q4KLayout.BytesOf(rows, cols),
             WeightFormat.W8A8 => rows * cols + rows * (precision.Int8BlockSize == 0 ? 1 : cols / precision.Int8BlockSize) * sizeof(float),
             WeightFormat.Bf16 => rows * cols * 2,
             // Native computes over the stored weights in place when they are BF16 or F32; others are decoded to F32.

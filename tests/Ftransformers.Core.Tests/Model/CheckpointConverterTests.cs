@@ -33,6 +33,33 @@ public class CheckpointConverterTests : TempDirectoryTest
         Assert.That(PrefillLogits(converted, Prompt), Is.EqualTo(PrefillLogits(atLoad, Prompt)));
     }
 
+    // Q4_K needs whole blocks of 256 columns, which the fixture's experts lack: a synthetic model of Q4_K widths.
+    [Test]
+    public async Task ConvertedQ4K_StoresTheBlocks_AndGivesBitIdenticalLogitsToQuantizingAtLoad()
+    {
+        DeepSeekV3Config config = SyntheticModels.Tiny with { HiddenSize = 256, MoeIntermediateSize = 256 };
+        string source = Path.Combine(TempPath, "source"), converted = Path.Combine(TempPath, "converted");
+        SyntheticCheckpoint.WriteDirectory(source, config, seed: 2);
+        int exit = await Program.RunAsync(["convert", "--model", source, "--out", converted, "--preset", "w8a8-q4_k"], TextWriter.Null, TextWriter.Null);
+        Assert.That(exit, Is.Zero);
+        using (Checkpoint checkpoint = Checkpoint.Open(converted))
+        {
+            TensorInfo blocks = checkpoint.Info("model.layers.1.mlp.experts.3.down_proj.q4_k");
+            Assert.That((blocks.DType, blocks.Shape), Is.EqualTo((TensorDType.U8, new long[] { 256, 144 })), "256 rows of one 144-byte block");
+        }
+        using DeepSeekV3Model atLoad = DeepSeekV3Model.Load(source, new ModelLoadOptions { Precision = Precision.W8A8Q4K });
+        using DeepSeekV3Model fromBlocks = DeepSeekV3Model.Load(converted);
+        Assert.That(fromBlocks.Precision, Is.EqualTo(Precision.W8A8Q4K));
+        Assert.That(PrefillLogits(fromBlocks, Prompt), Is.EqualTo(PrefillLogits(atLoad, Prompt)));
+
+        // The fixture's 128-column experts are refused, naming the tensor, before anything is written.
+        string refused = Path.Combine(TempPath, "refused");
+        var error = new StringWriter();
+        Assert.That(await Program.RunAsync(["convert", "--model", Fixtures.TinyV3, "--out", refused, "--preset", "w8a8-q4_k"], TextWriter.Null, error), Is.Not.Zero);
+        Assert.That(error.ToString(), Does.Contain("multiple of 256"));
+        Assert.That(Directory.Exists(refused), Is.False);
+    }
+
     [Test]
     public void ConvertedCheckpoint_StoresQuantizedTensorsAndRecordsTheFormats()
     {

@@ -169,6 +169,71 @@ public class GgufCheckpointTests
             $"top-1 {prompts.Average(p => p.GetProperty("top1_agreement").GetDouble()):P1}");
     }
 
+    // A model whose expert widths are whole Q4_K blocks (the fixture's 128 columns are not: llama.cpp would not write
+    // Q4_K for it either).
+    private static readonly DeepSeekV3Config Q4KWidths = SyntheticModels.Tiny with { HiddenSize = 256, MoeIntermediateSize = 256 };
+
+    // Every prefill position's logits of `model` against the F32 model's, pooled.
+    private static LogitComparison AgainstF32(DeepSeekV3Model model, DeepSeekV3Model f32)
+    {
+        var comparison = new LogitComparison();
+        int[] tokens = [.. Enumerable.Range(0, 24).Select(i => (i * 37 + 5) % model.Config.VocabSize)];
+        float[] ours = model.Forward(tokens, new SequenceKvCache(model.Config), allPositions: true);
+        float[] reference = f32.Forward(tokens, new SequenceKvCache(f32.Config), allPositions: true);
+        int vocab = model.Config.VocabSize;
+        for (int t = 0; t < tokens.Length; t++)
+            comparison.Add(ours.AsSpan(t * vocab, vocab), reference.AsSpan(t * vocab, vocab));
+        return comparison;
+    }
+
+    // Q4_K experts are computed on their own blocks: no second rounding, the file's values exactly.
+    [Test]
+    public void Q4_KExperts_KeepTheirBlocks_AndComputeWithLlamaCppsValues()
+    {
+        using var dir = new TempDirectory();
+        string q4k = dir.File("q8_0-q4_k.gguf"), q4_0 = dir.File("q8_0-q4_0.gguf");
+        using Checkpoint checkpoint = SyntheticCheckpoint.CreateInMemory(Q4KWidths, seed: 3);
+        GgufCheckpoint.Write(Q4KWidths, checkpoint, q4k, q8_0: true, q4_kExperts: true);
+        GgufCheckpoint.Write(Q4KWidths, checkpoint, q4_0, q8_0: true, q4_0Experts: true);
+        float[] expected;
+        long cols, rows;
+        using (GgufFile file = GgufFile.Open(q4k))
+        {
+            GgufTensor down = file.Tensors["blk.1.ffn_down_exps.weight"];
+            Assert.That(down.Type, Is.EqualTo(GgmlType.Q4_K));
+            (cols, rows) = (down.Dimensions[0], down.Dimensions[1]);
+            long each = down.ByteLength / down.Dimensions[2];
+            expected = new float[rows * cols];
+            GgmlTypes.Dequantize(GgmlType.Q4_K, file.GetBytes(down).Slice((int)(2 * each), (int)each), expected);
+        }
+
+        using DeepSeekV3Model model = DeepSeekV3Model.Load(q4k, new ModelLoadOptions { CpuThreads = 1 });
+        Assert.That(model.Precision, Is.EqualTo(Precision.F32 with
+        {
+            Attention = WeightFormat.W8A8, DenseMlp = WeightFormat.W8A8, SharedExperts = WeightFormat.W8A8, LmHead = WeightFormat.W8A8,
+            RoutedExperts = WeightFormat.Q4K, Int8BlockSize = 32,
+        }));
+        var matrix = ((Ftransformers.Backends.Cpu.CpuExpertBackend)model.ExpertBackend).Layer(1).Experts[2].Down;
+        Assert.That(matrix, Is.InstanceOf<Ftransformers.Backends.Cpu.Q4KWeightMatrix>());
+        var row = new float[cols];
+        for (int r = 0; r < rows; r++)
+        {
+            matrix.CopyRow(r, row);
+            Assert.That(row, Is.EqualTo(expected.AsSpan((int)(r * cols), (int)cols).ToArray()), $"row {r}");
+        }
+        unsafe
+        {
+            Assert.That(matrix.Storage()[0].Start, Is.EqualTo((nint)model.Checkpoint.Pointer("model.layers.1.mlp.experts.2.down_proj.q4_k")), "held once, as stored");
+        }
+
+        // Against the F32 model: Q4_K experts (a scale and min per 32 under 6 bits) err less than Q4_0's (a scale per 32).
+        using DeepSeekV3Model f32 = DeepSeekV3Model.FromCheckpoint(Q4KWidths, checkpoint, new ModelLoadOptions { CpuThreads = 1 });
+        using DeepSeekV3Model q4_0Model = DeepSeekV3Model.Load(q4_0, new ModelLoadOptions { CpuThreads = 1 });
+        LogitComparison k = AgainstF32(model, f32), zero = AgainstF32(q4_0Model, f32);
+        TestContext.Out.WriteLine($"against F32: Q8_0 + Q4_K experts mean KL {k.MeanKl:G3}, top-1 {k.Top1Agreement:P1}; Q8_0 + Q4_0 experts mean KL {zero.MeanKl:G3}, top-1 {zero.Top1Agreement:P1}");
+        Assert.That(k.MeanKl, Is.LessThan(zero.MeanKl));
+    }
+
     [Test]
     public void AGgufCarryingTheTokenizer_EncodesTheGoldenTexts_AndASessionTakesIt()
     {

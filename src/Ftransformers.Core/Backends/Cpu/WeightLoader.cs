@@ -17,7 +17,8 @@ internal sealed class WeightLoader(Checkpoint checkpoint, int fp8BlockSize, Prec
     public bool Contains(string name) => checkpoint.Contains(name) || IsConverted(name);
 
     private bool IsConverted(string name) =>
-        checkpoint.Contains(CheckpointConverter.PartName(name, "qweight")) || checkpoint.Contains(CheckpointConverter.PartName(name, CheckpointConverter.RowGroupCodes));
+        checkpoint.Contains(CheckpointConverter.PartName(name, "qweight")) || checkpoint.Contains(CheckpointConverter.PartName(name, CheckpointConverter.RowGroupCodes))
+        || checkpoint.Contains(CheckpointConverter.PartName(name, CheckpointConverter.Q4KBlocks));
 
     /// <summary>A [rows, cols] matrix in <paramref name="format"/>, computing on the loader's pool.</summary>
     public WeightMatrix Matrix(string name, int rows, int cols, WeightFormat format = WeightFormat.Native)
@@ -37,6 +38,7 @@ internal sealed class WeightLoader(Checkpoint checkpoint, int fp8BlockSize, Prec
             (WeightFormat.Native, _) => new F32WeightMatrix(name, rows, cols, Decode(name)),
             (WeightFormat.Bf16, _) => new Bf16WeightMatrix(name, rows, cols, Decode(name)),
             (WeightFormat.W8A8, _) => new Int8WeightMatrix(name, Int8Quantizer.Quantize(Decode(name), rows, cols)),
+            (WeightFormat.Q4K, _) => Q4KWeightMatrix.Quantize(name, Decode(name), rows, cols),
             _ => new Int4WeightMatrix(name, Int4Quantizer.Quantize(Decode(name), rows, cols, precision.Int4, precision.SearchInt4Scales)),
         };
     }
@@ -48,6 +50,15 @@ internal sealed class WeightLoader(Checkpoint checkpoint, int fp8BlockSize, Prec
     {
         if (checkpoint.Contains(CheckpointConverter.PartName(name, CheckpointConverter.RowGroupCodes)))
             return ConvertedRowGroups(name, rows, cols);
+        string q4k = CheckpointConverter.PartName(name, CheckpointConverter.Q4KBlocks);
+        if (checkpoint.Contains(q4k))
+        {
+            // GGUF's Q4_K blocks as stored, mapped in place.
+            if (cols % Q4KLayout.BlockValues != 0)
+                throw new InvalidDataException($"{checkpoint.Location}: tensor '{q4k}' holds Q4_K blocks of {Q4KLayout.BlockValues} values, but config.json implies {cols} columns.");
+            Expect(q4k, checkpoint.Info(q4k), TensorDType.U8, rows, Q4KLayout.BytesOf(1, cols));
+            return new Q4KWeightMatrix(name, new Q4KLayout(checkpoint.Pointer(q4k), rows, cols, checkpoint));
+        }
         string qweight = CheckpointConverter.PartName(name, "qweight"), scales = CheckpointConverter.PartName(name, "scales"), mins = CheckpointConverter.PartName(name, "mins");
         TensorInfo codes = checkpoint.Info(qweight);
         if (codes.DType == TensorDType.I8)
