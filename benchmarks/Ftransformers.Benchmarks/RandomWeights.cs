@@ -39,5 +39,18 @@ internal static class RandomWeights
         return new Int8WeightMatrix(name, Int8Weights.FromOwned(rows, cols, codes, scales));
     }
 
+    /// <summary>Q4_K blocks with random codes, 6-bit scales and mins under small F16 super-scales.</summary>
+    public static unsafe Q4KWeightMatrix Q4K(string name, int rows, int cols, Random rng)
+    {
+        var blocks = PinnedArray<byte>.Uninitialized((int)Ftransformers.Kernels.Q4KLayout.BytesOf(rows, cols));
+        rng.NextBytes(blocks.Span);
+        for (int at = 0; at < blocks.Length; at += Ftransformers.Kernels.Q4KLayout.BlockBytes)
+        {
+            System.Runtime.InteropServices.MemoryMarshal.Write(blocks.Span[at..], (Half)(0.0002f + (float)rng.NextDouble() * 0.0002f));
+            System.Runtime.InteropServices.MemoryMarshal.Write(blocks.Span[(at + 2)..], (Half)(0.0004f + (float)rng.NextDouble() * 0.0004f));
+        }
+        return new Q4KWeightMatrix(name, new Ftransformers.Kernels.Q4KLayout(blocks.Pointer, rows, cols, blocks));
+    }
+
     public static float[] Activations(int n, Random rng) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
 }
