@@ -1,8 +1,11 @@
 using Ftransformers.Formats;
 using Ftransformers.Model;
 
-/// <summary>A GGUF format of the peer benchmark, and the ways ours runs it (null: the file's own formats).</summary>
-internal sealed record PeerFormat(string Name, bool Q8_0, bool Q4_0Experts, string?[] Ours);
+/// <summary>
+/// A GGUF format of the peer benchmark (Q8_0 matrices or BF16; the routed experts in <paramref name="Experts"/>: Q4_0,
+/// Q4_K, or null for the rest's format), and the ways ours runs it (null: the file's own formats).
+/// </summary>
+internal sealed record PeerFormat(string Name, bool Q8_0, GgmlType? Experts, string?[] Ours);
 
 /// <summary>
 /// The random DeepSeek-V3-shaped model both engines run: 8 layers (one dense), width 1024, 32 experts of width 256 (4 a
@@ -18,14 +21,15 @@ internal static class PeerModel
     };
 
     /// <summary>
-    /// Q8_0 attention and dense layers with Q4_0 experts, and all Q8_0 (ours: the file's formats, and requantized to
-    /// w8a8-int4), and BF16 (ours: as stored, and w8a8-int4).
+    /// Q8_0 attention and dense layers with Q4_0 or Q4_K experts, and all Q8_0 (ours: the file's formats, and
+    /// requantized to w8a8-int4), and BF16 (ours: as stored, and w8a8-int4).
     /// </summary>
     public static IReadOnlyList<PeerFormat> Formats { get; } =
     [
-        new("q8_0-q4_0-experts", true, true, [null, "w8a8-int4"]),
-        new("q8_0", true, false, [null, "w8a8-int4"]),
-        new("bf16", false, false, ["bf16", "w8a8-int4"]),
+        new("q8_0-q4_0-experts", true, GgmlType.Q4_0, [null, "w8a8-int4"]),
+        new("q8_0-q4_k-experts", true, GgmlType.Q4_K, [null, "w8a8-int4"]),
+        new("q8_0", true, null, [null, "w8a8-int4"]),
+        new("bf16", false, null, ["bf16", "w8a8-int4"]),
     ];
 
     public static string Describe() =>
@@ -39,13 +43,26 @@ internal static class PeerModel
     /// </summary>
     public const int WarmupDecode = 8;
 
+    /// <summary>Vocabulary size: logits per position.</summary>
+    public static int Vocab => Config.VocabSize;
+
+    /// <summary>
+    /// The logits of every position of <paramref name="tokens"/> from the model's own BF16 weights computed in F32 (ours,
+    /// which reproduces DeepSeek's reference): what each engine's run of a quantized file is judged against.
+    /// </summary>
+    public static float[] ReferenceLogits(int[] tokens)
+    {
+        using var model = Ftransformers.Inference.DeepSeekV3Model.FromCheckpoint(Config, SyntheticCheckpoint.CreateInMemory(Config, seed: 1));
+        return model.Forward(tokens, new Ftransformers.Inference.SequenceKvCache(Config), allPositions: true);
+    }
+
     /// <summary>The token fed at position <paramref name="position"/>: ordinary vocabulary ids, the same for both engines.</summary>
     public static int Token(int position) => 1000 + position * 37 % 100_000;
 
     public static void Write(string path, PeerFormat format)
     {
         using Checkpoint checkpoint = SyntheticCheckpoint.CreateInMemory(Config, seed: 1);
-        GgufCheckpoint.Write(Config, checkpoint, path, q8_0: format.Q8_0, tokenizerDirectory: RepositoryTokenizer(), q4_0Experts: format.Q4_0Experts);
+        GgufCheckpoint.Write(Config, checkpoint, path, q8_0: format.Q8_0, tokenizerDirectory: RepositoryTokenizer(), q4_0Experts: format.Experts == GgmlType.Q4_0, q4_kExperts: format.Experts == GgmlType.Q4_K);
     }
 
     // The DeepSeek-V3 tokenizer fixture of this repository.

@@ -21,12 +21,27 @@ report.AppendLine(c, $"Machine: {Ftransformers.Diagnostics.MachineBaseline.CpuMo
     $"Prompt {settings.Prompt} tokens, then {settings.Decode} decode steps; {settings.Rounds} rounds, engines alternating; medians.").AppendLine();
 report.AppendLine("| file | threads | engine | prefill tok/s | decode tok/s | prefill ratio ours / llama.cpp | decode ratio |");
 report.AppendLine("| --- | ---: | --- | ---: | ---: | ---: | ---: |");
+// Fidelity: each engine's logits on each file against the F32 logits of the weights the files were made from.
+const int FidelityTokens = 64;
+int[] fidelityPrompt = [.. Enumerable.Range(0, FidelityTokens).Select(PeerModel.Token)];
+float[] referenceLogits = PeerModel.ReferenceLogits(fidelityPrompt);
+var fidelity = new StringBuilder();
+fidelity.AppendLine().AppendLine(c, $"Fidelity: every position of a {FidelityTokens}-token prompt against the F32 logits of the weights the files were made from (ours in F32), each engine on the same file.").AppendLine();
+fidelity.AppendLine("| file | engine | mean KL | top-1 agreement |");
+fidelity.AppendLine("| --- | --- | ---: | ---: |");
 try
 {
     foreach (PeerFormat format in PeerModel.Formats.Where(f => settings.Formats.Length == 0 || settings.Formats.Contains(f.Name)))
     {
         string gguf = Path.Combine(folder, format.Name + ".gguf");
         PeerModel.Write(gguf, format);
+        foreach ((string engine, float[] logits) in new[] { ("llama.cpp", LlamaCppLogits(gguf, fidelityPrompt)), ("ours (the file's formats)", OursLogits(gguf, fidelityPrompt)) })
+        {
+            var comparison = new Ftransformers.Verification.LogitComparison();
+            for (int t = 0; t < fidelityPrompt.Length; t++)
+                comparison.Add(logits.AsSpan(t * PeerModel.Vocab, PeerModel.Vocab), referenceLogits.AsSpan(t * PeerModel.Vocab, PeerModel.Vocab));
+            fidelity.AppendLine(c, $"| {format.Name} | {engine} | {comparison.MeanKl:F4} | {comparison.Top1Agreement:P1} |");
+        }
         foreach (int threads in settings.Threads)
         {
             var runs = new Dictionary<string, List<(double Prefill, double Decode)>>();
@@ -57,6 +72,7 @@ finally
 {
     Directory.Delete(folder, recursive: true);
 }
+report.Append(fidelity);
 Console.Write(report);
 if (settings.Output is { } output)
     File.WriteAllText(output, report.ToString());
@@ -65,6 +81,29 @@ static double Median(IEnumerable<double> values)
 {
     double[] sorted = [.. values.Order()];
     return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+}
+
+// llama.cpp's logits for every position of one prompt, in one batch.
+static float[] LlamaCppLogits(string gguf, int[] tokens)
+{
+    var parameters = new ModelParams(gguf) { ContextSize = (uint)tokens.Length + 16, BatchSize = (uint)tokens.Length, UBatchSize = (uint)tokens.Length, GpuLayerCount = 0 };
+    using LLamaWeights weights = LLamaWeights.LoadFromFile(parameters);
+    using LLamaContext context = weights.CreateContext(parameters);
+    var batch = new LLamaBatch();
+    for (int i = 0; i < tokens.Length; i++)
+        batch.Add(tokens[i], i, LLamaSeqId.Zero, true);
+    context.Decode(batch);
+    var logits = new float[tokens.Length * PeerModel.Vocab];
+    for (int i = 0; i < tokens.Length; i++)
+        context.NativeHandle.GetLogitsIth(i).CopyTo(logits.AsSpan(i * PeerModel.Vocab, PeerModel.Vocab));
+    return logits;
+}
+
+// Ours on the file's own formats: every position's logits.
+static float[] OursLogits(string gguf, int[] tokens)
+{
+    using DeepSeekV3Model model = DeepSeekV3Model.Load(gguf);
+    return model.Forward(tokens, new SequenceKvCache(model.Config), allPositions: true);
 }
 
 // llama.cpp through LLamaSharp: one batch for the prompt (logits for its last token), then one token per decode call.

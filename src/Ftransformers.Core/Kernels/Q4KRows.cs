@@ -78,6 +78,15 @@ public static class Q4KRows
 
         public byte* Row(int r) => Weights + r * RowBytes;
 
+        // A pass's operands: row r, and token t's codes, sub-block scales and scaled code sums.
+        public void Pass(int r, int t, out byte* row, out sbyte* x0, out float* xs0, out float* ss0)
+        {
+            row = Row(r);
+            x0 = Codes + (long)t * Cols;
+            xs0 = XScales + (long)t * Subs;
+            ss0 = ScaledSums + (long)t * Subs;
+        }
+
         public void Store(int r, int t, float sum) => Y[(long)t * Rows + r] = sum;
     }
 
@@ -136,13 +145,17 @@ public static class Q4KRows
         (Vector128.ConvertToSingle(Vector128.WidenUpper(sixMins).AsInt32()) * mv).Store(negMins + 4);
     }
 
-    // An F16's value without the library's conversion (a call per value): the magnitude bits shifted into an F32's
-    // place, then scaled by 2^112, exact for every finite value, subnormals included.
+    // An F16's value without the library's conversion (a call per value) and without F32 subnormals (which x86 cores
+    // compute slowly, and which small super-scales would make): the exponent rebiased for normal values; a subnormal
+    // F16 (exponent 0, common for the small d of a block of small weights) is its mantissa over 2^-14, minus 2^-14.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float HalfToSingle(ushort bits)
+    internal static float HalfToSingle(ushort bits)
     {
-        float magnitude = BitConverter.Int32BitsToSingle((bits & 0x7FFF) << 13) * 5192296858534827628530496329220096f; // 2^112
-        return (bits & 0x8000) != 0 ? -magnitude : magnitude;
+        uint magnitude = (uint)(bits & 0x7FFF) << 13, sign = (uint)(bits & 0x8000) << 16;
+        uint subnormal = (uint)((bits & 0x7C00) - 1) >> 31; // 1 where the exponent is 0, without a branch
+        // Normal: the exponent + (127 - 15). Subnormal: 2^-14 · (1 + m / 1024) − 2^-14.
+        float value = BitConverter.UInt32BitsToSingle(magnitude + 0x38000000 + (subnormal << 23)) - subnormal * 6.103515625e-05f;
+        return BitConverter.UInt32BitsToSingle(BitConverter.SingleToUInt32Bits(value) | sign);
     }
 
     private readonly struct X86Passes<TDot> : IPasses where TDot : struct, IByteDot
@@ -151,9 +164,7 @@ public static class Q4KRows
         {
             nint cols = job.Cols;
             int subs = job.Subs;
-            byte* row = job.Row(r);
-            sbyte* x0 = job.Codes + (long)t * cols;
-            float* xs0 = job.XScales + (long)t * subs, ss0 = job.ScaledSums + (long)t * subs;
+            job.Pass(r, t, out byte* row, out sbyte* x0, out float* xs0, out float* ss0);
             Vector256<byte> nibble = Vector256.Create((byte)0x0F);
             // Per token, the scaled sub-block dots and the mins in sums of their own (two chains of multiply-adds).
             Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, m0 = default, m1 = default, m2 = default, m3 = default;
@@ -245,9 +256,7 @@ public static class Q4KRows
         {
             nint cols = job.Cols;
             int subs = job.Subs;
-            byte* row = job.Row(r);
-            sbyte* x0 = job.Codes + (long)t * cols;
-            float* xs0 = job.XScales + (long)t * subs, ss0 = job.ScaledSums + (long)t * subs;
+            job.Pass(r, t, out byte* row, out sbyte* x0, out float* xs0, out float* ss0);
             float* scales = stackalloc float[2 * SubsPerBlock];
             float* negMins = scales + SubsPerBlock;
             Vector128<byte> nibble = Vector128.Create((byte)0x0F);

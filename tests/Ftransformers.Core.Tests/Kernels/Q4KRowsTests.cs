@@ -64,6 +64,18 @@ public class Q4KRowsTests
             }
     }
 
+    // Every finite F16, subnormals included (small blocks' super-scales are), converts to the library's value.
+    [Test]
+    public void SuperScales_ConvertEveryFiniteF16Exactly()
+    {
+        for (int bits = 0; bits < 0x10000; bits++)
+        {
+            Half half = BitConverter.UInt16BitsToHalf((ushort)bits);
+            if (Half.IsFinite(half))
+                Assert.That(BitConverter.SingleToUInt32Bits(Q4KRows.HalfToSingle((ushort)bits)), Is.EqualTo(BitConverter.SingleToUInt32Bits((float)half)), $"0x{bits:X4}");
+        }
+    }
+
     private static IEnumerable<TestCaseData> Cases() =>
         from path in Paths
         from shape in new[] { (1, 256, 1), (5, 512, 3), (6, 256, 4), (7, 768, 7), (2, 2048, 2) }

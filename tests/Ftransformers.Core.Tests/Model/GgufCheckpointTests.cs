@@ -143,12 +143,7 @@ public class GgufCheckpointTests
         }));
         var matrix = ((Ftransformers.Backends.Cpu.CpuExpertBackend)model.ExpertBackend).Layer(1).Experts[3].Up;
         Assert.That(matrix, Is.InstanceOf<Ftransformers.Backends.Cpu.Int4WeightMatrix>());
-        var row = new float[cols];
-        for (int r = 0; r < rows; r++)
-        {
-            matrix.CopyRow(r, row);
-            Assert.That(row, Is.EqualTo(expected.AsSpan((int)(r * cols), (int)cols).ToArray()), $"row {r}");
-        }
+        AssertRowsEqual(matrix, expected);
 
         // Held once: where the kernels read row groups, the image holds them so.
         string part = Ftransformers.Kernels.Int4RowGroupKernel.IsSupported ? "qweight_rg" : "qweight";
@@ -167,6 +162,17 @@ public class GgufCheckpointTests
         var prompts = result.RootElement.GetProperty("prompts").EnumerateArray().ToList();
         TestContext.Out.WriteLine($"Q8_0 + Q4_0-experts GGUF of tiny-v3: mean KL {prompts.Average(p => p.GetProperty("mean_kl").GetDouble()):G3}, " +
             $"top-1 {prompts.Average(p => p.GetProperty("top1_agreement").GetDouble()):P1}");
+    }
+
+    // Every row of `matrix` as F32 equals `expected`, bit for bit.
+    private static void AssertRowsEqual(Ftransformers.Backends.Cpu.WeightMatrix matrix, float[] expected)
+    {
+        var row = new float[matrix.Cols];
+        for (int r = 0; r < matrix.Rows; r++)
+        {
+            matrix.CopyRow(r, row);
+            Assert.That(row, Is.EqualTo(expected.AsSpan(r * matrix.Cols, matrix.Cols).ToArray()), $"row {r}");
+        }
     }
 
     // A model whose expert widths are whole Q4_K blocks (the fixture's 128 columns are not: llama.cpp would not write
@@ -215,12 +221,7 @@ public class GgufCheckpointTests
         }));
         var matrix = ((Ftransformers.Backends.Cpu.CpuExpertBackend)model.ExpertBackend).Layer(1).Experts[2].Down;
         Assert.That(matrix, Is.InstanceOf<Ftransformers.Backends.Cpu.Q4KWeightMatrix>());
-        var row = new float[cols];
-        for (int r = 0; r < rows; r++)
-        {
-            matrix.CopyRow(r, row);
-            Assert.That(row, Is.EqualTo(expected.AsSpan((int)(r * cols), (int)cols).ToArray()), $"row {r}");
-        }
+        AssertRowsEqual(matrix, expected);
         unsafe
         {
             Assert.That(matrix.Storage()[0].Start, Is.EqualTo((nint)model.Checkpoint.Pointer("model.layers.1.mlp.experts.2.down_proj.q4_k")), "held once, as stored");

@@ -18,6 +18,16 @@ public class PrecisionJsonTests
     }
 
     [Test]
+    public void Q4KExperts_RoundTripThroughTheQuantizationConfig_AndTheirPresetName()
+    {
+        JsonObject json = Precision.W8A8Q4K.ToJson();
+        Assert.That(json["routed_experts"]!.GetValue<string>(), Is.EqualTo("q4_k"));
+        Assert.That(Precision.FromJson(json, "config.json"), Is.EqualTo(Precision.W8A8Q4K));
+        Assert.That(Precision.Parse("w8a8-q4_k"), Is.EqualTo(Precision.W8A8Q4K));
+        Assert.That(Precision.W8A8Q4K.IsQuantized, Is.True);
+    }
+
+    [Test]
     public void AConfigMixingPerRowAndPerBlockInt8_IsRefused()
     {
         JsonObject json = Precision.W8A8Int4.ToJson();
