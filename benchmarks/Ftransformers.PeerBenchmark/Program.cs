@@ -92,7 +92,8 @@ static float[] LlamaCppLogits(string gguf, int[] tokens)
     var batch = new LLamaBatch();
     for (int i = 0; i < tokens.Length; i++)
         batch.Add(tokens[i], i, LLamaSeqId.Zero, true);
-    context.Decode(batch);
+    if (context.Decode(batch) is var result && result != DecodeResult.Ok)
+        throw new InvalidOperationException($"llama.cpp could not decode the fidelity prompt of {gguf}: {result}.");
     var logits = new float[tokens.Length * PeerModel.Vocab];
     for (int i = 0; i < tokens.Length; i++)
         context.NativeHandle.GetLogitsIth(i).CopyTo(logits.AsSpan(i * PeerModel.Vocab, PeerModel.Vocab));

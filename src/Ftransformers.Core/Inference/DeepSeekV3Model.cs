@@ -54,6 +54,7 @@ public sealed class DeepSeekV3Model : IDisposable
         if (config.ConvertedPrecision is { } converted && options.Precision is { } asked && asked != converted)
             throw new ArgumentException($"{checkpoint.Location} was converted to {converted.Describe()}; it cannot be loaded as {asked.Describe()}. Load it without a precision, or convert the original again.");
         Precision = config.ConvertedPrecision ?? options.Precision ?? Precision.F32;
+        RefuseQ4KWidths(config, Precision, checkpoint.Location);
         _pool = options.CreatePool();
         try
         {
@@ -95,11 +96,21 @@ public sealed class DeepSeekV3Model : IDisposable
     {
         if (path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) && !Directory.Exists(path))
         {
-            // Q4_0 experts run as they are unless a precision preset is asked for.
+            // The blocks the engine computes (Q4_0 and Q4_K experts, Q8_0 classes) run as they are unless a precision
+            // preset is asked for, which decodes them and quantizes to it.
             (DeepSeekV3Config config, Checkpoint checkpoint) = GgufCheckpoint.Open(path, keepBlocks: options?.Precision == null);
             return FromCheckpoint(config, checkpoint, options);
         }
         return FromCheckpoint(DeepSeekV3Config.Load(path), Checkpoint.Open(path), options);
+    }
+
+    // Q4_K holds whole blocks of 256 columns: a class in Q4_K with narrower matrices is refused before anything loads.
+    private static void RefuseQ4KWidths(DeepSeekV3Config config, Precision precision, string location)
+    {
+        foreach ((string name, long[] shape) in SyntheticCheckpoint.TensorShapes(config))
+            if (shape is [_, long cols] && precision.FormatOf(name) == WeightFormat.Q4K && cols % Kernels.Q4KLayout.BlockValues != 0)
+                throw new InvalidDataException($"{location}: '{name}' has {cols} columns; Q4_K ({precision.Name(WeightFormat.Q4K)}) needs a multiple of " +
+                    $"{Kernels.Q4KLayout.BlockValues}. Choose another format for its class (e.g. the w8a8-int4 preset).");
     }
 
     /// <summary>Builds the model over an open checkpoint, taking ownership of it.</summary>

@@ -104,7 +104,7 @@ public static class CheckpointConverter
                 if (cols % Q4KLayout.BlockValues != 0)
                     throw new InvalidDataException($"{name}: Q4_K needs a multiple of {Q4KLayout.BlockValues} columns, and this matrix has {cols}; choose another preset (e.g. w8a8-int4).");
                 yield return new TensorToWrite(PartName(name, Q4KBlocks), TensorDType.U8, [rows, Q4KLayout.BytesOf(1, cols)],
-                    () => Report(progress, name, "q4_k", Q4KQuantizer.Quantize(checkpoint.ReadSingle(name, config.Fp8BlockSize), rows, cols)));
+                    () => Report(progress, name, "q4_k", Q4K(name, checkpoint.ReadSingle(name, config.Fp8BlockSize), rows, cols)));
                 break;
             }
             case WeightFormat.Int4 when layout == Int4FileLayout.RowGroups && precision.Int4.GroupSize == Int4Weights.BlockSize:
@@ -135,6 +135,19 @@ public static class CheckpointConverter
                     yield return new TensorToWrite(CheckpointConverter.PartName(name, "mins"), TensorDType.F16, [rows, groups], () => MemoryMarshal.AsBytes(parts.Take().Mins).ToArray());
                 break;
             }
+        }
+    }
+
+    // Q4_K blocks of a matrix, an error naming it when its values cannot be held.
+    private static byte[] Q4K(string name, float[] values, int rows, int cols)
+    {
+        try
+        {
+            return Q4KQuantizer.Quantize(values, rows, cols);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"{name}: {e.Message}", e);
         }
     }
 

@@ -26,8 +26,9 @@ public static class GgufCheckpoint
     /// not loaded yet, or is larger than the copy made at load holds (2 GiB).</exception>
     /// <param name="path">The file, or the first of a split set.</param>
     /// <param name="keepBlocks">
-    /// Keep the blocks the engine computes as stored (Q4_0 routed experts as INT4, classes all in Q8_0 as block-scaled
-    /// INT8: <see cref="FileFormats"/>); false decodes every block to F32, for a model loaded in a precision preset.
+    /// Keep the blocks the engine computes as stored (Q4_0 routed experts as INT4, Q4_K routed experts as their blocks,
+    /// classes all in Q8_0 as block-scaled INT8: <see cref="FileFormats"/>); false decodes every block to F32, for a
+    /// model loaded in a precision preset.
     /// </param>
     public static (DeepSeekV3Config Config, Checkpoint Checkpoint) Open(string path, bool keepBlocks = true)
     {
@@ -35,7 +36,7 @@ public static class GgufCheckpoint
         DeepSeekV3Config config = ConfigOf(file, keepBlocks);
         Precision kept = config.ConvertedPrecision ?? Precision.F32;
         // The tensors are copied into one in-memory image (decoded ones as F32), which holds under 2 GiB for now.
-        // Kept Q4_0 experts stay at their size, kept Q8_0 matrices take an F32 scale per block; other blocks are decoded.
+        // Kept Q4_0 and Q4_K experts stay at their size, kept Q8_0 matrices take an F32 scale per block; other blocks are decoded.
         var hfNames = Names(config).ToDictionary(n => n.Gguf, n => n.Hf);
         long Copied(GgufTensor t)
         {

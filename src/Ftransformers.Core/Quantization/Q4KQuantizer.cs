@@ -117,6 +117,8 @@ public static class Q4KQuantizer
     private static Half ToHalf(float value)
     {
         var half = (Half)value;
+        if (!float.IsFinite(value))
+            throw new ArgumentException("The weights hold a NaN or an infinity; Q4_K cannot hold them.");
         return Half.IsFinite(half) ? half : throw new ArgumentException($"A Q4_K super-scale of {value} is beyond F16's range (±65504): Q4_K cannot hold these weights.");
     }
 }

@@ -192,9 +192,10 @@ public class GgufCheckpointTests
         return comparison;
     }
 
-    // Q4_K experts are computed on their own blocks: no second rounding, the file's values exactly.
+    // Q4_K experts keep the file's blocks (no second rounding): the matrix the kernel reads holds llama.cpp's values
+    // exactly (Q4KRowsTests checks the kernel's products on such blocks), mapped once.
     [Test]
-    public void Q4_KExperts_KeepTheirBlocks_AndComputeWithLlamaCppsValues()
+    public void Q4_KExperts_KeepTheirBlocks_AsLlamaCppDecodesThem()
     {
         using var dir = new TempDirectory();
         string q4k = dir.File("q8_0-q4_k.gguf"), q4_0 = dir.File("q8_0-q4_0.gguf");

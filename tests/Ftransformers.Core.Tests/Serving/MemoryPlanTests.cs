@@ -15,9 +15,11 @@ public class MemoryPlanTests
     [TestCase("f32")]
     [TestCase("bf16")]
     [TestCase("w8a8-int4")]
+    [TestCase("w8a8-q4_k")]
     public void Weights_AreWhatTheLoadedModelHolds(string preset)
     {
-        DeepSeekV3Config config = SyntheticModels.Tiny;
+        // Q4_K needs whole blocks of 256 columns.
+        DeepSeekV3Config config = preset == "w8a8-q4_k" ? SyntheticModels.Tiny with { HiddenSize = 256, MoeIntermediateSize = 256 } : SyntheticModels.Tiny;
         Precision precision = Precision.Parse(preset);
         using DeepSeekV3Model model = DeepSeekV3Model.FromCheckpoint(config, SyntheticCheckpoint.CreateInMemory(config, seed: 1),
             new ModelLoadOptions { Precision = precision, CpuThreads = 1 });

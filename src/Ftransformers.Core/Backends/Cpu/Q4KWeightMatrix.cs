@@ -18,8 +18,17 @@ internal sealed class Q4KWeightMatrix(string name, Q4KLayout layout) : WeightMat
     {
         if (cols % Q4KLayout.BlockValues != 0)
             throw new InvalidDataException($"{name}: Q4_K needs a multiple of {Q4KLayout.BlockValues} columns, and this matrix has {cols}; choose another format for it (e.g. the w8a8-int4 preset).");
+        if (weights.Length != (long)rows * cols)
+            throw new ArgumentException($"{name}: expected {rows} x {cols} values, got {weights.Length}.", nameof(weights));
         var blocks = Memory.PinnedArray<byte>.Uninitialized((int)Q4KLayout.BytesOf(rows, cols));
-        Quantization.Q4KQuantizer.QuantizeBlocks(weights, blocks.Span);
+        try
+        {
+            Quantization.Q4KQuantizer.QuantizeBlocks(weights, blocks.Span);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"{name}: {e.Message}", e);
+        }
         return new Q4KWeightMatrix(name, new Q4KLayout(blocks.Pointer, rows, cols, blocks));
     }
 
