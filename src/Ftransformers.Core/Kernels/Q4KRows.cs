@@ -10,10 +10,11 @@ namespace Ftransformers.Kernels;
 /// y[t * rows + r] = Σ over sub-blocks j of (d · scale_j) · xscale_tj · (codes_j · x codes_tj) − (dmin · min_j) · xscale_tj · Σ x codes_tj,
 /// each sub-block's dot exact in integers (codes 0..15 are the unsigned operand as they are). A block's eight scales
 /// and mins are unpacked once per pass, a 32-bit word at a time, and shared by the pass's tokens. On x86 a token's
-/// eight sub-block dots are folded by horizontal adds into one vector (lane j: sub-block j) and scaled in one
-/// multiply-add per block; on the 128-bit paths each sub-block's four lanes are scaled into the float sums. The mins
-/// enter as one multiply-add per block, in a sum of their own. Measured on one Zen5 core over 198 MB of V3-shaped
-/// rows, one token: 19 GB/s (a quarter of it the scale unpacking); INT4 g32 row groups stream at about 32.
+/// eight sub-block dots are folded by horizontal adds into one vector (lane j: sub-block j), on ARM64 SDOT by pairwise
+/// adds into two, and scaled in one or two multiply-adds per block; on the portable Vector128 path each sub-block's
+/// four lanes are scaled into the float sums. The mins enter as a multiply-add per block, in a sum of their own.
+/// Measured on one Zen5 core, one token, 2048 x 7168 matrices streamed from memory: 17-19 GB/s (about a quarter of the
+/// time unpacks scales), where INT4 g32 row groups stream at about 32.
 /// Paths: AVX-VNNI (vpdpbusd), AVX2 (vpmaddubsw + vpmaddwd), ARM64 SDOT, portable Vector128 (widening multiplies) and
 /// scalar; no 512-bit path (a block's sub-blocks are 32 values, half a 512-bit register). A row is one sequential stream;
 /// tokens go four a pass, then two, then one, and a (row, token) result takes the same operations in the same order
@@ -60,8 +61,8 @@ public static class Q4KRows
                 {
                     case KernelPath.AvxVnni: Tile<X86Passes<VnniByteDot>>(job, r, tokens); break;
                     case KernelPath.Avx2: Tile<X86Passes<Avx2ByteDot>>(job, r, tokens); break;
-                    case KernelPath.Dp: Tile<Passes128<SdotDot>>(job, r, tokens); break;
-                    case KernelPath.Vector128: Tile<Passes128<WideningDot>>(job, r, tokens); break;
+                    case KernelPath.Dp: Tile<DpPasses>(job, r, tokens); break;
+                    case KernelPath.Vector128: Tile<Vector128Passes>(job, r, tokens); break;
                     default: Tile<ScalarPasses>(job, r, tokens); break;
                 }
         }
@@ -226,33 +227,105 @@ public static class Q4KRows
         }
     }
 
-    // 32 codes (two 16-byte halves, 0..15) against 32 x codes at x, in four int32 lanes.
-    private interface IDot128
+    // ARM64 SDOT, as the x86 pass: each sub-block's dot in four lanes (two SDOT of 16 bytes), folded by pairwise adds
+    // into sub-blocks 0-3 and 4-7 and scaled in two multiply-adds per block and token.
+    private readonly struct DpPasses : IPasses
     {
-        static abstract unsafe Vector128<int> Dot(Vector128<byte> u0, Vector128<byte> u1, sbyte* x);
-    }
-
-    private readonly struct SdotDot : IDot128
-    {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static unsafe Vector128<int> Dot(Vector128<byte> u0, Vector128<byte> u1, sbyte* x) =>
-            Dp.DotProduct(Dp.DotProduct(Vector128<int>.Zero, u0.AsSByte(), Vector128.Load(x)), u1.AsSByte(), Vector128.Load(x + 16));
-    }
-
-    // Products in int16 (at most 15 · 128 each, four summed per lane: exact), then widened to int32.
-    private readonly struct WideningDot : IDot128
-    {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static unsafe Vector128<int> Dot(Vector128<byte> u0, Vector128<byte> u1, sbyte* x)
+        public static unsafe void Pass<TTokens>(Job job, int r, int t) where TTokens : struct, IPassCount
         {
-            Vector128<sbyte> x0 = Vector128.Load(x), x1 = Vector128.Load(x + 16);
-            Vector128<short> p = Vector128.WidenLower(u0).AsInt16() * Vector128.WidenLower(x0) + Vector128.WidenUpper(u0).AsInt16() * Vector128.WidenUpper(x0)
-                + Vector128.WidenLower(u1).AsInt16() * Vector128.WidenLower(x1) + Vector128.WidenUpper(u1).AsInt16() * Vector128.WidenUpper(x1);
-            return Vector128.WidenLower(p) + Vector128.WidenUpper(p);
+            nint cols = job.Cols;
+            int subs = job.Subs;
+            job.Pass(r, t, out byte* row, out sbyte* x0, out float* xs0, out float* ss0);
+            Vector128<byte> nibble = Vector128.Create((byte)0x0F);
+            Vector128<float> a0 = default, a1 = default, a2 = default, a3 = default, m0 = default, m1 = default, m2 = default, m3 = default;
+            for (int b = 0; b < job.Blocks; b++)
+            {
+                byte* block = row + b * Q4KLayout.BlockBytes;
+                (float d, float dmin) = SuperScales(block);
+                (ulong six, ulong sixMins) = SixBitFields(block + 4);
+                Vector128<ushort> sc = Vector128.WidenLower(Vector128.CreateScalar(six).AsByte()), mn = Vector128.WidenLower(Vector128.CreateScalar(sixMins).AsByte());
+                Scaled scales = new(sc, d), mins = new(mn, -dmin);
+                // The block's codes, sub-block j's 32 in two 16-byte vectors (low nibbles for even j, high for odd).
+                Vector128<byte> q0 = Vector128.Load(block + 16), q1 = Vector128.Load(block + 32), q2 = Vector128.Load(block + 48), q3 = Vector128.Load(block + 64);
+                Vector128<byte> q4 = Vector128.Load(block + 80), q5 = Vector128.Load(block + 96), q6 = Vector128.Load(block + 112), q7 = Vector128.Load(block + 128);
+                // Sub-block 2k's codes are the low nibbles of a 32-byte run (two vectors), 2k + 1's the high ones.
+                Vector128<byte> l0 = q0 & nibble, k0 = q1 & nibble, h0 = q0 >>> 4, g0 = q1 >>> 4, l1 = q2 & nibble, k1 = q3 & nibble, h1 = q2 >>> 4, g1 = q3 >>> 4;
+                Vector128<byte> l2 = q4 & nibble, k2 = q5 & nibble, h2 = q4 >>> 4, g2 = q5 >>> 4, l3 = q6 & nibble, k3 = q7 & nibble, h3 = q6 >>> 4, g3 = q7 >>> 4;
+                int s0 = b * SubsPerBlock;
+                nint at = b * Q4KLayout.BlockValues;
+                Token(l0, k0, h0, g0, l1, k1, h1, g1, l2, k2, h2, g2, l3, k3, h3, g3, x0 + at, scales, mins, xs0 + s0, ss0 + s0, ref a0, ref m0);
+                if (TTokens.Value > 1)
+                    Token(l0, k0, h0, g0, l1, k1, h1, g1, l2, k2, h2, g2, l3, k3, h3, g3, x0 + cols + at, scales, mins, xs0 + subs + s0, ss0 + subs + s0, ref a1, ref m1);
+                if (TTokens.Value > 2)
+                {
+                    Token(l0, k0, h0, g0, l1, k1, h1, g1, l2, k2, h2, g2, l3, k3, h3, g3, x0 + 2 * cols + at, scales, mins, xs0 + 2 * subs + s0, ss0 + 2 * subs + s0, ref a2, ref m2);
+                    Token(l0, k0, h0, g0, l1, k1, h1, g1, l2, k2, h2, g2, l3, k3, h3, g3, x0 + 3 * cols + at, scales, mins, xs0 + 3 * subs + s0, ss0 + 3 * subs + s0, ref a3, ref m3);
+                }
+            }
+            job.Store(r, t, Vector128.Sum(a0 + m0));
+            if (TTokens.Value > 1)
+                job.Store(r, t + 1, Vector128.Sum(a1 + m1));
+            if (TTokens.Value > 2)
+            {
+                job.Store(r, t + 2, Vector128.Sum(a2 + m2));
+                job.Store(r, t + 3, Vector128.Sum(a3 + m3));
+            }
         }
+
+        // Eight 6-bit fields times a super-scale, as sub-blocks 0-3 and 4-7.
+        private readonly struct Scaled
+        {
+            public readonly Vector128<float> Low, High;
+
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            public Scaled(Vector128<ushort> fields, float scale)
+            {
+                Low = Vector128.ConvertToSingle(Vector128.WidenLower(fields).AsInt32()) * Vector128.Create(scale);
+                High = Vector128.ConvertToSingle(Vector128.WidenUpper(fields).AsInt32()) * Vector128.Create(scale);
+            }
+        }
+
+        // A token's block: the dots of sub-blocks 0-3 and 4-7 folded into a lane each, scaled by d · scale_j · xscale_j;
+        // the mins in a sum of their own.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static unsafe void Token(Vector128<byte> l0, Vector128<byte> k0, Vector128<byte> h0, Vector128<byte> g0, Vector128<byte> l1, Vector128<byte> k1,
+            Vector128<byte> h1, Vector128<byte> g1, Vector128<byte> l2, Vector128<byte> k2, Vector128<byte> h2, Vector128<byte> g2, Vector128<byte> l3,
+            Vector128<byte> k3, Vector128<byte> h3, Vector128<byte> g3, sbyte* x, Scaled scales, Scaled mins, float* xScales, float* scaledSums,
+            ref Vector128<float> a, ref Vector128<float> m)
+        {
+            Vector128<int> first = Fold(l0, k0, h0, g0, l1, k1, h1, g1, x), second = Fold(l2, k2, h2, g2, l3, k3, h3, g3, x + 128);
+            a = Vector128.FusedMultiplyAdd(Vector128.ConvertToSingle(first), scales.Low * Vector128.Load(xScales), a);
+            a = Vector128.FusedMultiplyAdd(Vector128.ConvertToSingle(second), scales.High * Vector128.Load(xScales + 4), a);
+            m = Vector128.FusedMultiplyAdd(mins.Low, Vector128.Load(scaledSums), m);
+            m = Vector128.FusedMultiplyAdd(mins.High, Vector128.Load(scaledSums + 4), m);
+        }
+
+        // Four sub-blocks' dots (each two 16-byte halves: a/b, c/d, e/f, g/h) against the 128 x codes at x, one a lane.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static unsafe Vector128<int> Fold(Vector128<byte> a, Vector128<byte> b, Vector128<byte> c, Vector128<byte> d,
+            Vector128<byte> e, Vector128<byte> f, Vector128<byte> g, Vector128<byte> h, sbyte* x) => AdvSimd.Arm64.AddPairwise(
+            AdvSimd.Arm64.AddPairwise(SdotDot(a, b, x), SdotDot(c, d, x + 32)),
+            AdvSimd.Arm64.AddPairwise(SdotDot(e, f, x + 64), SdotDot(g, h, x + 96)));
     }
 
-    private readonly struct Passes128<TDot> : IPasses where TDot : struct, IDot128
+    // 32 codes (two 16-byte halves, 0..15) against 32 x codes at x, in four int32 lanes: SDOT.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe Vector128<int> SdotDot(Vector128<byte> u0, Vector128<byte> u1, sbyte* x) =>
+        Dp.DotProduct(Dp.DotProduct(Vector128<int>.Zero, u0.AsSByte(), Vector128.Load(x)), u1.AsSByte(), Vector128.Load(x + 16));
+
+    // The same without a dot-product instruction: products in int16 (at most 15 · 128 each, four summed per lane:
+    // exact), then widened to int32.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe Vector128<int> WideningDot(Vector128<byte> u0, Vector128<byte> u1, sbyte* x)
+    {
+        Vector128<sbyte> x0 = Vector128.Load(x), x1 = Vector128.Load(x + 16);
+        Vector128<short> p = Vector128.WidenLower(u0).AsInt16() * Vector128.WidenLower(x0) + Vector128.WidenUpper(u0).AsInt16() * Vector128.WidenUpper(x0)
+            + Vector128.WidenLower(u1).AsInt16() * Vector128.WidenLower(x1) + Vector128.WidenUpper(u1).AsInt16() * Vector128.WidenUpper(x1);
+        return Vector128.WidenLower(p) + Vector128.WidenUpper(p);
+    }
+
+    // Portable Vector128 (SSE, or NEON without SDOT): each sub-block's four lanes scaled into the float sums.
+    private readonly struct Vector128Passes : IPasses
     {
         public static unsafe void Pass<TTokens>(Job job, int r, int t) where TTokens : struct, IPassCount
         {
@@ -315,8 +388,8 @@ public static class Q4KRows
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static unsafe void Step(Vector128<byte> lo0, Vector128<byte> lo1, Vector128<byte> hi0, Vector128<byte> hi1, sbyte* x, float scaleLo, float scaleHi, ref Vector128<float> a)
         {
-            a = Vector128.FusedMultiplyAdd(Vector128.ConvertToSingle(TDot.Dot(lo0, lo1, x)), Vector128.Create(scaleLo), a);
-            a = Vector128.FusedMultiplyAdd(Vector128.ConvertToSingle(TDot.Dot(hi0, hi1, x + 32)), Vector128.Create(scaleHi), a);
+            a = Vector128.FusedMultiplyAdd(Vector128.ConvertToSingle(WideningDot(lo0, lo1, x)), Vector128.Create(scaleLo), a);
+            a = Vector128.FusedMultiplyAdd(Vector128.ConvertToSingle(WideningDot(hi0, hi1, x + 32)), Vector128.Create(scaleHi), a);
         }
     }
 
