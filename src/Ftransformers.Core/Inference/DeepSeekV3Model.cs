@@ -96,9 +96,9 @@ public sealed class DeepSeekV3Model : IDisposable
     {
         if (path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) && !Directory.Exists(path))
         {
-            // The blocks the engine computes (Q4_0 and Q4_K experts, Q8_0 classes) run as they are unless a precision
-            // preset is asked for, which decodes them and quantizes to it.
-            (DeepSeekV3Config config, Checkpoint checkpoint) = GgufCheckpoint.Open(path, keepBlocks: options?.Precision == null);
+            // The blocks the engine computes (Q4_0 and Q4_K experts, Q8_0 classes) run as they are; a precision preset
+            // keeps those already in its format and decodes the rest, quantizing it to the preset.
+            (DeepSeekV3Config config, Checkpoint checkpoint) = options?.Precision is { } asked ? GgufCheckpoint.Open(path, asked) : GgufCheckpoint.Open(path);
             return FromCheckpoint(config, checkpoint, options);
         }
         return FromCheckpoint(DeepSeekV3Config.Load(path), Checkpoint.Open(path), options);

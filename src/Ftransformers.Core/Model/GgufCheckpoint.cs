@@ -34,7 +34,28 @@ public static class GgufCheckpoint
     {
         using GgufFile file = GgufFile.Open(path);
         DeepSeekV3Config config = ConfigOf(file, keepBlocks);
-        Precision kept = config.ConvertedPrecision ?? Precision.F32;
+        return (config, Image(file, path, config, config.ConvertedPrecision ?? Precision.F32));
+    }
+
+    /// <summary>
+    /// Opens <paramref name="path"/> for a model loaded in the precision <paramref name="asked"/>: the blocks of a class
+    /// whose format the file already holds in the asked one (Q4_K routed experts for a preset of Q4_K experts) are kept,
+    /// so they are not rounded a second time; the rest is decoded to F32 and quantized at load. The config is not marked
+    /// converted: the precision is the one asked.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">A file is missing.</exception>
+    /// <exception cref="InvalidDataException">As <see cref="Open(string, bool)"/>.</exception>
+    public static (DeepSeekV3Config Config, Checkpoint Checkpoint) Open(string path, Precision asked)
+    {
+        using GgufFile file = GgufFile.Open(path);
+        DeepSeekV3Config config = ConfigOf(file, keepBlocks: false);
+        bool q4kExperts = asked.RoutedExperts == WeightFormat.Q4K && FileFormats(file, config)?.RoutedExperts == WeightFormat.Q4K;
+        return (config, Image(file, path, config, q4kExperts ? Precision.F32 with { RoutedExperts = WeightFormat.Q4K } : Precision.F32));
+    }
+
+    // The checkpoint image of a file: the classes `kept` names as stored, the rest decoded.
+    private static Checkpoint Image(GgufFile file, string path, DeepSeekV3Config config, Precision kept)
+    {
         // The tensors are copied into one in-memory image (decoded ones as F32), which holds under 2 GiB for now.
         // Kept Q4_0 and Q4_K experts stay at their size, kept Q8_0 matrices take an F32 scale per block; other blocks are decoded.
         var hfNames = Names(config).ToDictionary(n => n.Gguf, n => n.Hf);
@@ -108,7 +129,7 @@ public static class GgufCheckpoint
             }
         if (file.Tensors.Keys.FirstOrDefault(name => !expected.Contains(name)) is { } unknown)
             throw new InvalidDataException($"{path}: tensor '{unknown}' is not one DeepSeek-V3 has.");
-        return (config, Checkpoint.FromFiles(path, [SafetensorsFile.FromImage(path, writer.ToImage())]));
+        return Checkpoint.FromFiles(path, [SafetensorsFile.FromImage(path, writer.ToImage())]);
     }
 
     /// <summary>

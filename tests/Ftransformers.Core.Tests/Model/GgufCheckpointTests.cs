@@ -228,6 +228,19 @@ public class GgufCheckpointTests
             Assert.That(matrix.Storage()[0].Start, Is.EqualTo((nint)model.Checkpoint.Pointer("model.layers.1.mlp.experts.2.down_proj.q4_k")), "held once, as stored");
         }
 
+        // Asked for the preset of Q4_K experts, the file's Q4_K blocks are kept as they are (not rounded again); the
+        // other classes are quantized to the preset.
+        using (DeepSeekV3Model preset = DeepSeekV3Model.Load(q4k, new ModelLoadOptions { Precision = Precision.W8A8Q4K, CpuThreads = 1 }))
+        {
+            Assert.That(preset.Precision, Is.EqualTo(Precision.W8A8Q4K));
+            var kept = ((Ftransformers.Backends.Cpu.CpuExpertBackend)preset.ExpertBackend).Layer(1).Experts[2].Down;
+            AssertRowsEqual(kept, expected);
+            unsafe
+            {
+                Assert.That(kept.Storage()[0].Start, Is.EqualTo((nint)preset.Checkpoint.Pointer("model.layers.1.mlp.experts.2.down_proj.q4_k")));
+            }
+        }
+
         // Against the F32 model: Q4_K experts (a scale and min per 32 under 6 bits) err less than Q4_0's (a scale per 32).
         using DeepSeekV3Model f32 = DeepSeekV3Model.FromCheckpoint(Q4KWidths, checkpoint, new ModelLoadOptions { CpuThreads = 1 });
         using DeepSeekV3Model q4_0Model = DeepSeekV3Model.Load(q4_0, new ModelLoadOptions { CpuThreads = 1 });
