@@ -66,19 +66,7 @@ public class Int8BlockRowsTests
         var rng = new Random(5);
         const int rows = 9, cols = 160, tokens = 11;
         Int8Weights weights = RandomWeights(rows, cols, rng).Weights;
-        float[] values = Enumerable.Range(0, tokens * cols).Select(_ => (float)rng.NextDouble() * 4 - 2).ToArray();
-        var all = new Int8Activations();
-        all.QuantizePerBlock(values, tokens, cols);
-        var y = new float[tokens * rows];
-        Int8BlockRows.RowsOn(path, weights.Layout, 0, rows, all, y);
-        var alone = new Int8Activations();
-        var one = new float[rows];
-        for (int t = 0; t < tokens; t++)
-        {
-            alone.QuantizePerBlock(values.AsSpan(t * cols, cols), 1, cols);
-            Int8BlockRows.RowsOn(path, weights.Layout, 0, rows, alone, one);
-            Assert.That(one, Is.EqualTo(y.AsSpan(t * rows, rows).ToArray()), $"token {t}");
-        }
+        BatchInvariance.AssertEachTokenAlone(rows, cols, tokens, rng, (x, y) => Int8BlockRows.RowsOn(path, weights.Layout, 0, rows, x, y));
     }
 
     [Test]

@@ -131,19 +131,7 @@ public class Q4KRowsTests
         var rng = new Random(5);
         const int rows = 9, cols = 512, tokens = 11;
         Q4KLayout layout = RandomRows(rows, cols, rng).Layout;
-        float[] values = Enumerable.Range(0, tokens * cols).Select(_ => (float)rng.NextDouble() * 4 - 2).ToArray();
-        var all = new Int8Activations();
-        all.QuantizePerBlock(values, tokens, cols);
-        var y = new float[tokens * rows];
-        Q4KRows.RowsOn(path, layout, 0, rows, all, y);
-        var alone = new Int8Activations();
-        var one = new float[rows];
-        for (int t = 0; t < tokens; t++)
-        {
-            alone.QuantizePerBlock(values.AsSpan(t * cols, cols), 1, cols);
-            Q4KRows.RowsOn(path, layout, 0, rows, alone, one);
-            Assert.That(one, Is.EqualTo(y.AsSpan(t * rows, rows).ToArray()), $"token {t}");
-        }
+        BatchInvariance.AssertEachTokenAlone(rows, cols, tokens, rng, (x, y) => Q4KRows.RowsOn(path, layout, 0, rows, x, y));
     }
 
     [Test]
