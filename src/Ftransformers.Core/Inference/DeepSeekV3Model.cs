@@ -107,7 +107,7 @@ public sealed class DeepSeekV3Model : IDisposable
     // Q4_K holds whole blocks of 256 columns: a class in Q4_K with narrower matrices is refused before anything loads.
     private static void RefuseQ4KWidths(DeepSeekV3Config config, Precision precision, string location)
     {
-        foreach ((string name, long[] shape) in SyntheticCheckpoint.TensorShapes(config))
+        foreach ((string name, long[] shape) in config.TensorShapes())
             if (shape is [_, long cols] && precision.FormatOf(name) == WeightFormat.Q4K && cols % Kernels.Q4KLayout.BlockValues != 0)
                 throw new InvalidDataException($"{location}: '{name}' has {cols} columns; Q4_K ({precision.Name(WeightFormat.Q4K)}) needs a multiple of " +
                     $"{Kernels.Q4KLayout.BlockValues}. Choose another format for its class (e.g. the w8a8-int4 preset).");

@@ -37,7 +37,7 @@ public static class ConvertedSyntheticCheckpoint
         Precision precision = config.ConvertedPrecision
             ?? throw new ArgumentException("The config has no ConvertedPrecision; use SyntheticCheckpoint for an unconverted model.", nameof(config));
         Int4FileLayout layout = int4Layout ?? Int4FileLayouts.ForThisCpu;
-        List<Part> parts = [.. SyntheticCheckpoint.TensorShapes(config).SelectMany(t => Parts(t.Name, t.Shape, precision, layout))];
+        List<Part> parts = [.. config.TensorShapes().SelectMany(t => Parts(t.Name, t.Shape, precision, layout))];
         JsonObject quantization = precision.ToJson();
         quantization["quant_method"] = DeepSeekV3Config.ConvertedQuantMethod;
 

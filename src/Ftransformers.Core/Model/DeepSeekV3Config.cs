@@ -80,6 +80,57 @@ public sealed record DeepSeekV3Config
     /// <summary>Whether layer <paramref name="layer"/> uses routed experts.</summary>
     public bool IsMoeLayer(int layer) => NRoutedExperts > 0 && layer >= FirstKDenseReplace && layer % MoeLayerFreq == 0;
 
+    /// <summary>Every tensor of the Hugging Face layout of this architecture, with its shape.</summary>
+    public IEnumerable<(string Name, long[] Shape)> TensorShapes()
+    {
+        long h = HiddenSize, heads = NumAttentionHeads;
+        yield return ("model.embed_tokens.weight", [VocabSize, h]);
+        for (int i = 0; i < NumHiddenLayers; i++)
+        {
+            string p = $"model.layers.{i}";
+            yield return (p + ".input_layernorm.weight", [h]);
+            yield return (p + ".post_attention_layernorm.weight", [h]);
+            if (QLoraRank is int q)
+            {
+                yield return (p + ".self_attn.q_a_proj.weight", [q, h]);
+                yield return (p + ".self_attn.q_a_layernorm.weight", [q]);
+                yield return (p + ".self_attn.q_b_proj.weight", [heads * QkHeadDim, q]);
+            }
+            else
+            {
+                yield return (p + ".self_attn.q_proj.weight", [heads * QkHeadDim, h]);
+            }
+            yield return (p + ".self_attn.kv_a_proj_with_mqa.weight", [KvLoraRank + QkRopeHeadDim, h]);
+            yield return (p + ".self_attn.kv_a_layernorm.weight", [KvLoraRank]);
+            yield return (p + ".self_attn.kv_b_proj.weight", [heads * (QkNopeHeadDim + VHeadDim), KvLoraRank]);
+            yield return (p + ".self_attn.o_proj.weight", [h, heads * VHeadDim]);
+            if (!IsMoeLayer(i))
+            {
+                foreach (var t in MlpShapes(p + ".mlp", h, IntermediateSize))
+                    yield return t;
+                continue;
+            }
+            yield return (p + ".mlp.gate.weight", [NRoutedExperts, h]);
+            yield return (p + ".mlp.gate.e_score_correction_bias", [NRoutedExperts]);
+            for (int e = 0; e < NRoutedExperts; e++)
+                foreach (var t in MlpShapes($"{p}.mlp.experts.{e}", h, MoeIntermediateSize))
+                    yield return t;
+            if (NSharedExperts > 0)
+                foreach (var t in MlpShapes(p + ".mlp.shared_experts", h, MoeIntermediateSize * NSharedExperts))
+                    yield return t;
+        }
+        yield return ("model.norm.weight", [h]);
+        if (!TieWordEmbeddings)
+            yield return ("lm_head.weight", [VocabSize, h]);
+    }
+
+    private static IEnumerable<(string, long[])> MlpShapes(string prefix, long hidden, long width)
+    {
+        yield return (prefix + ".gate_proj.weight", [width, hidden]);
+        yield return (prefix + ".up_proj.weight", [width, hidden]);
+        yield return (prefix + ".down_proj.weight", [hidden, width]);
+    }
+
     /// <summary>
     /// Scale of attention scores: 1/sqrt(qk_head_dim), times YaRN's mscale(factor, mscale_all_dim) squared.
     /// </summary>

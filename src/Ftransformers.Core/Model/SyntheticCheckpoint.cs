@@ -11,57 +11,13 @@ namespace Ftransformers.Model;
 /// </summary>
 public static class SyntheticCheckpoint
 {
-    /// <summary>Every tensor of the Hugging Face layout for <paramref name="config"/>, with its shape.</summary>
-    public static IEnumerable<(string Name, long[] Shape)> TensorShapes(DeepSeekV3Config config)
-    {
-        long h = config.HiddenSize, heads = config.NumAttentionHeads;
-        yield return ("model.embed_tokens.weight", [config.VocabSize, h]);
-        for (int i = 0; i < config.NumHiddenLayers; i++)
-        {
-            string p = $"model.layers.{i}";
-            yield return (p + ".input_layernorm.weight", [h]);
-            yield return (p + ".post_attention_layernorm.weight", [h]);
-            if (config.QLoraRank is int q)
-            {
-                yield return (p + ".self_attn.q_a_proj.weight", [q, h]);
-                yield return (p + ".self_attn.q_a_layernorm.weight", [q]);
-                yield return (p + ".self_attn.q_b_proj.weight", [heads * config.QkHeadDim, q]);
-            }
-            else
-            {
-                yield return (p + ".self_attn.q_proj.weight", [heads * config.QkHeadDim, h]);
-            }
-            yield return (p + ".self_attn.kv_a_proj_with_mqa.weight", [config.KvLoraRank + config.QkRopeHeadDim, h]);
-            yield return (p + ".self_attn.kv_a_layernorm.weight", [config.KvLoraRank]);
-            yield return (p + ".self_attn.kv_b_proj.weight", [heads * (config.QkNopeHeadDim + config.VHeadDim), config.KvLoraRank]);
-            yield return (p + ".self_attn.o_proj.weight", [h, heads * config.VHeadDim]);
-            if (!config.IsMoeLayer(i))
-            {
-                foreach (var t in MlpShapes(p + ".mlp", h, config.IntermediateSize))
-                    yield return t;
-                continue;
-            }
-            yield return (p + ".mlp.gate.weight", [config.NRoutedExperts, h]);
-            yield return (p + ".mlp.gate.e_score_correction_bias", [config.NRoutedExperts]);
-            for (int e = 0; e < config.NRoutedExperts; e++)
-                foreach (var t in MlpShapes($"{p}.mlp.experts.{e}", h, config.MoeIntermediateSize))
-                    yield return t;
-            if (config.NSharedExperts > 0)
-                foreach (var t in MlpShapes(p + ".mlp.shared_experts", h, config.MoeIntermediateSize * config.NSharedExperts))
-                    yield return t;
-        }
-        yield return ("model.norm.weight", [h]);
-        if (!config.TieWordEmbeddings)
-            yield return ("lm_head.weight", [config.VocabSize, h]);
-    }
-
     /// <summary>The tensors with their values, stored as <paramref name="dtype"/> (F32 or BF16).</summary>
     public static List<(string Name, TensorDType DType, long[] Shape, byte[] Data)> Tensors(DeepSeekV3Config config, int seed, TensorDType dtype = TensorDType.BF16)
     {
         if (dtype is not (TensorDType.F32 or TensorDType.BF16))
             throw new ArgumentException($"Synthetic weights are stored as F32 or BF16, not {dtype}.", nameof(dtype));
         var result = new List<(string, TensorDType, long[], byte[])>();
-        foreach (var (name, shape) in TensorShapes(config))
+        foreach (var (name, shape) in config.TensorShapes())
         {
             float[] values = Values(name, shape, seed);
             byte[] data = dtype == TensorDType.F32 ? MemoryMarshal.AsBytes(values.AsSpan()).ToArray() : ToBf16Bytes(values);
@@ -86,12 +42,6 @@ public static class SyntheticCheckpoint
         File.WriteAllText(Path.Combine(directory, "config.json"), config.ToJson());
     }
 
-    private static IEnumerable<(string, long[])> MlpShapes(string prefix, long hidden, long width)
-    {
-        yield return (prefix + ".gate_proj.weight", [width, hidden]);
-        yield return (prefix + ".up_proj.weight", [width, hidden]);
-        yield return (prefix + ".down_proj.weight", [hidden, width]);
-    }
 
     // Matrices: uniform with variance 1/fan_in, so activations keep their scale through the layers.
     // Norm weights near 1; the router's correction bias small but large enough to change selections.
