@@ -69,16 +69,10 @@ public class GgufCheckpointTests
         using (Checkpoint checkpoint = Checkpoint.Open(Fixtures.TinyV3))
             GgufCheckpoint.Write(DeepSeekV3Config.Load(Fixtures.TinyV3), checkpoint, gguf, q8_0: true);
         float[] expected;
-        long cols, rows;
         using (GgufFile file = GgufFile.Open(gguf))
         {
             Assert.That(file.Tensors["blk.1.ffn_down_exps.weight"].Type, Is.EqualTo(GgmlType.Q8_0));
-            // Expert 3's rows of the stacked tensor.
-            GgufTensor up = file.Tensors["blk.1.ffn_up_exps.weight"];
-            (cols, rows) = (up.Dimensions[0], up.Dimensions[1]);
-            long each = up.ByteLength / up.Dimensions[2];
-            expected = new float[rows * cols];
-            GgmlTypes.Dequantize(GgmlType.Q8_0, file.GetBytes(up).Slice((int)(3 * each), (int)each), expected);
+            expected = DecodedExpert(file, "blk.1.ffn_up_exps.weight", GgmlType.Q8_0, 3);
         }
 
         // Every class is Q8_0, so every matrix is kept as its blocks (codes and a scale per 32) and computed as llama.cpp
@@ -92,12 +86,7 @@ public class GgufCheckpointTests
             }));
             var matrix = (Ftransformers.Backends.Cpu.Int8WeightMatrix)((Ftransformers.Backends.Cpu.CpuExpertBackend)model.ExpertBackend).Layer(1).Experts[3].Up;
             Assert.That(matrix.Weights.BlockSize, Is.EqualTo(32));
-            var row = new float[cols];
-            for (int r = 0; r < rows; r++)
-            {
-                matrix.CopyRow(r, row);
-                Assert.That(row, Is.EqualTo(expected.AsSpan((int)(r * cols), (int)cols).ToArray()), $"row {r}");
-            }
+            AssertRowsEqual(matrix, expected);
         }
 
         // Judged by the w8a8-int4 preset's criteria.
@@ -122,17 +111,11 @@ public class GgufCheckpointTests
         using (Checkpoint checkpoint = Checkpoint.Open(Fixtures.TinyV3))
             GgufCheckpoint.Write(DeepSeekV3Config.Load(Fixtures.TinyV3), checkpoint, gguf, q8_0: true, q4_0Experts: true);
         float[] expected;
-        long cols, rows;
         using (GgufFile file = GgufFile.Open(gguf))
         {
-            GgufTensor up = file.Tensors["blk.1.ffn_up_exps.weight"];
-            Assert.That(up.Type, Is.EqualTo(GgmlType.Q4_0));
+            Assert.That(file.Tensors["blk.1.ffn_up_exps.weight"].Type, Is.EqualTo(GgmlType.Q4_0));
             Assert.That(file.Tensors["blk.1.attn_q_a.weight"].Type, Is.EqualTo(GgmlType.Q8_0));
-            (cols, rows) = (up.Dimensions[0], up.Dimensions[1]);
-            // Expert 3's rows: the stacked tensor holds the experts one after another.
-            long each = up.ByteLength / up.Dimensions[2];
-            expected = new float[rows * cols];
-            GgmlTypes.Dequantize(GgmlType.Q4_0, file.GetBytes(up).Slice((int)(3 * each), (int)each), expected);
+            expected = DecodedExpert(file, "blk.1.ffn_up_exps.weight", GgmlType.Q4_0, 3);
         }
 
         using DeepSeekV3Model model = DeepSeekV3Model.Load(gguf, new ModelLoadOptions { CpuThreads = 1 });
@@ -164,9 +147,20 @@ public class GgufCheckpointTests
             $"top-1 {prompts.Average(p => p.GetProperty("top1_agreement").GetDouble()):P1}");
     }
 
+    // One expert's rows of a stacked expert tensor (the experts one after another), as llama.cpp decodes them.
+    private static float[] DecodedExpert(GgufFile file, string stacked, GgmlType type, int expert)
+    {
+        GgufTensor tensor = file.Tensors[stacked];
+        long each = tensor.ByteLength / tensor.Dimensions[2];
+        var values = new float[tensor.Dimensions[0] * tensor.Dimensions[1]];
+        GgmlTypes.Dequantize(type, file.GetBytes(tensor).Slice((int)(expert * each), (int)each), values);
+        return values;
+    }
+
     // Every row of `matrix` as F32 equals `expected`, bit for bit.
     private static void AssertRowsEqual(Ftransformers.Backends.Cpu.WeightMatrix matrix, float[] expected)
     {
+        Assert.That(expected, Has.Length.EqualTo(matrix.Rows * matrix.Cols), "the matrix's shape");
         var row = new float[matrix.Cols];
         for (int r = 0; r < matrix.Rows; r++)
         {
@@ -203,15 +197,10 @@ public class GgufCheckpointTests
         GgufCheckpoint.Write(Q4KWidths, checkpoint, q4k, q8_0: true, q4_kExperts: true);
         GgufCheckpoint.Write(Q4KWidths, checkpoint, q4_0, q8_0: true, q4_0Experts: true);
         float[] expected;
-        long cols, rows;
         using (GgufFile file = GgufFile.Open(q4k))
         {
-            GgufTensor down = file.Tensors["blk.1.ffn_down_exps.weight"];
-            Assert.That(down.Type, Is.EqualTo(GgmlType.Q4_K));
-            (cols, rows) = (down.Dimensions[0], down.Dimensions[1]);
-            long each = down.ByteLength / down.Dimensions[2];
-            expected = new float[rows * cols];
-            GgmlTypes.Dequantize(GgmlType.Q4_K, file.GetBytes(down).Slice((int)(2 * each), (int)each), expected);
+            Assert.That(file.Tensors["blk.1.ffn_down_exps.weight"].Type, Is.EqualTo(GgmlType.Q4_K));
+            expected = DecodedExpert(file, "blk.1.ffn_down_exps.weight", GgmlType.Q4_K, 2);
         }
 
         using DeepSeekV3Model model = DeepSeekV3Model.Load(q4k, new ModelLoadOptions { CpuThreads = 1 });

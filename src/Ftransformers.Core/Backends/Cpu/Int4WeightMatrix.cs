@@ -1,4 +1,3 @@
-using System.Numerics.Tensors;
 using Ftransformers.Kernels;
 using Ftransformers.Quantization;
 using Ftransformers.Model;
@@ -70,13 +69,6 @@ internal sealed class Int4WeightMatrix : WeightMatrix
             Int4RowGroupKernel.Rows(_rowGroups.Layout, start, end, p.Activations, y);
         else
             Int4Dot.Rows(_rowMajor!.Layout, start, end, p.Activations, y);
-    }
-
-    public override float DotRow(int row, ReadOnlySpan<float> x)
-    {
-        Span<float> w = stackalloc float[Cols];
-        CopyRow(row, w);
-        return TensorPrimitives.Dot(w, x);
     }
 
     public override void CopyRow(int row, Span<float> destination)

@@ -33,14 +33,6 @@ internal sealed class Int8WeightMatrix(string name, Int8Weights weights) : Weigh
             Int8BlockRows.Rows(Weights.Layout, start, end, p.Activations, y);
     }
 
-    // The single-row paths (MLA absorption) keep F32 activations: the row is widened to F32, then vector math.
-    public override float DotRow(int row, ReadOnlySpan<float> x)
-    {
-        Span<float> w = Cols <= 4096 ? stackalloc float[Cols] : new float[Cols];
-        CopyRow(row, w);
-        return TensorPrimitives.Dot(w, x);
-    }
-
     public override void CopyRow(int row, Span<float> destination)
     {
         TensorPrimitives.ConvertTruncating<sbyte, float>(Weights.Row(row), destination[..Cols]);

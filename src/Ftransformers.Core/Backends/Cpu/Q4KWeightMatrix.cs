@@ -1,4 +1,3 @@
-using System.Numerics.Tensors;
 using Ftransformers.Kernels;
 using Ftransformers.Model;
 
@@ -40,13 +39,6 @@ internal sealed class Q4KWeightMatrix(string name, Q4KLayout layout) : WeightMat
 
     protected internal override unsafe void MultiplyRows(MatrixProduct p, int start, int end) =>
         Q4KRows.Rows(Layout, start, end, p.Activations, new Span<float>(p.Y, p.Tokens * Rows));
-
-    public override float DotRow(int row, ReadOnlySpan<float> x)
-    {
-        Span<float> w = Cols <= 4096 ? stackalloc float[Cols] : new float[Cols];
-        CopyRow(row, w);
-        return TensorPrimitives.Dot(w, x);
-    }
 
     public override void CopyRow(int row, Span<float> destination)
     {

@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using Ftransformers.Kernels;
 using Ftransformers.Threading;
 using Ftransformers.Model;
@@ -32,7 +33,13 @@ internal abstract unsafe class WeightMatrix(string name, int rows, int cols)
     public ComputePool? Pool { get; set; }
 
     /// <summary>Dot product of row <paramref name="row"/> with <paramref name="x"/>.</summary>
-    public abstract float DotRow(int row, ReadOnlySpan<float> x);
+    /// <remarks>By default the row is widened to F32 (<see cref="CopyRow"/>), then a vector dot; formats with a direct dot override it.</remarks>
+    public virtual float DotRow(int row, ReadOnlySpan<float> x)
+    {
+        Span<float> w = Cols <= 4096 ? stackalloc float[Cols] : new float[Cols];
+        CopyRow(row, w);
+        return TensorPrimitives.Dot(w, x);
+    }
 
     /// <summary>Copies row <paramref name="row"/> as F32 (embedding lookup).</summary>
     public abstract void CopyRow(int row, Span<float> destination);
