@@ -18,25 +18,25 @@ public static class Q4KQuantizer
     /// <summary>A row-major [rows, cols] matrix (cols a multiple of 256) as Q4_K blocks, row after row.</summary>
     public static byte[] Quantize(ReadOnlySpan<float> weights, int rows, int cols)
     {
+        var blocks = new byte[Q4KLayout.BytesOf(rows, cols)];
+        Quantize(weights, rows, cols, blocks);
+        return blocks;
+    }
+
+    /// <summary>A row-major [rows, cols] matrix (cols a multiple of 256) as Q4_K blocks into <paramref name="blocks"/>.</summary>
+    public static void Quantize(ReadOnlySpan<float> weights, int rows, int cols, Span<byte> blocks)
+    {
         if (cols % Q4KLayout.BlockValues != 0)
             throw new ArgumentException($"Q4_K rows hold whole blocks of {Q4KLayout.BlockValues} values; {cols} columns do not.", nameof(cols));
         if (weights.Length != (long)rows * cols)
             throw new ArgumentException($"Expected {rows} x {cols} values, got {weights.Length}.", nameof(weights));
-        var blocks = new byte[Q4KLayout.BytesOf(rows, cols)];
-        QuantizeBlocks(weights, blocks);
-        return blocks;
-    }
-
-    /// <summary>Quantizes <paramref name="values"/> (whole blocks of 256) into <paramref name="blocks"/>.</summary>
-    public static void QuantizeBlocks(ReadOnlySpan<float> values, Span<byte> blocks)
-    {
-        int count = values.Length / Q4KLayout.BlockValues;
-        if (values.Length % Q4KLayout.BlockValues != 0 || blocks.Length < count * Q4KLayout.BlockBytes)
-            throw new ArgumentException($"{values.Length} values are not whole Q4_K blocks, or {blocks.Length} bytes do not hold them.", nameof(values));
+        if (blocks.Length < Q4KLayout.BytesOf(rows, cols))
+            throw new ArgumentException($"{rows} x {cols} values take {Q4KLayout.BytesOf(rows, cols)} bytes of Q4_K blocks; {blocks.Length} were given.", nameof(blocks));
+        int count = weights.Length / Q4KLayout.BlockValues;
         Span<float> scales = stackalloc float[Subs], mins = stackalloc float[Subs];
         for (int b = 0; b < count; b++)
         {
-            ReadOnlySpan<float> x = values.Slice(b * Q4KLayout.BlockValues, Q4KLayout.BlockValues);
+            ReadOnlySpan<float> x = weights.Slice(b * Q4KLayout.BlockValues, Q4KLayout.BlockValues);
             Span<byte> block = blocks.Slice(b * Q4KLayout.BlockBytes, Q4KLayout.BlockBytes);
             for (int j = 0; j < Subs; j++)
                 (scales[j], mins[j]) = Fit(x.Slice(j * Sub, Sub));

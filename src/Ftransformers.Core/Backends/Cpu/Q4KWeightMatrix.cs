@@ -15,14 +15,10 @@ internal sealed class Q4KWeightMatrix(string name, Q4KLayout layout) : WeightMat
     /// <summary>Quantizes F32 rows to Q4_K; the matrix owns the blocks.</summary>
     public static unsafe Q4KWeightMatrix Quantize(string name, ReadOnlySpan<float> weights, int rows, int cols)
     {
-        if (cols % Q4KLayout.BlockValues != 0)
-            throw new InvalidDataException($"{name}: Q4_K needs a multiple of {Q4KLayout.BlockValues} columns, and this matrix has {cols}; choose another format for it (e.g. the w8a8-int4 preset).");
-        if (weights.Length != (long)rows * cols)
-            throw new ArgumentException($"{name}: expected {rows} x {cols} values, got {weights.Length}.", nameof(weights));
         var blocks = Memory.PinnedArray<byte>.Uninitialized((int)Q4KLayout.BytesOf(rows, cols));
         try
         {
-            Quantization.Q4KQuantizer.QuantizeBlocks(weights, blocks.Span);
+            Quantization.Q4KQuantizer.Quantize(weights, rows, cols, blocks.Span);
         }
         catch (ArgumentException e)
         {
