@@ -36,6 +36,7 @@ public static class AttentionBlocks
 
     // Up to six rows: twelve accumulators, two block vectors and a broadcast fill the sixteen registers AVX2 encodes,
     // and twelve independent sums keep both FMA units busy through the FMA latency.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
     private static unsafe void ScoreRows<TRows>(float* q, nint queryStride, float* transposed, int width, float scale, float* scores, nint scoreStride)
         where TRows : struct, IPassCount
     {
@@ -102,6 +103,7 @@ public static class AttentionBlocks
 
     // Up to three rows, four vectors of context each: twelve accumulators, one latent vector at a time and three
     // broadcast weights fill the sixteen registers AVX2 encodes.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
     private static unsafe void AccumulateRows<TRows>(float* w, nint weightStride, float* latents, nint latentStride, int rank, float* contexts, nint contextStride)
         where TRows : struct, IPassCount
     {

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -121,6 +122,7 @@ public static class Int8Codes
         }
         return Vector128.Sum(sums) + QuantizeScalar(values, inverse, codes, i);
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] // a call per vector otherwise (it captures locals)
         Vector128<int> Round(Vector128<float> v) => Vector128.Min(Vector128.Max(Vector128.ConvertToInt32(Vector128.Round(v * scale)), low), high);
     }
 
@@ -141,6 +143,7 @@ public static class Int8Codes
         }
         return Vector256.Sum(sums) + QuantizeScalar(values, inverse, codes, i);
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] // a call per vector otherwise (it captures locals)
         Vector256<int> Round(Vector256<float> v) => Vector256.Min(Vector256.Max(Vector256.ConvertToInt32(Vector256.Round(v * scale)), low), high);
     }
 }
