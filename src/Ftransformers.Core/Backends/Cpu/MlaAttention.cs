@@ -71,8 +71,8 @@ internal sealed class MlaAttention
         foreach (int p in positions)
             maxVisible = Math.Max(maxVisible, p + 1);
         int group = Math.Min(tokens, TokensPerGroup);
-        // Each (token, head) row of scores spans whole blocks of positions; a run of tokens attending together holds its
-        // scores at once, as many tokens as fit the budget (one at least, as a single token always did).
+        // Each (token, head) row of scores spans whole blocks of positions; the scores of as many tokens as fit the budget
+        // are held at once (one at least, as a single token always did).
         int stride = (maxVisible + AttentionBlocks.BlockPositions - 1) / AttentionBlocks.BlockPositions * AttentionBlocks.BlockPositions;
         int runTokens = (int)Math.Clamp(ScoreBudgetBytes / ((long)heads * stride * sizeof(float)), 1, group);
         using var q = new PooledBuffer<float>(tokens * heads * qkHead);
@@ -107,10 +107,13 @@ internal sealed class MlaAttention
             kv.Write(layer, batch.Slot(sequences[t], positions[t]), row);
         }
 
-        // Per group of tokens, heads split across the compute pool: each head's query in latent space
-        // [q_nope W_uk | q_pe], scores over each token's visible positions, softmax, latent context, and the head's
-        // output through W_uv. A group shares each widened row of kv_b, which decode batches of several sequences need.
+        // Per group of tokens, in stages over the compute pool: each head's query in latent space [q_nope W_uk | q_pe]
+        // (over heads); then, for as many of the group's tokens as the score buffer holds, their scores over blocks of
+        // cached positions (each block transposed once for every head and token that reads it) and, over heads, each
+        // row's softmax and latent context, and after the group's last tokens the head's output through W_uv. A group
+        // shares each widened row of kv_b, which decode batches of several sequences need.
         HeadWork work = HeadWork.ForThisThread();
+        ComputePool? pool = _o.Pool;
         unsafe
         {
             // Pinned for the workers, which read and write these buffers through pointers.
@@ -119,17 +122,22 @@ internal sealed class MlaAttention
                 for (int t0 = 0; t0 < tokens; t0 += group)
                 {
                     int n = Math.Min(group, tokens - t0);
-                    long work1 = 0;
+                    long visibleSum = 0;
                     for (int t = t0; t < t0 + n; t++)
                     {
                         _rope.Angles(positions[t], angles.Span.Slice((t - t0) * rope, rope / 2), angles.Span.Slice((t - t0) * rope + rope / 2, rope / 2));
-                        work1 += (long)(positions[t] + 1) * width;
+                        visibleSum += positions[t] + 1;
                     }
-                    work.Start(this, kv, layer, batch, t0, n, stride, runTokens, pq, pAngles, pQueries, pScores, pContexts, pAttended);
-                    if (_o.Pool is { } pool)
-                        pool.For(heads, work, minChunk: (int)Math.Max(1, (1 << 15) / Math.Max(1, work1 + nope * rank * 2)));
-                    else
-                        work.Run(0, heads);
+                    work.Start(this, kv, layer, batch, t0, n, stride, pq, pAngles, pQueries, pScores, pContexts, pAttended);
+                    // Below 32K multiply-adds a head, handing heads to other threads costs more than it saves.
+                    int minHeads = (int)Math.Clamp((1L << 15) / Math.Max(1, visibleSum * rank + (long)n * nope * rank), 1, heads);
+                    Run(pool, work.Queries(), heads, minHeads);
+                    for (int b0 = 0; b0 < n; b0 += runTokens)
+                    {
+                        int b1 = Math.Min(n, b0 + runTokens);
+                        Run(pool, work.Scores(b0, b1), work.ScoreUnits, 1);
+                        Run(pool, work.Contexts(b0, b1, outputs: b1 == n), heads, minHeads);
+                    }
                     work.Finish();
                 }
             }
@@ -137,17 +145,31 @@ internal sealed class MlaAttention
         _o.Multiply(attended.Span, y, tokens);
     }
 
+    private static void Run(ComputePool? pool, IRangeWork work, int count, int minChunk)
+    {
+        if (pool != null)
+            pool.For(count, work, minChunk);
+        else
+            work.Run(0, count);
+    }
+
     // Tokens whose absorbed projections share one widening of each kv_b row, and whose attention shares each block of
     // cached positions.
     private const int TokensPerGroup = 64;
 
-    // Scores held at once by a run of tokens (at 2K positions, 32 tokens of 128 heads; at 40K, one token).
+    // Scores held at once (at 2K positions, 32 tokens of 128 heads; at 40K, one token).
     private const long ScoreBudgetBytes = 32L << 20;
 
     // Scratch of a worker thread for one block of positions in F32: rows (position after position, zero past the
     // visible ones) and the block transposed (value after value, for the scores).
     [ThreadStatic]
     private static float[]? t_block;
+
+    private static float[] BlockScratch(int width)
+    {
+        int length = 2 * AttentionBlocks.BlockPositions * width;
+        return t_block is { } block && block.Length >= length ? block : t_block = new float[length];
+    }
 
     // Row j of the sequence's cache in F32: the cache's own row, or one widened from BF16 into rowScratch.
     private static ReadOnlySpan<float> Latent(ILatentStore kv, int layer, IReadOnlyList<int> pageTable, int pageSize, int j, Span<float> rowScratch)
@@ -195,27 +217,43 @@ internal sealed class MlaAttention
         return rows;
     }
 
-    // A group of tokens' attention over a range of heads, handed to the compute pool; one per calling thread.
+    // A group of tokens' attention, handed to the compute pool stage by stage; one per calling thread. Each stage runs
+    // over its own units: heads for the queries and for the contexts and outputs, (run of one sequence's tokens, block
+    // of positions) for the scores.
     private sealed unsafe class HeadWork : IRangeWork
     {
         [ThreadStatic]
         private static HeadWork? t_current;
 
+        private enum Stage { Queries, Scores, Contexts }
+
         private MlaAttention _attention = null!;
         private ILatentStore _kv = null!;
         private ForwardBatch _batch = null!;
-        private int _layer, _first, _count, _stride, _runTokens;
+        private int _layer, _first, _count, _stride;
         private float* _q, _angles, _queries, _scores, _contexts, _attended;
+
+        // The current stage; for scores and contexts, the group's tokens [_b0, _b1) whose scores the buffer holds (token
+        // _b0's rows first), and their runs of one sequence's tokens, [_runs[i], _runs[i + 1]).
+        private Stage _stage;
+        private int _b0, _b1;
+        private bool _outputs;
+        private readonly List<int> _runs = [];
+
+        // Score units: (run, first position of a block) pairs.
+        private readonly List<(int Run, int J0)> _units = [];
 
         public static HeadWork ForThisThread() => t_current ??= new HeadWork();
 
+        public int ScoreUnits => _units.Count;
+
         // Tokens [first, first + count) of the batch; the pointers are pinned by the caller until Finish. Per token of
         // the group: angles holds cos then sin; queries and contexts hold all heads. q and attended cover the batch.
-        // scores holds runTokens tokens' rows of stride values per head.
-        public void Start(MlaAttention attention, ILatentStore kv, int layer, ForwardBatch batch, int first, int count, int stride, int runTokens,
+        // scores holds the rows of the tokens being attended, stride values per head.
+        public void Start(MlaAttention attention, ILatentStore kv, int layer, ForwardBatch batch, int first, int count, int stride,
             float* q, float* angles, float* queries, float* scores, float* contexts, float* attended)
         {
-            (_attention, _kv, _layer, _batch, _first, _count, _stride, _runTokens) = (attention, kv, layer, batch, first, count, stride, runTokens);
+            (_attention, _kv, _layer, _batch, _first, _count, _stride) = (attention, kv, layer, batch, first, count, stride);
             _q = q;
             _angles = angles;
             _queries = queries;
@@ -231,15 +269,67 @@ internal sealed class MlaAttention
             _batch = null!;
         }
 
-        public void Run(int h0, int h1)
+        public HeadWork Queries()
+        {
+            _stage = Stage.Queries;
+            return this;
+        }
+
+        // Scores of the group's tokens [b0, b1): their runs, and a unit per block of positions a run's tokens see.
+        public HeadWork Scores(int b0, int b1)
+        {
+            (_stage, _b0, _b1) = (Stage.Scores, b0, b1);
+            _runs.Clear();
+            _units.Clear();
+            int block = AttentionBlocks.BlockPositions;
+            for (int t = b0; t < b1;)
+            {
+                int sequence = _batch.Sequences[_first + t], end = t + 1, visible = Visible(t);
+                while (end < b1 && _batch.Sequences[_first + end] == sequence)
+                    visible = Math.Max(visible, Visible(end++));
+                for (int j0 = 0; j0 < visible; j0 += block)
+                    _units.Add((_runs.Count, j0));
+                _runs.Add(t);
+                t = end;
+            }
+            _runs.Add(b1);
+            return this;
+        }
+
+        // Softmax and contexts of the tokens [b0, b1) whose scores are done, and, after the group's last, the outputs.
+        public HeadWork Contexts(int b0, int b1, bool outputs)
+        {
+            (_stage, _b0, _b1, _outputs) = (Stage.Contexts, b0, b1, outputs);
+            return this;
+        }
+
+        public void Run(int start, int end)
+        {
+            switch (_stage)
+            {
+                case Stage.Queries:
+                    QueryHeads(start, end);
+                    break;
+                case Stage.Scores:
+                    for (int u = start; u < end; u++)
+                        ScoreBlock(_units[u].Run, _units[u].J0);
+                    break;
+                default:
+                    AttendHeads(start, end);
+                    if (_outputs)
+                        OutputHeads(start, end);
+                    break;
+            }
+        }
+
+        // Queries: q_nope W_uk (in INT8, or row by row of kv_b, each row widened once for the group), then the roped q_pe.
+        private void QueryHeads(int h0, int h1)
         {
             MlaAttention a = _attention;
             DeepSeekV3Config c = a._config;
             int heads = c.NumAttentionHeads, nope = c.QkNopeHeadDim, rope = c.QkRopeHeadDim, rank = c.KvLoraRank;
-            int qkHead = c.QkHeadDim, vHead = c.VHeadDim, kvbHead = nope + vHead, width = rank + rope, n = _count;
+            int qkHead = c.QkHeadDim, kvbHead = nope + c.VHeadDim, width = rank + rope, n = _count;
             Span<float> row = rank <= 2048 ? stackalloc float[rank] : new float[rank];
-
-            // Queries: q_nope W_uk (in INT8, or row by row of kv_b, each row widened once for the group), then the roped q_pe.
             long qStride = (long)heads * qkHead;
             for (int h = h0; h < h1; h++)
             {
@@ -267,20 +357,69 @@ internal sealed class MlaAttention
                     }
                 }
             }
+        }
 
-            // Scores, softmax and latent contexts, for each run of the group's tokens that share a sequence (a prefill
-            // chunk is one run, up to the score buffer's tokens): block by block of that sequence's positions, for all the
-            // run's tokens and heads at once.
-            for (int t = 0; t < n;)
+        // The positions [j0, j0 + BlockPositions) of run i's sequence, transposed once, against every head of each of
+        // the run's tokens that sees them.
+        private void ScoreBlock(int i, int j0)
+        {
+            MlaAttention a = _attention;
+            DeepSeekV3Config c = a._config;
+            int heads = c.NumAttentionHeads, width = c.KvLoraRank + c.QkRopeHeadDim;
+            int t0 = _runs[i], t1 = _runs[i + 1], visible = 0;
+            for (int t = t0; t < t1; t++)
+                visible = Math.Max(visible, Visible(t));
+            fixed (float* rows = BlockScratch(width))
             {
-                int sequence = _batch.Sequences[_first + t], end = t + 1;
-                while (end < n && end - t < _runTokens && _batch.Sequences[_first + end] == sequence)
-                    end++;
-                AttendRun(t, end, h0, h1);
-                t = end;
+                float* transposed = rows + AttentionBlocks.BlockPositions * width;
+                LoadTransposed(_kv, _layer, _batch.PageTable(_batch.Sequences[_first + t0]), _batch.PageSize, j0, visible, rows, transposed);
+                for (int t = t0; t < t1; t++)
+                    if (Visible(t) > j0)
+                        AttentionBlocks.Scores(_queries + (long)t * heads * width, heads, width, transposed, width, a._softmaxScale, Scores(t, 0, heads) + j0, _stride);
             }
+        }
 
-            // Outputs: each head's W_uv (in INT8, or row by row, each row widened once for the group) against its latent contexts.
+        // Heads [h0, h1) of the tokens [_b0, _b1): each row's softmax over its token's visible positions (weights past
+        // them zero), then the latent contexts block by block of each run's positions.
+        private void AttendHeads(int h0, int h1)
+        {
+            DeepSeekV3Config c = _attention._config;
+            int heads = c.NumAttentionHeads, rank = c.KvLoraRank, width = rank + c.QkRopeHeadDim, block = AttentionBlocks.BlockPositions;
+            for (int t = _b0; t < _b1; t++)
+            {
+                for (int h = h0; h < h1; h++)
+                {
+                    var row = new Span<float>(Scores(t, h, heads), _stride);
+                    TensorPrimitives.SoftMax(row[..Visible(t)], row[..Visible(t)]);
+                    row[Visible(t)..].Clear();
+                }
+                new Span<float>(_contexts + ((long)t * heads + h0) * rank, (h1 - h0) * rank).Clear();
+            }
+            fixed (float* scratch = BlockScratch(width))
+                for (int i = 0; i + 1 < _runs.Count; i++)
+                {
+                    int t0 = _runs[i], t1 = _runs[i + 1], visible = 0;
+                    for (int t = t0; t < t1; t++)
+                        visible = Math.Max(visible, Visible(t));
+                    IReadOnlyList<int> pageTable = _batch.PageTable(_batch.Sequences[_first + t0]);
+                    for (int j0 = 0; j0 < visible; j0 += block)
+                    {
+                        float* latents = LatentRows(_kv, _layer, pageTable, _batch.PageSize, j0, visible, scratch);
+                        for (int t = t0; t < t1; t++)
+                            if (Visible(t) > j0)
+                                AttentionBlocks.Accumulate(Scores(t, h0, heads) + j0, h1 - h0, _stride, latents, width, rank,
+                                    _contexts + ((long)t * heads + h0) * rank, rank);
+                    }
+                }
+        }
+
+        // Outputs: each head's W_uv (in INT8, or row by row, each row widened once for the group) against its latent contexts.
+        private void OutputHeads(int h0, int h1)
+        {
+            MlaAttention a = _attention;
+            DeepSeekV3Config c = a._config;
+            int heads = c.NumAttentionHeads, nope = c.QkNopeHeadDim, rank = c.KvLoraRank, vHead = c.VHeadDim, kvbHead = nope + vHead, n = _count;
+            Span<float> row = rank <= 2048 ? stackalloc float[rank] : new float[rank];
             for (int h = h0; h < h1; h++)
             {
                 if (a._int8Absorption is { } int8)
@@ -298,53 +437,10 @@ internal sealed class MlaAttention
             }
         }
 
-        // Tokens [t0, t1) of the group, one sequence's, over heads [h0, h1): scores block by block, each token's softmax
-        // over its own visible positions (weights past them zero), then the latent contexts block by block.
-        private void AttendRun(int t0, int t1, int h0, int h1)
-        {
-            MlaAttention a = _attention;
-            DeepSeekV3Config c = a._config;
-            int heads = c.NumAttentionHeads, rank = c.KvLoraRank, width = rank + c.QkRopeHeadDim, block = AttentionBlocks.BlockPositions;
-            IReadOnlyList<int> pageTable = _batch.PageTable(_batch.Sequences[_first + t0]);
-            int pageSize = _batch.PageSize, visible = 0;
-            for (int t = t0; t < t1; t++)
-                visible = Math.Max(visible, Visible(t));
-            float[] scratch = t_block is { } b && b.Length >= 2 * block * width ? b : t_block = new float[2 * block * width];
-            fixed (float* rows = scratch)
-            {
-                float* transposed = rows + block * width;
-                for (int j0 = 0; j0 < visible; j0 += block)
-                {
-                    LoadTransposed(_kv, _layer, pageTable, pageSize, j0, visible, rows, transposed);
-                    for (int t = t0; t < t1; t++)
-                        if (Visible(t) > j0)
-                            AttentionBlocks.Scores(_queries + ((long)t * heads + h0) * width, h1 - h0, width, transposed, width, a._softmaxScale,
-                                Scores(t - t0, h0, heads) + j0, _stride);
-                }
-                for (int t = t0; t < t1; t++)
-                    for (int h = h0; h < h1; h++)
-                    {
-                        var row = new Span<float>(Scores(t - t0, h, heads), _stride);
-                        TensorPrimitives.SoftMax(row[..Visible(t)], row[..Visible(t)]);
-                        row[Visible(t)..].Clear();
-                    }
-                for (int t = t0; t < t1; t++)
-                    new Span<float>(_contexts + ((long)t * heads + h0) * rank, (h1 - h0) * rank).Clear();
-                for (int j0 = 0; j0 < visible; j0 += block)
-                {
-                    float* latents = LatentRows(_kv, _layer, pageTable, pageSize, j0, visible, rows);
-                    for (int t = t0; t < t1; t++)
-                        if (Visible(t) > j0)
-                            AttentionBlocks.Accumulate(Scores(t - t0, h0, heads) + j0, h1 - h0, _stride, latents, width, rank,
-                                _contexts + ((long)t * heads + h0) * rank, rank);
-                }
-            }
-        }
-
         private int Visible(int t) => _batch.Positions[_first + t] + 1;
 
-        // Scores of the run's token i (from the run's first) and head h.
-        private float* Scores(int i, int h, int heads) => _scores + ((long)i * heads + h) * _stride;
+        // Scores of the group's token t (held from token _b0 on) and head h.
+        private float* Scores(int t, int h, int heads) => _scores + ((long)(t - _b0) * heads + h) * _stride;
 
         private Span<float> Query(int t, int h, int heads, int width) => new(_queries + ((long)t * heads + h) * width, width);
     }
