@@ -70,7 +70,7 @@ public static class AttentionBlocks
 
     // Up to six rows: twelve accumulators, two block vectors and a broadcast fill the sixteen registers AVX2 encodes,
     // and twelve independent sums keep both FMA units busy through the FMA latency.
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
+    [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
     private static unsafe void ScoreRows<TRows>(float* q, nint queryStride, float* transposed, int width, float scale, float* scores, nint scoreStride)
         where TRows : struct, IPassCount
     {
@@ -124,7 +124,7 @@ public static class AttentionBlocks
 
     // Up to eight rows on 512-bit vectors: sixteen accumulators, two block vectors and a broadcast of the 32 registers,
     // so each pair of block loads serves eight rows.
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
+    [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
     private static unsafe void ScoreRows512<TRows>(float* q, nint queryStride, float* transposed, int width, float scale, float* scores, nint scoreStride)
         where TRows : struct, IPassCount
     {
@@ -212,7 +212,7 @@ public static class AttentionBlocks
 
     // Up to three rows, four vectors of context each: twelve accumulators, one latent vector at a time and three
     // broadcast weights fill the sixteen registers AVX2 encodes.
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
+    [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
     private static unsafe void AccumulateRows<TRows>(float* w, nint weightStride, float* latents, nint latentStride, int rank, float* contexts, nint contextStride)
         where TRows : struct, IPassCount
     {
@@ -261,7 +261,7 @@ public static class AttentionBlocks
 
     // Up to eight rows on 512-bit vectors, two vectors (32 columns) of context each: sixteen accumulators, the two
     // latent vectors of a position and a broadcast weight, so each latent load serves eight rows.
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
+    [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
     private static unsafe void AccumulateRows512<TRows>(float* w, nint weightStride, float* latents, nint latentStride, int rank, float* contexts, nint contextStride)
         where TRows : struct, IPassCount
     {

@@ -170,7 +170,7 @@ public static unsafe class Bf16Rows
     // Each sum takes its even half, then its odd half, into one accumulator: the 4 x 1 tiles keep that order, so a
     // token's bits do not depend on how many tokens share its tile.
 
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
+    [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
     private static void Tile4x4Vector512(ushort* w0, ushort* w1, ushort* w2, ushort* w3, float* x0, float* x1, float* x2, float* x3, nint n, ref Sums sums)
     {
         const int half = 16;
@@ -210,7 +210,7 @@ public static unsafe class Bf16Rows
         (sums[12], sums[13], sums[14], sums[15]) = (Vector512.Sum(s30), Vector512.Sum(s31), Vector512.Sum(s32), Vector512.Sum(s33));
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
+    [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
     private static void Tile4x1Vector512(ushort* w0, ushort* w1, ushort* w2, ushort* w3, float* x0, nint n, ref Sums sums)
     {
         const int half = 16;
@@ -229,7 +229,7 @@ public static unsafe class Bf16Rows
         (sums[0], sums[4], sums[8], sums[12]) = (Vector512.Sum(s0), Vector512.Sum(s1), Vector512.Sum(s2), Vector512.Sum(s3));
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
+    [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
     private static void Tile4x4Vector256(ushort* w0, ushort* w1, ushort* w2, ushort* w3, float* x0, float* x1, float* x2, float* x3, nint n, ref Sums sums)
     {
         const int half = 8;
@@ -269,7 +269,7 @@ public static unsafe class Bf16Rows
         (sums[12], sums[13], sums[14], sums[15]) = (Vector256.Sum(s30), Vector256.Sum(s31), Vector256.Sum(s32), Vector256.Sum(s33));
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
+    [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
     private static void Tile4x1Vector256(ushort* w0, ushort* w1, ushort* w2, ushort* w3, float* x0, nint n, ref Sums sums)
     {
         const int half = 8;
@@ -288,7 +288,7 @@ public static unsafe class Bf16Rows
         (sums[0], sums[4], sums[8], sums[12]) = (Vector256.Sum(s0), Vector256.Sum(s1), Vector256.Sum(s2), Vector256.Sum(s3));
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
+    [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
     private static void Tile4x4Vector128(ushort* w0, ushort* w1, ushort* w2, ushort* w3, float* x0, float* x1, float* x2, float* x3, nint n, ref Sums sums)
     {
         const int half = 4;
@@ -328,7 +328,7 @@ public static unsafe class Bf16Rows
         (sums[12], sums[13], sums[14], sums[15]) = (Vector128.Sum(s30), Vector128.Sum(s31), Vector128.Sum(s32), Vector128.Sum(s33));
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
+    [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
     private static void Tile4x1Vector128(ushort* w0, ushort* w1, ushort* w2, ushort* w3, float* x0, nint n, ref Sums sums)
     {
         const int half = 4;

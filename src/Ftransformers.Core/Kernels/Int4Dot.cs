@@ -149,7 +149,7 @@ public static class Int4Dot
         return (bytes & mask, Vector128.ShiftRightLogical(bytes.AsUInt16(), 4).AsByte() & mask);
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
+    [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
     private static void MainTermVector128(ReadOnlySpan<byte> packed, ReadOnlySpan<float> scales, int blocksPerGroup, Int8Activations x, Span<float> results)
     {
         results[..x.Tokens].Clear();
@@ -173,7 +173,7 @@ public static class Int4Dot
         }
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
+    [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
     private static unsafe void MainTermAvx2(ReadOnlySpan<byte> packed, ReadOnlySpan<float> scales, int blocksPerGroup, Int8Activations x, Span<float> results)
     {
         int tokens = x.Tokens, blocks = x.BlocksPerToken, cols = x.Cols;
@@ -240,7 +240,7 @@ public static class Int4Dot
         }
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
+    [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
     private static void MainTermDp(ReadOnlySpan<byte> packed, ReadOnlySpan<float> scales, int blocksPerGroup, Int8Activations x, Span<float> results)
     {
         int tokens = x.Tokens, blocks = x.BlocksPerToken;
@@ -262,7 +262,7 @@ public static class Int4Dot
             results[t] = Vector128.Sum(acc[t]);
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
+    [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
     private static void MainTermAdvSimd(ReadOnlySpan<byte> packed, ReadOnlySpan<float> scales, int blocksPerGroup, Int8Activations x, Span<float> results)
     {
         int tokens = x.Tokens, blocks = x.BlocksPerToken;

@@ -72,7 +72,7 @@ internal static class Int4RowGroupsAvx512
     }
 
     // Tokens [t, t + TCount) against groups g and g + step.
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
+    [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
     private static unsafe void Pass<TCount>(Int4RowGroupJob job, int g, int step, int t) where TCount : struct, IPassCount
     {
         nint blocks = job.Blocks;

@@ -140,7 +140,7 @@ public static class Int8BlockRows
             PassDp<TRows, TTokens>(job, r, step, t);
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
+    [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
     private static unsafe void PassX86<TRows, TTokens, TDot>(Job job, int r, int step, int t)
         where TRows : struct, IPassCount where TTokens : struct, IPassCount where TDot : struct, IByteDot
     {
@@ -172,7 +172,7 @@ public static class Int8BlockRows
     }
 
     // ARM64 SDOT: a block is two 16-byte halves, signed x signed (no sign trick), four int32 lanes scaled into float sums.
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
+    [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
     private static unsafe void PassDp<TRows, TTokens>(Job job, int r, int step, int t) where TRows : struct, IPassCount where TTokens : struct, IPassCount
     {
         nint cols = job.Cols;

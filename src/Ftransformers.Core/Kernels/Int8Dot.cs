@@ -89,7 +89,7 @@ public static class Int8Dot
     }
 
     // Row · tokens [t, t + n) for 2 <= n <= 4 (AVX2).
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
+    [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
     private static unsafe void TokensAvx2(ReadOnlySpan<sbyte> row, Int8Activations x, int t, int n, Span<int> dots)
     {
         int cols = row.Length;
@@ -119,7 +119,7 @@ public static class Int8Dot
     }
 
     // Row · tokens [t, t + n) for 2 <= n <= 4 (ARM64 SDOT).
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
+    [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
     private static unsafe void TokensDp(ReadOnlySpan<sbyte> row, Int8Activations x, int t, int n, Span<int> dots)
     {
         int cols = row.Length;

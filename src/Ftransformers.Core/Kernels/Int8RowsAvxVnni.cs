@@ -79,7 +79,7 @@ internal static class Int8RowsAvxVnni
     }
 
     // Rows r and, for two, r + step against tokens [t, t + TTokens).
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
+    [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
     private static unsafe void Pass<TRows, TTokens>(Job job, int r, int step, int t) where TRows : struct, IPassCount where TTokens : struct, IPassCount
     {
         nint cols = job.Cols;

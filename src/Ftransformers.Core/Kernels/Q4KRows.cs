@@ -163,7 +163,7 @@ public static class Q4KRows
 
     private readonly struct X86Passes<TDot> : IPasses where TDot : struct, IByteDot
     {
-        [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
+        [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
         public static unsafe void Pass<TTokens>(Job job, int r, int t) where TTokens : struct, IPassCount
         {
             nint cols = job.Cols;
@@ -232,7 +232,7 @@ public static class Q4KRows
     // into sub-blocks 0-3 and 4-7 and scaled in two multiply-adds per block and token.
     private readonly struct DpPasses : IPasses
     {
-        [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
+        [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
         public static unsafe void Pass<TTokens>(Job job, int r, int t) where TTokens : struct, IPassCount
         {
             nint cols = job.Cols;
@@ -329,7 +329,7 @@ public static class Q4KRows
     // Portable Vector128 (SSE, or NEON without SDOT): each sub-block's four lanes scaled into the float sums.
     private readonly struct Vector128Passes : IPasses
     {
-        [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
+        [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
         public static unsafe void Pass<TTokens>(Job job, int r, int t) where TTokens : struct, IPassCount
         {
             nint cols = job.Cols;
@@ -399,7 +399,7 @@ public static class Q4KRows
     // Any CPU: one token at a time, a sub-block's dot in an int, the same terms summed in a float.
     private readonly struct ScalarPasses : IPasses
     {
-        [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
+        [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
         public static unsafe void Pass<TTokens>(Job job, int r, int t) where TTokens : struct, IPassCount
         {
             float* scales = stackalloc float[2 * SubsPerBlock];
