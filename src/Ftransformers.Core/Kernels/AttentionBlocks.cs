@@ -27,7 +27,7 @@ public static class AttentionBlocks
     public static bool IsSupported(KernelPath path) => path == KernelPath.Avx512 ? Vector512.IsHardwareAccelerated : path == VectorPath;
 
     /// <summary>Positions in a block on this CPU's path: two vectors of scores per query row.</summary>
-    public static int BlockPositions { get; } = BlockPositionsOn(ActivePath);
+    public static int BlockPositions => BlockPositionsOn(ActivePath);
 
     /// <summary>Positions in a block on <paramref name="path"/>.</summary>
     public static int BlockPositionsOn(KernelPath path) => path == KernelPath.Avx512 ? 2 * Vector512<float>.Count : 2 * Vector<float>.Count;

@@ -67,14 +67,29 @@ public class BatchedForwardTests(BackendSetup setup)
     }
 
     // A step whose scores outgrow the score buffer (128 heads over more than 1024 positions: 32 MB) attends its tokens
-    // a part at a time; each token must still get the bits it gets from chunks small enough to attend at once.
+    // a part at a time, even inside a group of tokens from two sequences; each token must still get the bits it gets
+    // from chunks small enough to attend at once.
     [Test]
     public void PrefillBeyondTheScoreBuffer_EqualsChunksThatFitIt()
     {
         using DeepSeekV3Model model = setup.Synthetic(SyntheticModels.Tiny with { NumAttentionHeads = 128, NumHiddenLayers = 1 });
-        int[] prompt = Prompt("synthetic", 1040);
-        var full = Rows(model.Forward(prompt, new SequenceKvCache(model.Config), allPositions: true), model.Config.VocabSize);
-        Exactness.AssertRowsMatch(ChunkedPrefill(model, prompt, chunk: 16), full, "1040 tokens at once, and in chunks of 16");
+        int vocab = model.Config.VocabSize;
+        int[][] prompts = [Prompt("synthetic", 30), Prompt("synthetic", 1040)];
+        var (pool, kv) = Cache(model, pageSize: 16, pages: 2 + 65);
+        using ILatentStore _ = kv;
+        var batch = new ForwardBatch();
+        batch.Clear(pool.PageSize);
+        foreach (int[] prompt in prompts)
+        {
+            var table = new List<int>();
+            Grow(pool, table, prompt.Length);
+            batch.AddSequence(prompt, 0, table, logits: true, allLogits: true);
+        }
+        var logits = new float[(prompts[0].Length + prompts[1].Length) * vocab];
+        model.Forward(batch, kv, logits);
+        var together = Rows(logits, vocab);
+        Exactness.AssertRowsMatch(together[..prompts[0].Length], ChunkedPrefill(model, prompts[0], chunk: 16), "30 tokens beside 1040, and alone in chunks of 16");
+        Exactness.AssertRowsMatch(together[prompts[0].Length..], ChunkedPrefill(model, prompts[1], chunk: 16), "1040 tokens beside 30, and alone in chunks of 16");
     }
 
     // Every position's logits of a prompt prefilled chunk after chunk over pages of 16 positions.

@@ -72,14 +72,14 @@ internal sealed class MlaAttention
             maxVisible = Math.Max(maxVisible, p + 1);
         int group = Math.Min(tokens, TokensPerGroup);
         // Each (token, head) row of scores spans whole blocks of positions; the scores of as many tokens as fit the budget
-        // are held at once (one at least, as a single token always did).
+        // are held at once (one at least, as a single token always did, whatever its rows take).
         int stride = (maxVisible + AttentionBlocks.BlockPositions - 1) / AttentionBlocks.BlockPositions * AttentionBlocks.BlockPositions;
-        int runTokens = (int)Math.Clamp(ScoreBudgetBytes / ((long)heads * stride * sizeof(float)), 1, group);
+        int batchTokens = (int)Math.Clamp(ScoreBudgetBytes / ((long)heads * stride * sizeof(float)), 1, group);
         using var q = new PooledBuffer<float>(tokens * heads * qkHead);
         using var kvA = new PooledBuffer<float>(tokens * width);
         using var queries = new PooledBuffer<float>(group * heads * width);
         using var contexts = new PooledBuffer<float>(group * heads * rank);
-        using var scores = new PooledBuffer<float>(runTokens * heads * stride);
+        using var scores = new PooledBuffer<float>(batchTokens * heads * stride);
         using var angles = new PooledBuffer<float>(group * rope);
         using var attended = new PooledBuffer<float>(tokens * heads * vHead);
 
@@ -131,12 +131,12 @@ internal sealed class MlaAttention
                     work.Start(this, kv, layer, batch, t0, n, stride, pq, pAngles, pQueries, pScores, pContexts, pAttended);
                     // Below 32K multiply-adds a head, handing heads to other threads costs more than it saves.
                     int minHeads = (int)Math.Clamp((1L << 15) / Math.Max(1, visibleSum * rank + (long)n * nope * rank), 1, heads);
-                    Run(pool, work.Queries(), heads, minHeads);
-                    for (int b0 = 0; b0 < n; b0 += runTokens)
+                    Run(pool, work.QueryStage(), heads, minHeads);
+                    for (int b0 = 0; b0 < n; b0 += batchTokens)
                     {
-                        int b1 = Math.Min(n, b0 + runTokens);
-                        Run(pool, work.Scores(b0, b1), work.ScoreUnits, 1);
-                        Run(pool, work.Contexts(b0, b1, outputs: b1 == n), heads, minHeads);
+                        int b1 = Math.Min(n, b0 + batchTokens);
+                        Run(pool, work.ScoreStage(b0, b1, pool?.ThreadCount ?? 1), work.ScoreUnits, 1);
+                        Run(pool, work.ContextStage(b0, b1, outputs: b1 == n), heads, minHeads);
                     }
                     work.Finish();
                 }
@@ -199,12 +199,12 @@ internal sealed class MlaAttention
         }
     }
 
-    // Positions [j0, j0 + BlockPositions) as rows: straight from an F32 cache when the block fills part of one page,
-    // else copied (widened, zero past the visible positions) into rows.
+    // Positions [j0, j0 + BlockPositions) as rows: straight from an F32 cache when they are visible and in consecutive
+    // slots, else copied (widened, zero past the visible positions) into rows.
     private static unsafe float* LatentRows(ILatentStore kv, int layer, IReadOnlyList<int> pageTable, int pageSize, int j0, int visible, float* rows)
     {
         int width = kv.RowWidth, block = AttentionBlocks.BlockPositions;
-        if (kv.DType == KvCacheDType.F32 && pageSize % block == 0 && j0 + block <= visible)
+        if (kv.DType == KvCacheDType.F32 && j0 + block <= visible && Consecutive(pageTable, pageSize, j0, block))
             return (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(Latent(kv, layer, pageTable, pageSize, j0, default)));
         for (int p = 0; p < block; p++)
         {
@@ -217,9 +217,19 @@ internal sealed class MlaAttention
         return rows;
     }
 
+    // Whether positions [j0, j0 + count) lie in consecutive slots: a block longer than a page reads across pages that
+    // follow each other in the cache (a long prompt's pages mostly do).
+    private static bool Consecutive(IReadOnlyList<int> pageTable, int pageSize, int j0, int count)
+    {
+        for (int page = j0 / pageSize; page < (j0 + count - 1) / pageSize; page++)
+            if (pageTable[page + 1] != pageTable[page] + 1)
+                return false;
+        return true;
+    }
+
     // A group of tokens' attention, handed to the compute pool stage by stage; one per calling thread. Each stage runs
     // over its own units: heads for the queries and for the contexts and outputs, (run of one sequence's tokens, block
-    // of positions) for the scores.
+    // of positions, range of heads) for the scores.
     private sealed unsafe class HeadWork : IRangeWork
     {
         [ThreadStatic]
@@ -234,14 +244,15 @@ internal sealed class MlaAttention
         private float* _q, _angles, _queries, _scores, _contexts, _attended;
 
         // The current stage; for scores and contexts, the group's tokens [_b0, _b1) whose scores the buffer holds (token
-        // _b0's rows first), and their runs of one sequence's tokens, [_runs[i], _runs[i + 1]).
+        // _b0's rows first), and their runs of one sequence's tokens, [_runs[i], _runs[i + 1]), each seeing positions
+        // below _visible[i].
         private Stage _stage;
         private int _b0, _b1;
         private bool _outputs;
-        private readonly List<int> _runs = [];
+        private readonly List<int> _runs = [], _visible = [];
 
-        // Score units: (run, first position of a block) pairs.
-        private readonly List<(int Run, int J0)> _units = [];
+        // Score units: a run, the first position of a block, and a range of heads.
+        private readonly List<(int Run, int J0, int H0, int H1)> _units = [];
 
         public static HeadWork ForThisThread() => t_current ??= new HeadWork();
 
@@ -269,35 +280,45 @@ internal sealed class MlaAttention
             _batch = null!;
         }
 
-        public HeadWork Queries()
+        public HeadWork QueryStage()
         {
             _stage = Stage.Queries;
             return this;
         }
 
-        // Scores of the group's tokens [b0, b1): their runs, and a unit per block of positions a run's tokens see.
-        public HeadWork Scores(int b0, int b1)
+        // Scores of the group's tokens [b0, b1): their runs, and a unit per block of positions a run's tokens see; where
+        // blocks are too few to keep every thread busy (short contexts, the first tokens of a prompt), each block's
+        // heads are split too, in ranges of whole 8-row tiles.
+        public HeadWork ScoreStage(int b0, int b1, int threads)
         {
             (_stage, _b0, _b1) = (Stage.Scores, b0, b1);
             _runs.Clear();
+            _visible.Clear();
             _units.Clear();
-            int block = AttentionBlocks.BlockPositions;
+            int block = AttentionBlocks.BlockPositions, heads = _attention._config.NumAttentionHeads, blocks = 0;
             for (int t = b0; t < b1;)
             {
                 int sequence = _batch.Sequences[_first + t], end = t + 1, visible = Visible(t);
                 while (end < b1 && _batch.Sequences[_first + end] == sequence)
                     visible = Math.Max(visible, Visible(end++));
-                for (int j0 = 0; j0 < visible; j0 += block)
-                    _units.Add((_runs.Count, j0));
                 _runs.Add(t);
+                _visible.Add(visible);
+                blocks += (visible + block - 1) / block;
                 t = end;
             }
             _runs.Add(b1);
+            int ranges = Math.Clamp((4 * threads + blocks - 1) / blocks, 1, Math.Max(1, heads / 8));
+            int headsPerRange = (heads + ranges - 1) / ranges;
+            headsPerRange = Math.Min(heads, (headsPerRange + 7) / 8 * 8);
+            for (int i = 0; i < _visible.Count; i++)
+                for (int j0 = 0; j0 < _visible[i]; j0 += block)
+                    for (int h0 = 0; h0 < heads; h0 += headsPerRange)
+                        _units.Add((i, j0, h0, Math.Min(heads, h0 + headsPerRange)));
             return this;
         }
 
         // Softmax and contexts of the tokens [b0, b1) whose scores are done, and, after the group's last, the outputs.
-        public HeadWork Contexts(int b0, int b1, bool outputs)
+        public HeadWork ContextStage(int b0, int b1, bool outputs)
         {
             (_stage, _b0, _b1, _outputs) = (Stage.Contexts, b0, b1, outputs);
             return this;
@@ -312,7 +333,7 @@ internal sealed class MlaAttention
                     break;
                 case Stage.Scores:
                     for (int u = start; u < end; u++)
-                        ScoreBlock(_units[u].Run, _units[u].J0);
+                        ScoreBlock(_units[u].Run, _units[u].J0, _units[u].H0, _units[u].H1);
                     break;
                 default:
                     AttendHeads(start, end);
@@ -359,23 +380,21 @@ internal sealed class MlaAttention
             }
         }
 
-        // The positions [j0, j0 + BlockPositions) of run i's sequence, transposed once, against every head of each of
-        // the run's tokens that sees them.
-        private void ScoreBlock(int i, int j0)
+        // The positions [j0, j0 + BlockPositions) of run i's sequence, transposed once for the unit, against heads
+        // [h0, h1) of each of the run's tokens that sees them.
+        private void ScoreBlock(int i, int j0, int h0, int h1)
         {
             MlaAttention a = _attention;
             DeepSeekV3Config c = a._config;
             int heads = c.NumAttentionHeads, width = c.KvLoraRank + c.QkRopeHeadDim;
-            int t0 = _runs[i], t1 = _runs[i + 1], visible = 0;
-            for (int t = t0; t < t1; t++)
-                visible = Math.Max(visible, Visible(t));
+            int t0 = _runs[i], t1 = _runs[i + 1];
             fixed (float* rows = BlockScratch(width))
             {
                 float* transposed = rows + AttentionBlocks.BlockPositions * width;
-                LoadTransposed(_kv, _layer, _batch.PageTable(_batch.Sequences[_first + t0]), _batch.PageSize, j0, visible, rows, transposed);
+                LoadTransposed(_kv, _layer, _batch.PageTable(_batch.Sequences[_first + t0]), _batch.PageSize, j0, _visible[i], rows, transposed);
                 for (int t = t0; t < t1; t++)
                     if (Visible(t) > j0)
-                        AttentionBlocks.Scores(_queries + (long)t * heads * width, heads, width, transposed, width, a._softmaxScale, Scores(t, 0, heads) + j0, _stride);
+                        AttentionBlocks.Scores(_queries + ((long)t * heads + h0) * width, h1 - h0, width, transposed, width, a._softmaxScale, ScoreRow(t, h0, heads) + j0, _stride);
             }
         }
 
@@ -389,25 +408,23 @@ internal sealed class MlaAttention
             {
                 for (int h = h0; h < h1; h++)
                 {
-                    var row = new Span<float>(Scores(t, h, heads), _stride);
+                    var row = new Span<float>(ScoreRow(t, h, heads), _stride);
                     TensorPrimitives.SoftMax(row[..Visible(t)], row[..Visible(t)]);
                     row[Visible(t)..].Clear();
                 }
                 new Span<float>(_contexts + ((long)t * heads + h0) * rank, (h1 - h0) * rank).Clear();
             }
             fixed (float* scratch = BlockScratch(width))
-                for (int i = 0; i + 1 < _runs.Count; i++)
+                for (int i = 0; i < _visible.Count; i++)
                 {
-                    int t0 = _runs[i], t1 = _runs[i + 1], visible = 0;
-                    for (int t = t0; t < t1; t++)
-                        visible = Math.Max(visible, Visible(t));
+                    int t0 = _runs[i], t1 = _runs[i + 1];
                     IReadOnlyList<int> pageTable = _batch.PageTable(_batch.Sequences[_first + t0]);
-                    for (int j0 = 0; j0 < visible; j0 += block)
+                    for (int j0 = 0; j0 < _visible[i]; j0 += block)
                     {
-                        float* latents = LatentRows(_kv, _layer, pageTable, _batch.PageSize, j0, visible, scratch);
+                        float* latents = LatentRows(_kv, _layer, pageTable, _batch.PageSize, j0, _visible[i], scratch);
                         for (int t = t0; t < t1; t++)
                             if (Visible(t) > j0)
-                                AttentionBlocks.Accumulate(Scores(t, h0, heads) + j0, h1 - h0, _stride, latents, width, rank,
+                                AttentionBlocks.Accumulate(ScoreRow(t, h0, heads) + j0, h1 - h0, _stride, latents, width, rank,
                                     _contexts + ((long)t * heads + h0) * rank, rank);
                     }
                 }
@@ -440,7 +457,7 @@ internal sealed class MlaAttention
         private int Visible(int t) => _batch.Positions[_first + t] + 1;
 
         // Scores of the group's token t (held from token _b0 on) and head h.
-        private float* Scores(int t, int h, int heads) => _scores + ((long)(t - _b0) * heads + h) * _stride;
+        private float* ScoreRow(int t, int h, int heads) => _scores + ((long)(t - _b0) * heads + h) * _stride;
 
         private Span<float> Query(int t, int h, int heads, int width) => new(_queries + ((long)t * heads + h) * width, width);
     }
