@@ -109,7 +109,7 @@ internal sealed class MlaAttention
 
         // Per group of tokens, in stages over the compute pool: each head's query in latent space [q_nope W_uk | q_pe]
         // (over heads); then, for as many of the group's tokens as the score buffer holds, their scores over blocks of
-        // cached positions (each block transposed once for every head and token that reads it) and, over heads, each
+        // cached positions (each block transposed once for all the heads and tokens of its unit) and, over heads, each
         // row's softmax and latent context, and after the group's last tokens the head's output through W_uv. A group
         // shares each widened row of kv_b, which decode batches of several sequences need.
         HeadWork work = HeadWork.ForThisThread();
