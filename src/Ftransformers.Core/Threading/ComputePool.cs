@@ -96,6 +96,15 @@ public sealed class ComputePool : IDisposable
     /// <summary>Compute threads of <paramref name="node"/>, the caller counted in node 0.</summary>
     public int ThreadsOn(int node) => Topology.Nodes[node].Cpus.Count;
 
+    /// <summary>Runs <paramref name="work"/> over [0, <paramref name="count"/>) on <paramref name="pool"/>'s threads, or on the caller when there is no pool.</summary>
+    internal static void RunOn(ComputePool? pool, int count, IRangeWork work, int minChunk = 1)
+    {
+        if (pool != null)
+            pool.For(count, work, minChunk);
+        else
+            work.Run(0, count);
+    }
+
     /// <summary>Runs <paramref name="work"/> over [0, <paramref name="count"/>) on every thread, in chunks of at least <paramref name="minChunk"/> indices.</summary>
     public void For(int count, IRangeWork work, int minChunk = 1)
     {

@@ -131,26 +131,18 @@ internal sealed class MlaAttention
                     work.Start(this, kv, layer, batch, t0, n, stride, pq, pAngles, pQueries, pScores, pContexts, pAttended);
                     // Below 32K multiply-adds a head, handing heads to other threads costs more than it saves.
                     int minHeads = (int)Math.Clamp((1L << 15) / Math.Max(1, visibleSum * rank + (long)n * nope * rank), 1, heads);
-                    Run(pool, work.QueryStage(), heads, minHeads);
+                    ComputePool.RunOn(pool, heads, work.QueryStage(), minHeads);
                     for (int b0 = 0; b0 < n; b0 += batchTokens)
                     {
                         int b1 = Math.Min(n, b0 + batchTokens);
-                        Run(pool, work.ScoreStage(b0, b1, pool?.ThreadCount ?? 1), work.ScoreUnits, 1);
-                        Run(pool, work.ContextStage(b0, b1, outputs: b1 == n), heads, minHeads);
+                        ComputePool.RunOn(pool, work.ScoreUnits(b0, b1, pool?.ThreadCount ?? 1), work.ScoreStage());
+                        ComputePool.RunOn(pool, heads, work.ContextStage(outputs: b1 == n), minHeads);
                     }
                     work.Finish();
                 }
             }
         }
         _o.Multiply(attended.Span, y, tokens);
-    }
-
-    private static void Run(ComputePool? pool, IRangeWork work, int count, int minChunk)
-    {
-        if (pool != null)
-            pool.For(count, work, minChunk);
-        else
-            work.Run(0, count);
     }
 
     // Tokens whose absorbed projections share one widening of each kv_b row, and whose attention shares each block of
@@ -256,8 +248,6 @@ internal sealed class MlaAttention
 
         public static HeadWork ForThisThread() => t_current ??= new HeadWork();
 
-        public int ScoreUnits => _units.Count;
-
         // Tokens [first, first + count) of the batch; the pointers are pinned by the caller until Finish. Per token of
         // the group: angles holds cos then sin; queries and contexts hold all heads. q and attended cover the batch.
         // scores holds the rows of the tokens being attended, stride values per head.
@@ -286,12 +276,13 @@ internal sealed class MlaAttention
             return this;
         }
 
-        // Scores of the group's tokens [b0, b1): their runs, and a unit per block of positions a run's tokens see; where
-        // blocks are too few to keep every thread busy (short contexts, the first tokens of a prompt), each block's
-        // heads are split too, in ranges of whole 8-row tiles.
-        public HeadWork ScoreStage(int b0, int b1, int threads)
+        // Takes the group's tokens [b0, b1), whose scores the buffer holds, for the next score and context stages: their
+        // runs, and a score unit per block of positions a run's tokens see; where blocks are too few to keep every thread
+        // busy (short contexts, the first tokens of a prompt), each block's heads are split too, in ranges of whole 8-row
+        // tiles. Returns the units' count.
+        public int ScoreUnits(int b0, int b1, int threads)
         {
-            (_stage, _b0, _b1) = (Stage.Scores, b0, b1);
+            (_b0, _b1) = (b0, b1);
             _runs.Clear();
             _visible.Clear();
             _units.Clear();
@@ -314,13 +305,21 @@ internal sealed class MlaAttention
                 for (int j0 = 0; j0 < _visible[i]; j0 += block)
                     for (int h0 = 0; h0 < heads; h0 += headsPerRange)
                         _units.Add((i, j0, h0, Math.Min(heads, h0 + headsPerRange)));
+            return _units.Count;
+        }
+
+        // Scores of the tokens taken by ScoreUnits.
+        public HeadWork ScoreStage()
+        {
+            _stage = Stage.Scores;
             return this;
         }
 
-        // Softmax and contexts of the tokens [b0, b1) whose scores are done, and, after the group's last, the outputs.
-        public HeadWork ContextStage(int b0, int b1, bool outputs)
+        // Softmax and contexts of the tokens taken by ScoreUnits, once their scores are done, and, after the group's
+        // last tokens, the outputs.
+        public HeadWork ContextStage(bool outputs)
         {
-            (_stage, _b0, _b1, _outputs) = (Stage.Contexts, b0, b1, outputs);
+            (_stage, _outputs) = (Stage.Contexts, outputs);
             return this;
         }
 

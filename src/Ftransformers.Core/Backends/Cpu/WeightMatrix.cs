@@ -66,10 +66,7 @@ internal abstract unsafe class WeightMatrix(string name, int rows, int cols)
                 // The pool hands out units of RowAlignment rows (MatrixProduct.Run maps them back to rows).
                 int units = (Rows + RowAlignment - 1) / RowAlignment;
                 int minChunk = Math.Max(1, MinWorkPerChunk / Math.Max(1, Cols * n * RowAlignment));
-                if (Pool is { } pool)
-                    pool.For(units, product, minChunk);
-                else
-                    product.Run(0, units);
+                ComputePool.RunOn(Pool, units, product, minChunk);
             }
             product.Finish();
         }
