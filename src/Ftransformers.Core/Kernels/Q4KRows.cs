@@ -129,7 +129,7 @@ public static class Q4KRows
     /// <summary>A block's super-scales d and dmin.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe (float D, float Dmin) SuperScales(byte* block) =>
-        (HalfToSingle(Unsafe.ReadUnaligned<ushort>(block)), HalfToSingle(Unsafe.ReadUnaligned<ushort>(block + 2)));
+        (Float16.ToSingle(Unsafe.ReadUnaligned<ushort>(block)), Float16.ToSingle(Unsafe.ReadUnaligned<ushort>(block + 2)));
 
     /// <summary>A block's eight sub-block scales d · scale_j into <paramref name="scales"/> and negated mins −dmin · min_j into <paramref name="negMins"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -144,21 +144,6 @@ public static class Q4KRows
         (Vector128.ConvertToSingle(Vector128.WidenUpper(sixScales).AsInt32()) * dv).Store(scales + 4);
         (Vector128.ConvertToSingle(Vector128.WidenLower(sixMins).AsInt32()) * mv).Store(negMins);
         (Vector128.ConvertToSingle(Vector128.WidenUpper(sixMins).AsInt32()) * mv).Store(negMins + 4);
-    }
-
-    // An F16's value without the library's conversion (a call per value) and without F32 subnormals (which x86 cores
-    // compute slowly, and which small super-scales would make): the exponent rebiased; a subnormal F16 (exponent 0,
-    // common for the small d of a block of small weights) is its mantissa over 2^-14, minus 2^-14.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static float HalfToSingle(ushort bits)
-    {
-        uint magnitude = (uint)(bits & 0x7FFF) << 13, sign = (uint)(bits & 0x8000) << 16;
-        // Without branches: 1 where the exponent is 0 (subnormal), and where it is 31 (infinity, NaN).
-        uint subnormal = (uint)((bits & 0x7C00) - 1) >> 31, special = (uint)((bits & 0x7C00) + 0x400) >> 15;
-        // Normal: the exponent + (127 - 15), and once more for infinity and NaN (F32's exponent 255). Subnormal:
-        // 2^-14 · (1 + m / 1024) − 2^-14.
-        float value = BitConverter.UInt32BitsToSingle(magnitude + 0x38000000 + (subnormal << 23) + special * 0x38000000) - subnormal * 6.103515625e-05f;
-        return BitConverter.UInt32BitsToSingle(BitConverter.SingleToUInt32Bits(value) | sign);
     }
 
     private readonly struct X86Passes<TDot> : IPasses where TDot : struct, IByteDot

@@ -8,7 +8,8 @@ namespace Ftransformers.Backends.Cpu;
 
 /// <summary>
 /// Reads model tensors from a checkpoint in the requested formats, checking each shape against the config.
-/// Tensors of a converted checkpoint (<c>X.qweight</c>, <c>X.scales</c>, <c>X.mins</c>) are mapped as stored.
+/// Tensors of a converted checkpoint (<c>X.qweight</c>, <c>X.scales</c>, <c>X.mins</c>; GGUF blocks kept as
+/// <c>X.q4_k</c> or <c>X.q6_k</c>) are mapped as stored, whatever format the matrix's class asks.
 /// </summary>
 internal sealed class WeightLoader(Checkpoint checkpoint, int fp8BlockSize, Precision precision, ComputePool? pool)
 {
@@ -18,7 +19,8 @@ internal sealed class WeightLoader(Checkpoint checkpoint, int fp8BlockSize, Prec
 
     private bool IsConverted(string name) =>
         checkpoint.Contains(CheckpointConverter.PartName(name, "qweight")) || checkpoint.Contains(CheckpointConverter.PartName(name, CheckpointConverter.RowGroupCodes))
-        || checkpoint.Contains(CheckpointConverter.PartName(name, CheckpointConverter.Q4KBlocks));
+        || checkpoint.Contains(CheckpointConverter.PartName(name, CheckpointConverter.Q4KBlocks))
+        || checkpoint.Contains(CheckpointConverter.PartName(name, CheckpointConverter.Q6KBlocks));
 
     /// <summary>A [rows, cols] matrix in <paramref name="format"/>, computing on the loader's pool.</summary>
     public WeightMatrix Matrix(string name, int rows, int cols, WeightFormat format = WeightFormat.Native)
@@ -58,6 +60,15 @@ internal sealed class WeightLoader(Checkpoint checkpoint, int fp8BlockSize, Prec
                 throw new InvalidDataException($"{checkpoint.Location}: tensor '{q4k}' holds Q4_K blocks of {Q4KLayout.BlockValues} values, but config.json implies {cols} columns.");
             Expect(q4k, checkpoint.Info(q4k), TensorDType.U8, rows, Q4KLayout.BytesOf(1, cols));
             return new Q4KWeightMatrix(name, new Q4KLayout(checkpoint.Pointer(q4k), rows, cols, checkpoint));
+        }
+        string q6k = CheckpointConverter.PartName(name, CheckpointConverter.Q6KBlocks);
+        if (checkpoint.Contains(q6k))
+        {
+            // GGUF's Q6_K blocks as stored, mapped in place.
+            if (cols % Q6KLayout.BlockValues != 0)
+                throw new InvalidDataException($"{checkpoint.Location}: tensor '{q6k}' holds Q6_K blocks of {Q6KLayout.BlockValues} values, but config.json implies {cols} columns.");
+            Expect(q6k, checkpoint.Info(q6k), TensorDType.U8, rows, Q6KLayout.BytesOf(1, cols));
+            return new Q6KWeightMatrix(name, new Q6KLayout(checkpoint.Pointer(q6k), rows, cols, checkpoint));
         }
         string qweight = CheckpointConverter.PartName(name, "qweight"), scales = CheckpointConverter.PartName(name, "scales"), mins = CheckpointConverter.PartName(name, "mins");
         TensorInfo codes = checkpoint.Info(qweight);
