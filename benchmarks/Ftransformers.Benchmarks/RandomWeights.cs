@@ -40,16 +40,16 @@ internal static class RandomWeights
     }
 
     /// <summary>Q4_K blocks with random codes, 6-bit scales and mins under small F16 super-scales.</summary>
-    public static unsafe Q4KWeightMatrix Q4K(string name, int rows, int cols, Random rng)
+    public static unsafe KBlockWeightMatrix Q4K(string name, int rows, int cols, Random rng)
     {
-        var blocks = PinnedArray<byte>.Uninitialized((int)Ftransformers.Kernels.Q4KLayout.BytesOf(rows, cols));
+        var blocks = PinnedArray<byte>.Uninitialized((int)Ftransformers.Kernels.KBlockLayout.BytesOf(Ftransformers.Kernels.KBlockFormat.Q4K, rows, cols));
         rng.NextBytes(blocks.Span);
-        for (int at = 0; at < blocks.Length; at += Ftransformers.Kernels.Q4KLayout.BlockBytes)
+        for (int at = 0; at < blocks.Length; at += Ftransformers.Kernels.KBlockLayout.Q4KBlockBytes)
         {
             System.Runtime.InteropServices.MemoryMarshal.Write(blocks.Span[at..], (Half)(0.0002f + (float)rng.NextDouble() * 0.0002f));
             System.Runtime.InteropServices.MemoryMarshal.Write(blocks.Span[(at + 2)..], (Half)(0.0004f + (float)rng.NextDouble() * 0.0004f));
         }
-        return new Q4KWeightMatrix(name, new Ftransformers.Kernels.Q4KLayout(blocks.Pointer, rows, cols, blocks));
+        return new KBlockWeightMatrix(name, new Ftransformers.Kernels.KBlockLayout(Ftransformers.Kernels.KBlockFormat.Q4K, blocks.Pointer, rows, cols, blocks));
     }
 
     public static float[] Activations(int n, Random rng) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();

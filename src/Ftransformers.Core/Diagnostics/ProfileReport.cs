@@ -75,7 +75,7 @@ public sealed class ProfileReport(ForwardProfileSnapshot snapshot, MachineBaseli
         return format switch
         {
             null => null,
-            WeightFormat.W8A8 or WeightFormat.Int4 or WeightFormat.Q4K => machine?.IntegerGigaMacs,
+            WeightFormat.W8A8 or WeightFormat.Int4 or WeightFormat.Q4K or WeightFormat.Gguf => machine?.IntegerGigaMacs,
             _ => machine?.FloatGigaMacs,
         };
     }

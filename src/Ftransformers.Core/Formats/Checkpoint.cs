@@ -125,6 +125,9 @@ public sealed class Checkpoint : IDisposable
     /// <summary>Address of a tensor's bytes in the mapping; valid while the checkpoint is open.</summary>
     internal unsafe byte* Pointer(string name) => FileOf(name).GetPointer(Info(name));
 
+    /// <summary>The file (or in-memory image) a tensor's bytes are read from, for messages and checks.</summary>
+    internal string SourceOf(string name) => FileOf(name).Path;
+
     /// <summary>A tensor's raw bytes, read in place.</summary>
     public ReadOnlySpan<byte> Bytes(string name) => FileOf(name).GetBytes(Info(name));
 

@@ -23,6 +23,7 @@ public sealed unsafe partial class GgufFile : IDisposable
     private readonly MappedFile[] _parts;
     private readonly long[] _dataStarts;
     private readonly Dictionary<string, GgufTensor> _tensors;
+    private bool _mappingsGiven;
 
     private GgufFile(MappedFile[] parts)
     {
@@ -103,9 +104,26 @@ public sealed unsafe partial class GgufFile : IDisposable
     /// <summary>The first byte of <paramref name="tensor"/>, valid until disposal.</summary>
     internal byte* GetPointer(GgufTensor tensor) => _parts[tensor.Part].Pointer + _dataStarts[tensor.Part] + tensor.Offset;
 
-    /// <summary>Unmaps the files.</summary>
+    /// <summary>
+    /// Hands the files' mappings to views that name <paramref name="tensors"/> (each in a file of the set, its offset
+    /// from that file's data section), so that a checkpoint reads them in place; this object then no longer unmaps them.
+    /// </summary>
+    /// <exception cref="InvalidDataException">A tensor lies outside its file.</exception>
+    internal SafetensorsFile[] GiveMappings(IReadOnlyList<(int Part, TensorInfo Tensor)> tensors)
+    {
+        ObjectDisposedException.ThrowIf(_mappingsGiven, this);
+        var views = new SafetensorsFile[_parts.Length];
+        for (int p = 0; p < _parts.Length; p++)
+            views[p] = SafetensorsFile.View(_parts[p], _dataStarts[p], tensors.Where(t => t.Part == p).Select(t => t.Tensor));
+        _mappingsGiven = true;
+        return views;
+    }
+
+    /// <summary>Unmaps the files (unless <see cref="GiveMappings"/> handed them on).</summary>
     public void Dispose()
     {
+        if (_mappingsGiven)
+            return;
         foreach (MappedFile part in _parts)
             part.Dispose();
     }

@@ -42,6 +42,34 @@ public sealed unsafe class SafetensorsFile : IDisposable
         }
     }
 
+    // Tensors of another format's file, already validated, under the names and shapes they are loaded by.
+    private SafetensorsFile(MappedFile file, long dataStart, Dictionary<string, TensorInfo> tensors)
+    {
+        Path = file.Path;
+        _file = file;
+        _dataStart = dataStart;
+        _tensors = tensors;
+        Metadata = new Dictionary<string, string>();
+    }
+
+    /// <summary>
+    /// Tensors of another format's mapped file (a GGUF's blocks) seen as safetensors entries, offsets from
+    /// <paramref name="dataStart"/>; the view owns the mapping.
+    /// </summary>
+    /// <exception cref="InvalidDataException">A tensor lies outside the file.</exception>
+    internal static SafetensorsFile View(MappedFile file, long dataStart, IEnumerable<TensorInfo> tensors)
+    {
+        var byName = new Dictionary<string, TensorInfo>(StringComparer.Ordinal);
+        foreach (TensorInfo t in tensors)
+        {
+            if (t.Offset < 0 || t.ByteLength < 0 || dataStart + t.Offset + t.ByteLength > file.Length)
+                throw new InvalidDataException($"{file.Path}: tensor '{t.Name}' ({t.ByteLength} bytes at {dataStart + t.Offset}) lies outside the file ({file.Length} bytes).");
+            if (!byName.TryAdd(t.Name, t))
+                throw new InvalidDataException($"{file.Path}: tensor '{t.Name}' is named twice.");
+        }
+        return new SafetensorsFile(file, dataStart, byName);
+    }
+
     /// <summary>Maps a safetensors file read-only and validates its header.</summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     /// <exception cref="InvalidDataException">The file is truncated or its header is malformed.</exception>

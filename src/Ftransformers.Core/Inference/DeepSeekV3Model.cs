@@ -88,7 +88,7 @@ public sealed class DeepSeekV3Model : IDisposable
 
     /// <summary>
     /// Loads a Hugging Face checkpoint folder (config.json and safetensors, single or sharded), or a GGUF file
-    /// (<c>.gguf</c>, or the first file of a split set) of F32, F16 or BF16 tensors.
+    /// (<c>.gguf</c>, or the first file of a split set; see <see cref="GgufCheckpoint"/> for its types).
     /// </summary>
     /// <exception cref="FileNotFoundException">config.json or the safetensors are missing.</exception>
     /// <exception cref="InvalidDataException">The config or a tensor is malformed, missing or misshapen.</exception>
@@ -96,8 +96,8 @@ public sealed class DeepSeekV3Model : IDisposable
     {
         if (path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) && !Directory.Exists(path))
         {
-            // The blocks the engine computes (Q4_0 and Q4_K experts, Q8_0 classes) run as they are; a precision preset
-            // keeps those already in its format and decodes the rest, quantizing it to the preset.
+            // The blocks the engine computes (Q4_K and Q6_K tensors, Q4_0 experts, Q8_0 classes) run as they are; a
+            // precision preset keeps the K-quant blocks of its Q4_K classes and decodes the rest, quantizing it to the preset.
             (DeepSeekV3Config config, Checkpoint checkpoint) = options?.Precision is { } asked ? GgufCheckpoint.Open(path, asked) : GgufCheckpoint.Open(path);
             return FromCheckpoint(config, checkpoint, options);
         }
@@ -108,9 +108,9 @@ public sealed class DeepSeekV3Model : IDisposable
     private static void RefuseQ4KWidths(DeepSeekV3Config config, Precision precision, string location)
     {
         foreach ((string name, long[] shape) in config.TensorShapes())
-            if (shape is [_, long cols] && precision.FormatOf(name) == WeightFormat.Q4K && cols % Kernels.Q4KLayout.BlockValues != 0)
+            if (shape is [_, long cols] && precision.FormatOf(name) == WeightFormat.Q4K && cols % Kernels.KBlockLayout.BlockValues != 0)
                 throw new InvalidDataException($"{location}: '{name}' has {cols} columns; Q4_K ({precision.Name(WeightFormat.Q4K)}) needs a multiple of " +
-                    $"{Kernels.Q4KLayout.BlockValues}. Choose another format for its class (e.g. the w8a8-int4 preset).");
+                    $"{Kernels.KBlockLayout.BlockValues}. Choose another format for its class (e.g. the w8a8-int4 preset).");
     }
 
     /// <summary>Builds the model over an open checkpoint, taking ownership of it.</summary>

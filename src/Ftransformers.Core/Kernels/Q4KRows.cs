@@ -6,7 +6,7 @@ using System.Runtime.Intrinsics.X86;
 namespace Ftransformers.Kernels;
 
 /// <summary>
-/// Q4_K rows (<see cref="Q4KLayout"/>, read in place) against activations quantized to INT8 per block of 32:
+/// Q4_K rows (<see cref="KBlockLayout"/>, read in place) against activations quantized to INT8 per block of 32:
 /// y[t * rows + r] = Σ over sub-blocks j of (d · scale_j) · xscale_tj · (codes_j · x codes_tj) − (dmin · min_j) · xscale_tj · Σ x codes_tj,
 /// each sub-block's dot exact in integers (codes 0..15 are the unsigned operand as they are). A block's eight scales
 /// and mins are unpacked once per pass, a 32-bit word at a time, and shared by the pass's tokens. On x86 a token's
@@ -22,7 +22,7 @@ namespace Ftransformers.Kernels;
 /// </summary>
 public static class Q4KRows
 {
-    private const int Sub = Q4KLayout.SubBlockValues, SubsPerBlock = Q4KLayout.BlockValues / Sub;
+    private const int Sub = KBlockLayout.Q4KSubBlockValues, SubsPerBlock = KBlockLayout.BlockValues / Sub;
 
     /// <summary>The path <see cref="Rows"/> takes on this CPU.</summary>
     public static KernelPath ActivePath { get; } =
@@ -30,10 +30,12 @@ public static class Q4KRows
         : Vector128.IsHardwareAccelerated ? KernelPath.Vector128 : KernelPath.Scalar;
 
     /// <summary>Rows [<paramref name="start"/>, <paramref name="end"/>) for every token of <paramref name="x"/> (quantized per block of 32).</summary>
-    public static void Rows(in Q4KLayout weights, int start, int end, Int8Activations x, Span<float> y) => RowsOn(ActivePath, weights, start, end, x, y);
+    public static void Rows(in KBlockLayout weights, int start, int end, Int8Activations x, Span<float> y) => RowsOn(ActivePath, weights, start, end, x, y);
 
-    internal static unsafe void RowsOn(KernelPath path, in Q4KLayout weights, int start, int end, Int8Activations x, Span<float> y)
+    internal static unsafe void RowsOn(KernelPath path, in KBlockLayout weights, int start, int end, Int8Activations x, Span<float> y)
     {
+        if (weights.Format != KBlockFormat.Q4K)
+            throw new ArgumentException($"The Q4_K kernel reads Q4_K blocks, not {KBlockLayout.NameOf(weights.Format)}.", nameof(weights));
         int tokens = x.Tokens, rows = weights.Rows, cols = weights.Cols;
         if (x.Cols != cols || x.BlockSize != Sub)
             throw new ArgumentException($"Activations must be {cols} values per token in blocks of {Sub}, got {x.Cols} in blocks of {x.BlockSize}.", nameof(x));
@@ -59,17 +61,17 @@ public static class Q4KRows
             for (int r = start; r < end; r++)
                 switch (path)
                 {
-                    case KernelPath.AvxVnni: Tile<X86Passes<VnniByteDot>>(job, r, tokens); break;
-                    case KernelPath.Avx2: Tile<X86Passes<Avx2ByteDot>>(job, r, tokens); break;
-                    case KernelPath.Dp: Tile<DpPasses>(job, r, tokens); break;
-                    case KernelPath.Vector128: Tile<Vector128Passes>(job, r, tokens); break;
-                    default: Tile<ScalarPasses>(job, r, tokens); break;
+                    case KernelPath.AvxVnni: RowPasses.Tile<X86Passes<VnniByteDot>, Job>(job, r, tokens); break;
+                    case KernelPath.Avx2: RowPasses.Tile<X86Passes<Avx2ByteDot>, Job>(job, r, tokens); break;
+                    case KernelPath.Dp: RowPasses.Tile<DpPasses, Job>(job, r, tokens); break;
+                    case KernelPath.Vector128: RowPasses.Tile<Vector128Passes, Job>(job, r, tokens); break;
+                    default: RowPasses.Tile<ScalarPasses, Job>(job, r, tokens); break;
                 }
         }
         GC.KeepAlive(weights.Owner);
     }
 
-    private readonly unsafe struct Job(in Q4KLayout weights, sbyte* codes, float* xScales, float* scaledSums, float* y)
+    private readonly unsafe struct Job(in KBlockLayout weights, sbyte* codes, float* xScales, float* scaledSums, float* y)
     {
         public readonly byte* Weights = weights.Blocks;
         public readonly sbyte* Codes = codes;
@@ -89,27 +91,10 @@ public static class Q4KRows
         }
 
         public void Store(int r, int t, float sum) => Y[(long)t * Rows + r] = sum;
+
+        public void Store<TTokens>(int r, int t, float s0, float s1, float s2, float s3) where TTokens : struct, IPassCount => RowPasses.Store<TTokens>(Y, Rows, r, t, s0, s1, s2, s3);
     }
 
-    private static void Tile<TPasses>(Job job, int r, int tokens) where TPasses : struct, IPasses
-    {
-        int t = 0;
-        for (; t + 4 <= tokens; t += 4)
-            TPasses.Pass<Four>(job, r, t);
-        if (tokens - t >= 2)
-        {
-            TPasses.Pass<Two>(job, r, t);
-            t += 2;
-        }
-        if (t < tokens)
-            TPasses.Pass<One>(job, r, t);
-    }
-
-    // One path's pass: row r against tokens [t, t + TTokens).
-    private interface IPasses
-    {
-        static abstract void Pass<TTokens>(Job job, int r, int t) where TTokens : struct, IPassCount;
-    }
 
     /// <summary>
     /// A block's eight 6-bit scales and eight 6-bit mins (sub-block j in byte j of each), unpacked from its twelve packed
@@ -146,7 +131,7 @@ public static class Q4KRows
         (Vector128.ConvertToSingle(Vector128.WidenUpper(sixMins).AsInt32()) * mv).Store(negMins + 4);
     }
 
-    private readonly struct X86Passes<TDot> : IPasses where TDot : struct, IByteDot
+    private readonly struct X86Passes<TDot> : IRowPasses<Job> where TDot : struct, IByteDot
     {
         [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
         public static unsafe void Pass<TTokens>(Job job, int r, int t) where TTokens : struct, IPassCount
@@ -159,7 +144,7 @@ public static class Q4KRows
             Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, m0 = default, m1 = default, m2 = default, m3 = default;
             for (int b = 0; b < job.Blocks; b++)
             {
-                byte* block = row + b * Q4KLayout.BlockBytes;
+                byte* block = row + b * KBlockLayout.Q4KBlockBytes;
                 WeightPrefetch.Ahead(block);
                 WeightPrefetch.Ahead(block + 64);
                 WeightPrefetch.Ahead(block + 128);
@@ -174,7 +159,7 @@ public static class Q4KRows
                 Vector256<byte> l2 = q2 & nibble, h2 = Avx2.ShiftRightLogical(q2.AsUInt16(), 4).AsByte() & nibble;
                 Vector256<byte> l3 = q3 & nibble, h3 = Avx2.ShiftRightLogical(q3.AsUInt16(), 4).AsByte() & nibble;
                 int s0 = b * SubsPerBlock;
-                nint at = b * Q4KLayout.BlockValues;
+                nint at = b * KBlockLayout.BlockValues;
                 Token(l0, h0, l1, h1, l2, h2, l3, h3, x0 + at, scales, mins, xs0 + s0, ss0 + s0, ref a0, ref m0);
                 if (TTokens.Value > 1)
                     Token(l0, h0, l1, h1, l2, h2, l3, h3, x0 + cols + at, scales, mins, xs0 + subs + s0, ss0 + subs + s0, ref a1, ref m1);
@@ -184,14 +169,7 @@ public static class Q4KRows
                     Token(l0, h0, l1, h1, l2, h2, l3, h3, x0 + 3 * cols + at, scales, mins, xs0 + 3 * subs + s0, ss0 + 3 * subs + s0, ref a3, ref m3);
                 }
             }
-            job.Store(r, t, Vector256.Sum(a0 + m0));
-            if (TTokens.Value > 1)
-                job.Store(r, t + 1, Vector256.Sum(a1 + m1));
-            if (TTokens.Value > 2)
-            {
-                job.Store(r, t + 2, Vector256.Sum(a2 + m2));
-                job.Store(r, t + 3, Vector256.Sum(a3 + m3));
-            }
+            job.Store<TTokens>(r, t, Vector256.Sum(a0 + m0), Vector256.Sum(a1 + m1), Vector256.Sum(a2 + m2), Vector256.Sum(a3 + m3));
         }
 
         // One token's block: the eight sub-block dots folded into one vector (lane j: sub-block j) by horizontal adds,
@@ -215,7 +193,7 @@ public static class Q4KRows
 
     // ARM64 SDOT, as the x86 pass: each sub-block's dot in four lanes (two SDOT of 16 bytes), folded by pairwise adds
     // into sub-blocks 0-3 and 4-7 and scaled in two multiply-adds per block and token.
-    private readonly struct DpPasses : IPasses
+    private readonly struct DpPasses : IRowPasses<Job>
     {
         [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
         public static unsafe void Pass<TTokens>(Job job, int r, int t) where TTokens : struct, IPassCount
@@ -227,7 +205,7 @@ public static class Q4KRows
             Vector128<float> a0 = default, a1 = default, a2 = default, a3 = default, m0 = default, m1 = default, m2 = default, m3 = default;
             for (int b = 0; b < job.Blocks; b++)
             {
-                byte* block = row + b * Q4KLayout.BlockBytes;
+                byte* block = row + b * KBlockLayout.Q4KBlockBytes;
                 (float d, float dmin) = SuperScales(block);
                 (ulong six, ulong sixMins) = SixBitFields(block + 4);
                 Vector128<ushort> sc = Vector128.WidenLower(Vector128.CreateScalar(six).AsByte()), mn = Vector128.WidenLower(Vector128.CreateScalar(sixMins).AsByte());
@@ -239,7 +217,7 @@ public static class Q4KRows
                 Vector128<byte> l0 = q0 & nibble, k0 = q1 & nibble, h0 = q0 >>> 4, g0 = q1 >>> 4, l1 = q2 & nibble, k1 = q3 & nibble, h1 = q2 >>> 4, g1 = q3 >>> 4;
                 Vector128<byte> l2 = q4 & nibble, k2 = q5 & nibble, h2 = q4 >>> 4, g2 = q5 >>> 4, l3 = q6 & nibble, k3 = q7 & nibble, h3 = q6 >>> 4, g3 = q7 >>> 4;
                 int s0 = b * SubsPerBlock;
-                nint at = b * Q4KLayout.BlockValues;
+                nint at = b * KBlockLayout.BlockValues;
                 Token(l0, k0, h0, g0, l1, k1, h1, g1, l2, k2, h2, g2, l3, k3, h3, g3, x0 + at, scales, mins, xs0 + s0, ss0 + s0, ref a0, ref m0);
                 if (TTokens.Value > 1)
                     Token(l0, k0, h0, g0, l1, k1, h1, g1, l2, k2, h2, g2, l3, k3, h3, g3, x0 + cols + at, scales, mins, xs0 + subs + s0, ss0 + subs + s0, ref a1, ref m1);
@@ -249,14 +227,7 @@ public static class Q4KRows
                     Token(l0, k0, h0, g0, l1, k1, h1, g1, l2, k2, h2, g2, l3, k3, h3, g3, x0 + 3 * cols + at, scales, mins, xs0 + 3 * subs + s0, ss0 + 3 * subs + s0, ref a3, ref m3);
                 }
             }
-            job.Store(r, t, Vector128.Sum(a0 + m0));
-            if (TTokens.Value > 1)
-                job.Store(r, t + 1, Vector128.Sum(a1 + m1));
-            if (TTokens.Value > 2)
-            {
-                job.Store(r, t + 2, Vector128.Sum(a2 + m2));
-                job.Store(r, t + 3, Vector128.Sum(a3 + m3));
-            }
+            job.Store<TTokens>(r, t, Vector128.Sum(a0 + m0), Vector128.Sum(a1 + m1), Vector128.Sum(a2 + m2), Vector128.Sum(a3 + m3));
         }
 
         // Eight 6-bit fields times a super-scale, as sub-blocks 0-3 and 4-7.
@@ -312,7 +283,7 @@ public static class Q4KRows
     }
 
     // Portable Vector128 (SSE, or NEON without SDOT): each sub-block's four lanes scaled into the float sums.
-    private readonly struct Vector128Passes : IPasses
+    private readonly struct Vector128Passes : IRowPasses<Job>
     {
         [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
         public static unsafe void Pass<TTokens>(Job job, int r, int t) where TTokens : struct, IPassCount
@@ -326,10 +297,10 @@ public static class Q4KRows
             Vector128<float> a0 = default, a1 = default, a2 = default, a3 = default;
             for (int b = 0; b < job.Blocks; b++)
             {
-                byte* block = row + b * Q4KLayout.BlockBytes;
+                byte* block = row + b * KBlockLayout.Q4KBlockBytes;
                 Scales(block, scales, negMins);
                 int s0 = b * SubsPerBlock;
-                nint at = b * Q4KLayout.BlockValues;
+                nint at = b * KBlockLayout.BlockValues;
                 Vector128<float> m0 = Vector128.Load(negMins), m1 = Vector128.Load(negMins + 4);
                 Mins(m0, m1, ss0 + s0, ref a0);
                 if (TTokens.Value > 1)
@@ -356,14 +327,7 @@ public static class Q4KRows
                     }
                 }
             }
-            job.Store(r, t, Vector128.Sum(a0));
-            if (TTokens.Value > 1)
-                job.Store(r, t + 1, Vector128.Sum(a1));
-            if (TTokens.Value > 2)
-            {
-                job.Store(r, t + 2, Vector128.Sum(a2));
-                job.Store(r, t + 3, Vector128.Sum(a3));
-            }
+            job.Store<TTokens>(r, t, Vector128.Sum(a0), Vector128.Sum(a1), Vector128.Sum(a2), Vector128.Sum(a3));
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -382,7 +346,7 @@ public static class Q4KRows
     }
 
     // Any CPU: one token at a time, a sub-block's dot in an int, the same terms summed in a float.
-    private readonly struct ScalarPasses : IPasses
+    private readonly struct ScalarPasses : IRowPasses<Job>
     {
         [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
         public static unsafe void Pass<TTokens>(Job job, int r, int t) where TTokens : struct, IPassCount
@@ -397,7 +361,7 @@ public static class Q4KRows
                 float sum = 0;
                 for (int b = 0; b < job.Blocks; b++)
                 {
-                    byte* block = row + b * Q4KLayout.BlockBytes;
+                    byte* block = row + b * KBlockLayout.Q4KBlockBytes;
                     Scales(block, scales, negMins);
                     for (int j = 0; j < SubsPerBlock; j++)
                     {

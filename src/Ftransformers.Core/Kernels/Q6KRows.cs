@@ -6,7 +6,7 @@ using System.Runtime.Intrinsics.X86;
 namespace Ftransformers.Kernels;
 
 /// <summary>
-/// Q6_K rows (<see cref="Q6KLayout"/>, read in place) against activations quantized to INT8 per block of 32:
+/// Q6_K rows (<see cref="KBlockLayout"/>, read in place) against activations quantized to INT8 per block of 32:
 /// y[t * rows + r] = Σ over groups g of 32 values of d · xscale_tg · I_g, where
 /// I_g = Σ over the group's two sub-blocks j of scale_j · Σ (code − 32) · x code, exact in integers. A block's codes
 /// (six bits, rebuilt from their two planes) and scales are unpacked once per pass and shared by the pass's tokens.
@@ -22,17 +22,19 @@ namespace Ftransformers.Kernels;
 /// </summary>
 public static class Q6KRows
 {
-    private const int Group = 32, GroupsPerBlock = Q6KLayout.BlockValues / Group;
+    private const int Group = 32, GroupsPerBlock = KBlockLayout.BlockValues / Group;
 
     /// <summary>The path <see cref="Rows"/> takes on this CPU.</summary>
     public static KernelPath ActivePath { get; } =
         Avx2.IsSupported ? KernelPath.Avx2 : Dp.IsSupported ? KernelPath.Dp : Vector128.IsHardwareAccelerated ? KernelPath.Vector128 : KernelPath.Scalar;
 
     /// <summary>Rows [<paramref name="start"/>, <paramref name="end"/>) for every token of <paramref name="x"/> (quantized per block of 32).</summary>
-    public static void Rows(in Q6KLayout weights, int start, int end, Int8Activations x, Span<float> y) => RowsOn(ActivePath, weights, start, end, x, y);
+    public static void Rows(in KBlockLayout weights, int start, int end, Int8Activations x, Span<float> y) => RowsOn(ActivePath, weights, start, end, x, y);
 
-    internal static unsafe void RowsOn(KernelPath path, in Q6KLayout weights, int start, int end, Int8Activations x, Span<float> y)
+    internal static unsafe void RowsOn(KernelPath path, in KBlockLayout weights, int start, int end, Int8Activations x, Span<float> y)
     {
+        if (weights.Format != KBlockFormat.Q6K)
+            throw new ArgumentException($"The Q6_K kernel reads Q6_K blocks, not {KBlockLayout.NameOf(weights.Format)}.", nameof(weights));
         int tokens = x.Tokens, rows = weights.Rows, cols = weights.Cols;
         if (x.Cols != cols || x.BlockSize != Group)
             throw new ArgumentException($"Activations must be {cols} values per token in blocks of {Group}, got {x.Cols} in blocks of {x.BlockSize}.", nameof(x));
@@ -57,16 +59,16 @@ public static class Q6KRows
             for (int r = start; r < end; r++)
                 switch (path)
                 {
-                    case KernelPath.Avx2: Tile<Avx2Passes>(job, r, tokens); break;
-                    case KernelPath.Dp: Tile<DpPasses>(job, r, tokens); break;
-                    case KernelPath.Vector128: Tile<Vector128Passes>(job, r, tokens); break;
-                    default: Tile<ScalarPasses>(job, r, tokens); break;
+                    case KernelPath.Avx2: RowPasses.Tile<Avx2Passes, Job>(job, r, tokens); break;
+                    case KernelPath.Dp: RowPasses.Tile<DpPasses, Job>(job, r, tokens); break;
+                    case KernelPath.Vector128: RowPasses.Tile<Vector128Passes, Job>(job, r, tokens); break;
+                    default: RowPasses.Tile<ScalarPasses, Job>(job, r, tokens); break;
                 }
         }
         GC.KeepAlive(weights.Owner);
     }
 
-    private readonly unsafe struct Job(in Q6KLayout weights, sbyte* codes, float* xScales, float* y)
+    private readonly unsafe struct Job(in KBlockLayout weights, sbyte* codes, float* xScales, float* y)
     {
         public readonly byte* Weights = weights.Blocks;
         public readonly sbyte* Codes = codes;
@@ -76,47 +78,36 @@ public static class Q6KRows
 
         public byte* Row(int r) => Weights + r * RowBytes;
 
-        public void Store(int r, int t, float sum) => Y[(long)t * Rows + r] = sum;
-    }
-
-    private static void Tile<TPasses>(Job job, int r, int tokens) where TPasses : struct, IPasses
-    {
-        int t = 0;
-        for (; t + 4 <= tokens; t += 4)
-            TPasses.Pass<Four>(job, r, t);
-        if (tokens - t >= 2)
+        // A pass's operands: row r, and token t's codes and group scales.
+        public void Pass(int r, int t, out byte* row, out sbyte* x0, out float* xs0)
         {
-            TPasses.Pass<Two>(job, r, t);
-            t += 2;
+            row = Row(r);
+            x0 = Codes + (long)t * Cols;
+            xs0 = XScales + (long)t * Groups;
         }
-        if (t < tokens)
-            TPasses.Pass<One>(job, r, t);
+
+        public void Store(int r, int t, float sum) => Y[(long)t * Rows + r] = sum;
+
+        public void Store<TTokens>(int r, int t, float s0, float s1, float s2, float s3) where TTokens : struct, IPassCount => RowPasses.Store<TTokens>(Y, Rows, r, t, s0, s1, s2, s3);
     }
 
-    // One path's pass: row r against tokens [t, t + TTokens).
-    private interface IPasses
-    {
-        static abstract void Pass<TTokens>(Job job, int r, int t) where TTokens : struct, IPassCount;
-    }
 
     // A block's super-scale d, stored after its codes and scales.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe float SuperScale(byte* block) => Float16.ToSingle(Unsafe.ReadUnaligned<ushort>(block + 208));
 
-    private readonly struct Avx2Passes : IPasses
+    private readonly struct Avx2Passes : IRowPasses<Job>
     {
         [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
         public static unsafe void Pass<TTokens>(Job job, int r, int t) where TTokens : struct, IPassCount
         {
             nint cols = job.Cols;
             int groups = job.Groups;
-            byte* row = job.Row(r);
-            sbyte* x0 = job.Codes + t * cols;
-            float* xs0 = job.XScales + (long)t * groups;
+            job.Pass(r, t, out byte* row, out sbyte* x0, out float* xs0);
             Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
             for (int b = 0; b < job.Blocks; b++)
             {
-                byte* block = row + b * Q6KLayout.BlockBytes;
+                byte* block = row + b * KBlockLayout.Q6KBlockBytes;
                 WeightPrefetch.Ahead(block);
                 WeightPrefetch.Ahead(block + 64);
                 WeightPrefetch.Ahead(block + 128);
@@ -130,7 +121,7 @@ public static class Q6KRows
                 Vector256<short> s0 = Pair(scales, 0), s1 = Pair(scales, 1), s2 = Pair(scales, 2), s3 = Pair(scales, 3);
                 Vector256<short> s4 = Pair(scales, 4), s5 = Pair(scales, 5), s6 = Pair(scales, 6), s7 = Pair(scales, 7);
                 int g0 = b * GroupsPerBlock;
-                nint at = b * Q6KLayout.BlockValues;
+                nint at = b * KBlockLayout.BlockValues;
                 Token(q0, q1, q2, q3, q4, q5, q6, q7, s0, s1, s2, s3, s4, s5, s6, s7, x0 + at, d, xs0 + g0, ref a0);
                 if (TTokens.Value > 1)
                     Token(q0, q1, q2, q3, q4, q5, q6, q7, s0, s1, s2, s3, s4, s5, s6, s7, x0 + cols + at, d, xs0 + groups + g0, ref a1);
@@ -140,14 +131,7 @@ public static class Q6KRows
                     Token(q0, q1, q2, q3, q4, q5, q6, q7, s0, s1, s2, s3, s4, s5, s6, s7, x0 + 3 * cols + at, d, xs0 + 3 * groups + g0, ref a3);
                 }
             }
-            job.Store(r, t, Vector256.Sum(a0));
-            if (TTokens.Value > 1)
-                job.Store(r, t + 1, Vector256.Sum(a1));
-            if (TTokens.Value > 2)
-            {
-                job.Store(r, t + 2, Vector256.Sum(a2));
-                job.Store(r, t + 3, Vector256.Sum(a3));
-            }
+            job.Store<TTokens>(r, t, Vector256.Sum(a0), Vector256.Sum(a1), Vector256.Sum(a2), Vector256.Sum(a3));
         }
 
         // The 6-bit codes of a half block as four groups of 32: the nibbles of its two 32-byte runs of the low plane, with
@@ -201,20 +185,18 @@ public static class Q6KRows
 
     // ARM64 SDOT: each sub-block's dot of (code − 32) and x codes in four lanes, a group's two sub-blocks paired and
     // scaled in int32, the groups folded by pairwise adds into groups 0-3 and 4-7 and scaled in two multiply-adds.
-    private readonly struct DpPasses : IPasses
+    private readonly struct DpPasses : IRowPasses<Job>
     {
         [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
         public static unsafe void Pass<TTokens>(Job job, int r, int t) where TTokens : struct, IPassCount
         {
             nint cols = job.Cols;
             int groups = job.Groups;
-            byte* row = job.Row(r);
-            sbyte* x0 = job.Codes + t * cols;
-            float* xs0 = job.XScales + (long)t * groups;
+            job.Pass(r, t, out byte* row, out sbyte* x0, out float* xs0);
             Vector128<float> a0 = default, a1 = default, a2 = default, a3 = default;
             for (int b = 0; b < job.Blocks; b++)
             {
-                byte* block = row + b * Q6KLayout.BlockBytes;
+                byte* block = row + b * KBlockLayout.Q6KBlockBytes;
                 Vector128<float> d = Vector128.Create(SuperScale(block));
                 // Each half's groups k = 0..3 as two sub-blocks of 16 signed codes (ak, bk; ck, dk), shared by the tokens.
                 (Vector128<sbyte> a0_, Vector128<sbyte> a1_, Vector128<sbyte> a2_, Vector128<sbyte> a3_) = Quarter(block, 0, 0);
@@ -228,7 +210,7 @@ public static class Q6KRows
                 Vector128<int> p0 = AdvSimd.Arm64.ZipLow(sc0, sc0), p1 = AdvSimd.Arm64.ZipHigh(sc0, sc0), p2 = AdvSimd.Arm64.ZipLow(sc1, sc1), p3 = AdvSimd.Arm64.ZipHigh(sc1, sc1);
                 Vector128<int> p4 = AdvSimd.Arm64.ZipLow(sc2, sc2), p5 = AdvSimd.Arm64.ZipHigh(sc2, sc2), p6 = AdvSimd.Arm64.ZipLow(sc3, sc3), p7 = AdvSimd.Arm64.ZipHigh(sc3, sc3);
                 int g0 = b * GroupsPerBlock;
-                nint at = b * Q6KLayout.BlockValues;
+                nint at = b * KBlockLayout.BlockValues;
                 Token(a0_, b0_, a1_, b1_, a2_, b2_, a3_, b3_, c0_, d0_, c1_, d1_, c2_, d2_, c3_, d3_, p0, p1, p2, p3, p4, p5, p6, p7, x0 + at, d, xs0 + g0, ref a0);
                 if (TTokens.Value > 1)
                     Token(a0_, b0_, a1_, b1_, a2_, b2_, a3_, b3_, c0_, d0_, c1_, d1_, c2_, d2_, c3_, d3_, p0, p1, p2, p3, p4, p5, p6, p7, x0 + cols + at, d, xs0 + groups + g0, ref a1);
@@ -238,14 +220,7 @@ public static class Q6KRows
                     Token(a0_, b0_, a1_, b1_, a2_, b2_, a3_, b3_, c0_, d0_, c1_, d1_, c2_, d2_, c3_, d3_, p0, p1, p2, p3, p4, p5, p6, p7, x0 + 3 * cols + at, d, xs0 + 3 * groups + g0, ref a3);
                 }
             }
-            job.Store(r, t, Vector128.Sum(a0));
-            if (TTokens.Value > 1)
-                job.Store(r, t + 1, Vector128.Sum(a1));
-            if (TTokens.Value > 2)
-            {
-                job.Store(r, t + 2, Vector128.Sum(a2));
-                job.Store(r, t + 3, Vector128.Sum(a3));
-            }
+            job.Store<TTokens>(r, t, Vector128.Sum(a0), Vector128.Sum(a1), Vector128.Sum(a2), Vector128.Sum(a3));
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -289,20 +264,18 @@ public static class Q6KRows
 
     // Portable Vector128 (SSE, or NEON without SDOT): each sub-block's dot in int16 products widened to int32, a group's
     // two scaled in int32, and the group scaled into the float sums.
-    private readonly struct Vector128Passes : IPasses
+    private readonly struct Vector128Passes : IRowPasses<Job>
     {
         [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
         public static unsafe void Pass<TTokens>(Job job, int r, int t) where TTokens : struct, IPassCount
         {
             nint cols = job.Cols;
             int groups = job.Groups;
-            byte* row = job.Row(r);
-            sbyte* x0 = job.Codes + t * cols;
-            float* xs0 = job.XScales + (long)t * groups;
+            job.Pass(r, t, out byte* row, out sbyte* x0, out float* xs0);
             Vector128<float> a0 = default, a1 = default, a2 = default, a3 = default;
             for (int b = 0; b < job.Blocks; b++)
             {
-                byte* block = row + b * Q6KLayout.BlockBytes;
+                byte* block = row + b * KBlockLayout.Q6KBlockBytes;
                 float d = SuperScale(block);
                 for (int half = 0; half < 2; half++)
                 {
@@ -310,7 +283,7 @@ public static class Q6KRows
                     (Vector128<sbyte> b0_, Vector128<sbyte> b1_, Vector128<sbyte> b2_, Vector128<sbyte> b3_) = Quarter(block, half, 16);
                     sbyte* sc = (sbyte*)block + 192 + 8 * half;
                     int g = b * GroupsPerBlock + 4 * half;
-                    nint at = b * Q6KLayout.BlockValues + 128 * half;
+                    nint at = b * KBlockLayout.BlockValues + 128 * half;
                     Half(a0_, b0_, a1_, b1_, a2_, b2_, a3_, b3_, sc, x0 + at, d, xs0 + g, ref a0);
                     if (TTokens.Value > 1)
                         Half(a0_, b0_, a1_, b1_, a2_, b2_, a3_, b3_, sc, x0 + cols + at, d, xs0 + groups + g, ref a1);
@@ -321,14 +294,7 @@ public static class Q6KRows
                     }
                 }
             }
-            job.Store(r, t, Vector128.Sum(a0));
-            if (TTokens.Value > 1)
-                job.Store(r, t + 1, Vector128.Sum(a1));
-            if (TTokens.Value > 2)
-            {
-                job.Store(r, t + 2, Vector128.Sum(a2));
-                job.Store(r, t + 3, Vector128.Sum(a3));
-            }
+            job.Store<TTokens>(r, t, Vector128.Sum(a0), Vector128.Sum(a1), Vector128.Sum(a2), Vector128.Sum(a3));
         }
 
         // One token's four groups of a half block.
@@ -359,7 +325,7 @@ public static class Q6KRows
     }
 
     // Any CPU: one token at a time, a group's I_g in an int, scaled into a float sum.
-    private readonly struct ScalarPasses : IPasses
+    private readonly struct ScalarPasses : IRowPasses<Job>
     {
         [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
         public static unsafe void Pass<TTokens>(Job job, int r, int t) where TTokens : struct, IPassCount
@@ -372,13 +338,13 @@ public static class Q6KRows
                 float sum = 0;
                 for (int b = 0; b < job.Blocks; b++)
                 {
-                    byte* block = row + b * Q6KLayout.BlockBytes;
+                    byte* block = row + b * KBlockLayout.Q6KBlockBytes;
                     float d = SuperScale(block);
                     for (int g = 0; g < GroupsPerBlock; g++)
                     {
                         int half = g / 4, quarter = g % 4, shift = 4 * (quarter / 2), dot = 0;
                         byte* low = block + 64 * half + 32 * (quarter % 2), high = block + 128 + 32 * half;
-                        sbyte* xg = x + b * Q6KLayout.BlockValues + g * Group;
+                        sbyte* xg = x + b * KBlockLayout.BlockValues + g * Group;
                         for (int l = 0; l < Group; l++)
                         {
                             int code = ((low[l] >> shift) & 0x0F) | (((high[l] >> (2 * quarter)) & 3) << 4);

@@ -104,12 +104,14 @@ public static class CheckpointConverter
             case WeightFormat.Q4K:
             {
                 int rows = (int)shape[0], cols = (int)shape[1];
-                if (cols % Q4KLayout.BlockValues != 0)
-                    throw new InvalidDataException($"{name}: Q4_K needs a multiple of {Q4KLayout.BlockValues} columns, and this matrix has {cols}; choose another preset (e.g. w8a8-int4).");
-                yield return new TensorToWrite(PartName(name, Q4KBlocks), TensorDType.U8, [rows, Q4KLayout.BytesOf(1, cols)],
+                if (cols % KBlockLayout.BlockValues != 0)
+                    throw new InvalidDataException($"{name}: Q4_K needs a multiple of {KBlockLayout.BlockValues} columns, and this matrix has {cols}; choose another preset (e.g. w8a8-int4).");
+                yield return new TensorToWrite(PartName(name, Q4KBlocks), TensorDType.U8, [rows, KBlockLayout.BytesOf(KBlockFormat.Q4K, 1, cols)],
                     () => Report(progress, name, "q4_k", Q4K(name, checkpoint.ReadSingle(name, config.Fp8BlockSize), rows, cols)));
                 break;
             }
+            case WeightFormat.Gguf:
+                throw new InvalidDataException($"{name}: 'gguf' names a GGUF file's own blocks; a checkpoint is not converted to it (choose a preset, e.g. w8a8-q4_k).");
             case WeightFormat.Int4 when layout == Int4FileLayout.RowGroups && precision.Int4.GroupSize == Int4Weights.BlockSize:
             {
                 // Laid out as the row-group kernels read them, so that loading maps them in place.

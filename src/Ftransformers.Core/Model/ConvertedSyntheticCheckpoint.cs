@@ -94,10 +94,12 @@ public static class ConvertedSyntheticCheckpoint
                 yield return new Part(CheckpointConverter.PartName(name, "scales"), TensorDType.F32, [rows], Fill.Constant, bound / 127);
                 break;
             case WeightFormat.Q4K:
-                if (cols % Kernels.Q4KLayout.BlockValues != 0)
-                    throw new ArgumentException($"Tensor '{name}' has {cols} columns, not a multiple of Q4_K's block of {Kernels.Q4KLayout.BlockValues}.", nameof(precision));
-                yield return new Part(CheckpointConverter.PartName(name, CheckpointConverter.Q4KBlocks), TensorDType.U8, [rows, Kernels.Q4KLayout.BytesOf(1, cols)], Fill.Q4KBlocks, bound);
+                if (cols % Kernels.KBlockLayout.BlockValues != 0)
+                    throw new ArgumentException($"Tensor '{name}' has {cols} columns, not a multiple of Q4_K's block of {Kernels.KBlockLayout.BlockValues}.", nameof(precision));
+                yield return new Part(CheckpointConverter.PartName(name, CheckpointConverter.Q4KBlocks), TensorDType.U8, [rows, Kernels.KBlockLayout.BytesOf(Kernels.KBlockFormat.Q4K, 1, cols)], Fill.Q4KBlocks, bound);
                 break;
+            case WeightFormat.Gguf:
+                throw new ArgumentException($"Tensor '{name}': 'gguf' names a GGUF file's own blocks; synthetic models are made in a preset's formats.", nameof(precision));
             default:
             {
                 Int4Format format = precision.Int4;
@@ -133,7 +135,7 @@ public static class ConvertedSyntheticCheckpoint
         foreach (Part p in parts)
         {
             // Q4_K tensors are filled in whole blocks of 144 bytes.
-            long step = p.Fill == Fill.Q4KBlocks ? BlockBytes / Kernels.Q4KLayout.BlockBytes * Kernels.Q4KLayout.BlockBytes : BlockBytes;
+            long step = p.Fill == Fill.Q4KBlocks ? BlockBytes / Kernels.KBlockLayout.Q4KBlockBytes * Kernels.KBlockLayout.Q4KBlockBytes : BlockBytes;
             for (long start = 0, index = 0; start < p.ByteLength; start += step, index++)
                 blocks.Add((p, start, Math.Min(step, p.ByteLength - start), index));
         }
@@ -157,7 +159,7 @@ public static class ConvertedSyntheticCheckpoint
                 // Uniform codes under the largest 6-bit scale and min (every packed scale byte 0xFF) with d and dmin
                 // set so that values span about [-bound, bound], as the INT4 tensors do.
                 RandomBytes(bytes, ref rng);
-                for (int at = 0; at < bytes.Length; at += Kernels.Q4KLayout.BlockBytes)
+                for (int at = 0; at < bytes.Length; at += Kernels.KBlockLayout.Q4KBlockBytes)
                 {
                     MemoryMarshal.Write(bytes[at..], (Half)(2 * part.Value / 15 / 63));
                     MemoryMarshal.Write(bytes[(at + 2)..], (Half)(part.Value / 63));

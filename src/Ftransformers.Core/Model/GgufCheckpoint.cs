@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Ftransformers.Formats;
 
 namespace Ftransformers.Model;
@@ -5,13 +6,13 @@ namespace Ftransformers.Model;
 /// <summary>
 /// DeepSeek-V3/R1 in a GGUF file as llama.cpp names it (architecture <c>deepseek2</c>): the config from the
 /// <c>deepseek2.*</c> metadata, the tensors under llama.cpp's names (<c>blk.N.attn_kv_b.weight</c>, experts stacked
-/// in <c>blk.N.ffn_gate_exps.weight</c>), mapped to the Hugging Face names the backends load. F32, F16 and BF16 tensors
-/// are kept as they are; routed experts that are all Q4_0 become INT4 without rounding (<see cref="Q4_0Experts"/>), and
-/// routed experts that are all Q4_K keep their blocks (<see cref="WeightFormat.Q4K"/>, computed by their own kernel);
-/// a class of matrices (attention, dense MLP, shared or routed experts, lm_head) that is all Q8_0 is kept as INT8 codes
-/// with a scale per block of 32 and computed as llama.cpp computes Q8_0 (<see cref="Precision.Int8BlockSize"/>); other
-/// Q8_0, Q4_0, Q4_K, Q5_K and Q6_K tensors are decoded to F32 at load (kernels of their own are open work); other types
-/// are refused naming the tensor.
+/// in <c>blk.N.ffn_gate_exps.weight</c>), mapped to the Hugging Face names the backends load. What the engine computes
+/// as stored is read in place from the mapped file: F32, F16 and BF16 tensors, and Q4_K and Q6_K blocks (as
+/// <c>X.q4_k</c> / <c>X.q6_k</c>, computed by their own kernels, tensor by tensor). What it converts without rounding
+/// is copied: routed experts that are all Q4_0 become INT4 (<see cref="Q4_0Experts"/>), and a class of matrices
+/// (attention, dense MLP, shared or routed experts, lm_head) that is all Q8_0 is kept as INT8 codes with a scale per
+/// block of 32 and computed as llama.cpp computes Q8_0 (<see cref="Precision.Int8BlockSize"/>). Other Q8_0, Q4_0 and
+/// Q5_K tensors are decoded to F32 into the copy; other types are refused naming the tensor.
 /// </summary>
 public static class GgufCheckpoint
 {
@@ -20,116 +21,241 @@ public static class GgufCheckpoint
 
     private const string P = Architecture + ".";
 
-    /// <summary>Opens <paramref name="path"/> (a file, or the first of a split set) as a config and a checkpoint.</summary>
+    /// <summary>
+    /// Opens <paramref name="path"/> (a file, or the first of a split set) as a config and a checkpoint that computes
+    /// with the file's own formats (<see cref="FileFormats"/>), which the config names as its converted precision.
+    /// </summary>
     /// <exception cref="FileNotFoundException">A file is missing.</exception>
     /// <exception cref="InvalidDataException">The file is malformed, not <c>deepseek2</c>, lacks a key or tensor, holds a type
-    /// not loaded yet, or is larger than the copy made at load holds (2 GiB).</exception>
-    /// <param name="path">The file, or the first of a split set.</param>
-    /// <param name="keepBlocks">
-    /// Keep the blocks the engine computes as stored (Q4_0 routed experts as INT4, Q4_K routed experts as their blocks,
-    /// classes all in Q8_0 as block-scaled INT8: <see cref="FileFormats"/>); false decodes every block to F32, for a
-    /// model loaded in a precision preset.
-    /// </param>
-    public static (DeepSeekV3Config Config, Checkpoint Checkpoint) Open(string path, bool keepBlocks = true)
+    /// not loaded, or a tensor decoded to F32 would exceed 2 GiB.</exception>
+    public static (DeepSeekV3Config Config, Checkpoint Checkpoint) Open(string path)
     {
         using GgufFile file = GgufFile.Open(path);
-        DeepSeekV3Config config = ConfigOf(file, keepBlocks);
-        return (config, Image(file, path, config, config.ConvertedPrecision ?? Precision.F32));
+        DeepSeekV3Config config = ConfigOf(file);
+        return (config, Image(file, config, KeepingOf(file, config, asked: null)));
     }
 
     /// <summary>
-    /// Opens <paramref name="path"/> for a model loaded in the precision <paramref name="asked"/>: the blocks of a class
-    /// whose format the file already holds in the asked one (Q4_K routed experts for a preset of Q4_K experts) are kept,
-    /// so they are not rounded a second time; the rest is decoded to F32 and quantized at load. The config is not marked
-    /// converted: the precision is the one asked.
+    /// Opens <paramref name="path"/> for a model loaded in the precision <paramref name="asked"/>: the K-quant blocks
+    /// (Q4_K, Q6_K) of a class the preset puts in Q4_K, and of the embedding (always as stored), are kept, so they are not
+    /// rounded a second time; the rest is decoded to F32 and quantized at load. The config is not marked converted: the
+    /// precision is the one asked.
     /// </summary>
     /// <exception cref="FileNotFoundException">A file is missing.</exception>
-    /// <exception cref="InvalidDataException">As <see cref="Open(string, bool)"/>.</exception>
+    /// <exception cref="InvalidDataException">As <see cref="Open(string)"/>.</exception>
     public static (DeepSeekV3Config Config, Checkpoint Checkpoint) Open(string path, Precision asked)
     {
         using GgufFile file = GgufFile.Open(path);
         DeepSeekV3Config config = ConfigOf(file, keepBlocks: false);
-        bool q4kExperts = asked.RoutedExperts == WeightFormat.Q4K && FileFormats(file, config)?.RoutedExperts == WeightFormat.Q4K;
-        return (config, Image(file, path, config, q4kExperts ? Precision.F32 with { RoutedExperts = WeightFormat.Q4K } : Precision.F32));
+        return (config, Image(file, config, KeepingOf(file, config, asked)));
     }
 
-    // The checkpoint image of a file: the classes `kept` names as stored, the rest decoded.
-    private static Checkpoint Image(GgufFile file, string path, DeepSeekV3Config config, Precision kept)
+    /// <summary>
+    /// What the backends will hold of <paramref name="path"/> loaded as stored (<paramref name="asked"/> null) or in a
+    /// preset, tensor by tensor: the weights of the attention side and of the routed experts, and the bytes copied at
+    /// load that stay beside them (a copy a weight is quantized from, or that the experts are copied out of onto
+    /// <paramref name="nodes"/> NUMA nodes). Mapped bytes are not counted beside the weights: the OS may drop them.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">A file is missing.</exception>
+    /// <exception cref="InvalidDataException">As <see cref="Open(string)"/>.</exception>
+    public static (long AttentionSide, long RoutedExperts, long Beside) HeldBytes(string path, Precision? asked, int nodes)
     {
-        // The tensors are copied into one in-memory image (decoded ones as F32), which holds under 2 GiB for now.
-        // Kept Q4_0 and Q4_K experts stay at their size, kept Q8_0 matrices take an F32 scale per block; other blocks are decoded.
-        var hfNames = Names(config).ToDictionary(n => n.Gguf, n => n.Hf);
-        long Copied(GgufTensor t)
+        using GgufFile file = GgufFile.Open(path);
+        DeepSeekV3Config config = ConfigOf(file, keepBlocks: asked == null);
+        Keeping keeping = KeepingOf(file, config, asked);
+        // The formats the loader applies to what is not kept as stored.
+        Precision load = config.ConvertedPrecision ?? asked ?? Precision.F32;
+        long attentionSide = 0, routed = 0, beside = 0;
+        foreach ((GgufTensor tensor, string hf) in Placed(file, config))
         {
-            if (t.Type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16)
-                return t.ByteLength;
-            // A stacked expert tensor is its layer's routed experts.
-            WeightFormat format = hfNames.TryGetValue(t.Name, out string? hf) ? kept.FormatOf(hf)
-                : t.Name.Contains("_exps.", StringComparison.Ordinal) ? kept.RoutedExperts : WeightFormat.Native;
-            return (t.Type, format) switch
-            {
-                (GgmlType.Q4_0, WeightFormat.Int4) or (GgmlType.Q4_K, WeightFormat.Q4K) => t.ByteLength,
-                (GgmlType.Q8_0, WeightFormat.W8A8) => t.ElementCount + t.ElementCount / Kernels.Int8Layout.Q8BlockSize * sizeof(float),
-                _ => 4 * t.ElementCount,
-            };
+            Placement placement = PlacementOf(file, tensor, hf, keeping);
+            long image = ImageBytesOf(tensor, placement), held;
+            bool copied = placement is Placement.Q8_0Blocks or Placement.Q4_0AsInt4 or Placement.Decoded;
+            WeightFormat format = load.FormatOf(hf) is WeightFormat.Gguf ? WeightFormat.Native : load.FormatOf(hf);
+            if (tensor.Dimensions.Length == 1)
+                held = 4 * tensor.ElementCount; // vectors are read into F32 arrays
+            else if (placement is Placement.Blocks or Placement.Q8_0Blocks or Placement.Q4_0AsInt4)
+                held = image; // read in place
+            else if (format == WeightFormat.Native && tensor.Type is GgmlType.F32 or GgmlType.BF16 || placement == Placement.Decoded && format == WeightFormat.Native)
+                held = image; // F32 and BF16 read in place, decoded F32 too
+            else
+                held = load.MatrixBytes(tensor.Dimensions[1], tensor.Dimensions[0], format, TensorDType.F32);
+            bool expert = hf.Contains(".mlp.experts.", StringComparison.Ordinal);
+            if (expert)
+                routed += held;
+            else
+                attentionSide += held;
+            // A copy is held beside the weights unless the weight is the copy itself, read in place on one node.
+            if (copied && (held != image || tensor.Dimensions.Length == 1 || expert && nodes > 1))
+                beside += image;
         }
-        long copied = file.Tensors.Values.Sum(Copied);
-        if (copied > int.MaxValue - (64L << 20))
-            throw new InvalidDataException($"{path}: its tensors take {copied / 1e9:F1} GB once copied (decoded ones as F32); GGUF models are copied at load " +
-                "for now, up to 2 GiB. Larger files need the in-place GGUF kernels (open work); convert the original checkpoint instead.");
-        var writer = new SafetensorsWriter();
-        var expected = new HashSet<string>(StringComparer.Ordinal);
+        return (attentionSide, routed, beside);
+    }
+
+    // How a tensor of the file reaches the backends.
+    private enum Placement
+    {
+        /// <summary>F32, F16 or BF16, mapped as stored.</summary>
+        InPlace,
+        /// <summary>Q4_K or Q6_K blocks, mapped as <c>X.q4_k</c> / <c>X.q6_k</c>.</summary>
+        Blocks,
+        /// <summary>Q8_0 copied as INT8 codes and an F32 scale per block of 32.</summary>
+        Q8_0Blocks,
+        /// <summary>Q4_0 routed experts copied as INT4 of group 32 (this CPU's layout).</summary>
+        Q4_0AsInt4,
+        /// <summary>Decoded to F32 into the copy.</summary>
+        Decoded,
+    }
+
+    // Which blocks are kept: the classes whose Q8_0 or Q4_0 blocks are converted without rounding, and whether a tensor
+    // keeps its K-quant blocks.
+    private sealed record Keeping(Precision Classes, Func<string, bool> KBlocks);
+
+    private static Keeping KeepingOf(GgufFile file, DeepSeekV3Config config, Precision? asked) => asked == null
+        ? new(FileFormats(file, config) ?? Precision.F32, _ => true)
+        : new(Precision.F32, hf => hf == "model.embed_tokens.weight" || asked.FormatOf(hf) == WeightFormat.Q4K);
+
+    // kv_b joined from a file's split k_b and v_b is decoded into the copy.
+    private static Placement PlacementOf(GgufFile file, GgufTensor tensor, string hf, Keeping keeping) => !file.Tensors.ContainsKey(tensor.Name) ? Placement.Decoded : tensor.Type switch
+    {
+        GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 => Placement.InPlace,
+        GgmlType.Q4_K or GgmlType.Q6_K when keeping.KBlocks(hf) => Placement.Blocks,
+        GgmlType.Q8_0 when keeping.Classes.FormatOf(hf) == WeightFormat.W8A8 => Placement.Q8_0Blocks,
+        GgmlType.Q4_0 when keeping.Classes.FormatOf(hf) == WeightFormat.Int4 => Placement.Q4_0AsInt4,
+        _ => Placement.Decoded,
+    };
+
+    // Bytes a tensor takes where it is placed (mapped, or copied).
+    private static long ImageBytesOf(GgufTensor t, Placement placement) => placement switch
+    {
+        Placement.InPlace or Placement.Blocks or Placement.Q4_0AsInt4 => t.ByteLength,
+        Placement.Q8_0Blocks => t.ElementCount + t.ElementCount / Kernels.Int8Layout.Q8BlockSize * sizeof(float),
+        _ => 4 * t.ElementCount,
+    };
+
+    // Every tensor the backends load, under its Hugging Face name: the file's own, kv_b joined from k_b and v_b where
+    // the file splits it (as an F32 stand-in), and each routed expert's slice of its layer's stacked tensors.
+    private static IEnumerable<(GgufTensor Tensor, string Hf)> Placed(GgufFile file, DeepSeekV3Config config)
+    {
         foreach ((string gguf, string hf) in Names(config))
         {
-            expected.Add(gguf);
-            if (gguf.EndsWith(".attn_kv_b.weight", StringComparison.Ordinal))
-            {
-                // Newer llama.cpp files may also, or only, hold kv_b split per head into k_b (transposed) and v_b.
-                string kb = gguf.Replace("attn_kv_b", "attn_k_b"), vb = gguf.Replace("attn_kv_b", "attn_v_b");
-                expected.UnionWith([kb, vb]);
-                if (!file.Tensors.ContainsKey(gguf) && file.Tensors.TryGetValue(kb, out GgufTensor? k) && file.Tensors.TryGetValue(vb, out GgufTensor? v))
-                {
-                    writer.AddF32(hf, [(long)config.NumAttentionHeads * (config.QkNopeHeadDim + config.VHeadDim), config.KvLoraRank], JoinedKvB(file, k, v, config));
-                    continue;
-                }
-            }
-            if (!file.Tensors.TryGetValue(gguf, out GgufTensor? tensor))
-            {
-                if (hf == "lm_head.weight" && config.TieWordEmbeddings)
-                    continue;
-                throw new InvalidDataException($"{path}: tensor '{gguf}' ({hf}) is missing.");
-            }
-            if (tensor.Type == GgmlType.Q8_0 && kept.FormatOf(hf) == WeightFormat.W8A8)
-                AddQ8_0AsBlocks(writer, file, tensor, hf);
-            else
-                Add(writer, file, tensor, hf, path);
+            if (file.Tensors.TryGetValue(gguf, out GgufTensor? tensor))
+                yield return (tensor, hf);
+            else if (gguf.EndsWith(".attn_kv_b.weight", StringComparison.Ordinal) && SplitKvBOf(file, gguf) is { } split)
+                yield return (split.K with { Name = gguf, Type = GgmlType.F32, Dimensions = [config.KvLoraRank, (long)config.NumAttentionHeads * (config.QkNopeHeadDim + config.VHeadDim)],
+                    ByteLength = 4L * config.KvLoraRank * config.NumAttentionHeads * (config.QkNopeHeadDim + config.VHeadDim) }, hf); // a stand-in: its name is not the file's
+            else if (!(hf == "lm_head.weight" && config.TieWordEmbeddings))
+                throw new InvalidDataException($"{file.Path}: tensor '{gguf}' ({hf}) is missing.");
         }
         for (int layer = config.FirstKDenseReplace; layer < config.NumHiddenLayers; layer++)
             foreach ((string gguf, string hfPart) in StackedExperts(layer))
             {
-                expected.Add(gguf);
-                GgufTensor tensor = file.Tensors.GetValueOrDefault(gguf) ?? throw new InvalidDataException($"{path}: tensor '{gguf}' is missing.");
+                GgufTensor tensor = file.Tensors.GetValueOrDefault(gguf) ?? throw new InvalidDataException($"{file.Path}: tensor '{gguf}' is missing.");
                 if (tensor.Dimensions is not [_, _, long experts] || experts != config.NRoutedExperts)
-                    throw new InvalidDataException($"{path}: tensor '{gguf}' has shape [{string.Join(", ", tensor.Dimensions)}]; expected [in, out, {config.NRoutedExperts}].");
+                    throw new InvalidDataException($"{file.Path}: tensor '{gguf}' has shape [{string.Join(", ", tensor.Dimensions)}]; expected [in, out, {config.NRoutedExperts}].");
                 long each = tensor.ByteLength / experts;
                 for (int e = 0; e < experts; e++)
+                    yield return (tensor with { Dimensions = tensor.Dimensions[..2], Offset = tensor.Offset + e * each, ByteLength = each },
+                        $"model.layers.{layer}.mlp.experts.{e}.{hfPart}");
+            }
+    }
+
+    // Newer llama.cpp files may also, or only, hold kv_b split per head into k_b (transposed) and v_b.
+    private static (GgufTensor K, GgufTensor V)? SplitKvBOf(GgufFile file, string kvB) =>
+        file.Tensors.TryGetValue(kvB.Replace("attn_kv_b", "attn_k_b"), out GgufTensor? k) && file.Tensors.TryGetValue(kvB.Replace("attn_kv_b", "attn_v_b"), out GgufTensor? v)
+            ? (k, v) : null;
+
+    // The checkpoint of a file: what is kept as stored mapped in place, the rest copied (converted or decoded).
+    private static Checkpoint Image(GgufFile file, DeepSeekV3Config config, Keeping keeping)
+    {
+        var mapped = new List<(int Part, TensorInfo Tensor)>();
+        var copies = new CopiedTensors(file.Path);
+        var expected = new HashSet<string>(file.Tensors.Keys.Where(name => name.EndsWith(".attn_k_b.weight", StringComparison.Ordinal) || name.EndsWith(".attn_v_b.weight", StringComparison.Ordinal)),
+            StringComparer.Ordinal);
+        List<SafetensorsFile> images;
+        try
+        {
+            foreach ((GgufTensor tensor, string hf) in Placed(file, config))
+            {
+                expected.Add(tensor.Name);
+                if (!file.Tensors.ContainsKey(tensor.Name))
                 {
-                    GgufTensor expert = tensor with { Dimensions = tensor.Dimensions[..2], Offset = tensor.Offset + e * each, ByteLength = each };
-                    string hf = $"model.layers.{layer}.mlp.experts.{e}.{hfPart}";
-                    if (kept.RoutedExperts == WeightFormat.Int4)
-                        AddQ4_0AsInt4(writer, file, expert, hf);
-                    else if (kept.RoutedExperts == WeightFormat.Q4K)
-                        writer.Add(CheckpointConverter.PartName(hf, CheckpointConverter.Q4KBlocks), TensorDType.U8,
-                            [expert.Dimensions[1], expert.ByteLength / expert.Dimensions[1]], file.GetBytes(expert).ToArray());
-                    else if (kept.RoutedExperts == WeightFormat.W8A8)
-                        AddQ8_0AsBlocks(writer, file, expert, hf);
-                    else
-                        Add(writer, file, expert, hf, path);
+                    // kv_b joined from its split halves.
+                    (GgufTensor k, GgufTensor v) = SplitKvBOf(file, tensor.Name)!.Value;
+                    copies.AddF32(hf, Reversed(tensor.Dimensions), JoinedKvB(file, k, v, config));
+                    continue;
+                }
+                switch (PlacementOf(file, tensor, hf, keeping))
+                {
+                    case Placement.InPlace:
+                        mapped.Add((tensor.Part, new TensorInfo(hf, DTypeOf(tensor.Type), Reversed(tensor.Dimensions), tensor.Offset, tensor.ByteLength)));
+                        break;
+                    case Placement.Blocks:
+                        long rows = tensor.Dimensions[1];
+                        string part = tensor.Type == GgmlType.Q4_K ? CheckpointConverter.Q4KBlocks : CheckpointConverter.Q6KBlocks;
+                        mapped.Add((tensor.Part, new TensorInfo(CheckpointConverter.PartName(hf, part), TensorDType.U8, [rows, tensor.ByteLength / rows], tensor.Offset, tensor.ByteLength)));
+                        break;
+                    case Placement.Q8_0Blocks:
+                        AddQ8_0AsBlocks(copies, file, tensor, hf);
+                        break;
+                    case Placement.Q4_0AsInt4:
+                        AddQ4_0AsInt4(copies, file, tensor, hf);
+                        break;
+                    default:
+                        copies.AddF32(hf, Reversed(tensor.Dimensions), Decoded(file, tensor));
+                        break;
                 }
             }
-        if (file.Tensors.Keys.FirstOrDefault(name => !expected.Contains(name)) is { } unknown)
-            throw new InvalidDataException($"{path}: tensor '{unknown}' is not one DeepSeek-V3 has.");
-        return Checkpoint.FromFiles(path, [SafetensorsFile.FromImage(path, writer.ToImage())]);
+            if (file.Tensors.Keys.FirstOrDefault(name => !expected.Contains(name)) is { } unknown)
+                throw new InvalidDataException($"{file.Path}: tensor '{unknown}' is not one DeepSeek-V3 has.");
+            images = copies.Images();
+        }
+        catch
+        {
+            copies.Dispose();
+            throw;
+        }
+        return Checkpoint.FromFiles(file.Path, [.. file.GiveMappings(mapped), .. images]);
+    }
+
+    // The tensors copied at load (converted or decoded), as in-memory safetensors images of about 1 GiB at most each, so
+    // that no image reaches the 2 GiB an array holds.
+    private sealed class CopiedTensors(string path) : IDisposable
+    {
+        private const long ImageBytes = 1L << 30;
+        private readonly List<SafetensorsFile> _images = [];
+        private SafetensorsWriter _writer = new();
+        private long _bytes;
+
+        public void Add(string name, TensorDType dtype, long[] shape, byte[] data)
+        {
+            if (_bytes > 0 && _bytes + data.Length > ImageBytes)
+                Flush();
+            _writer.Add(name, dtype, shape, data);
+            _bytes += data.Length;
+        }
+
+        public void AddF32(string name, long[] shape, float[] values) => Add(name, TensorDType.F32, shape, MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
+
+        public List<SafetensorsFile> Images()
+        {
+            if (_bytes > 0)
+                Flush();
+            return _images;
+        }
+
+        private void Flush()
+        {
+            _images.Add(SafetensorsFile.FromImage($"{path} (copy {_images.Count + 1})", _writer.ToImage()));
+            _writer = new SafetensorsWriter();
+            _bytes = 0;
+        }
+
+        public void Dispose()
+        {
+            foreach (SafetensorsFile image in _images)
+                image.Dispose();
+        }
     }
 
     /// <summary>
@@ -145,8 +271,13 @@ public static class GgufCheckpoint
     /// <exception cref="ArgumentException">The config has no GGUF form (MoE layers not every layer after the dense ones).</exception>
     /// <param name="q4_0Experts">Whether the routed experts are written in Q4_0.</param>
     /// <param name="q4_kExperts">Whether the routed experts are written in Q4_K (matrices whose columns are whole blocks of 256; others as without it).</param>
+    /// <param name="q4_kMix">
+    /// Whether the matrices are written as a Q4_K_M file mixes K-quants: Q6_K for the routed experts' down, kv_b and
+    /// lm_head, Q4_K for the others (the embedding too, the router aside), each where its columns are whole blocks of 256
+    /// (others as without it).
+    /// </param>
     public static void Write(DeepSeekV3Config config, Checkpoint checkpoint, string path, bool q8_0 = false, string? tokenizerDirectory = null, bool splitKvB = false,
-        bool q4_0Experts = false, bool q4_kExperts = false)
+        bool q4_0Experts = false, bool q4_kExperts = false, bool q4_kMix = false)
     {
         if (config.MoeLayerFreq != 1)
             throw new ArgumentException($"moe_layer_freq {config.MoeLayerFreq} has no GGUF form: deepseek2 files make every layer after the dense ones MoE.", nameof(config));
@@ -163,6 +294,12 @@ public static class GgufCheckpoint
             }
         // Matrices whose rows are whole Q8_0 blocks, except the router (llama.cpp keeps it in F32 too).
         bool Quantized(string hf) => q8_0 && checkpoint.Info(hf).Shape is [_, long columns] && columns % 32 == 0 && !hf.EndsWith("mlp.gate.weight", StringComparison.Ordinal);
+        // The K-quant of a matrix in the Q4_K_M mix, if any.
+        GgmlType? KQuant(string hf) => q4_kMix && checkpoint.Info(hf).Shape is [_, long columns] && columns % Kernels.KBlockLayout.BlockValues == 0
+            && !hf.EndsWith("mlp.gate.weight", StringComparison.Ordinal)
+            ? hf.EndsWith("down_proj.weight", StringComparison.Ordinal) && hf.Contains(".mlp.experts.", StringComparison.Ordinal) || hf.EndsWith("kv_b_proj.weight", StringComparison.Ordinal) || hf == "lm_head.weight"
+                ? GgmlType.Q6_K : GgmlType.Q4_K
+            : null;
         foreach ((string gguf, string hf) in Names(config))
             if (splitKvB && hf.EndsWith("kv_b_proj.weight", StringComparison.Ordinal))
                 foreach ((string name, long[] dimensions, float[] values) in SplitKvB(checkpoint.ReadSingle(hf), gguf, config))
@@ -170,24 +307,17 @@ public static class GgufCheckpoint
             else if (checkpoint.Contains(hf))
             {
                 // Norms and biases in F32, as llama.cpp's converter writes them (its CPU ops multiply F32 by F32 only).
-                GgmlType type = Quantized(hf) ? GgmlType.Q8_0 : checkpoint.Info(hf).Shape.Length == 1 ? GgmlType.F32 : TypeOf(checkpoint, hf);
-                writer.AddTensor(gguf, type, Reversed(checkpoint.Info(hf).Shape), type == GgmlType.Q8_0 ? Q8_0Of(checkpoint, hf) : BytesOf(checkpoint, hf, type));
+                GgmlType type = KQuant(hf) ?? (Quantized(hf) ? GgmlType.Q8_0 : checkpoint.Info(hf).Shape.Length == 1 ? GgmlType.F32 : TypeOf(checkpoint, hf));
+                writer.AddTensor(gguf, type, Reversed(checkpoint.Info(hf).Shape), BlocksOf(checkpoint, hf, type));
             }
         for (int layer = config.FirstKDenseReplace; layer < config.NumHiddenLayers; layer++)
             foreach ((string gguf, string hfPart) in StackedExperts(layer))
             {
                 string first = $"model.layers.{layer}.mlp.experts.0.{hfPart}";
                 long columns = checkpoint.Info(first).Shape[^1];
-                bool quantized = Quantized(first), q4 = q4_0Experts && columns % 32 == 0, q4k = q4_kExperts && columns % Kernels.Q4KLayout.BlockValues == 0;
-                GgmlType type = q4k ? GgmlType.Q4_K : q4 ? GgmlType.Q4_0 : quantized ? GgmlType.Q8_0 : TypeOf(checkpoint, first);
-                byte[] bytes = [.. Enumerable.Range(0, config.NRoutedExperts).Select(e => $"model.layers.{layer}.mlp.experts.{e}.{hfPart}")
-                    .SelectMany(name => type switch
-                    {
-                        GgmlType.Q4_K => Quantization.Q4KQuantizer.Quantize(checkpoint.ReadSingle(name), (int)checkpoint.Info(name).Shape[0], (int)columns),
-                        GgmlType.Q4_0 => Q4_0Of(checkpoint, name),
-                        GgmlType.Q8_0 => Q8_0Of(checkpoint, name),
-                        _ => BytesOf(checkpoint, name, type),
-                    })];
+                bool quantized = Quantized(first), q4 = q4_0Experts && columns % 32 == 0, q4k = q4_kExperts && columns % Kernels.KBlockLayout.BlockValues == 0;
+                GgmlType type = KQuant(first) ?? (q4k ? GgmlType.Q4_K : q4 ? GgmlType.Q4_0 : quantized ? GgmlType.Q8_0 : TypeOf(checkpoint, first));
+                byte[] bytes = [.. Enumerable.Range(0, config.NRoutedExperts).SelectMany(e => BlocksOf(checkpoint, $"model.layers.{layer}.mlp.experts.{e}.{hfPart}", type))];
                 writer.AddTensor(gguf, type, [.. Reversed(checkpoint.Info(first).Shape), config.NRoutedExperts], bytes);
             }
         writer.Save(path);
@@ -217,49 +347,43 @@ public static class GgufCheckpoint
     public static Precision Q4_0Experts { get; } = Precision.F32 with { RoutedExperts = WeightFormat.Int4, Int4 = new Quantization.Int4Format(32, Symmetric: true) };
 
     /// <summary>
-    /// The formats a file computes with when no preset is asked: routed experts all in Q4_0 as INT4 (<see cref="Q4_0Experts"/>)
-    /// or all in Q4_K as their blocks (<see cref="WeightFormat.Q4K"/>),
-    /// each class of matrices all in Q8_0 (attention with kv_b whole, dense MLP, shared experts, routed experts, lm_head)
-    /// as W8A8 over its own blocks (<see cref="Precision.Int8BlockSize"/> 32); the rest F32, as stored or decoded. Null
-    /// when nothing is kept.
+    /// The formats a file computes with when no preset is asked, class by class (attention with kv_b whole, dense MLP,
+    /// shared experts, routed experts, lm_head): all in Q8_0, W8A8 over its own blocks (<see cref="Precision.Int8BlockSize"/>
+    /// 32); routed experts all in Q4_0, INT4 (<see cref="Q4_0Experts"/>); all in Q4_K, <see cref="WeightFormat.Q4K"/>; some
+    /// in Q4_K or Q6_K (a Q4_K_M file's mix), <see cref="WeightFormat.Gguf"/>: those blocks as stored, tensor by tensor;
+    /// the rest F32, as stored or decoded. Null when nothing is kept.
     /// </summary>
     public static Precision? FileFormats(GgufFile file, DeepSeekV3Config config)
     {
-        bool All(IEnumerable<string> names, GgmlType type)
+        // A class's format from its tensors' types (a tensor the file lacks, as kv_b split in two, is none of them).
+        WeightFormat FormatOf(IEnumerable<string> names, bool routed)
         {
-            bool any = false;
-            foreach (string name in names)
-            {
-                if (!file.Tensors.TryGetValue(name, out GgufTensor? t) || t.Type != type)
-                    return false;
-                any = true;
-            }
-            return any;
+            GgmlType?[] types = [.. names.Select(n => file.Tensors.TryGetValue(n, out GgufTensor? t) ? t.Type : (GgmlType?)null)];
+            bool All(GgmlType type) => types.Length > 0 && types.All(t => t == type);
+            return All(GgmlType.Q8_0) ? WeightFormat.W8A8
+                : routed && All(GgmlType.Q4_0) ? WeightFormat.Int4
+                : All(GgmlType.Q4_K) ? WeightFormat.Q4K
+                : types.Any(t => t is GgmlType.Q4_K or GgmlType.Q6_K) ? WeightFormat.Gguf
+                : WeightFormat.Native;
         }
-        // The GGUF names of the matrices of the one class that `only` puts in W8A8.
+        // The GGUF names of the matrices of the one class that `only` marks.
         IEnumerable<string> Matrices(Precision only) => Names(config).Where(n => only.FormatOf(n.Hf) == WeightFormat.W8A8).Select(n => n.Gguf);
         IEnumerable<string> experts = Enumerable.Range(config.FirstKDenseReplace, config.NumHiddenLayers - config.FirstKDenseReplace).SelectMany(StackedExperts).Select(e => e.Gguf);
-
-        Precision kept = Precision.F32;
-        if (All(experts, GgmlType.Q4_0))
-            kept = kept with { RoutedExperts = WeightFormat.Int4, Int4 = Q4_0Experts.Int4 };
-        else if (All(experts, GgmlType.Q4_K))
-            kept = kept with { RoutedExperts = WeightFormat.Q4K };
-        else if (All(experts, GgmlType.Q8_0))
-            kept = kept with { RoutedExperts = WeightFormat.W8A8 };
-        if (All(Matrices(Precision.F32 with { Attention = WeightFormat.W8A8 }), GgmlType.Q8_0))
-            kept = kept with { Attention = WeightFormat.W8A8 };
-        if (All(Matrices(Precision.F32 with { DenseMlp = WeightFormat.W8A8 }), GgmlType.Q8_0))
-            kept = kept with { DenseMlp = WeightFormat.W8A8 };
-        if (All(Matrices(Precision.F32 with { SharedExperts = WeightFormat.W8A8 }), GgmlType.Q8_0))
-            kept = kept with { SharedExperts = WeightFormat.W8A8 };
-        if (All(Matrices(Precision.F32 with { LmHead = WeightFormat.W8A8 }), GgmlType.Q8_0))
-            kept = kept with { LmHead = WeightFormat.W8A8 };
-        if (kept == Precision.F32)
+        Precision marked = Precision.F32;
+        var kept = new Precision
+        {
+            Attention = FormatOf(Matrices(marked with { Attention = WeightFormat.W8A8 }), routed: false),
+            DenseMlp = FormatOf(Matrices(marked with { DenseMlp = WeightFormat.W8A8 }), routed: false),
+            SharedExperts = FormatOf(Matrices(marked with { SharedExperts = WeightFormat.W8A8 }), routed: false),
+            RoutedExperts = FormatOf(experts, routed: true),
+            LmHead = FormatOf(Matrices(marked with { LmHead = WeightFormat.W8A8 }), routed: false),
+        };
+        WeightFormat[] formats = [kept.Attention, kept.DenseMlp, kept.SharedExperts, kept.RoutedExperts, kept.LmHead];
+        if (formats.All(f => f == WeightFormat.Native))
             return null;
-        return new[] { kept.Attention, kept.DenseMlp, kept.SharedExperts, kept.RoutedExperts, kept.LmHead }.Contains(WeightFormat.W8A8)
-            ? kept with { Int8BlockSize = Kernels.Int8Layout.Q8BlockSize }
-            : kept;
+        if (kept.RoutedExperts == WeightFormat.Int4)
+            kept = kept with { Int4 = Q4_0Experts.Int4 };
+        return formats.Contains(WeightFormat.W8A8) ? kept with { Int8BlockSize = Kernels.Int8Layout.Q8BlockSize } : kept;
     }
 
     private static DeepSeekV3Config ReadConfig(GgufFile file)
@@ -428,27 +552,17 @@ public static class GgufCheckpoint
     private static IEnumerable<(string Gguf, string HfPart)> StackedExperts(int layer) =>
         [($"blk.{layer}.ffn_gate_exps.weight", "gate_proj.weight"), ($"blk.{layer}.ffn_up_exps.weight", "up_proj.weight"), ($"blk.{layer}.ffn_down_exps.weight", "down_proj.weight")];
 
-    // F32, F16 and BF16 are kept as they are; quantized blocks are decoded to F32 (the same values llama.cpp computes with).
-    private static void Add(SafetensorsWriter writer, GgufFile file, GgufTensor tensor, string hf, string path)
+    private static TensorDType DTypeOf(GgmlType type) => type switch
     {
-        TensorDType? kept = tensor.Type switch
-        {
-            GgmlType.F32 => TensorDType.F32,
-            GgmlType.F16 => TensorDType.F16,
-            GgmlType.BF16 => TensorDType.BF16,
-            _ => null,
-        };
-        if (kept is { } dtype)
-        {
-            writer.Add(hf, dtype, Reversed(tensor.Dimensions), file.GetBytes(tensor).ToArray());
-            return;
-        }
-        writer.AddF32(hf, Reversed(tensor.Dimensions), Decoded(file, tensor));
-    }
+        GgmlType.F32 => TensorDType.F32,
+        GgmlType.F16 => TensorDType.F16,
+        GgmlType.BF16 => TensorDType.BF16,
+        _ => throw new ArgumentOutOfRangeException(nameof(type), type, "Not a float type."),
+    };
 
     // Q4_0 blocks (an f16 scale, then 16 bytes: weight j in the low nibble, j + 16 in the high) are INT4 group 32 with
     // zero point 8 in our layout, byte for byte: the nibbles become X.qweight and the scales X.scales.
-    private static void AddQ4_0AsInt4(SafetensorsWriter writer, GgufFile file, GgufTensor tensor, string hf)
+    private static void AddQ4_0AsInt4(CopiedTensors writer, GgufFile file, GgufTensor tensor, string hf)
     {
         long cols = tensor.Dimensions[0], rows = tensor.Dimensions[1], blocks = rows * cols / 32;
         ReadOnlySpan<byte> source = file.GetBytes(tensor);
@@ -476,7 +590,7 @@ public static class GgufCheckpoint
 
     // Q8_0 blocks (an f16 scale, then 32 signed bytes) as INT8 codes X.qweight [rows, cols] and an F32 scale per block
     // X.scales [rows, cols / 32]: the same values, which the block-scaled INT8 kernels compute with.
-    private static void AddQ8_0AsBlocks(SafetensorsWriter writer, GgufFile file, GgufTensor tensor, string hf)
+    private static void AddQ8_0AsBlocks(CopiedTensors writer, GgufFile file, GgufTensor tensor, string hf)
     {
         long cols = tensor.Dimensions[0], rows = tensor.Dimensions[1], blocks = rows * cols / Kernels.Int8Layout.Q8BlockSize;
         ReadOnlySpan<byte> source = file.GetBytes(tensor);
@@ -533,10 +647,23 @@ public static class GgufCheckpoint
     {
         if (!GgmlTypes.Decoded.Contains(tensor.Type))
             throw new InvalidDataException($"{file.Path}: tensor '{tensor.Name}' is {tensor.Type}; GGUF tensors of {string.Join(", ", GgmlTypes.Decoded)} are read.");
+        if (4 * tensor.ElementCount > int.MaxValue)
+            throw new InvalidDataException($"{file.Path}: tensor '{tensor.Name}' ({tensor.Type}) takes {4 * tensor.ElementCount / 1e9:F1} GB decoded to F32, more than the " +
+                "2 GiB one decoded tensor may take; load the file as stored (no precision preset), or in a preset that keeps its blocks.");
         var values = new float[tensor.ElementCount];
         GgmlTypes.Dequantize(tensor.Type, file.GetBytes(tensor), values);
         return values;
     }
+
+    // A matrix's bytes as a tensor of `type`: quantized into its blocks, or as stored (F32 from another float type).
+    private static byte[] BlocksOf(Checkpoint checkpoint, string name, GgmlType type) => type switch
+    {
+        GgmlType.Q4_K => Quantization.Q4KQuantizer.Quantize(checkpoint.ReadSingle(name), (int)checkpoint.Info(name).Shape[0], (int)checkpoint.Info(name).Shape[1]),
+        GgmlType.Q6_K => Quantization.Q6KQuantizer.Quantize(checkpoint.ReadSingle(name), (int)checkpoint.Info(name).Shape[0], (int)checkpoint.Info(name).Shape[1]),
+        GgmlType.Q4_0 => Q4_0Of(checkpoint, name),
+        GgmlType.Q8_0 => Q8_0Of(checkpoint, name),
+        _ => BytesOf(checkpoint, name, type),
+    };
 
     private static byte[] Q8_0Of(Checkpoint checkpoint, string name) => Blocks(checkpoint, name, 34, Kernels.GgmlBlocks.QuantizeQ8_0);
 
@@ -561,8 +688,6 @@ public static class GgufCheckpoint
         TensorDType.F16 => GgmlType.F16,
         _ => GgmlType.F32,
     };
-
-    private static byte[] BytesOf(Checkpoint checkpoint, string name) => BytesOf(checkpoint, name, TypeOf(checkpoint, name));
 
     private static byte[] BytesOf(Checkpoint checkpoint, string name, GgmlType type) =>
         type == GgmlType.F32 && checkpoint.Info(name).DType != TensorDType.F32

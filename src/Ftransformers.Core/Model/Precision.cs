@@ -19,6 +19,12 @@ public enum WeightFormat
     /// per weight); activations quantized to INT8 per 32-block. Matrices need a multiple of 256 columns.
     /// </summary>
     Q4K,
+    /// <summary>
+    /// A GGUF file's own blocks, tensor by tensor: Q4_K and Q6_K computed by their kernels (activations quantized to INT8
+    /// per 32-block), other tensors of the class as stored. Names a class of a GGUF file that mixes them (a Q4_K_M file's
+    /// experts); no preset quantizes to it.
+    /// </summary>
+    Gguf,
 }
 
 /// <summary>
@@ -74,7 +80,7 @@ public sealed record Precision
     };
 
     /// <summary>Whether any class is quantized to integers.</summary>
-    public bool IsQuantized => new[] { Attention, DenseMlp, SharedExperts, RoutedExperts, LmHead }.Any(f => f is WeightFormat.W8A8 or WeightFormat.Int4 or WeightFormat.Q4K);
+    public bool IsQuantized => new[] { Attention, DenseMlp, SharedExperts, RoutedExperts, LmHead }.Any(f => f is WeightFormat.W8A8 or WeightFormat.Int4 or WeightFormat.Q4K or WeightFormat.Gguf);
 
     /// <summary>A compact description, e.g. attention=w8a8 ... routed_experts=int4-g32-asym.</summary>
     public string Describe() =>
@@ -98,6 +104,22 @@ public sealed record Precision
             return RoutedExperts;
         return DenseMlp;
     }
+
+    /// <summary>
+    /// Bytes of a [rows, cols] matrix in <paramref name="format"/> as the CPU backends hold it, INT4 and W8A8 grouped and
+    /// scaled as this precision says; Native as <paramref name="stored"/> where that is BF16 (read in place), else as F32;
+    /// a class of <see cref="WeightFormat.Gguf"/> at Q6_K's size, the widest of its blocks (GGUF files are planned from
+    /// their tensors instead).
+    /// </summary>
+    public long MatrixBytes(long rows, long cols, WeightFormat format, Formats.TensorDType stored) => format switch
+    {
+        WeightFormat.Int4 => rows * cols / 2 + rows * ((cols + Int4.GroupSize - 1) / Int4.GroupSize) * (Int4.Symmetric ? 2 : 4),
+        WeightFormat.Q4K => Kernels.KBlockLayout.BytesOf(Kernels.KBlockFormat.Q4K, rows, cols),
+        WeightFormat.Gguf => Kernels.KBlockLayout.BytesOf(Kernels.KBlockFormat.Q6K, rows, cols),
+        WeightFormat.W8A8 => rows * cols + rows * (Int8BlockSize == 0 ? 1 : cols / Int8BlockSize) * sizeof(float),
+        WeightFormat.Bf16 => rows * cols * 2,
+        _ => rows * cols * (stored == Formats.TensorDType.BF16 ? 2 : 4),
+    };
 
     /// <summary>The per-class formats as the <c>quantization_config</c> of a converted checkpoint records them.</summary>
     public JsonObject ToJson() => new()
@@ -154,6 +176,7 @@ public sealed record Precision
         WeightFormat.Bf16 => "bf16",
         WeightFormat.W8A8 => Int8BlockSize == 0 ? "w8a8" : "q8_0",
         WeightFormat.Q4K => "q4_k",
+        WeightFormat.Gguf => "gguf",
         _ => Int4.ToString(),
     };
 }

@@ -4,7 +4,7 @@ using Ftransformers.Kernels;
 namespace Ftransformers.Quantization;
 
 /// <summary>
-/// Quantizes F32 values to GGUF's Q4_K blocks (<see cref="Q4KLayout"/>). Each sub-block of 32 gets the scale and min
+/// Quantizes F32 values to GGUF's Q4_K blocks (<see cref="KBlockLayout"/>). Each sub-block of 32 gets the scale and min
 /// (min ≤ 0, as Q4_K stores −min) of the best of a few narrowed ranges with a least-squares refit, as
 /// <see cref="Int4Quantizer"/> fits its groups; the block's eight scales and mins are then rounded to 6 bits under an
 /// F16 d and dmin (the largest over 63), and the codes are assigned on that stored grid. Not llama.cpp's quantizer
@@ -12,13 +12,13 @@ namespace Ftransformers.Quantization;
 /// </summary>
 public static class Q4KQuantizer
 {
-    private const int Sub = Q4KLayout.SubBlockValues, Subs = Q4KLayout.BlockValues / Sub;
+    private const int Sub = KBlockLayout.Q4KSubBlockValues, Subs = KBlockLayout.BlockValues / Sub;
     private static readonly float[] RangeFractions = [1f, 0.95f, 0.9f, 0.85f, 0.8f];
 
     /// <summary>A row-major [rows, cols] matrix (cols a multiple of 256) as Q4_K blocks, row after row.</summary>
     public static byte[] Quantize(ReadOnlySpan<float> weights, int rows, int cols)
     {
-        var blocks = new byte[Q4KLayout.BytesOf(rows, cols)];
+        var blocks = new byte[KBlockLayout.BytesOf(KBlockFormat.Q4K, rows, cols)];
         Quantize(weights, rows, cols, blocks);
         return blocks;
     }
@@ -26,18 +26,18 @@ public static class Q4KQuantizer
     /// <summary>A row-major [rows, cols] matrix (cols a multiple of 256) as Q4_K blocks into <paramref name="blocks"/>.</summary>
     public static void Quantize(ReadOnlySpan<float> weights, int rows, int cols, Span<byte> blocks)
     {
-        if (cols % Q4KLayout.BlockValues != 0)
-            throw new ArgumentException($"Q4_K rows hold whole blocks of {Q4KLayout.BlockValues} values; {cols} columns do not.", nameof(cols));
+        if (cols % KBlockLayout.BlockValues != 0)
+            throw new ArgumentException($"Q4_K rows hold whole blocks of {KBlockLayout.BlockValues} values; {cols} columns do not.", nameof(cols));
         if (weights.Length != (long)rows * cols)
             throw new ArgumentException($"Expected {rows} x {cols} values, got {weights.Length}.", nameof(weights));
-        if (blocks.Length < Q4KLayout.BytesOf(rows, cols))
-            throw new ArgumentException($"{rows} x {cols} values take {Q4KLayout.BytesOf(rows, cols)} bytes of Q4_K blocks; {blocks.Length} were given.", nameof(blocks));
-        int count = weights.Length / Q4KLayout.BlockValues;
+        if (blocks.Length < KBlockLayout.BytesOf(KBlockFormat.Q4K, rows, cols))
+            throw new ArgumentException($"{rows} x {cols} values take {KBlockLayout.BytesOf(KBlockFormat.Q4K, rows, cols)} bytes of Q4_K blocks; {blocks.Length} were given.", nameof(blocks));
+        int count = weights.Length / KBlockLayout.BlockValues;
         Span<float> scales = stackalloc float[Subs], mins = stackalloc float[Subs];
         for (int b = 0; b < count; b++)
         {
-            ReadOnlySpan<float> x = weights.Slice(b * Q4KLayout.BlockValues, Q4KLayout.BlockValues);
-            Span<byte> block = blocks.Slice(b * Q4KLayout.BlockBytes, Q4KLayout.BlockBytes);
+            ReadOnlySpan<float> x = weights.Slice(b * KBlockLayout.BlockValues, KBlockLayout.BlockValues);
+            Span<byte> block = blocks.Slice(b * KBlockLayout.Q4KBlockBytes, KBlockLayout.Q4KBlockBytes);
             for (int j = 0; j < Subs; j++)
                 (scales[j], mins[j]) = Fit(x.Slice(j * Sub, Sub));
             QuantizeBlock(x, scales, mins, block);

@@ -133,15 +133,20 @@ public sealed class InferenceSession : IInferenceSession
         (DeepSeekV3Config config, TensorDType stored) = model.StartsWith(SyntheticModels.Prefix, StringComparison.Ordinal)
             ? (SyntheticModels.Get(model[SyntheticModels.Prefix.Length..]), TensorDType.BF16)
             : model.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) && !Directory.Exists(model)
-                ? (GgufConfig(model, options.Precision == null), TensorDType.F32) // quantized GGUF tensors are decoded to F32 at load
+                ? (GgufConfig(model, options.Precision == null), TensorDType.F32)
                 : (DeepSeekV3Config.Load(model), MemoryPlan.StoredDType(model));
         if (options.ContextLength is { } context)
             config = config with { MaxPositionEmbeddings = Math.Min(context, config.MaxPositionEmbeddings) };
         IReadOnlyList<int>? nodes = Threading.CpuTopology.ForComputeThreads(options.CpuThreads, options.NumaNodes)?.Nodes.Select(n => n.Cpus.Count).ToArray();
-        // Synthetic models and GGUF files are images in memory, held beside whatever is copied from them.
-        bool synthetic = model.StartsWith(SyntheticModels.Prefix, StringComparison.Ordinal), gguf = stored == TensorDType.F32 && model.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase);
-        long image = synthetic || gguf
-            ? MemoryPlan.ImageBytesBesideCopies(config, config.ConvertedPrecision ?? options.Precision ?? Precision.F32, synthetic ? TensorDType.BF16 : TensorDType.F32, nodes?.Count ?? 1)
+        if (stored == TensorDType.F32 && model.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+        {
+            // A GGUF file is planned tensor by tensor: its blocks read in place, and the copies made at load.
+            (long attentionSide, long routed, long beside) = GgufCheckpoint.HeldBytes(model, options.Precision, nodes?.Count ?? 1);
+            return MemoryPlan.Create(config, options, stored, nodes, imageBytes: beside, weightBytes: (attentionSide, routed));
+        }
+        // A synthetic model is an image in memory, held beside whatever is copied from it.
+        long image = model.StartsWith(SyntheticModels.Prefix, StringComparison.Ordinal)
+            ? MemoryPlan.ImageBytesBesideCopies(config, config.ConvertedPrecision ?? options.Precision ?? Precision.F32, TensorDType.BF16, nodes?.Count ?? 1)
             : 0;
         return MemoryPlan.Create(config, options, stored, nodes, imageBytes: image);
     }

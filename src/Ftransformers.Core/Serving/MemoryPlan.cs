@@ -68,12 +68,13 @@ public sealed record MemoryPlan
     /// <param name="weightsLoaded">The model is loaded already: its weights are in what the process holds, so the plan adds none.</param>
     /// <param name="machineBytes">The memory to plan within, nothing held; null: the machine's (or container's), less what the process holds.</param>
     /// <param name="imageBytes">A checkpoint image held in memory beside the weights (see <see cref="ImageBytes"/>).</param>
+    /// <param name="weightBytes">The weights' bytes where the checkpoint tells them tensor by tensor (a GGUF file's); null: from the config and formats.</param>
     public static MemoryPlan Create(DeepSeekV3Config config, InferenceSessionOptions options, TensorDType stored, IReadOnlyList<int>? nodeThreads = null,
-        bool weightsLoaded = false, long? machineBytes = null, long imageBytes = 0)
+        bool weightsLoaded = false, long? machineBytes = null, long imageBytes = 0, (long AttentionSide, long RoutedExperts)? weightBytes = null)
     {
         Precision precision = config.ConvertedPrecision ?? options.Precision ?? Precision.F32;
         int[] threads = nodeThreads is { Count: > 0 } given ? [.. given] : [1];
-        (long attentionSide, long routed) = weightsLoaded ? (0, 0) : WeightBytesOf(config, precision, stored);
+        (long attentionSide, long routed) = weightsLoaded ? (0, 0) : weightBytes ?? WeightBytesOf(config, precision, stored);
         var perNode = new long[threads.Length];
         long before = 0, total = threads.Sum();
         for (int n = 0; n < threads.Length; n++)
@@ -137,15 +138,7 @@ public sealed record MemoryPlan
     private static long[] ClassBytes(DeepSeekV3Config c, Precision precision, TensorDType stored)
     {
         long hidden = c.HiddenSize, heads = c.NumAttentionHeads;
-        long Matrix(long rows, long cols, WeightFormat format) => format switch
-        {
-            WeightFormat.Int4 => Int4Bytes(rows, cols, precision.Int4),
-            WeightFormat.Q4K => Kernels.Q4KLayout.BytesOf(rows, cols),
-            WeightFormat.W8A8 => rows * cols + rows * (precision.Int8BlockSize == 0 ? 1 : cols / precision.Int8BlockSize) * sizeof(float),
-            WeightFormat.Bf16 => rows * cols * 2,
-            // Native computes over the stored weights in place when they are BF16 or F32; others are decoded to F32.
-            _ => rows * cols * (stored == TensorDType.BF16 ? 2 : 4),
-        };
+        long Matrix(long rows, long cols, WeightFormat format) => precision.MatrixBytes(rows, cols, format, stored);
         long Vector(long length) => length * sizeof(float);
         long Mlp(long width, WeightFormat format) => 3 * Matrix(width, hidden, format);
 
@@ -174,13 +167,13 @@ public sealed record MemoryPlan
     }
 
     /// <summary>
-    /// What a checkpoint image held in memory (a synthetic model's, a GGUF's decoded copy) adds beside the weights: the
+    /// What a checkpoint image held in memory (a synthetic model's; GGUF files are planned by <see cref="GgufCheckpoint.HeldBytes"/>) adds beside the weights: the
     /// image's bytes of every class the backends copy rather than read in place (quantized or decoded at load; with
     /// several NUMA nodes the routed experts, which are copied onto their nodes).
     /// </summary>
     /// <param name="config">The architecture.</param>
     /// <param name="precision">The formats the model computes with.</param>
-    /// <param name="image">How the image stores unconverted weights (BF16, or F32 for a GGUF's decoded copy).</param>
+    /// <param name="image">How the image stores unconverted weights (BF16).</param>
     /// <param name="nodes">NUMA nodes the experts are split across.</param>
     public static long ImageBytesBesideCopies(DeepSeekV3Config config, Precision precision, TensorDType image, int nodes)
     {
@@ -199,11 +192,6 @@ public sealed record MemoryPlan
         return total;
     }
 
-    private static long Int4Bytes(long rows, long cols, Int4Format format)
-    {
-        long groups = rows * ((cols + format.GroupSize - 1) / format.GroupSize);
-        return rows * cols / 2 + groups * (format.Symmetric ? 2 : 4);
-    }
 
     // A step of the most tokens (a chunk, or without chunking the longest prompt the context allows, plus a decode
     // token per running request): per token its hidden states and their copies, queries, kv_a output and attended
@@ -239,7 +227,7 @@ public sealed record MemoryPlan
         for (int n = 0; n < WeightBytesPerNode.Count; n++)
             text.AppendLine(c, $"  weights, node {n}: {Gb(WeightBytesPerNode[n])}{(n == 0 ? " (attention side and its share of the routed experts)" : " (its share of the routed experts)")}");
         if (ImageBytes > 0)
-            text.AppendLine(c, $"  checkpoint image held in memory: {Gb(ImageBytes)} (a synthetic model's, beside the weights copied from it)");
+            text.AppendLine(c, $"  checkpoint image held in memory: {Gb(ImageBytes)} (a synthetic model's or a GGUF's copy, beside the weights made from it)");
         text.AppendLine(c, $"  KV cache pool: {KvTokens} tokens, {Gb(KvBytes)}");
         text.Append(c, $"  scratch (largest step, estimated): {Gb(ScratchBytes)}");
         return text.ToString();

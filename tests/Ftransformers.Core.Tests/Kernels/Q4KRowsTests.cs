@@ -15,22 +15,22 @@ public class Q4KRowsTests
 
     // Random Q4_K rows (every 6-bit scale and min and every code value drawn), packed as the format defines it, with
     // the fields kept for the reference.
-    private static (Q4KLayout Layout, Fields[] Blocks) RandomRows(int rows, int cols, Random rng)
+    private static (KBlockLayout Layout, Fields[] Blocks) RandomRows(int rows, int cols, Random rng)
     {
-        int count = rows * cols / Q4KLayout.BlockValues;
-        var bytes = PinnedArray<byte>.Uninitialized(count * Q4KLayout.BlockBytes);
+        int count = rows * cols / KBlockLayout.BlockValues;
+        var bytes = PinnedArray<byte>.Uninitialized(count * KBlockLayout.Q4KBlockBytes);
         var fields = new Fields[count];
         for (int b = 0; b < count; b++)
         {
             var f = new Fields((float)(Half)(rng.NextDouble() * 0.01), (float)(Half)(rng.NextDouble() * 0.01),
                 [.. Enumerable.Range(0, 8).Select(_ => rng.Next(64))], [.. Enumerable.Range(0, 8).Select(_ => rng.Next(64))],
                 [.. Enumerable.Range(0, 256).Select(_ => rng.Next(16))]);
-            Pack(f, bytes.Span.Slice(b * Q4KLayout.BlockBytes, Q4KLayout.BlockBytes));
+            Pack(f, bytes.Span.Slice(b * KBlockLayout.Q4KBlockBytes, KBlockLayout.Q4KBlockBytes));
             fields[b] = f;
         }
         unsafe
         {
-            return (new Q4KLayout(bytes.Pointer, rows, cols, bytes), fields);
+            return (new KBlockLayout(KBlockFormat.Q4K, bytes.Pointer, rows, cols, bytes), fields);
         }
     }
 
@@ -53,7 +53,7 @@ public class Q4KRowsTests
     [Test]
     public void Packing_IsTheFormatLlamaCppDecodes()
     {
-        (Q4KLayout layout, Fields[] blocks) = RandomRows(1, 512, new Random(3));
+        (KBlockLayout layout, Fields[] blocks) = RandomRows(1, 512, new Random(3));
         var values = new float[512];
         GgmlBlocks.DequantizeQ4_K(layout.Row(0), values);
         for (int b = 0; b < 2; b++)
@@ -91,7 +91,7 @@ public class Q4KRowsTests
     {
         KernelPaths.Require(path);
         var rng = new Random(rows * 31 + cols);
-        (Q4KLayout layout, Fields[] blocks) = RandomRows(rows, cols, rng);
+        (KBlockLayout layout, Fields[] blocks) = RandomRows(rows, cols, rng);
         var x = new Int8Activations();
         x.QuantizePerBlock(Enumerable.Range(0, tokens * cols).Select(_ => (float)rng.NextDouble() * 4 - 2).ToArray(), tokens, cols);
         var y = new float[tokens * rows];
@@ -130,30 +130,14 @@ public class Q4KRowsTests
         KernelPaths.Require(path);
         var rng = new Random(5);
         const int rows = 9, cols = 512, tokens = 11;
-        Q4KLayout layout = RandomRows(rows, cols, rng).Layout;
+        KBlockLayout layout = RandomRows(rows, cols, rng).Layout;
         BatchInvariance.AssertEachTokenAlone(rows, cols, tokens, rng, (x, y) => Q4KRows.RowsOn(path, layout, 0, rows, x, y));
     }
 
     [Test]
-    public void Rows_RefuseMismatchedOperands()
-    {
-        Q4KLayout layout = RandomRows(2, 256, new Random(1)).Layout;
-        var perToken = new Int8Activations();
-        perToken.QuantizePerToken(new float[256], 1, 256);
-        Assert.Throws<ArgumentException>(() => Q4KRows.Rows(layout, 0, 2, perToken, new float[2]), "activations per token");
-        var narrow = new Int8Activations();
-        narrow.QuantizePerBlock(new float[128], 1, 128);
-        Assert.Throws<ArgumentException>(() => Q4KRows.Rows(layout, 0, 2, narrow, new float[2]), "activations of another width");
-        var x = new Int8Activations();
-        x.QuantizePerBlock(new float[256], 1, 256);
-        Assert.Throws<ArgumentException>(() => Q4KRows.Rows(layout, 0, 2, x, new float[1]), "a short output");
-        Assert.Throws<ArgumentOutOfRangeException>(() => Q4KRows.Rows(layout, 1, 3, x, new float[3]), "rows beyond the matrix");
-        Assert.Throws<PlatformNotSupportedException>(() => Q4KRows.RowsOn(KernelPath.Avx512, layout, 0, 2, x, new float[2]), "a path the kernel lacks");
-        unsafe
-        {
-            Assert.Throws<ArgumentException>(() => new Q4KLayout(layout.Blocks, 1, 300, null), "columns not whole blocks");
-        }
-    }
+    public void Rows_RefuseMismatchedOperands() =>
+        KBlockRowsRefusals.AssertRefused(RandomRows(2, 256, new Random(1)).Layout, KBlockFormat.Q6K, KernelPath.Avx512,
+            (path, layout, start, end, x, y) => Q4KRows.RowsOn(path, layout, start, end, x, y));
 
     [Test]
     public void Dispatch_TakesTheFastestPath()

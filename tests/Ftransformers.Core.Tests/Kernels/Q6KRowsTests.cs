@@ -15,21 +15,21 @@ public class Q6KRowsTests
 
     // Random Q6_K rows (every scale from -128 to 127 and every code value drawn), packed as the format defines it, with
     // the fields kept for the reference.
-    private static (Q6KLayout Layout, Fields[] Blocks) RandomRows(int rows, int cols, Random rng)
+    private static (KBlockLayout Layout, Fields[] Blocks) RandomRows(int rows, int cols, Random rng)
     {
-        int count = rows * cols / Q6KLayout.BlockValues;
-        var bytes = PinnedArray<byte>.Uninitialized(count * Q6KLayout.BlockBytes);
+        int count = rows * cols / KBlockLayout.BlockValues;
+        var bytes = PinnedArray<byte>.Uninitialized(count * KBlockLayout.Q6KBlockBytes);
         var fields = new Fields[count];
         for (int b = 0; b < count; b++)
         {
             var f = new Fields((float)(Half)(rng.NextDouble() * 0.001), [.. Enumerable.Range(0, 16).Select(_ => rng.Next(-128, 128))],
                 [.. Enumerable.Range(0, 256).Select(_ => rng.Next(64))]);
-            Pack(f, bytes.Span.Slice(b * Q6KLayout.BlockBytes, Q6KLayout.BlockBytes));
+            Pack(f, bytes.Span.Slice(b * KBlockLayout.Q6KBlockBytes, KBlockLayout.Q6KBlockBytes));
             fields[b] = f;
         }
         unsafe
         {
-            return (new Q6KLayout(bytes.Pointer, rows, cols, bytes), fields);
+            return (new KBlockLayout(KBlockFormat.Q6K, bytes.Pointer, rows, cols, bytes), fields);
         }
     }
 
@@ -54,7 +54,7 @@ public class Q6KRowsTests
     [Test]
     public void Packing_IsTheFormatLlamaCppDecodes()
     {
-        (Q6KLayout layout, Fields[] blocks) = RandomRows(1, 512, new Random(3));
+        (KBlockLayout layout, Fields[] blocks) = RandomRows(1, 512, new Random(3));
         var values = new float[512];
         GgmlBlocks.DequantizeQ6_K(layout.Row(0), values);
         for (int b = 0; b < 2; b++)
@@ -77,7 +77,7 @@ public class Q6KRowsTests
     {
         KernelPaths.Require(path);
         var rng = new Random(rows * 31 + cols);
-        (Q6KLayout layout, Fields[] blocks) = RandomRows(rows, cols, rng);
+        (KBlockLayout layout, Fields[] blocks) = RandomRows(rows, cols, rng);
         var x = new Int8Activations();
         x.QuantizePerBlock(Enumerable.Range(0, tokens * cols).Select(_ => (float)rng.NextDouble() * 4 - 2).ToArray(), tokens, cols);
         var y = new float[tokens * rows];
@@ -114,7 +114,7 @@ public class Q6KRowsTests
     {
         KernelPaths.Require(path);
         const int cols = 256;
-        var bytes = PinnedArray<byte>.Uninitialized(Q6KLayout.BlockBytes);
+        var bytes = PinnedArray<byte>.Uninitialized(KBlockLayout.Q6KBlockBytes);
         var f = new Fields(1, [.. Enumerable.Range(0, 16).Select(j => j % 2 == 0 ? -128 : 127)], [.. Enumerable.Range(0, 256).Select(i => i % 3 == 0 ? 0 : 63)]);
         Pack(f, bytes.Span);
         var x = new Int8Activations();
@@ -122,7 +122,7 @@ public class Q6KRowsTests
         var y = new float[1];
         unsafe
         {
-            Q6KRows.RowsOn(path, new Q6KLayout(bytes.Pointer, 1, cols, bytes), 0, 1, x, y);
+            Q6KRows.RowsOn(path, new KBlockLayout(KBlockFormat.Q6K, bytes.Pointer, 1, cols, bytes), 0, 1, x, y);
         }
         double exact = 0;
         for (int i = 0; i < cols; i++)
@@ -137,30 +137,14 @@ public class Q6KRowsTests
         KernelPaths.Require(path);
         var rng = new Random(5);
         const int rows = 9, cols = 512, tokens = 11;
-        Q6KLayout layout = RandomRows(rows, cols, rng).Layout;
+        KBlockLayout layout = RandomRows(rows, cols, rng).Layout;
         BatchInvariance.AssertEachTokenAlone(rows, cols, tokens, rng, (x, y) => Q6KRows.RowsOn(path, layout, 0, rows, x, y));
     }
 
     [Test]
-    public void Rows_RefuseMismatchedOperands()
-    {
-        Q6KLayout layout = RandomRows(2, 256, new Random(1)).Layout;
-        var perToken = new Int8Activations();
-        perToken.QuantizePerToken(new float[256], 1, 256);
-        Assert.Throws<ArgumentException>(() => Q6KRows.Rows(layout, 0, 2, perToken, new float[2]), "activations per token");
-        var narrow = new Int8Activations();
-        narrow.QuantizePerBlock(new float[128], 1, 128);
-        Assert.Throws<ArgumentException>(() => Q6KRows.Rows(layout, 0, 2, narrow, new float[2]), "activations of another width");
-        var x = new Int8Activations();
-        x.QuantizePerBlock(new float[256], 1, 256);
-        Assert.Throws<ArgumentException>(() => Q6KRows.Rows(layout, 0, 2, x, new float[1]), "a short output");
-        Assert.Throws<ArgumentOutOfRangeException>(() => Q6KRows.Rows(layout, 1, 3, x, new float[3]), "rows beyond the matrix");
-        Assert.Throws<PlatformNotSupportedException>(() => Q6KRows.RowsOn(KernelPath.AvxVnni, layout, 0, 2, x, new float[2]), "a path the kernel lacks");
-        unsafe
-        {
-            Assert.Throws<ArgumentException>(() => new Q6KLayout(layout.Blocks, 1, 300, null), "columns not whole blocks");
-        }
-    }
+    public void Rows_RefuseMismatchedOperands() =>
+        KBlockRowsRefusals.AssertRefused(RandomRows(2, 256, new Random(1)).Layout, KBlockFormat.Q4K, KernelPath.AvxVnni,
+            (path, layout, start, end, x, y) => Q6KRows.RowsOn(path, layout, start, end, x, y));
 
     [Test]
     public void Dispatch_TakesTheFastestPath()

@@ -186,6 +186,82 @@ public class GgufCheckpointTests
         return comparison;
     }
 
+    // A Q4_K_M-style file (Q4_K matrices, Q6_K for the experts' down, kv_b and lm_head where widths allow, F32 where not)
+    // computes every K-quant tensor on its own blocks, mapped from the file: no copy, no second rounding. Its logits meet
+    // the quantized criteria against the same file's values computed in F32 (what the kernels' INT8 activations cost).
+    [Test]
+    public void KQuantMix_KeepsEveryTensorsBlocks_MappedFromTheFile()
+    {
+        using var dir = new TempDirectory();
+        string gguf = dir.File("q4_k_m.gguf");
+        using (Checkpoint checkpoint = SyntheticCheckpoint.CreateInMemory(Q4KWidths, seed: 3))
+            GgufCheckpoint.Write(Q4KWidths, checkpoint, gguf, q4_kMix: true);
+        float[] down, gate;
+        using (GgufFile file = GgufFile.Open(gguf))
+        {
+            Assert.That(file.Tensors["blk.1.ffn_down_exps.weight"].Type, Is.EqualTo(GgmlType.Q6_K));
+            Assert.That(file.Tensors["blk.1.ffn_gate_exps.weight"].Type, Is.EqualTo(GgmlType.Q4_K));
+            Assert.That(file.Tensors["output.weight"].Type, Is.EqualTo(GgmlType.Q6_K));
+            Assert.That(file.Tensors["blk.1.attn_kv_a_mqa.weight"].Type, Is.EqualTo(GgmlType.Q4_K));
+            Assert.That(file.Tensors["blk.1.attn_output.weight"].Type, Is.EqualTo(GgmlType.BF16), "128 columns: not whole blocks, as stored");
+            down = DecodedExpert(file, "blk.1.ffn_down_exps.weight", GgmlType.Q6_K, 2);
+            gate = DecodedExpert(file, "blk.1.ffn_gate_exps.weight", GgmlType.Q4_K, 2);
+        }
+
+        using DeepSeekV3Model model = DeepSeekV3Model.Load(gguf, new ModelLoadOptions { CpuThreads = 1 });
+        Assert.That(model.Precision, Is.EqualTo(Precision.F32 with
+        {
+            Attention = WeightFormat.Gguf, DenseMlp = WeightFormat.Q4K, SharedExperts = WeightFormat.Q4K, RoutedExperts = WeightFormat.Gguf, LmHead = WeightFormat.Gguf,
+        }));
+        Assert.That(model.Precision.IsQuantized, "judged by the quantized criteria");
+        var expert = ((Ftransformers.Backends.Cpu.CpuExpertBackend)model.ExpertBackend).Layer(1).Experts[2];
+        Assert.That(expert.Down, Is.InstanceOf<Ftransformers.Backends.Cpu.KBlockWeightMatrix>());
+        Assert.That(expert.Gate, Is.InstanceOf<Ftransformers.Backends.Cpu.KBlockWeightMatrix>());
+        AssertRowsEqual(expert.Down, down);
+        AssertRowsEqual(expert.Gate, gate);
+        foreach (string part in (string[])["model.layers.1.mlp.experts.2.down_proj.q6_k", "lm_head.q6_k", "model.embed_tokens.q4_k", "model.layers.1.self_attn.o_proj.weight"])
+            Assert.That(model.Checkpoint.SourceOf(part), Is.EqualTo(gguf), $"{part} is read from the mapped file, not a copy");
+        unsafe
+        {
+            Assert.That(expert.Down.Storage()[0].Start, Is.EqualTo((nint)model.Checkpoint.Pointer("model.layers.1.mlp.experts.2.down_proj.q6_k")), "held once, as stored");
+        }
+
+        using DeepSeekV3Model decoded = DeepSeekV3Model.Load(gguf, new ModelLoadOptions { Precision = Precision.F32, CpuThreads = 1 });
+        Assert.That(((Ftransformers.Backends.Cpu.CpuExpertBackend)decoded.ExpertBackend).Layer(1).Experts[2].Down, Is.InstanceOf<Ftransformers.Backends.Cpu.F32WeightMatrix>());
+        LogitComparison comparison = AgainstF32(model, decoded);
+        TestContext.Out.WriteLine($"K-quant kernels against the same weights in F32: mean KL {comparison.MeanKl:G3}, top-1 {comparison.Top1Agreement:P1}");
+        Assert.That(comparison.MeanKl, Is.LessThanOrEqualTo(0.02));
+        Assert.That(comparison.Top1Agreement, Is.GreaterThanOrEqualTo(0.80));
+    }
+
+    // The memory plan of a GGUF counts what the backends hold tensor by tensor: blocks read in place at their size (the
+    // experts' Q6_K down at 6.56 bits, their Q4_K at 4.5), no copy beside them; in a preset, the decoded copies that
+    // are quantized again.
+    [Test]
+    public void HeldBytes_CountEachTensorAsTheBackendsHoldIt()
+    {
+        using var dir = new TempDirectory();
+        string gguf = dir.File("q4_k_m.gguf");
+        using (Checkpoint checkpoint = SyntheticCheckpoint.CreateInMemory(Q4KWidths, seed: 3))
+            GgufCheckpoint.Write(Q4KWidths, checkpoint, gguf, q4_kMix: true);
+        long experts = 0, others = 0, decodedKQuants = 0;
+        using (GgufFile file = GgufFile.Open(gguf))
+            foreach (GgufTensor t in file.Tensors.Values)
+            {
+                if (t.Name.Contains("_exps.", StringComparison.Ordinal))
+                    experts += t.ByteLength;
+                else
+                    others += t.Dimensions.Length == 1 ? 4 * t.ElementCount : t.ByteLength;
+                if (t.Type is GgmlType.Q4_K or GgmlType.Q6_K && t.Name != "token_embd.weight")
+                    decodedKQuants += 4 * t.ElementCount;
+            }
+        foreach (int nodes in new[] { 1, 2 })
+            Assert.That(GgufCheckpoint.HeldBytes(gguf, asked: null, nodes), Is.EqualTo((others, experts, 0L)), $"{nodes} node(s)");
+        (long _, long routed, long beside) = GgufCheckpoint.HeldBytes(gguf, Precision.W8A8Int4, nodes: 1);
+        Assert.That(beside, Is.EqualTo(decodedKQuants), "decoded copies beside the weights quantized from them");
+        Assert.That(routed, Is.EqualTo(Ftransformers.Serving.MemoryPlan.WeightBytesOf(Q4KWidths, Precision.W8A8Int4, TensorDType.F32).RoutedExperts), "experts in the preset's INT4");
+    }
+
     // Q4_K experts keep the file's blocks (no second rounding): the matrix the kernel reads holds llama.cpp's values
     // exactly (Q4KRowsTests checks the kernel's products on such blocks), mapped once.
     [Test]
@@ -210,7 +286,7 @@ public class GgufCheckpointTests
             RoutedExperts = WeightFormat.Q4K, Int8BlockSize = 32,
         }));
         var matrix = ((Ftransformers.Backends.Cpu.CpuExpertBackend)model.ExpertBackend).Layer(1).Experts[2].Down;
-        Assert.That(matrix, Is.InstanceOf<Ftransformers.Backends.Cpu.Q4KWeightMatrix>());
+        Assert.That(matrix, Is.InstanceOf<Ftransformers.Backends.Cpu.KBlockWeightMatrix>());
         AssertRowsEqual(matrix, expected);
         unsafe
         {

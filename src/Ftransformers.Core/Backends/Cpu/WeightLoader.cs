@@ -17,10 +17,12 @@ internal sealed class WeightLoader(Checkpoint checkpoint, int fp8BlockSize, Prec
 
     public bool Contains(string name) => checkpoint.Contains(name) || IsConverted(name);
 
+    // The part that holds a matrix's blocks in each K-quant format.
+    private static readonly (KBlockFormat Format, string Part)[] KBlockParts = [(KBlockFormat.Q4K, CheckpointConverter.Q4KBlocks), (KBlockFormat.Q6K, CheckpointConverter.Q6KBlocks)];
+
     private bool IsConverted(string name) =>
         checkpoint.Contains(CheckpointConverter.PartName(name, "qweight")) || checkpoint.Contains(CheckpointConverter.PartName(name, CheckpointConverter.RowGroupCodes))
-        || checkpoint.Contains(CheckpointConverter.PartName(name, CheckpointConverter.Q4KBlocks))
-        || checkpoint.Contains(CheckpointConverter.PartName(name, CheckpointConverter.Q6KBlocks));
+        || KBlockParts.Any(k => checkpoint.Contains(CheckpointConverter.PartName(name, k.Part)));
 
     /// <summary>A [rows, cols] matrix in <paramref name="format"/>, computing on the loader's pool.</summary>
     public WeightMatrix Matrix(string name, int rows, int cols, WeightFormat format = WeightFormat.Native)
@@ -33,6 +35,9 @@ internal sealed class WeightLoader(Checkpoint checkpoint, int fp8BlockSize, Prec
     private unsafe WeightMatrix Load(string name, int rows, int cols, WeightFormat format)
     {
         TensorInfo info = CheckShape(name, rows, cols);
+        // A GGUF class's tensors that are not kept as blocks are computed as stored.
+        if (format == WeightFormat.Gguf)
+            format = WeightFormat.Native;
         return (format, info.DType) switch
         {
             (WeightFormat.Native or WeightFormat.Bf16, TensorDType.BF16) => new Bf16WeightMatrix(name, rows, cols, (ushort*)checkpoint.Pointer(name)),
@@ -40,7 +45,7 @@ internal sealed class WeightLoader(Checkpoint checkpoint, int fp8BlockSize, Prec
             (WeightFormat.Native, _) => new F32WeightMatrix(name, rows, cols, Decode(name)),
             (WeightFormat.Bf16, _) => new Bf16WeightMatrix(name, rows, cols, Decode(name)),
             (WeightFormat.W8A8, _) => new Int8WeightMatrix(name, Int8Quantizer.Quantize(Decode(name), rows, cols)),
-            (WeightFormat.Q4K, _) => Q4KWeightMatrix.Quantize(name, Decode(name), rows, cols),
+            (WeightFormat.Q4K, _) => KBlockWeightMatrix.QuantizeQ4K(name, Decode(name), rows, cols),
             _ => new Int4WeightMatrix(name, Int4Quantizer.Quantize(Decode(name), rows, cols, precision.Int4, precision.SearchInt4Scales)),
         };
     }
@@ -52,23 +57,16 @@ internal sealed class WeightLoader(Checkpoint checkpoint, int fp8BlockSize, Prec
     {
         if (checkpoint.Contains(CheckpointConverter.PartName(name, CheckpointConverter.RowGroupCodes)))
             return ConvertedRowGroups(name, rows, cols);
-        string q4k = CheckpointConverter.PartName(name, CheckpointConverter.Q4KBlocks);
-        if (checkpoint.Contains(q4k))
+        foreach ((KBlockFormat kFormat, string part) in KBlockParts)
         {
-            // GGUF's Q4_K blocks as stored, mapped in place.
-            if (cols % Q4KLayout.BlockValues != 0)
-                throw new InvalidDataException($"{checkpoint.Location}: tensor '{q4k}' holds Q4_K blocks of {Q4KLayout.BlockValues} values, but config.json implies {cols} columns.");
-            Expect(q4k, checkpoint.Info(q4k), TensorDType.U8, rows, Q4KLayout.BytesOf(1, cols));
-            return new Q4KWeightMatrix(name, new Q4KLayout(checkpoint.Pointer(q4k), rows, cols, checkpoint));
-        }
-        string q6k = CheckpointConverter.PartName(name, CheckpointConverter.Q6KBlocks);
-        if (checkpoint.Contains(q6k))
-        {
-            // GGUF's Q6_K blocks as stored, mapped in place.
-            if (cols % Q6KLayout.BlockValues != 0)
-                throw new InvalidDataException($"{checkpoint.Location}: tensor '{q6k}' holds Q6_K blocks of {Q6KLayout.BlockValues} values, but config.json implies {cols} columns.");
-            Expect(q6k, checkpoint.Info(q6k), TensorDType.U8, rows, Q6KLayout.BytesOf(1, cols));
-            return new Q6KWeightMatrix(name, new Q6KLayout(checkpoint.Pointer(q6k), rows, cols, checkpoint));
+            string blocks = CheckpointConverter.PartName(name, part);
+            if (!checkpoint.Contains(blocks))
+                continue;
+            // GGUF's K-quant blocks as stored, mapped in place.
+            if (cols % KBlockLayout.BlockValues != 0)
+                throw new InvalidDataException($"{checkpoint.Location}: tensor '{blocks}' holds {KBlockLayout.NameOf(kFormat)} blocks of {KBlockLayout.BlockValues} values, but config.json implies {cols} columns.");
+            Expect(blocks, checkpoint.Info(blocks), TensorDType.U8, rows, KBlockLayout.BytesOf(kFormat, 1, cols));
+            return new KBlockWeightMatrix(name, new KBlockLayout(kFormat, checkpoint.Pointer(blocks), rows, cols, checkpoint));
         }
         string qweight = CheckpointConverter.PartName(name, "qweight"), scales = CheckpointConverter.PartName(name, "scales"), mins = CheckpointConverter.PartName(name, "mins");
         TensorInfo codes = checkpoint.Info(qweight);
