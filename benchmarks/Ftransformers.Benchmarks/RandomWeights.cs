@@ -52,5 +52,15 @@ internal static class RandomWeights
         return new KBlockWeightMatrix(name, new Ftransformers.Kernels.KBlockLayout(Ftransformers.Kernels.KBlockFormat.Q4K, blocks.Pointer, rows, cols, blocks));
     }
 
+    /// <summary>Q6_K blocks with random codes and 8-bit scales under small F16 super-scales.</summary>
+    public static unsafe KBlockWeightMatrix Q6K(string name, int rows, int cols, Random rng)
+    {
+        var blocks = PinnedArray<byte>.Uninitialized((int)Ftransformers.Kernels.KBlockLayout.BytesOf(Ftransformers.Kernels.KBlockFormat.Q6K, rows, cols));
+        rng.NextBytes(blocks.Span);
+        for (int at = 0; at < blocks.Length; at += Ftransformers.Kernels.KBlockLayout.Q6KBlockBytes)
+            System.Runtime.InteropServices.MemoryMarshal.Write(blocks.Span[(at + 208)..], (Half)(0.00002f + (float)rng.NextDouble() * 0.00002f));
+        return new KBlockWeightMatrix(name, new Ftransformers.Kernels.KBlockLayout(Ftransformers.Kernels.KBlockFormat.Q6K, blocks.Pointer, rows, cols, blocks));
+    }
+
     public static float[] Activations(int n, Random rng) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
 }

@@ -10,6 +10,12 @@ public enum KBlockFormat
     /// </summary>
     Q4K,
     /// <summary>
+    /// Q5_K (<see cref="Q4KRows"/>): 176 bytes a block: Q4_K's d, dmin and scales, then a 32-byte plane of fifth bits
+    /// (bit j of byte l: value l of sub-block j), then Q4_K's 128 bytes of low four bits. A value is
+    /// d · scale_j · code − dmin · min_j with codes 0..31.
+    /// </summary>
+    Q5K,
+    /// <summary>
     /// Q6_K (<see cref="Q6KRows"/>): 210 bytes a block: 128 bytes of the codes' low four bits, 64 bytes of their high two
     /// bits, sixteen signed 8-bit scales (one per sub-block of 16), then an F16 scale d. In each half of 128 values,
     /// value 32k + l (k = 0..3) takes the low nibble (k = 0, 1) or high nibble (k = 2, 3) of low byte l + 32 (k mod 2),
@@ -31,6 +37,8 @@ public readonly unsafe struct KBlockLayout
     public const int Q4KBlockBytes = 144;
     /// <summary>Values per Q4_K sub-block (one 6-bit scale and min each).</summary>
     public const int Q4KSubBlockValues = 32;
+    /// <summary>Bytes per Q5_K block.</summary>
+    public const int Q5KBlockBytes = 176;
     /// <summary>Bytes per Q6_K block.</summary>
     public const int Q6KBlockBytes = 210;
     /// <summary>Values per Q6_K sub-block (one signed 8-bit scale each).</summary>
@@ -65,13 +73,23 @@ public readonly unsafe struct KBlockLayout
     public long RowBytes => (long)BlocksPerRow * BlockBytesOf(Format);
 
     /// <summary>Bytes of a block of <paramref name="format"/>.</summary>
-    public static int BlockBytesOf(KBlockFormat format) => format == KBlockFormat.Q4K ? Q4KBlockBytes : Q6KBlockBytes;
+    public static int BlockBytesOf(KBlockFormat format) => format switch
+    {
+        KBlockFormat.Q4K => Q4KBlockBytes,
+        KBlockFormat.Q5K => Q5KBlockBytes,
+        _ => Q6KBlockBytes,
+    };
 
     /// <summary>Bytes of <paramref name="rows"/> rows of <paramref name="cols"/> values in <paramref name="format"/>.</summary>
     public static long BytesOf(KBlockFormat format, long rows, long cols) => rows * (cols / BlockValues) * BlockBytesOf(format);
 
-    /// <summary>The format's name as GGUF writes it (Q4_K, Q6_K).</summary>
-    public static string NameOf(KBlockFormat format) => format == KBlockFormat.Q4K ? "Q4_K" : "Q6_K";
+    /// <summary>The format's name as GGUF writes it (Q4_K, Q5_K, Q6_K).</summary>
+    public static string NameOf(KBlockFormat format) => format switch
+    {
+        KBlockFormat.Q4K => "Q4_K",
+        KBlockFormat.Q5K => "Q5_K",
+        _ => "Q6_K",
+    };
 
     /// <summary>A row's blocks.</summary>
     public ReadOnlySpan<byte> Row(int row) => new(Blocks + row * RowBytes, (int)RowBytes);

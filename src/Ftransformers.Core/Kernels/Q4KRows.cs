@@ -6,9 +6,10 @@ using System.Runtime.Intrinsics.X86;
 namespace Ftransformers.Kernels;
 
 /// <summary>
-/// Q4_K rows (<see cref="KBlockLayout"/>, read in place) against activations quantized to INT8 per block of 32:
+/// Q4_K rows, and Q5_K rows (the same blocks with a fifth bit a code, from a plane of their own), read in place
+/// (<see cref="KBlockLayout"/>) against activations quantized to INT8 per block of 32:
 /// y[t * rows + r] = Σ over sub-blocks j of (d · scale_j) · xscale_tj · (codes_j · x codes_tj) − (dmin · min_j) · xscale_tj · Σ x codes_tj,
-/// each sub-block's dot exact in integers (codes 0..15 are the unsigned operand as they are). A block's eight scales
+/// each sub-block's dot exact in integers (codes 0..15, or 0..31, are the unsigned operand as they are). A block's eight scales
 /// and mins are unpacked once per pass, a 32-bit word at a time, and shared by the pass's tokens. On x86 a token's
 /// eight sub-block dots are folded by horizontal adds into one vector (lane j: sub-block j), on ARM64 SDOT by pairwise
 /// adds into two, and scaled in one or two multiply-adds per block; on the portable Vector128 path each sub-block's
@@ -34,8 +35,8 @@ public static class Q4KRows
 
     internal static unsafe void RowsOn(KernelPath path, in KBlockLayout weights, int start, int end, Int8Activations x, Span<float> y)
     {
-        if (weights.Format != KBlockFormat.Q4K)
-            throw new ArgumentException($"The Q4_K kernel reads Q4_K blocks, not {KBlockLayout.NameOf(weights.Format)}.", nameof(weights));
+        if (weights.Format is not (KBlockFormat.Q4K or KBlockFormat.Q5K))
+            throw new ArgumentException($"The Q4_K kernel reads Q4_K and Q5_K blocks, not {KBlockLayout.NameOf(weights.Format)}.", nameof(weights));
         int tokens = x.Tokens, rows = weights.Rows, cols = weights.Cols;
         if (x.Cols != cols || x.BlockSize != Sub)
             throw new ArgumentException($"Activations must be {cols} values per token in blocks of {Sub}, got {x.Cols} in blocks of {x.BlockSize}.", nameof(x));
@@ -58,18 +59,58 @@ public static class Q4KRows
         fixed (float* ys = y)
         {
             var job = new Job(weights, codes, xScales, scaledSums, ys);
-            for (int r = start; r < end; r++)
-                switch (path)
-                {
-                    case KernelPath.AvxVnni: RowPasses.Tile<X86Passes<VnniByteDot>, Job>(job, r, tokens); break;
-                    case KernelPath.Avx2: RowPasses.Tile<X86Passes<Avx2ByteDot>, Job>(job, r, tokens); break;
-                    case KernelPath.Dp: RowPasses.Tile<DpPasses, Job>(job, r, tokens); break;
-                    case KernelPath.Vector128: RowPasses.Tile<Vector128Passes, Job>(job, r, tokens); break;
-                    default: RowPasses.Tile<ScalarPasses, Job>(job, r, tokens); break;
-                }
+            if (weights.Format == KBlockFormat.Q5K)
+                RowsOf<Q5KCodes>(path, job, start, end, tokens);
+            else
+                RowsOf<Q4KCodes>(path, job, start, end, tokens);
         }
         GC.KeepAlive(weights.Owner);
     }
+
+    private static void RowsOf<TCodes>(KernelPath path, Job job, int start, int end, int tokens) where TCodes : struct, ICodes
+    {
+        for (int r = start; r < end; r++)
+            switch (path)
+            {
+                case KernelPath.AvxVnni: RowPasses.Tile<X86Passes<VnniByteDot, TCodes>, Job>(job, r, tokens); break;
+                case KernelPath.Avx2: RowPasses.Tile<X86Passes<Avx2ByteDot, TCodes>, Job>(job, r, tokens); break;
+                case KernelPath.Dp: RowPasses.Tile<DpPasses<TCodes>, Job>(job, r, tokens); break;
+                case KernelPath.Vector128: RowPasses.Tile<Vector128Passes<TCodes>, Job>(job, r, tokens); break;
+                default: RowPasses.Tile<ScalarPasses<TCodes>, Job>(job, r, tokens); break;
+            }
+    }
+
+    /// <summary>
+    /// Where a block keeps its codes: Q4_K's four bits from byte 16, or Q5_K's four from byte 48 with a fifth in the
+    /// 32-byte plane at byte 16 (bit j of byte l: value l of sub-block j), as a type so that each compiles on its own.
+    /// </summary>
+    private interface ICodes
+    {
+        static abstract int BlockBytes { get; }
+        static abstract int Nibbles { get; }
+        static abstract bool FifthBit { get; }
+    }
+
+    private readonly struct Q4KCodes : ICodes
+    {
+        public static int BlockBytes => KBlockLayout.Q4KBlockBytes;
+        public static int Nibbles => 16;
+        public static bool FifthBit => false;
+    }
+
+    private readonly struct Q5KCodes : ICodes
+    {
+        public static int BlockBytes => KBlockLayout.Q5KBlockBytes;
+        public static int Nibbles => 48;
+        public static bool FifthBit => true;
+    }
+
+    // Sub-block j's fifth bits (bit j of each high-plane byte) as 16 or 0 per byte.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> Fifth(Vector256<byte> high, int j) => ((high >>> j) & Vector256.Create((byte)1)) << 4;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<byte> Fifth(Vector128<byte> high, int j) => ((high >>> j) & Vector128.Create((byte)1)) << 4;
 
     private readonly unsafe struct Job(in KBlockLayout weights, sbyte* codes, float* xScales, float* scaledSums, float* y)
     {
@@ -131,7 +172,7 @@ public static class Q4KRows
         (Vector128.ConvertToSingle(Vector128.WidenUpper(sixMins).AsInt32()) * mv).Store(negMins + 4);
     }
 
-    private readonly struct X86Passes<TDot> : IRowPasses<Job> where TDot : struct, IByteDot
+    private readonly struct X86Passes<TDot, TCodes> : IRowPasses<Job> where TDot : struct, IByteDot where TCodes : struct, ICodes
     {
         [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
         public static unsafe void Pass<TTokens>(Job job, int r, int t) where TTokens : struct, IPassCount
@@ -144,20 +185,29 @@ public static class Q4KRows
             Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, m0 = default, m1 = default, m2 = default, m3 = default;
             for (int b = 0; b < job.Blocks; b++)
             {
-                byte* block = row + b * KBlockLayout.Q4KBlockBytes;
+                byte* block = row + b * TCodes.BlockBytes;
                 WeightPrefetch.Ahead(block);
                 WeightPrefetch.Ahead(block + 64);
                 WeightPrefetch.Ahead(block + 128);
+                if (TCodes.FifthBit)
+                    WeightPrefetch.Ahead(block + 172);
                 (float d, float dmin) = SuperScales(block);
                 (ulong six, ulong sixMins) = SixBitFields(block + 4);
                 Vector256<float> scales = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Vector128.CreateScalar(six).AsByte())) * Vector256.Create(d);
                 Vector256<float> mins = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Vector128.CreateScalar(sixMins).AsByte())) * Vector256.Create(-dmin);
                 // The block's 256 codes as eight vectors of 32 (sub-block 2k in lk, 2k + 1 in hk), shared by the tokens.
-                Vector256<byte> q0 = Vector256.Load(block + 16), q1 = Vector256.Load(block + 48), q2 = Vector256.Load(block + 80), q3 = Vector256.Load(block + 112);
+                byte* nibbles = block + TCodes.Nibbles;
+                Vector256<byte> q0 = Vector256.Load(nibbles), q1 = Vector256.Load(nibbles + 32), q2 = Vector256.Load(nibbles + 64), q3 = Vector256.Load(nibbles + 96);
                 Vector256<byte> l0 = q0 & nibble, h0 = Avx2.ShiftRightLogical(q0.AsUInt16(), 4).AsByte() & nibble;
                 Vector256<byte> l1 = q1 & nibble, h1 = Avx2.ShiftRightLogical(q1.AsUInt16(), 4).AsByte() & nibble;
                 Vector256<byte> l2 = q2 & nibble, h2 = Avx2.ShiftRightLogical(q2.AsUInt16(), 4).AsByte() & nibble;
                 Vector256<byte> l3 = q3 & nibble, h3 = Avx2.ShiftRightLogical(q3.AsUInt16(), 4).AsByte() & nibble;
+                if (TCodes.FifthBit)
+                {
+                    Vector256<byte> fifth = Vector256.Load(block + 16);
+                    (l0, h0, l1, h1) = (l0 | Fifth(fifth, 0), h0 | Fifth(fifth, 1), l1 | Fifth(fifth, 2), h1 | Fifth(fifth, 3));
+                    (l2, h2, l3, h3) = (l2 | Fifth(fifth, 4), h2 | Fifth(fifth, 5), l3 | Fifth(fifth, 6), h3 | Fifth(fifth, 7));
+                }
                 int s0 = b * SubsPerBlock;
                 nint at = b * KBlockLayout.BlockValues;
                 Token(l0, h0, l1, h1, l2, h2, l3, h3, x0 + at, scales, mins, xs0 + s0, ss0 + s0, ref a0, ref m0);
@@ -193,7 +243,7 @@ public static class Q4KRows
 
     // ARM64 SDOT, as the x86 pass: each sub-block's dot in four lanes (two SDOT of 16 bytes), folded by pairwise adds
     // into sub-blocks 0-3 and 4-7 and scaled in two multiply-adds per block and token.
-    private readonly struct DpPasses : IRowPasses<Job>
+    private readonly struct DpPasses<TCodes> : IRowPasses<Job> where TCodes : struct, ICodes
     {
         [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
         public static unsafe void Pass<TTokens>(Job job, int r, int t) where TTokens : struct, IPassCount
@@ -205,17 +255,25 @@ public static class Q4KRows
             Vector128<float> a0 = default, a1 = default, a2 = default, a3 = default, m0 = default, m1 = default, m2 = default, m3 = default;
             for (int b = 0; b < job.Blocks; b++)
             {
-                byte* block = row + b * KBlockLayout.Q4KBlockBytes;
+                byte* block = row + b * TCodes.BlockBytes;
                 (float d, float dmin) = SuperScales(block);
                 (ulong six, ulong sixMins) = SixBitFields(block + 4);
                 Vector128<ushort> sc = Vector128.WidenLower(Vector128.CreateScalar(six).AsByte()), mn = Vector128.WidenLower(Vector128.CreateScalar(sixMins).AsByte());
                 Scaled scales = new(sc, d), mins = new(mn, -dmin);
                 // The block's codes, sub-block j's 32 in two 16-byte vectors (low nibbles for even j, high for odd).
-                Vector128<byte> q0 = Vector128.Load(block + 16), q1 = Vector128.Load(block + 32), q2 = Vector128.Load(block + 48), q3 = Vector128.Load(block + 64);
-                Vector128<byte> q4 = Vector128.Load(block + 80), q5 = Vector128.Load(block + 96), q6 = Vector128.Load(block + 112), q7 = Vector128.Load(block + 128);
+                byte* nibbles = block + TCodes.Nibbles;
+                Vector128<byte> q0 = Vector128.Load(nibbles), q1 = Vector128.Load(nibbles + 16), q2 = Vector128.Load(nibbles + 32), q3 = Vector128.Load(nibbles + 48);
+                Vector128<byte> q4 = Vector128.Load(nibbles + 64), q5 = Vector128.Load(nibbles + 80), q6 = Vector128.Load(nibbles + 96), q7 = Vector128.Load(nibbles + 112);
                 // Sub-block 2k's codes are the low nibbles of a 32-byte run (two vectors), 2k + 1's the high ones.
                 Vector128<byte> l0 = q0 & nibble, k0 = q1 & nibble, h0 = q0 >>> 4, g0 = q1 >>> 4, l1 = q2 & nibble, k1 = q3 & nibble, h1 = q2 >>> 4, g1 = q3 >>> 4;
                 Vector128<byte> l2 = q4 & nibble, k2 = q5 & nibble, h2 = q4 >>> 4, g2 = q5 >>> 4, l3 = q6 & nibble, k3 = q7 & nibble, h3 = q6 >>> 4, g3 = q7 >>> 4;
+                if (TCodes.FifthBit)
+                {
+                    // Values 0-15 of each sub-block take their fifth bits from the plane's first 16 bytes, 16-31 from the rest.
+                    Vector128<byte> f = Vector128.Load(block + 16), e = Vector128.Load(block + 32);
+                    (l0, k0, h0, g0, l1, k1, h1, g1) = (l0 | Fifth(f, 0), k0 | Fifth(e, 0), h0 | Fifth(f, 1), g0 | Fifth(e, 1), l1 | Fifth(f, 2), k1 | Fifth(e, 2), h1 | Fifth(f, 3), g1 | Fifth(e, 3));
+                    (l2, k2, h2, g2, l3, k3, h3, g3) = (l2 | Fifth(f, 4), k2 | Fifth(e, 4), h2 | Fifth(f, 5), g2 | Fifth(e, 5), l3 | Fifth(f, 6), k3 | Fifth(e, 6), h3 | Fifth(f, 7), g3 | Fifth(e, 7));
+                }
                 int s0 = b * SubsPerBlock;
                 nint at = b * KBlockLayout.BlockValues;
                 Token(l0, k0, h0, g0, l1, k1, h1, g1, l2, k2, h2, g2, l3, k3, h3, g3, x0 + at, scales, mins, xs0 + s0, ss0 + s0, ref a0, ref m0);
@@ -271,7 +329,7 @@ public static class Q4KRows
     private static unsafe Vector128<int> SdotDot(Vector128<byte> u0, Vector128<byte> u1, sbyte* x) =>
         Dp.DotProduct(Dp.DotProduct(Vector128<int>.Zero, u0.AsSByte(), Vector128.Load(x)), u1.AsSByte(), Vector128.Load(x + 16));
 
-    // The same without a dot-product instruction: products in int16 (at most 15 · 128 each, four summed per lane:
+    // The same without a dot-product instruction: products in int16 (at most 31 · 128 each, four summed per lane:
     // exact), then widened to int32.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe Vector128<int> WideningDot(Vector128<byte> u0, Vector128<byte> u1, sbyte* x)
@@ -283,7 +341,7 @@ public static class Q4KRows
     }
 
     // Portable Vector128 (SSE, or NEON without SDOT): each sub-block's four lanes scaled into the float sums.
-    private readonly struct Vector128Passes : IRowPasses<Job>
+    private readonly struct Vector128Passes<TCodes> : IRowPasses<Job> where TCodes : struct, ICodes
     {
         [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
         public static unsafe void Pass<TTokens>(Job job, int r, int t) where TTokens : struct, IPassCount
@@ -297,10 +355,11 @@ public static class Q4KRows
             Vector128<float> a0 = default, a1 = default, a2 = default, a3 = default;
             for (int b = 0; b < job.Blocks; b++)
             {
-                byte* block = row + b * KBlockLayout.Q4KBlockBytes;
+                byte* block = row + b * TCodes.BlockBytes;
                 Scales(block, scales, negMins);
                 int s0 = b * SubsPerBlock;
                 nint at = b * KBlockLayout.BlockValues;
+                Vector128<byte> f = TCodes.FifthBit ? Vector128.Load(block + 16) : default, e = TCodes.FifthBit ? Vector128.Load(block + 32) : default;
                 Vector128<float> m0 = Vector128.Load(negMins), m1 = Vector128.Load(negMins + 4);
                 Mins(m0, m1, ss0 + s0, ref a0);
                 if (TTokens.Value > 1)
@@ -312,8 +371,10 @@ public static class Q4KRows
                 }
                 for (int j = 0; j < SubsPerBlock / 2; j++)
                 {
-                    Vector128<byte> c0 = Vector128.Load(block + 16 + 32 * j), c1 = Vector128.Load(block + 32 + 32 * j);
+                    Vector128<byte> c0 = Vector128.Load(block + TCodes.Nibbles + 32 * j), c1 = Vector128.Load(block + TCodes.Nibbles + 16 + 32 * j);
                     Vector128<byte> lo0 = c0 & nibble, lo1 = c1 & nibble, hi0 = c0 >>> 4, hi1 = c1 >>> 4;
+                    if (TCodes.FifthBit)
+                        (lo0, lo1, hi0, hi1) = (lo0 | Fifth(f, 2 * j), lo1 | Fifth(e, 2 * j), hi0 | Fifth(f, 2 * j + 1), hi1 | Fifth(e, 2 * j + 1));
                     float sl = scales[2 * j], sh = scales[2 * j + 1];
                     int s = s0 + 2 * j;
                     nint c = at + 64 * j;
@@ -346,7 +407,7 @@ public static class Q4KRows
     }
 
     // Any CPU: one token at a time, a sub-block's dot in an int, the same terms summed in a float.
-    private readonly struct ScalarPasses : IRowPasses<Job>
+    private readonly struct ScalarPasses<TCodes> : IRowPasses<Job> where TCodes : struct, ICodes
     {
         [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
         public static unsafe void Pass<TTokens>(Job job, int r, int t) where TTokens : struct, IPassCount
@@ -361,15 +422,15 @@ public static class Q4KRows
                 float sum = 0;
                 for (int b = 0; b < job.Blocks; b++)
                 {
-                    byte* block = row + b * KBlockLayout.Q4KBlockBytes;
+                    byte* block = row + b * TCodes.BlockBytes;
                     Scales(block, scales, negMins);
                     for (int j = 0; j < SubsPerBlock; j++)
                     {
                         int s = b * SubsPerBlock + j, shift = 4 * (j & 1), dot = 0;
-                        byte* codes = block + 16 + 32 * (j / 2);
+                        byte* codes = block + TCodes.Nibbles + 32 * (j / 2), fifth = block + 16;
                         sbyte* xj = x + s * Sub;
                         for (int i = 0; i < Sub; i++)
-                            dot += ((codes[i] >> shift) & 0x0F) * xj[i];
+                            dot += (((codes[i] >> shift) & 0x0F) | (TCodes.FifthBit ? ((fifth[i] >> j) & 1) << 4 : 0)) * xj[i];
                         sum += scales[j] * xs[s] * dot + negMins[j] * ss[s];
                     }
                 }

@@ -22,8 +22,8 @@ public static class CheckpointConverter
     /// <summary>Part name of a Q4_K matrix: its blocks, row after row, as GGUF stores them.</summary>
     public const string Q4KBlocks = "q4_k";
 
-    /// <summary>Part name of a Q6_K matrix: its blocks, row after row, as GGUF stores them (kept from a GGUF file).</summary>
-    public const string Q6KBlocks = "q6_k";
+    /// <summary>Part names of Q5_K and Q6_K matrices: their blocks, row after row, as GGUF stores them (kept from a GGUF file).</summary>
+    public const string Q5KBlocks = "q5_k", Q6KBlocks = "q6_k";
 
     /// <summary>The name of a converted tensor's part: <c>a.b.weight</c> → <c>a.b.qweight</c>.</summary>
     public static string PartName(string weightName, string part) =>

@@ -7,12 +7,12 @@ namespace Ftransformers.Model;
 /// DeepSeek-V3/R1 in a GGUF file as llama.cpp names it (architecture <c>deepseek2</c>): the config from the
 /// <c>deepseek2.*</c> metadata, the tensors under llama.cpp's names (<c>blk.N.attn_kv_b.weight</c>, experts stacked
 /// in <c>blk.N.ffn_gate_exps.weight</c>), mapped to the Hugging Face names the backends load. What the engine computes
-/// as stored is read in place from the mapped file: F32, F16 and BF16 tensors, and Q4_K and Q6_K blocks (as
-/// <c>X.q4_k</c> / <c>X.q6_k</c>, computed by their own kernels, tensor by tensor). What it converts without rounding
-/// is copied: routed experts that are all Q4_0 become INT4 (<see cref="Q4_0Experts"/>), and a class of matrices
-/// (attention, dense MLP, shared or routed experts, lm_head) that is all Q8_0 is kept as INT8 codes with a scale per
-/// block of 32 and computed as llama.cpp computes Q8_0 (<see cref="Precision.Int8BlockSize"/>). Other Q8_0, Q4_0 and
-/// Q5_K tensors are decoded to F32 into the copy; other types are refused naming the tensor.
+/// as stored is read in place from the mapped file: F32, F16 and BF16 tensors, and Q4_K, Q5_K and Q6_K blocks (as
+/// <c>X.q4_k</c> / <c>X.q5_k</c> / <c>X.q6_k</c>, computed by their own kernels, tensor by tensor). What it converts
+/// without rounding is copied: Q8_0 tensors become INT8 codes with a scale per block of 32, computed as llama.cpp
+/// computes Q8_0 (<see cref="Precision.Int8BlockSize"/>), and routed experts that are all Q4_0 become INT4
+/// (<see cref="Q4_0Experts"/>). Other Q4_0 tensors are decoded to F32 into the copy; other types are refused naming the
+/// tensor.
 /// </summary>
 public static class GgufCheckpoint
 {
@@ -36,8 +36,8 @@ public static class GgufCheckpoint
     }
 
     /// <summary>
-    /// Opens <paramref name="path"/> for a model loaded in the precision <paramref name="asked"/>: the K-quant blocks
-    /// (Q4_K, Q6_K) of a class the preset puts in Q4_K, and of the embedding (always as stored), are kept, so they are not
+    /// Opens <paramref name="path"/> for a model loaded in the precision <paramref name="asked"/>: the blocks (K-quants,
+    /// Q8_0) of a class the preset puts in Q4_K, and of the embedding (always as stored), are kept, so they are not
     /// rounded a second time; the rest is decoded to F32 and quantized at load. The config is not marked converted: the
     /// precision is the one asked.
     /// </summary>
@@ -74,7 +74,7 @@ public static class GgufCheckpoint
             WeightFormat format = load.FormatOf(hf) is WeightFormat.Gguf ? WeightFormat.Native : load.FormatOf(hf);
             if (tensor.Dimensions.Length == 1)
                 held = 4 * tensor.ElementCount; // vectors are read into F32 arrays
-            else if (placement is Placement.Blocks or Placement.Q8_0Blocks or Placement.Q4_0AsInt4)
+            else if (placement is Placement.KBlocks or Placement.Q8_0Blocks or Placement.Q4_0AsInt4)
                 held = image; // read in place
             else if (format == WeightFormat.Native && tensor.Type is GgmlType.F32 or GgmlType.BF16 || placement == Placement.Decoded && format == WeightFormat.Native)
                 held = image; // F32 and BF16 read in place, decoded F32 too
@@ -97,8 +97,8 @@ public static class GgufCheckpoint
     {
         /// <summary>F32, F16 or BF16, mapped as stored.</summary>
         InPlace,
-        /// <summary>Q4_K or Q6_K blocks, mapped as <c>X.q4_k</c> / <c>X.q6_k</c>.</summary>
-        Blocks,
+        /// <summary>Q4_K, Q5_K or Q6_K blocks, mapped as <c>X.q4_k</c> / <c>X.q5_k</c> / <c>X.q6_k</c>.</summary>
+        KBlocks,
         /// <summary>Q8_0 copied as INT8 codes and an F32 scale per block of 32.</summary>
         Q8_0Blocks,
         /// <summary>Q4_0 routed experts copied as INT4 of group 32 (this CPU's layout).</summary>
@@ -107,20 +107,20 @@ public static class GgufCheckpoint
         Decoded,
     }
 
-    // Which blocks are kept: the classes whose Q8_0 or Q4_0 blocks are converted without rounding, and whether a tensor
-    // keeps its K-quant blocks.
-    private sealed record Keeping(Precision Classes, Func<string, bool> KBlocks);
+    // Which blocks are kept: whether a tensor keeps its K-quant or Q8_0 blocks (every tensor as stored; under a preset,
+    // those of its Q4_K classes and the embedding), and the classes whose Q4_0 blocks become INT4 without rounding.
+    private sealed record Keeping(Func<string, bool> Blocks, Precision Classes);
 
     private static Keeping KeepingOf(GgufFile file, DeepSeekV3Config config, Precision? asked) => asked == null
-        ? new(FileFormats(file, config) ?? Precision.F32, _ => true)
-        : new(Precision.F32, hf => hf == "model.embed_tokens.weight" || asked.FormatOf(hf) == WeightFormat.Q4K);
+        ? new(_ => true, FileFormats(file, config) ?? Precision.F32)
+        : new(hf => hf == "model.embed_tokens.weight" || asked.FormatOf(hf) == WeightFormat.Q4K, Precision.F32);
 
     // kv_b joined from a file's split k_b and v_b is decoded into the copy.
     private static Placement PlacementOf(GgufFile file, GgufTensor tensor, string hf, Keeping keeping) => !file.Tensors.ContainsKey(tensor.Name) ? Placement.Decoded : tensor.Type switch
     {
         GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 => Placement.InPlace,
-        GgmlType.Q4_K or GgmlType.Q6_K when keeping.KBlocks(hf) => Placement.Blocks,
-        GgmlType.Q8_0 when keeping.Classes.FormatOf(hf) == WeightFormat.W8A8 => Placement.Q8_0Blocks,
+        GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K when keeping.Blocks(hf) => Placement.KBlocks,
+        GgmlType.Q8_0 when keeping.Blocks(hf) => Placement.Q8_0Blocks,
         GgmlType.Q4_0 when keeping.Classes.FormatOf(hf) == WeightFormat.Int4 => Placement.Q4_0AsInt4,
         _ => Placement.Decoded,
     };
@@ -128,7 +128,7 @@ public static class GgufCheckpoint
     // Bytes a tensor takes where it is placed (mapped, or copied).
     private static long ImageBytesOf(GgufTensor t, Placement placement) => placement switch
     {
-        Placement.InPlace or Placement.Blocks or Placement.Q4_0AsInt4 => t.ByteLength,
+        Placement.InPlace or Placement.KBlocks or Placement.Q4_0AsInt4 => t.ByteLength,
         Placement.Q8_0Blocks => t.ElementCount + t.ElementCount / Kernels.Int8Layout.Q8BlockSize * sizeof(float),
         _ => 4 * t.ElementCount,
     };
@@ -190,9 +190,14 @@ public static class GgufCheckpoint
                     case Placement.InPlace:
                         mapped.Add((tensor.Part, new TensorInfo(hf, DTypeOf(tensor.Type), Reversed(tensor.Dimensions), tensor.Offset, tensor.ByteLength)));
                         break;
-                    case Placement.Blocks:
+                    case Placement.KBlocks:
                         long rows = tensor.Dimensions[1];
-                        string part = tensor.Type == GgmlType.Q4_K ? CheckpointConverter.Q4KBlocks : CheckpointConverter.Q6KBlocks;
+                        string part = tensor.Type switch
+                        {
+                            GgmlType.Q4_K => CheckpointConverter.Q4KBlocks,
+                            GgmlType.Q5_K => CheckpointConverter.Q5KBlocks,
+                            _ => CheckpointConverter.Q6KBlocks,
+                        };
                         mapped.Add((tensor.Part, new TensorInfo(CheckpointConverter.PartName(hf, part), TensorDType.U8, [rows, tensor.ByteLength / rows], tensor.Offset, tensor.ByteLength)));
                         break;
                     case Placement.Q8_0Blocks:
@@ -208,14 +213,15 @@ public static class GgufCheckpoint
             }
             if (file.Tensors.Keys.FirstOrDefault(name => !expected.Contains(name)) is { } unknown)
                 throw new InvalidDataException($"{file.Path}: tensor '{unknown}' is not one DeepSeek-V3 has.");
-            images = copies.Images();
+            List<SafetensorsFile> copied = copies.Images();
+            images = [.. file.GiveMappings(mapped), .. copied];
         }
         catch
         {
             copies.Dispose();
             throw;
         }
-        return Checkpoint.FromFiles(file.Path, [.. file.GiveMappings(mapped), .. images]);
+        return Checkpoint.FromFiles(file.Path, images);
     }
 
     // The tensors copied at load (converted or decoded), as in-memory safetensors images of about 1 GiB at most each, so
@@ -271,14 +277,17 @@ public static class GgufCheckpoint
     /// <exception cref="ArgumentException">The config has no GGUF form (MoE layers not every layer after the dense ones).</exception>
     /// <param name="q4_0Experts">Whether the routed experts are written in Q4_0.</param>
     /// <param name="q4_kExperts">Whether the routed experts are written in Q4_K (matrices whose columns are whole blocks of 256; others as without it).</param>
-    /// <param name="q4_kMix">
-    /// Whether the matrices are written as a Q4_K_M file mixes K-quants: Q6_K for the routed experts' down, kv_b and
-    /// lm_head, Q4_K for the others (the embedding too, the router aside), each where its columns are whole blocks of 256
-    /// (others as without it).
+    /// <param name="kQuantMix">
+    /// Q4_K or Q5_K: the matrices are written as a Q4_K_M or Q5_K_M file mixes K-quants: Q6_K for the routed experts'
+    /// down, kv_b and lm_head, the given type for the others (the embedding too, the router aside), each where its
+    /// columns are whole blocks of 256 (others as without it).
     /// </param>
+    /// <exception cref="ArgumentException"><paramref name="kQuantMix"/> is another type.</exception>
     public static void Write(DeepSeekV3Config config, Checkpoint checkpoint, string path, bool q8_0 = false, string? tokenizerDirectory = null, bool splitKvB = false,
-        bool q4_0Experts = false, bool q4_kExperts = false, bool q4_kMix = false)
+        bool q4_0Experts = false, bool q4_kExperts = false, GgmlType? kQuantMix = null)
     {
+        if (kQuantMix is not (null or GgmlType.Q4_K or GgmlType.Q5_K))
+            throw new ArgumentException($"A K-quant mix is of Q4_K or Q5_K, not {kQuantMix}.", nameof(kQuantMix));
         if (config.MoeLayerFreq != 1)
             throw new ArgumentException($"moe_layer_freq {config.MoeLayerFreq} has no GGUF form: deepseek2 files make every layer after the dense ones MoE.", nameof(config));
         var writer = new GgufWriter().Add("general.architecture", Architecture);
@@ -295,10 +304,10 @@ public static class GgufCheckpoint
         // Matrices whose rows are whole Q8_0 blocks, except the router (llama.cpp keeps it in F32 too).
         bool Quantized(string hf) => q8_0 && checkpoint.Info(hf).Shape is [_, long columns] && columns % 32 == 0 && !hf.EndsWith("mlp.gate.weight", StringComparison.Ordinal);
         // The K-quant of a matrix in the Q4_K_M mix, if any.
-        GgmlType? KQuant(string hf) => q4_kMix && checkpoint.Info(hf).Shape is [_, long columns] && columns % Kernels.KBlockLayout.BlockValues == 0
+        GgmlType? KQuant(string hf) => kQuantMix is { } mix && checkpoint.Info(hf).Shape is [_, long columns] && columns % Kernels.KBlockLayout.BlockValues == 0
             && !hf.EndsWith("mlp.gate.weight", StringComparison.Ordinal)
             ? hf.EndsWith("down_proj.weight", StringComparison.Ordinal) && hf.Contains(".mlp.experts.", StringComparison.Ordinal) || hf.EndsWith("kv_b_proj.weight", StringComparison.Ordinal) || hf == "lm_head.weight"
-                ? GgmlType.Q6_K : GgmlType.Q4_K
+                ? GgmlType.Q6_K : mix
             : null;
         foreach ((string gguf, string hf) in Names(config))
             if (splitKvB && hf.EndsWith("kv_b_proj.weight", StringComparison.Ordinal))
@@ -349,9 +358,9 @@ public static class GgufCheckpoint
     /// <summary>
     /// The formats a file computes with when no preset is asked, class by class (attention with kv_b whole, dense MLP,
     /// shared experts, routed experts, lm_head): all in Q8_0, W8A8 over its own blocks (<see cref="Precision.Int8BlockSize"/>
-    /// 32); routed experts all in Q4_0, INT4 (<see cref="Q4_0Experts"/>); all in Q4_K, <see cref="WeightFormat.Q4K"/>; some
-    /// in Q4_K or Q6_K (a Q4_K_M file's mix), <see cref="WeightFormat.Gguf"/>: those blocks as stored, tensor by tensor;
-    /// the rest F32, as stored or decoded. Null when nothing is kept.
+    /// 32); routed experts all in Q4_0, INT4 (<see cref="Q4_0Experts"/>); all in Q4_K, <see cref="WeightFormat.Q4K"/>;
+    /// K-quants or Q8_0 mixed with other types (a Q4_K_M file's mix), <see cref="WeightFormat.Gguf"/>: each tensor's
+    /// blocks as stored; the rest F32, as stored or decoded. Null when nothing is kept.
     /// </summary>
     public static Precision? FileFormats(GgufFile file, DeepSeekV3Config config)
     {
@@ -363,7 +372,7 @@ public static class GgufCheckpoint
             return All(GgmlType.Q8_0) ? WeightFormat.W8A8
                 : routed && All(GgmlType.Q4_0) ? WeightFormat.Int4
                 : All(GgmlType.Q4_K) ? WeightFormat.Q4K
-                : types.Any(t => t is GgmlType.Q4_K or GgmlType.Q6_K) ? WeightFormat.Gguf
+                : types.Any(t => t is GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.Q8_0) ? WeightFormat.Gguf
                 : WeightFormat.Native;
         }
         // The GGUF names of the matrices of the one class that `only` marks.
@@ -647,9 +656,10 @@ public static class GgufCheckpoint
     {
         if (!GgmlTypes.Decoded.Contains(tensor.Type))
             throw new InvalidDataException($"{file.Path}: tensor '{tensor.Name}' is {tensor.Type}; GGUF tensors of {string.Join(", ", GgmlTypes.Decoded)} are read.");
-        if (4 * tensor.ElementCount > int.MaxValue)
+        // Its F32 bytes are copied into an image whose header must fit beside them in an array.
+        if (4 * tensor.ElementCount > Array.MaxLength - (1 << 20))
             throw new InvalidDataException($"{file.Path}: tensor '{tensor.Name}' ({tensor.Type}) takes {4 * tensor.ElementCount / 1e9:F1} GB decoded to F32, more than the " +
-                "2 GiB one decoded tensor may take; load the file as stored (no precision preset), or in a preset that keeps its blocks.");
+                $"2 GiB one decoded tensor may take; {tensor.Type} tensors of that size are not loaded yet.");
         var values = new float[tensor.ElementCount];
         GgmlTypes.Dequantize(tensor.Type, file.GetBytes(tensor), values);
         return values;
@@ -659,6 +669,7 @@ public static class GgufCheckpoint
     private static byte[] BlocksOf(Checkpoint checkpoint, string name, GgmlType type) => type switch
     {
         GgmlType.Q4_K => Quantization.Q4KQuantizer.Quantize(checkpoint.ReadSingle(name), (int)checkpoint.Info(name).Shape[0], (int)checkpoint.Info(name).Shape[1]),
+        GgmlType.Q5_K => Quantization.Q4KQuantizer.Quantize(checkpoint.ReadSingle(name), (int)checkpoint.Info(name).Shape[0], (int)checkpoint.Info(name).Shape[1], Kernels.KBlockFormat.Q5K),
         GgmlType.Q6_K => Quantization.Q6KQuantizer.Quantize(checkpoint.ReadSingle(name), (int)checkpoint.Info(name).Shape[0], (int)checkpoint.Info(name).Shape[1]),
         GgmlType.Q4_0 => Q4_0Of(checkpoint, name),
         GgmlType.Q8_0 => Q8_0Of(checkpoint, name),

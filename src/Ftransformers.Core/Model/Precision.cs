@@ -152,6 +152,7 @@ public sealed record Precision
                     int8Block = Kernels.Int8Layout.Q8BlockSize;
                     return WeightFormat.W8A8;
                 case "q4_k": return WeightFormat.Q4K;
+                case "gguf": return WeightFormat.Gguf;
                 case { } t when Int4Format.TryParse(t, out Int4Format? f):
                     int4 = f;
                     return WeightFormat.Int4;

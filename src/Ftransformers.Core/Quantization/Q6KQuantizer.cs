@@ -36,6 +36,8 @@ public static class Q6KQuantizer
             }
             Span<byte> block = blocks.AsSpan(b * KBlockLayout.Q6KBlockBytes, KBlockLayout.Q6KBlockBytes);
             Half d = (Half)(maxScale / 127);
+            if (!Half.IsFinite(d))
+                throw new ArgumentException($"Block {b}: a super-scale of {maxScale / 127} is beyond F16's range (±65504); Q6_K cannot hold these weights.", nameof(weights));
             BinaryPrimitives.WriteUInt16LittleEndian(block[208..], BitConverter.HalfToUInt16Bits(d));
             for (int j = 0; j < Subs; j++)
             {

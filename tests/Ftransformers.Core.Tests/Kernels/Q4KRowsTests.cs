@@ -13,30 +13,42 @@ public class Q4KRowsTests
     // A block's fields as drawn: super-scales, 6-bit scales and mins per sub-block, 4-bit codes per value.
     private sealed record Fields(float D, float Dmin, int[] Scales, int[] Mins, int[] Codes);
 
-    // Random Q4_K rows (every 6-bit scale and min and every code value drawn), packed as the format defines it, with
-    // the fields kept for the reference.
-    private static (KBlockLayout Layout, Fields[] Blocks) RandomRows(int rows, int cols, Random rng)
+    private static readonly KBlockFormat[] Formats = [KBlockFormat.Q4K, KBlockFormat.Q5K];
+
+    // Random Q4_K or Q5_K rows (every 6-bit scale and min and every code value drawn), packed as the format defines it,
+    // with the fields kept for the reference.
+    private static (KBlockLayout Layout, Fields[] Blocks) RandomRows(int rows, int cols, Random rng, KBlockFormat format = KBlockFormat.Q4K)
     {
-        int count = rows * cols / KBlockLayout.BlockValues;
-        var bytes = PinnedArray<byte>.Uninitialized(count * KBlockLayout.Q4KBlockBytes);
+        int count = rows * cols / KBlockLayout.BlockValues, blockBytes = KBlockLayout.BlockBytesOf(format);
+        var bytes = PinnedArray<byte>.Uninitialized(count * blockBytes);
         var fields = new Fields[count];
         for (int b = 0; b < count; b++)
         {
             var f = new Fields((float)(Half)(rng.NextDouble() * 0.01), (float)(Half)(rng.NextDouble() * 0.01),
                 [.. Enumerable.Range(0, 8).Select(_ => rng.Next(64))], [.. Enumerable.Range(0, 8).Select(_ => rng.Next(64))],
-                [.. Enumerable.Range(0, 256).Select(_ => rng.Next(16))]);
-            Pack(f, bytes.Span.Slice(b * KBlockLayout.Q4KBlockBytes, KBlockLayout.Q4KBlockBytes));
+                [.. Enumerable.Range(0, 256).Select(_ => rng.Next(format == KBlockFormat.Q5K ? 32 : 16))]);
+            Pack(f, bytes.Span.Slice(b * blockBytes, blockBytes), format);
             fields[b] = f;
         }
         unsafe
         {
-            return (new KBlockLayout(KBlockFormat.Q4K, bytes.Pointer, rows, cols, bytes), fields);
+            return (new KBlockLayout(format, bytes.Pointer, rows, cols, bytes), fields);
         }
     }
 
-    // ggml's block_q4_K: d, dmin, 12 bytes of scales (get_scale_min_k4's packing), then codes two sub-blocks a 32-byte run.
-    private static void Pack(Fields f, Span<byte> block)
+    // ggml's block_q4_K: d, dmin, 12 bytes of scales (get_scale_min_k4's packing), then codes two sub-blocks a 32-byte
+    // run; block_q5_K: the same with a 32-byte plane of fifth bits (bit j of byte l: value l of sub-block j) before the
+    // codes' low four bits.
+    private static void Pack(Fields f, Span<byte> block, KBlockFormat format)
     {
+        int nibbles = 16;
+        if (format == KBlockFormat.Q5K)
+        {
+            nibbles = 48;
+            block.Slice(16, 32).Clear();
+            for (int i = 0; i < 256; i++)
+                block[16 + i % 32] |= (byte)((f.Codes[i] >> 4) << (i / 32));
+        }
         BinaryPrimitives.WriteUInt16LittleEndian(block, BitConverter.HalfToUInt16Bits((Half)f.D));
         BinaryPrimitives.WriteUInt16LittleEndian(block[2..], BitConverter.HalfToUInt16Bits((Half)f.Dmin));
         for (int i = 0; i < 4; i++)
@@ -47,15 +59,18 @@ public class Q4KRowsTests
         }
         for (int c = 0; c < 4; c++)
             for (int l = 0; l < 32; l++)
-                block[16 + 32 * c + l] = (byte)(f.Codes[64 * c + l] | (f.Codes[64 * c + 32 + l] << 4));
+                block[nibbles + 32 * c + l] = (byte)((f.Codes[64 * c + l] & 15) | ((f.Codes[64 * c + 32 + l] & 15) << 4));
     }
 
     [Test]
-    public void Packing_IsTheFormatLlamaCppDecodes()
+    public void Packing_IsTheFormatLlamaCppDecodes([ValueSource(nameof(Formats))] KBlockFormat format)
     {
-        (KBlockLayout layout, Fields[] blocks) = RandomRows(1, 512, new Random(3));
+        (KBlockLayout layout, Fields[] blocks) = RandomRows(1, 512, new Random(3), format);
         var values = new float[512];
-        GgmlBlocks.DequantizeQ4_K(layout.Row(0), values);
+        if (format == KBlockFormat.Q5K)
+            GgmlBlocks.DequantizeQ5_K(layout.Row(0), values);
+        else
+            GgmlBlocks.DequantizeQ4_K(layout.Row(0), values);
         for (int b = 0; b < 2; b++)
             for (int i = 0; i < 256; i++)
             {
@@ -80,18 +95,19 @@ public class Q4KRowsTests
     }
 
     private static IEnumerable<TestCaseData> Cases() =>
+        from format in Formats
         from path in Paths
         from shape in new[] { (1, 256, 1), (5, 512, 3), (6, 256, 4), (7, 768, 7), (2, 2048, 2) }
-        select new TestCaseData(path, shape.Item1, shape.Item2, shape.Item3);
+        select new TestCaseData(format, path, shape.Item1, shape.Item2, shape.Item3);
 
     // Σ over sub-blocks of (d · scale) · xscale · exact dot − (dmin · min) · xscale · Σ x codes, within the F32 rounding
     // of that sum; rows [1, rows) only.
     [TestCaseSource(nameof(Cases))]
-    public void Rows_EqualScaledExactSubBlockDots(KernelPath path, int rows, int cols, int tokens)
+    public void Rows_EqualScaledExactSubBlockDots(KBlockFormat format, KernelPath path, int rows, int cols, int tokens)
     {
         KernelPaths.Require(path);
         var rng = new Random(rows * 31 + cols);
-        (KBlockLayout layout, Fields[] blocks) = RandomRows(rows, cols, rng);
+        (KBlockLayout layout, Fields[] blocks) = RandomRows(rows, cols, rng, format);
         var x = new Int8Activations();
         x.QuantizePerBlock(Enumerable.Range(0, tokens * cols).Select(_ => (float)rng.NextDouble() * 4 - 2).ToArray(), tokens, cols);
         var y = new float[tokens * rows];
@@ -125,12 +141,12 @@ public class Q4KRowsTests
 
     // Batched decoding must equal each request alone.
     [Test]
-    public void Rows_GiveEachTokenTheSameBits_WhateverTokensShareItsPass([ValueSource(nameof(Paths))] KernelPath path)
+    public void Rows_GiveEachTokenTheSameBits_WhateverTokensShareItsPass([ValueSource(nameof(Formats))] KBlockFormat format, [ValueSource(nameof(Paths))] KernelPath path)
     {
         KernelPaths.Require(path);
         var rng = new Random(5);
         const int rows = 9, cols = 512, tokens = 11;
-        KBlockLayout layout = RandomRows(rows, cols, rng).Layout;
+        KBlockLayout layout = RandomRows(rows, cols, rng, format).Layout;
         BatchInvariance.AssertEachTokenAlone(rows, cols, tokens, rng, (x, y) => Q4KRows.RowsOn(path, layout, 0, rows, x, y));
     }
 

@@ -186,41 +186,51 @@ public class GgufCheckpointTests
         return comparison;
     }
 
-    // A Q4_K_M-style file (Q4_K matrices, Q6_K for the experts' down, kv_b and lm_head where widths allow, F32 where not)
-    // computes every K-quant tensor on its own blocks, mapped from the file: no copy, no second rounding. Its logits meet
+    // A Q4_K_M- or Q5_K_M-style file (Q4_K or Q5_K matrices, Q6_K for the experts' down, kv_b and lm_head where widths
+    // allow; elsewhere BF16 as stored, or Q8_0 as llama.cpp falls back to) computes every K-quant tensor on its own
+    // blocks, mapped from the file (no copy, no second rounding), and each Q8_0 tensor on its blocks too. Its logits meet
     // the quantized criteria against the same file's values computed in F32 (what the kernels' INT8 activations cost).
-    [Test]
-    public void KQuantMix_KeepsEveryTensorsBlocks_MappedFromTheFile()
+    [TestCase(GgmlType.Q4_K, false)]
+    [TestCase(GgmlType.Q5_K, true)]
+    public void KQuantMix_KeepsEveryTensorsBlocks_MappedFromTheFile(GgmlType mix, bool q8_0)
     {
         using var dir = new TempDirectory();
-        string gguf = dir.File("q4_k_m.gguf");
+        string gguf = dir.File("k_m.gguf");
         using (Checkpoint checkpoint = SyntheticCheckpoint.CreateInMemory(Q4KWidths, seed: 3))
-            GgufCheckpoint.Write(Q4KWidths, checkpoint, gguf, q4_kMix: true);
+            GgufCheckpoint.Write(Q4KWidths, checkpoint, gguf, q8_0: q8_0, kQuantMix: mix);
         float[] down, gate;
         using (GgufFile file = GgufFile.Open(gguf))
         {
             Assert.That(file.Tensors["blk.1.ffn_down_exps.weight"].Type, Is.EqualTo(GgmlType.Q6_K));
-            Assert.That(file.Tensors["blk.1.ffn_gate_exps.weight"].Type, Is.EqualTo(GgmlType.Q4_K));
+            Assert.That(file.Tensors["blk.1.ffn_gate_exps.weight"].Type, Is.EqualTo(mix));
             Assert.That(file.Tensors["output.weight"].Type, Is.EqualTo(GgmlType.Q6_K));
-            Assert.That(file.Tensors["blk.1.attn_kv_a_mqa.weight"].Type, Is.EqualTo(GgmlType.Q4_K));
-            Assert.That(file.Tensors["blk.1.attn_output.weight"].Type, Is.EqualTo(GgmlType.BF16), "128 columns: not whole blocks, as stored");
+            Assert.That(file.Tensors["blk.1.attn_kv_a_mqa.weight"].Type, Is.EqualTo(mix));
+            Assert.That(file.Tensors["blk.1.attn_output.weight"].Type, Is.EqualTo(q8_0 ? GgmlType.Q8_0 : GgmlType.BF16), "128 columns: not whole blocks");
             down = DecodedExpert(file, "blk.1.ffn_down_exps.weight", GgmlType.Q6_K, 2);
-            gate = DecodedExpert(file, "blk.1.ffn_gate_exps.weight", GgmlType.Q4_K, 2);
+            gate = DecodedExpert(file, "blk.1.ffn_gate_exps.weight", mix, 2);
         }
 
         using DeepSeekV3Model model = DeepSeekV3Model.Load(gguf, new ModelLoadOptions { CpuThreads = 1 });
+        WeightFormat whole = mix == GgmlType.Q4_K ? WeightFormat.Q4K : WeightFormat.Gguf;
         Assert.That(model.Precision, Is.EqualTo(Precision.F32 with
         {
-            Attention = WeightFormat.Gguf, DenseMlp = WeightFormat.Q4K, SharedExperts = WeightFormat.Q4K, RoutedExperts = WeightFormat.Gguf, LmHead = WeightFormat.Gguf,
+            Attention = WeightFormat.Gguf, DenseMlp = whole, SharedExperts = whole, RoutedExperts = WeightFormat.Gguf, LmHead = WeightFormat.Gguf,
         }));
         Assert.That(model.Precision.IsQuantized, "judged by the quantized criteria");
         var expert = ((Ftransformers.Backends.Cpu.CpuExpertBackend)model.ExpertBackend).Layer(1).Experts[2];
         Assert.That(expert.Down, Is.InstanceOf<Ftransformers.Backends.Cpu.KBlockWeightMatrix>());
-        Assert.That(expert.Gate, Is.InstanceOf<Ftransformers.Backends.Cpu.KBlockWeightMatrix>());
+        Assert.That(((Ftransformers.Backends.Cpu.KBlockWeightMatrix)expert.Down).Layout.Format, Is.EqualTo(Ftransformers.Kernels.KBlockFormat.Q6K));
+        Assert.That(((Ftransformers.Backends.Cpu.KBlockWeightMatrix)expert.Gate).Layout.Format,
+            Is.EqualTo(mix == GgmlType.Q4_K ? Ftransformers.Kernels.KBlockFormat.Q4K : Ftransformers.Kernels.KBlockFormat.Q5K));
         AssertRowsEqual(expert.Down, down);
         AssertRowsEqual(expert.Gate, gate);
-        foreach (string part in (string[])["model.layers.1.mlp.experts.2.down_proj.q6_k", "lm_head.q6_k", "model.embed_tokens.q4_k", "model.layers.1.self_attn.o_proj.weight"])
+        string kPart = mix == GgmlType.Q4_K ? "q4_k" : "q5_k";
+        foreach (string part in (string[])["model.layers.1.mlp.experts.2.down_proj.q6_k", "lm_head.q6_k", $"model.embed_tokens.{kPart}"])
             Assert.That(model.Checkpoint.SourceOf(part), Is.EqualTo(gguf), $"{part} is read from the mapped file, not a copy");
+        // Where the mix falls back to Q8_0, those blocks run as Q8_0 (copied into codes and F32 scales).
+        Assert.That(model.Checkpoint.Contains("model.layers.1.self_attn.o_proj.qweight"), Is.EqualTo(q8_0));
+        Assert.That(model.Checkpoint.SourceOf(q8_0 ? "model.layers.1.self_attn.o_proj.qweight" : "model.layers.1.self_attn.o_proj.weight"),
+            q8_0 ? Is.Not.EqualTo(gguf) : Is.EqualTo(gguf));
         unsafe
         {
             Assert.That(expert.Down.Storage()[0].Start, Is.EqualTo((nint)model.Checkpoint.Pointer("model.layers.1.mlp.experts.2.down_proj.q6_k")), "held once, as stored");
@@ -229,7 +239,7 @@ public class GgufCheckpointTests
         using DeepSeekV3Model decoded = DeepSeekV3Model.Load(gguf, new ModelLoadOptions { Precision = Precision.F32, CpuThreads = 1 });
         Assert.That(((Ftransformers.Backends.Cpu.CpuExpertBackend)decoded.ExpertBackend).Layer(1).Experts[2].Down, Is.InstanceOf<Ftransformers.Backends.Cpu.F32WeightMatrix>());
         LogitComparison comparison = AgainstF32(model, decoded);
-        TestContext.Out.WriteLine($"K-quant kernels against the same weights in F32: mean KL {comparison.MeanKl:G3}, top-1 {comparison.Top1Agreement:P1}");
+        TestContext.Out.WriteLine($"{mix} mix: the kernels against the same weights in F32: mean KL {comparison.MeanKl:G3}, top-1 {comparison.Top1Agreement:P1}");
         Assert.That(comparison.MeanKl, Is.LessThanOrEqualTo(0.02));
         Assert.That(comparison.Top1Agreement, Is.GreaterThanOrEqualTo(0.80));
     }
@@ -243,7 +253,7 @@ public class GgufCheckpointTests
         using var dir = new TempDirectory();
         string gguf = dir.File("q4_k_m.gguf");
         using (Checkpoint checkpoint = SyntheticCheckpoint.CreateInMemory(Q4KWidths, seed: 3))
-            GgufCheckpoint.Write(Q4KWidths, checkpoint, gguf, q4_kMix: true);
+            GgufCheckpoint.Write(Q4KWidths, checkpoint, gguf, kQuantMix: GgmlType.Q4_K);
         long experts = 0, others = 0, decodedKQuants = 0;
         using (GgufFile file = GgufFile.Open(gguf))
             foreach (GgufTensor t in file.Tensors.Values)

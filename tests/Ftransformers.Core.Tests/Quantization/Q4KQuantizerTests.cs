@@ -34,6 +34,23 @@ public class Q4KQuantizerTests
         Assert.That(q4k / rms, Is.LessThan(0.1));
     }
 
+    // Q5_K's fifth bit halves the step: decoded as llama.cpp decodes Q5_K, the error is under 0.6 of Q4_K's.
+    [Test]
+    public void Q5KBlocks_DecodeNearerThanQ4K()
+    {
+        const int rows = 8, cols = 1024;
+        float[] w = Gaussian(rows * cols, new Random(7));
+        byte[] blocks = Q4KQuantizer.Quantize(w, rows, cols, KBlockFormat.Q5K);
+        Assert.That(blocks, Has.Length.EqualTo(rows * cols / 256 * 176));
+        float[] q5 = new float[w.Length], q4 = new float[w.Length];
+        GgmlBlocks.DequantizeQ5_K(blocks, q5);
+        GgmlBlocks.DequantizeQ4_K(Q4KQuantizer.Quantize(w, rows, cols), q4);
+        double rms = Math.Sqrt(w.Average(v => (double)v * v));
+        TestContext.Out.WriteLine($"RMS error / RMS: Q5_K {RmsError(w, q5) / rms:P2}, Q4_K {RmsError(w, q4) / rms:P2}");
+        Assert.That(RmsError(w, q5), Is.LessThan(0.6 * RmsError(w, q4)));
+        Assert.Throws<ArgumentException>(() => Q4KQuantizer.Quantize(w, rows, cols, KBlockFormat.Q6K), "another format");
+    }
+
     [Test]
     public void PositiveAndConstantSubBlocks_DecodeExactlyWhereTheGridHoldsThem()
     {

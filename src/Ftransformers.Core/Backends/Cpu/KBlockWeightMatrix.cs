@@ -3,8 +3,8 @@ using Ftransformers.Kernels;
 namespace Ftransformers.Backends.Cpu;
 
 /// <summary>
-/// GGUF K-quant blocks (Q4_K, Q6_K), read in place (mapped from a GGUF or a converted checkpoint, or quantized at load
-/// to Q4_K), against activations quantized to INT8 per block of 32 (<see cref="Q4KRows"/>, <see cref="Q6KRows"/>).
+/// GGUF K-quant blocks (Q4_K, Q5_K, Q6_K), read in place (mapped from a GGUF or a converted checkpoint, or quantized at
+/// load to Q4_K), against activations quantized to INT8 per block of 32 (<see cref="Q4KRows"/>, <see cref="Q6KRows"/>).
 /// </summary>
 internal sealed class KBlockWeightMatrix(string name, KBlockLayout layout) : WeightMatrix(name, layout.Rows, layout.Cols)
 {
@@ -35,18 +35,20 @@ internal sealed class KBlockWeightMatrix(string name, KBlockLayout layout) : Wei
     protected internal override unsafe void MultiplyRows(MatrixProduct p, int start, int end)
     {
         var y = new Span<float>(p.Y, p.Tokens * Rows);
-        if (Layout.Format == KBlockFormat.Q4K)
-            Q4KRows.Rows(Layout, start, end, p.Activations, y);
-        else
+        if (Layout.Format == KBlockFormat.Q6K)
             Q6KRows.Rows(Layout, start, end, p.Activations, y);
+        else
+            Q4KRows.Rows(Layout, start, end, p.Activations, y);
     }
 
     public override void CopyRow(int row, Span<float> destination)
     {
-        if (Layout.Format == KBlockFormat.Q4K)
-            GgmlBlocks.DequantizeQ4_K(Layout.Row(row), destination[..Cols]);
-        else
-            GgmlBlocks.DequantizeQ6_K(Layout.Row(row), destination[..Cols]);
+        switch (Layout.Format)
+        {
+            case KBlockFormat.Q4K: GgmlBlocks.DequantizeQ4_K(Layout.Row(row), destination[..Cols]); break;
+            case KBlockFormat.Q5K: GgmlBlocks.DequantizeQ5_K(Layout.Row(row), destination[..Cols]); break;
+            default: GgmlBlocks.DequantizeQ6_K(Layout.Row(row), destination[..Cols]); break;
+        }
         GC.KeepAlive(Layout.Owner);
     }
 }

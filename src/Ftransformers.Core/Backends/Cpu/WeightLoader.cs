@@ -9,7 +9,7 @@ namespace Ftransformers.Backends.Cpu;
 /// <summary>
 /// Reads model tensors from a checkpoint in the requested formats, checking each shape against the config.
 /// Tensors of a converted checkpoint (<c>X.qweight</c>, <c>X.scales</c>, <c>X.mins</c>; GGUF blocks kept as
-/// <c>X.q4_k</c> or <c>X.q6_k</c>) are mapped as stored, whatever format the matrix's class asks.
+/// <c>X.q4_k</c>, <c>X.q5_k</c> or <c>X.q6_k</c>) are mapped as stored, whatever format the matrix's class asks.
 /// </summary>
 internal sealed class WeightLoader(Checkpoint checkpoint, int fp8BlockSize, Precision precision, ComputePool? pool)
 {
@@ -18,7 +18,7 @@ internal sealed class WeightLoader(Checkpoint checkpoint, int fp8BlockSize, Prec
     public bool Contains(string name) => checkpoint.Contains(name) || IsConverted(name);
 
     // The part that holds a matrix's blocks in each K-quant format.
-    private static readonly (KBlockFormat Format, string Part)[] KBlockParts = [(KBlockFormat.Q4K, CheckpointConverter.Q4KBlocks), (KBlockFormat.Q6K, CheckpointConverter.Q6KBlocks)];
+    private static readonly (KBlockFormat Format, string Part)[] KBlockParts = [(KBlockFormat.Q4K, CheckpointConverter.Q4KBlocks), (KBlockFormat.Q5K, CheckpointConverter.Q5KBlocks), (KBlockFormat.Q6K, CheckpointConverter.Q6KBlocks)];
 
     private bool IsConverted(string name) =>
         checkpoint.Contains(CheckpointConverter.PartName(name, "qweight")) || checkpoint.Contains(CheckpointConverter.PartName(name, CheckpointConverter.RowGroupCodes))
