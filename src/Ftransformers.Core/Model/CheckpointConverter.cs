@@ -50,14 +50,7 @@ public static class CheckpointConverter
         if (Path.GetFullPath(source) == Path.GetFullPath(destination))
             throw new ArgumentException("The destination must differ from the source folder.", nameof(destination));
         using Checkpoint checkpoint = Checkpoint.Open(source);
-        var tensors = new List<TensorToWrite>();
-        foreach (string name in checkpoint.TensorNames.Where(n => !n.EndsWith("_scale_inv", StringComparison.Ordinal)).Order(StringComparer.Ordinal))
-            tensors.AddRange(Outputs(checkpoint, config, name, precision.FormatOf(name), precision, layout, progress));
-
-        JsonObject quantization = precision.ToJson();
-        quantization["quant_method"] = DeepSeekV3Config.ConvertedQuantMethod;
-        var metadata = new Dictionary<string, string> { ["format"] = "pt", [MetadataKey] = quantization.ToJsonString() };
-        SafetensorsWriter.WriteShards(destination, SafetensorsWriter.SplitBySize(tensors, maxShardBytes), metadata);
+        JsonObject quantization = WriteShards(checkpoint, config, destination, precision, precision, layout, maxShardBytes, progress);
 
         JsonObject configJson = JsonNode.Parse(File.ReadAllText(Path.Combine(source, "config.json")))!.AsObject();
         configJson["quantization_config"] = quantization;
@@ -65,6 +58,53 @@ public static class CheckpointConverter
         foreach (string file in new[] { "tokenizer.json", "tokenizer_config.json", "generation_config.json" })
             if (File.Exists(Path.Combine(source, file)))
                 File.Copy(Path.Combine(source, file), Path.Combine(destination, file), overwrite: true);
+    }
+
+    /// <summary>
+    /// Converts a GGUF file (or the first of a split set) into a checkpoint folder the engine maps in place: as the file
+    /// stores it (<paramref name="precision"/> null: its blocks in the parts the loader reads, Q4_0 experts in this CPU's
+    /// INT4 layout; the same logits as loading the file), or in a preset (what loading the file in that preset keeps,
+    /// the rest quantized). config.json comes from the file's metadata, tokenizer.json and tokenizer_config.json from
+    /// the tokenizer it carries (if it carries one).
+    /// </summary>
+    /// <param name="gguf">The GGUF file.</param>
+    /// <param name="destination">The folder to write (created; files of the same names are replaced).</param>
+    /// <param name="precision">A preset, or null for the file's own formats.</param>
+    /// <param name="maxShardBytes">Largest shard to write.</param>
+    /// <param name="progress">Receives one line per tensor written.</param>
+    /// <param name="int4Layout">How INT4 matrices a preset makes are laid out; null: as this CPU's kernels read them.</param>
+    /// <exception cref="InvalidDataException">The file is malformed, or not DeepSeek-V3's.</exception>
+    public static void ConvertGguf(string gguf, string destination, Precision? precision, long maxShardBytes = 5L << 30, Action<string>? progress = null,
+        Int4FileLayout? int4Layout = null)
+    {
+        if (precision == null && int4Layout != null)
+            throw new ArgumentException("An INT4 layout applies to a preset; a GGUF converted as stored keeps its Q4_0 experts in this CPU's layout.", nameof(int4Layout));
+        (DeepSeekV3Config config, Checkpoint checkpoint) = precision == null ? GgufCheckpoint.Open(gguf) : GgufCheckpoint.Open(gguf, precision);
+        using (checkpoint)
+        {
+            // As stored, every tensor is already in the part the loader maps, and is copied as it is.
+            Precision written = precision ?? config.ConvertedPrecision ?? Precision.F32;
+            WriteShards(checkpoint, config, destination, precision ?? Precision.F32, written, int4Layout ?? Int4FileLayouts.ForThisCpu, maxShardBytes, progress);
+            File.WriteAllText(Path.Combine(destination, "config.json"), (config with { ConvertedPrecision = written }).ToJson());
+        }
+        using GgufFile file = GgufFile.Open(gguf);
+        if (Tokenization.GgufTokenizer.Has(file))
+            Tokenization.TokenizerFiles.Write(Tokenization.GgufTokenizer.Read(file), destination);
+    }
+
+    // Every tensor of `checkpoint` in `formats` (scale companions aside), in shards whose headers name `written`, which
+    // is returned as config.json's quantization_config.
+    private static JsonObject WriteShards(Checkpoint checkpoint, DeepSeekV3Config config, string destination, Precision formats, Precision written, Int4FileLayout layout,
+        long maxShardBytes, Action<string>? progress)
+    {
+        var tensors = new List<TensorToWrite>();
+        foreach (string name in checkpoint.TensorNames.Where(n => !n.EndsWith("_scale_inv", StringComparison.Ordinal)).Order(StringComparer.Ordinal))
+            tensors.AddRange(Outputs(checkpoint, config, name, formats.FormatOf(name), formats, layout, progress));
+        JsonObject quantization = written.ToJson();
+        quantization["quant_method"] = DeepSeekV3Config.ConvertedQuantMethod;
+        var metadata = new Dictionary<string, string> { ["format"] = "pt", [MetadataKey] = quantization.ToJsonString() };
+        SafetensorsWriter.WriteShards(destination, SafetensorsWriter.SplitBySize(tensors, maxShardBytes), metadata);
+        return quantization;
     }
 
     private static IEnumerable<TensorToWrite> Outputs(Checkpoint checkpoint, DeepSeekV3Config config, string name, WeightFormat format, Precision precision,

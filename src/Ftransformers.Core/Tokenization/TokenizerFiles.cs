@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 
 namespace Ftransformers.Tokenization;
 
@@ -19,8 +20,8 @@ internal sealed record TokenizerDefinition(
 }
 
 /// <summary>
-/// Reads <c>tokenizer.json</c> and <c>tokenizer_config.json</c>. Every error names the file and the
-/// field at fault, since a half-read tokenizer would silently produce wrong ids.
+/// Reads <c>tokenizer.json</c> and <c>tokenizer_config.json</c>, and writes them (from a GGUF's tokenizer). Every error
+/// names the file and the field at fault, since a half-read tokenizer would silently produce wrong ids.
 /// </summary>
 internal static class TokenizerFiles
 {
@@ -82,6 +83,61 @@ internal static class TokenizerFiles
         string bos = TokenText(config.RootElement, "bos_token", configPath);
         string eos = TokenText(config.RootElement, "eos_token", configPath);
         return new TokenizerDefinition(vocabulary, merges, addedTokens, bos, eos, ChatTemplate(config.RootElement));
+    }
+
+    /// <summary>
+    /// Writes <paramref name="definition"/> as DeepSeek-V3's <c>tokenizer.json</c> (byte-level BPE under its split
+    /// pre-tokenizer) and <c>tokenizer_config.json</c> (BOS, EOS, chat template) into <paramref name="directory"/>, which
+    /// <see cref="Read"/> and Hugging Face's tokenizers read back.
+    /// </summary>
+    public static void Write(TokenizerDefinition definition, string directory)
+    {
+        static JsonObject Split(string pattern) => new()
+        {
+            ["type"] = "Split", ["pattern"] = new JsonObject { ["Regex"] = pattern }, ["behavior"] = "Isolated", ["invert"] = false,
+        };
+        static JsonObject ByteLevel(bool prefix, bool trim, bool regex) => new()
+        {
+            ["type"] = "ByteLevel", ["add_prefix_space"] = prefix, ["trim_offsets"] = trim, ["use_regex"] = regex,
+        };
+        var vocabulary = new JsonObject();
+        foreach ((string token, int id) in definition.Vocabulary.OrderBy(v => v.Value))
+            vocabulary[token] = id;
+        var tokenizer = new JsonObject
+        {
+            ["version"] = "1.0",
+            ["truncation"] = null,
+            ["padding"] = null,
+            ["added_tokens"] = new JsonArray([.. definition.AddedTokens.OrderBy(a => a.Id).Select(a => (JsonNode)new JsonObject
+            {
+                ["id"] = a.Id, ["content"] = a.Content, ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false, ["normalized"] = !a.Special, ["special"] = a.Special,
+            })]),
+            ["normalizer"] = new JsonObject { ["type"] = "Sequence", ["normalizers"] = new JsonArray() },
+            ["pre_tokenizer"] = new JsonObject
+            {
+                ["type"] = "Sequence",
+                ["pretokenizers"] = new JsonArray([.. ExpectedSplitPatterns.Select(p => (JsonNode)Split(p)), ByteLevel(false, true, false)]),
+            },
+            ["post_processor"] = ByteLevel(true, false, true),
+            ["decoder"] = ByteLevel(true, true, true),
+            ["model"] = new JsonObject
+            {
+                ["type"] = "BPE", ["dropout"] = null, ["unk_token"] = null, ["continuing_subword_prefix"] = null, ["end_of_word_suffix"] = null,
+                ["fuse_unk"] = false, ["byte_fallback"] = false, ["vocab"] = vocabulary,
+                ["merges"] = new JsonArray([.. definition.Merges.Select(m => (JsonNode)m)]),
+            },
+        };
+        var config = new JsonObject
+        {
+            ["add_bos_token"] = true, ["add_eos_token"] = false, ["bos_token"] = definition.BosToken, ["eos_token"] = definition.EosToken,
+            ["pad_token"] = definition.EosToken, ["tokenizer_class"] = "LlamaTokenizerFast",
+        };
+        if (definition.ChatTemplate is { } template)
+            config["chat_template"] = template;
+        Directory.CreateDirectory(directory);
+        var options = new JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+        File.WriteAllText(Path.Combine(directory, TokenizerFileName), tokenizer.ToJsonString(options));
+        File.WriteAllText(Path.Combine(directory, ConfigFileName), config.ToJsonString(new JsonSerializerOptions(options) { WriteIndented = true }));
     }
 
     private static string? ChatTemplate(JsonElement config) =>

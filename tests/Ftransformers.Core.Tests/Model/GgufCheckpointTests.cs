@@ -244,6 +244,64 @@ public class GgufCheckpointTests
         Assert.That(comparison.Top1Agreement, Is.GreaterThanOrEqualTo(0.80));
     }
 
+    // `convert --from-gguf` writes a folder the engine maps in place: as stored, the same parts and the same logits as
+    // the file; in a preset, the same as loading the file in that preset; config.json and the tokenizer from the file.
+    [Test]
+    public async Task ConvertFromGguf_GivesTheFilesLogits_AndItsTokenizer()
+    {
+        using var dir = new TempDirectory();
+        string gguf = dir.File("q5_k_m.gguf"), asStored = dir.File("as-stored"), preset = dir.File("w8a8-q4_k");
+        using (Checkpoint checkpoint = SyntheticCheckpoint.CreateInMemory(Q4KWidths, seed: 3))
+            GgufCheckpoint.Write(Q4KWidths, checkpoint, gguf, q8_0: true, tokenizerDirectory: Fixtures.Tokenizer, kQuantMix: GgmlType.Q5_K);
+        Assert.That(await Program.RunAsync(["convert", "--from-gguf", gguf, "--out", asStored, "--shard-size-gb", "0.001"], TextWriter.Null, TextWriter.Null), Is.Zero);
+        Assert.That(await Program.RunAsync(["convert", "--from-gguf", gguf, "--out", preset, "--preset", "w8a8-q4_k"], TextWriter.Null, TextWriter.Null), Is.Zero);
+
+        int[] tokens = [.. Enumerable.Range(0, 12).Select(i => (i * 37 + 5) % Q4KWidths.VocabSize)];
+        float[] Logits(string model, Precision? precision = null)
+        {
+            using DeepSeekV3Model m = DeepSeekV3Model.Load(model, new ModelLoadOptions { CpuThreads = 1, Precision = precision });
+            return m.Forward(tokens, new SequenceKvCache(m.Config), allPositions: true);
+        }
+        using (DeepSeekV3Model converted = DeepSeekV3Model.Load(asStored, new ModelLoadOptions { CpuThreads = 1 }))
+        {
+            Assert.That(converted.Checkpoint.Contains("model.layers.1.mlp.experts.2.down_proj.q6_k") && converted.Checkpoint.Contains("model.layers.1.mlp.experts.2.gate_proj.q5_k"),
+                "the blocks as the file stores them");
+            Assert.That(Directory.GetFiles(asStored, "*.safetensors"), Has.Length.GreaterThan(1), "sharded");
+            using DeepSeekV3Model file = DeepSeekV3Model.Load(gguf, new ModelLoadOptions { CpuThreads = 1 });
+            Assert.That(converted.Precision, Is.EqualTo(file.Precision));
+        }
+        Assert.That(Logits(asStored), Is.EqualTo(Logits(gguf)), "as stored: the file's logits, bit for bit");
+        Assert.That(Logits(preset), Is.EqualTo(Logits(gguf, Precision.W8A8Q4K)), "in a preset: loading the file in that preset");
+
+        TokenizerDefinition written = TokenizerFiles.Read(asStored), original = TokenizerFiles.Read(Fixtures.Tokenizer);
+        // Compared in id order (NUnit's order-free comparison is quadratic in 128K entries). A GGUF marks a token either
+        // normal or added, so the added tokens that tokenizer.json also lists in its BPE vocabulary (BOS, EOS) are added only.
+        var addedIds = original.AddedTokens.Select(a => a.Id).ToHashSet();
+        Assert.That(written.Vocabulary.OrderBy(v => v.Value).ToArray(), Is.EqualTo(original.Vocabulary.Where(v => !addedIds.Contains(v.Value)).OrderBy(v => v.Value).ToArray()));
+        Assert.That(written.Merges, Is.EqualTo(original.Merges));
+        Assert.That(written.AddedTokens.Select(a => (a.Id, a.Content)).Order().ToArray(), Is.EqualTo(original.AddedTokens.Select(a => (a.Id, a.Content)).Order().ToArray()));
+        Assert.That((written.BosToken, written.EosToken, written.ChatTemplate), Is.EqualTo((original.BosToken, original.EosToken, original.ChatTemplate)));
+        var ours = DeepSeekTokenizer.Load(asStored);
+        var reference = DeepSeekTokenizer.Load(Fixtures.Tokenizer);
+        foreach (string text in (string[])["Hello, world! 12345", "<｜User｜>你好，世界<｜Assistant｜>", "  def f(x):\n\treturn x**2  "])
+            Assert.That(ours.Encode(text), Is.EqualTo(reference.Encode(text)), text);
+    }
+
+    [Test]
+    public async Task Convert_RefusesAmbiguousSources()
+    {
+        using var dir = new TempDirectory();
+        var error = new StringWriter();
+        Assert.That(await Program.RunAsync(["convert", "--out", dir.File("x")], TextWriter.Null, error), Is.EqualTo(Program.ExitBadInput));
+        Assert.That(error.ToString(), Does.Contain("--model FOLDER or --from-gguf FILE"));
+        error = new StringWriter();
+        Assert.That(await Program.RunAsync(["convert", "--model", Fixtures.TinyV3, "--out", dir.File("y")], TextWriter.Null, error), Is.EqualTo(Program.ExitBadInput));
+        Assert.That(error.ToString(), Does.Contain("--preset is required"));
+        error = new StringWriter();
+        Assert.That(await Program.RunAsync(["convert", "--from-gguf", dir.File("missing.gguf"), "--out", dir.File("z")], TextWriter.Null, error), Is.EqualTo(Program.ExitBadInput));
+        Assert.That(error.ToString(), Does.Contain("missing.gguf"));
+    }
+
     // The memory plan of a GGUF counts what the backends hold tensor by tensor: blocks read in place at their size (the
     // experts' Q6_K down at 6.56 bits, their Q4_K at 4.5), no copy beside them; in a preset, the decoded copies that
     // are quantized again.
