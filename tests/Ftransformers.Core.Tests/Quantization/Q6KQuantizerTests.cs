@@ -7,16 +7,13 @@ namespace Ftransformers.Tests.Quantization;
 [TestFixture]
 public class Q6KQuantizerTests
 {
-    private static float[] Gaussian(int count, Random rng) =>
-        [.. Enumerable.Range(0, count).Select(_ => (float)(Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble()) * 0.02))];
-
     // Decoded as llama.cpp decodes Q6_K, the blocks stay within a quarter of Q4_K's error: two more bits a code (a
     // quarter of the step), each 16 values scaled alone.
     [Test]
     public void Blocks_DecodeNearTheWeights_FourTimesCloserThanQ4K()
     {
         const int rows = 8, cols = 1024;
-        float[] w = Gaussian(rows * cols, new Random(7));
+        float[] w = Q4KQuantizerTests.Gaussian(rows * cols, new Random(7));
         byte[] blocks = Q6KQuantizer.Quantize(w, rows, cols);
         Assert.That(blocks, Has.Length.EqualTo(rows * cols / 256 * 210));
         float[] q6 = new float[w.Length], q4 = new float[w.Length];
