@@ -69,27 +69,38 @@ public static class GgufCheckpoint
         foreach ((GgufTensor tensor, string hf) in Placed(file, config))
         {
             Placement placement = PlacementOf(file, tensor, hf, keeping);
-            long image = ImageBytesOf(tensor, placement), held;
-            bool copied = placement is Placement.Q8_0Blocks or Placement.Q4_0AsInt4 or Placement.Decoded;
-            WeightFormat format = load.FormatOf(hf) is WeightFormat.Gguf ? WeightFormat.Native : load.FormatOf(hf);
-            if (tensor.Dimensions.Length == 1)
-                held = 4 * tensor.ElementCount; // vectors are read into F32 arrays
-            else if (placement is Placement.KBlocks or Placement.Q8_0Blocks or Placement.Q4_0AsInt4)
-                held = image; // read in place
-            else if (format == WeightFormat.Native && tensor.Type is GgmlType.F32 or GgmlType.BF16 || placement == Placement.Decoded && format == WeightFormat.Native)
-                held = image; // F32 and BF16 read in place, decoded F32 too
-            else
-                held = load.MatrixBytes(tensor.Dimensions[1], tensor.Dimensions[0], format, TensorDType.F32);
+            long image = ImageBytesOf(tensor, placement);
+            (long held, bool inPlace) = Held(tensor, placement, load.FormatOf(hf));
             bool expert = hf.Contains(".mlp.experts.", StringComparison.Ordinal);
             if (expert)
                 routed += held;
             else
                 attentionSide += held;
             // A copy is held beside the weights unless the weight is the copy itself, read in place on one node.
-            if (copied && (held != image || tensor.Dimensions.Length == 1 || expert && nodes > 1))
+            if (placement is Placement.Q8_0Blocks or Placement.Q4_0AsInt4 or Placement.Decoded && (!inPlace || expert && nodes > 1))
                 beside += image;
         }
+        // Tied embeddings: the head is the embedding loaded again in the head's format, a copy of its own unless it is
+        // computed where the embedding is.
+        if (config.TieWordEmbeddings && !file.Tensors.ContainsKey("output.weight") && file.Tensors.TryGetValue("token_embd.weight", out GgufTensor? embedding)
+            && Held(embedding, PlacementOf(file, embedding, "model.embed_tokens.weight", keeping), load.LmHead) is (long head, false))
+            attentionSide += head;
         return (attentionSide, routed, beside);
+
+        // A tensor's bytes as the loader holds it in `format`, and whether it is read in place (mapped, or from the copy).
+        (long Bytes, bool InPlace) Held(GgufTensor tensor, Placement placement, WeightFormat format)
+        {
+            long image = ImageBytesOf(tensor, placement);
+            if (format == WeightFormat.Gguf)
+                format = WeightFormat.Native;
+            if (tensor.Dimensions.Length == 1)
+                return (4 * tensor.ElementCount, false); // vectors are read into F32 arrays
+            if (placement is Placement.KBlocks or Placement.Q8_0Blocks or Placement.Q4_0AsInt4
+                || format == WeightFormat.Native && (tensor.Type is GgmlType.F32 or GgmlType.BF16 || placement == Placement.Decoded)
+                || format == WeightFormat.Bf16 && tensor.Type == GgmlType.BF16)
+                return (image, true); // blocks, F32 and BF16 read in place, decoded F32 too
+            return (load.MatrixBytes(tensor.Dimensions[1], tensor.Dimensions[0], format, TensorDType.F32), false);
+        }
     }
 
     // How a tensor of the file reaches the backends.

@@ -330,6 +330,25 @@ public class GgufCheckpointTests
         Assert.That(routed, Is.EqualTo(Ftransformers.Serving.MemoryPlan.WeightBytesOf(Q4KWidths, Precision.W8A8Int4, TensorDType.F32).RoutedExperts), "experts in the preset's INT4");
     }
 
+    // With tied embeddings the head is the embedding loaded again: in a preset that quantizes it, a copy of its own, as
+    // an untied head would be; as stored, the embedding itself, counted once.
+    [Test]
+    public void HeldBytes_CountATiedHeadAsTheLoaderMakesIt()
+    {
+        using var dir = new TempDirectory();
+        string tied = dir.File("tied.gguf"), untied = dir.File("untied.gguf");
+        using (Checkpoint checkpoint = SyntheticCheckpoint.CreateInMemory(Q4KWidths with { TieWordEmbeddings = true }, seed: 3))
+            GgufCheckpoint.Write(Q4KWidths with { TieWordEmbeddings = true }, checkpoint, tied);
+        using (Checkpoint checkpoint = SyntheticCheckpoint.CreateInMemory(Q4KWidths, seed: 3))
+            GgufCheckpoint.Write(Q4KWidths, checkpoint, untied);
+        using (GgufFile file = GgufFile.Open(tied))
+            Assert.That(file.Tensors.ContainsKey("output.weight"), Is.False);
+        Assert.That(GgufCheckpoint.HeldBytes(tied, Precision.W8A8Int4, 1), Is.EqualTo(GgufCheckpoint.HeldBytes(untied, Precision.W8A8Int4, 1)), "a head of its own in INT8");
+        long bf16Head = 2L * Q4KWidths.VocabSize * Q4KWidths.HiddenSize;
+        Assert.That(GgufCheckpoint.HeldBytes(tied, asked: null, 1).AttentionSide, Is.EqualTo(GgufCheckpoint.HeldBytes(untied, asked: null, 1).AttentionSide - bf16Head),
+            "as stored, the embedding serves as the head in place");
+    }
+
     // Q4_K experts keep the file's blocks (no second rounding): the matrix the kernel reads holds llama.cpp's values
     // exactly (Q4KRowsTests checks the kernel's products on such blocks), mapped once.
     [Test]
