@@ -3,10 +3,10 @@ using Ftransformers.Model;
 
 /// <summary>
 /// A GGUF format of the peer benchmark (Q8_0 matrices or BF16; the routed experts in <paramref name="Experts"/>: Q4_0,
-/// Q4_K, or null for the rest's format; or with <paramref name="KMix"/> the K-quants mixed as a Q4_K_M file mixes
-/// them), and the ways ours runs it (null: the file's own formats).
+/// Q4_K, or null for the rest's format; or with <paramref name="KMix"/> Q4_K or Q5_K, the K-quants mixed as a Q4_K_M or
+/// Q5_K_M file mixes them), and the ways ours runs it (null: the file's own formats).
 /// </summary>
-internal sealed record PeerFormat(string Name, bool Q8_0, GgmlType? Experts, string?[] Ours, bool KMix = false);
+internal sealed record PeerFormat(string Name, bool Q8_0, GgmlType? Experts, string?[] Ours, GgmlType? KMix = null);
 
 /// <summary>
 /// The random DeepSeek-V3-shaped model both engines run: 8 layers (one dense), width 1024, 32 experts of width 256 (4 a
@@ -23,8 +23,8 @@ internal static class PeerModel
 
     /// <summary>
     /// Q8_0 attention and dense layers with Q4_0 or Q4_K experts, and all Q8_0 (ours: the file's formats, and
-    /// requantized to w8a8-int4), BF16 (ours: as stored, and w8a8-int4), and a Q4_K_M-style mix (Q4_K, with Q6_K for the
-    /// experts' down and lm_head; kv_b's 128 columns stay BF16; ours: the file's formats).
+    /// requantized to w8a8-int4), BF16 (ours: as stored, and w8a8-int4), and Q4_K_M- and Q5_K_M-style mixes (Q4_K or Q5_K,
+    /// with Q6_K for the experts' down and lm_head; kv_b's 128 columns stay BF16; ours: the file's formats).
     /// </summary>
     public static IReadOnlyList<PeerFormat> Formats { get; } =
     [
@@ -32,7 +32,8 @@ internal static class PeerModel
         new("q8_0-q4_k-experts", true, GgmlType.Q4_K, [null, "w8a8-int4"]),
         new("q8_0", true, null, [null, "w8a8-int4"]),
         new("bf16", false, null, ["bf16", "w8a8-int4"]),
-        new("q4_k_m", false, null, [null], KMix: true),
+        new("q4_k_m", false, null, [null], KMix: GgmlType.Q4_K),
+        new("q5_k_m", false, null, [null], KMix: GgmlType.Q5_K),
     ];
 
     public static string Describe() =>
@@ -65,7 +66,7 @@ internal static class PeerModel
     public static void Write(string path, PeerFormat format)
     {
         using Checkpoint checkpoint = SyntheticCheckpoint.CreateInMemory(Config, seed: 1);
-        GgufCheckpoint.Write(Config, checkpoint, path, q8_0: format.Q8_0, tokenizerDirectory: RepositoryTokenizer(), q4_0Experts: format.Experts == GgmlType.Q4_0, q4_kExperts: format.Experts == GgmlType.Q4_K, kQuantMix: format.KMix ? GgmlType.Q4_K : null);
+        GgufCheckpoint.Write(Config, checkpoint, path, q8_0: format.Q8_0, tokenizerDirectory: RepositoryTokenizer(), q4_0Experts: format.Experts == GgmlType.Q4_0, q4_kExperts: format.Experts == GgmlType.Q4_K, kQuantMix: format.KMix);
     }
 
     // The DeepSeek-V3 tokenizer fixture of this repository.
