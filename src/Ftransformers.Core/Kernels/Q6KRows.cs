@@ -91,7 +91,6 @@ public static class Q6KRows
         public void Store<TTokens>(int r, int t, float s0, float s1, float s2, float s3) where TTokens : struct, IPassCount => RowPasses.Store<TTokens>(Y, Rows, r, t, s0, s1, s2, s3);
     }
 
-
     // A block's super-scale d, stored after its codes and scales.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe float SuperScale(byte* block) => Float16.ToSingle(Unsafe.ReadUnaligned<ushort>(block + 208));

@@ -61,6 +61,13 @@ public static class GgufCheckpoint
     public static (long AttentionSide, long RoutedExperts, long Beside) HeldBytes(string path, Precision? asked, int nodes)
     {
         using GgufFile file = GgufFile.Open(path);
+        return HeldBytes(file, asked, nodes);
+    }
+
+    /// <summary>As <see cref="HeldBytes(string, Precision?, int)"/>, of a file already open.</summary>
+    /// <exception cref="InvalidDataException">As <see cref="Open(string)"/>.</exception>
+    public static (long AttentionSide, long RoutedExperts, long Beside) HeldBytes(GgufFile file, Precision? asked, int nodes)
+    {
         DeepSeekV3Config config = ConfigOf(file, keepBlocks: asked == null);
         Keeping keeping = KeepingOf(file, config, asked);
         // The formats the loader applies to what is not kept as stored.
@@ -235,8 +242,8 @@ public static class GgufCheckpoint
         return Checkpoint.FromFiles(file.Path, images);
     }
 
-    // The tensors copied at load (converted or decoded), as in-memory safetensors images of about 1 GiB at most each, so
-    // that no image reaches the 2 GiB an array holds.
+    // The tensors copied at load (converted or decoded), as in-memory safetensors images of about 1 GiB each (a larger
+    // tensor in one of its own), so that no image reaches the 2 GiB an array holds.
     private sealed class CopiedTensors(string path) : IDisposable
     {
         private const long ImageBytes = 1L << 30;

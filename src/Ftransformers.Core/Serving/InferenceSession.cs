@@ -130,31 +130,27 @@ public sealed class InferenceSession : IInferenceSession
     public static MemoryPlan PlanMemory(InferenceSessionOptions options)
     {
         string model = options.Model;
-        (DeepSeekV3Config config, TensorDType stored) = model.StartsWith(SyntheticModels.Prefix, StringComparison.Ordinal)
-            ? (SyntheticModels.Get(model[SyntheticModels.Prefix.Length..]), TensorDType.BF16)
-            : model.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) && !Directory.Exists(model)
-                ? (GgufConfig(model, options.Precision == null), TensorDType.F32)
-                : (DeepSeekV3Config.Load(model), MemoryPlan.StoredDType(model));
-        if (options.ContextLength is { } context)
-            config = config with { MaxPositionEmbeddings = Math.Min(context, config.MaxPositionEmbeddings) };
         IReadOnlyList<int>? nodes = Threading.CpuTopology.ForComputeThreads(options.CpuThreads, options.NumaNodes)?.Nodes.Select(n => n.Cpus.Count).ToArray();
-        if (stored == TensorDType.F32 && model.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+        DeepSeekV3Config Shortened(DeepSeekV3Config c) =>
+            options.ContextLength is { } context ? c with { MaxPositionEmbeddings = Math.Min(context, c.MaxPositionEmbeddings) } : c;
+        if (model.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) && !Directory.Exists(model))
         {
             // A GGUF file is planned tensor by tensor: its blocks read in place, and the copies made at load.
-            (long attentionSide, long routed, long beside) = GgufCheckpoint.HeldBytes(model, options.Precision, nodes?.Count ?? 1);
-            return MemoryPlan.Create(config, options, stored, nodes, imageBytes: beside, weightBytes: (attentionSide, routed));
+            using Formats.GgufFile file = Formats.GgufFile.Open(model);
+            (long attentionSide, long routed, long beside) = GgufCheckpoint.HeldBytes(file, options.Precision, nodes?.Count ?? 1);
+            return MemoryPlan.Create(Shortened(GgufCheckpoint.ConfigOf(file, keepBlocks: options.Precision == null)), options, TensorDType.F32, nodes,
+                imageBytes: beside, weightBytes: (attentionSide, routed));
         }
+        bool synthetic = model.StartsWith(SyntheticModels.Prefix, StringComparison.Ordinal);
+        (DeepSeekV3Config config, TensorDType stored) = synthetic
+            ? (SyntheticModels.Get(model[SyntheticModels.Prefix.Length..]), TensorDType.BF16)
+            : (DeepSeekV3Config.Load(model), MemoryPlan.StoredDType(model));
+        config = Shortened(config);
         // A synthetic model is an image in memory, held beside whatever is copied from it.
-        long image = model.StartsWith(SyntheticModels.Prefix, StringComparison.Ordinal)
+        long image = synthetic
             ? MemoryPlan.ImageBytesBesideCopies(config, config.ConvertedPrecision ?? options.Precision ?? Precision.F32, TensorDType.BF16, nodes?.Count ?? 1)
             : 0;
         return MemoryPlan.Create(config, options, stored, nodes, imageBytes: image);
-    }
-
-    private static DeepSeekV3Config GgufConfig(string path, bool keepBlocks)
-    {
-        using Formats.GgufFile file = Formats.GgufFile.Open(path);
-        return GgufCheckpoint.ConfigOf(file, keepBlocks);
     }
 
     private static bool CarriesTokenizer(string model)

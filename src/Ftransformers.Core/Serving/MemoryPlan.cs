@@ -167,7 +167,7 @@ public sealed record MemoryPlan
     }
 
     /// <summary>
-    /// What a checkpoint image held in memory (a synthetic model's; GGUF files are planned by <see cref="GgufCheckpoint.HeldBytes"/>) adds beside the weights: the
+    /// What a checkpoint image held in memory (a synthetic model's; GGUF files are planned by <see cref="GgufCheckpoint.HeldBytes(string, Precision?, int)"/>) adds beside the weights: the
     /// image's bytes of every class the backends copy rather than read in place (quantized or decoded at load; with
     /// several NUMA nodes the routed experts, which are copied onto their nodes).
     /// </summary>
