@@ -325,6 +325,8 @@ public class GgufCheckpointTests
             }
         foreach (int nodes in new[] { 1, 2 })
             Assert.That(GgufCheckpoint.HeldBytes(gguf, asked: null, nodes), Is.EqualTo((others, experts, 0L)), $"{nodes} node(s)");
+        Ftransformers.Serving.MemoryPlan plan = Ftransformers.Serving.InferenceSession.PlanMemory(new Ftransformers.Generation.InferenceSessionOptions { Model = gguf, CpuThreads = 1, MaxTotalTokens = 64 });
+        Assert.That((plan.WeightBytes, plan.ImageBytes), Is.EqualTo((others + experts, 0L)), "the session's memory plan");
         (long _, long routed, long beside) = GgufCheckpoint.HeldBytes(gguf, Precision.W8A8Int4, nodes: 1);
         Assert.That(beside, Is.EqualTo(decodedKQuants), "decoded copies beside the weights quantized from them");
         Assert.That(routed, Is.EqualTo(Ftransformers.Serving.MemoryPlan.WeightBytesOf(Q4KWidths, Precision.W8A8Int4, TensorDType.F32).RoutedExperts), "experts in the preset's INT4");
