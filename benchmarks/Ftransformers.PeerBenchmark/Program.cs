@@ -11,9 +11,10 @@ using LLama.Native;
 // Writes random DeepSeek-V3-shaped GGUF files with our writer and runs each in both engines: the prefill of a prompt,
 // then decode steps (token ids fed directly, no sampling), at each thread count, engines alternating, medians.
 // Usage: dotnet run -c Release --project benchmarks/Ftransformers.PeerBenchmark -- [--threads 1 2] [--rounds 5]
-//        [--prompt 256] [--decode 32] [--formats bf16 q8_0] [--output peer-report.md]
+//        [--prompt 256] [--decode 32] [--formats bf16 q8_0] [--output peer-report.md] [--keep DIR]
+// --keep writes the files into DIR and leaves them there (to profile one with `ftransformers bench --model FILE --profile`).
 var settings = Settings.Parse(args);
-string folder = Directory.CreateTempSubdirectory("ftransformers-peer-").FullName;
+string folder = settings.Keep is { } keep ? Directory.CreateDirectory(keep).FullName : Directory.CreateTempSubdirectory("ftransformers-peer-").FullName;
 var report = new StringBuilder();
 var c = CultureInfo.InvariantCulture;
 report.AppendLine("# Ftransformers vs llama.cpp on the same GGUF").AppendLine();
@@ -75,7 +76,8 @@ try
 }
 finally
 {
-    Directory.Delete(folder, recursive: true);
+    if (settings.Keep == null)
+        Directory.Delete(folder, recursive: true);
 }
 report.Append(fidelity);
 Console.Write(report);
@@ -169,13 +171,13 @@ static (double Prefill, double Decode) Ours(string gguf, int threads, Settings s
 }
 
 /// <summary>The command line.</summary>
-internal sealed record Settings(int[] Threads, int Rounds, int Prompt, int Decode, string[] Formats, string? Output)
+internal sealed record Settings(int[] Threads, int Rounds, int Prompt, int Decode, string[] Formats, string? Output, string? Keep)
 {
     public static Settings Parse(string[] args)
     {
         int[] threads = [1, Math.Max(1, Environment.ProcessorCount)];
         int rounds = 5, prompt = 256, decode = 32;
-        string? output = null;
+        string? output = null, keep = null;
         var formats = new List<string>();
         for (int i = 0; i < args.Length; i++)
         {
@@ -194,11 +196,12 @@ internal sealed record Settings(int[] Threads, int Rounds, int Prompt, int Decod
                 case "--prompt": prompt = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--decode": decode = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--output": output = args[++i]; break;
+                case "--keep": keep = args[++i]; break;
                 case "--formats":
                     while (i + 1 < args.Length && !args[i + 1].StartsWith("--", StringComparison.Ordinal))
                         formats.Add(args[++i]);
                     break;
-                default: throw new ArgumentException($"Unknown argument '{args[i]}'; expected --threads, --rounds, --prompt, --decode, --formats or --output.");
+                default: throw new ArgumentException($"Unknown argument '{args[i]}'; expected --threads, --rounds, --prompt, --decode, --formats, --output or --keep.");
             }
         }
         if (threads.Length == 0 || threads.Any(t => t < 1) || rounds < 1 || prompt < 1 || decode < 1)
@@ -206,6 +209,6 @@ internal sealed record Settings(int[] Threads, int Rounds, int Prompt, int Decod
         string[] known = [.. PeerModel.Formats.Select(f => f.Name)];
         if (formats.FirstOrDefault(f => !known.Contains(f)) is { } unknown)
             throw new ArgumentException($"Unknown format '{unknown}'; the formats are {string.Join(", ", known)}.");
-        return new Settings(threads.Distinct().ToArray(), rounds, prompt, decode, [.. formats], output);
+        return new Settings(threads.Distinct().ToArray(), rounds, prompt, decode, [.. formats], output, keep);
     }
 }
