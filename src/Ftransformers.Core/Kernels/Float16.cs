@@ -34,6 +34,20 @@ public static class Float16
         return BitConverter.UInt32BitsToSingle(BitConverter.SingleToUInt32Bits(value) | sign);
     }
 
+    /// <summary>
+    /// <see cref="ToSingle(ushort)"/> on four F16 values at once (each lane's low 16 bits): a block's super-scales
+    /// converted in a few vector operations, where the scalar conversion is about twenty instructions a value.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector128<float> ToSingle(Vector128<uint> bits)
+    {
+        Vector128<uint> exponent = bits & Vector128.Create(0x7C00u), magnitude = (bits & Vector128.Create(0x7FFFu)) << 13;
+        Vector128<uint> subnormal = Vector128.Equals(exponent, Vector128<uint>.Zero), special = Vector128.Equals(exponent, Vector128.Create(0x7C00u));
+        Vector128<float> value = (magnitude + Vector128.Create(0x38000000u) + (subnormal & Vector128.Create(1u << 23)) + (special & Vector128.Create(0x38000000u))).AsSingle()
+            - (subnormal & Vector128.Create(6.103515625e-05f).AsUInt32()).AsSingle();
+        return (value.AsUInt32() | ((bits & Vector128.Create(0x8000u)) << 16)).AsSingle();
+    }
+
     /// <summary>Widens <paramref name="source"/> into <paramref name="destination"/>.</summary>
     public static void ToSingle(ReadOnlySpan<Half> source, Span<float> destination)
     {

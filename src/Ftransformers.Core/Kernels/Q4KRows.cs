@@ -27,7 +27,7 @@ public static class Q4KRows
 
     /// <summary>The path <see cref="Rows"/> takes on this CPU.</summary>
     public static KernelPath ActivePath { get; } =
-        AvxVnni.IsSupported ? KernelPath.AvxVnni : Avx2.IsSupported ? KernelPath.Avx2 : Dp.IsSupported ? KernelPath.Dp
+        Avx512BW.IsSupported ? KernelPath.Avx512 : AvxVnni.IsSupported ? KernelPath.AvxVnni : Avx2.IsSupported ? KernelPath.Avx2 : Dp.IsSupported ? KernelPath.Dp
         : Vector128.IsHardwareAccelerated ? KernelPath.Vector128 : KernelPath.Scalar;
 
     /// <summary>Rows [<paramref name="start"/>, <paramref name="end"/>) for every token of <paramref name="x"/> (quantized per block of 32).</summary>
@@ -46,6 +46,7 @@ public static class Q4KRows
             throw new ArgumentOutOfRangeException(nameof(end), $"Rows [{start}, {end}) are not within the {rows} rows.");
         bool supported = path switch
         {
+            KernelPath.Avx512 => Avx512BW.IsSupported,
             KernelPath.AvxVnni => AvxVnni.IsSupported,
             KernelPath.Avx2 => Avx2.IsSupported,
             KernelPath.Dp => Dp.IsSupported,
@@ -72,6 +73,7 @@ public static class Q4KRows
         for (int r = start; r < end; r++)
             switch (path)
             {
+                case KernelPath.Avx512: RowPasses.Tile<Avx512Passes<TCodes>, Job>(job, r, tokens); break;
                 case KernelPath.AvxVnni: RowPasses.Tile<X86Passes<VnniByteDot, TCodes>, Job>(job, r, tokens); break;
                 case KernelPath.Avx2: RowPasses.Tile<X86Passes<Avx2ByteDot, TCodes>, Job>(job, r, tokens); break;
                 case KernelPath.Dp: RowPasses.Tile<DpPasses<TCodes>, Job>(job, r, tokens); break;
@@ -154,8 +156,116 @@ public static class Q4KRows
 
     /// <summary>A block's super-scales d and dmin.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe (float D, float Dmin) SuperScales(byte* block) =>
-        (Float16.ToSingle(Unsafe.ReadUnaligned<ushort>(block)), Float16.ToSingle(Unsafe.ReadUnaligned<ushort>(block + 2)));
+    private static unsafe (float D, float Dmin) SuperScales(byte* block)
+    {
+        Vector128<float> both = SuperScaleVector(block);
+        return (both.ToScalar(), both.GetElement(1));
+    }
+
+    /// <summary>A block's super-scales d and dmin in lanes 0 and 1, converted in vector registers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe Vector128<float> SuperScaleVector(byte* block) =>
+        Float16.ToSingle(Vector128.WidenLower(Vector128.CreateScalar(Unsafe.ReadUnaligned<uint>(block)).AsUInt16()));
+
+    // AVX-512: two sub-blocks a 512-bit register. A 32-byte run of codes is broadcast to both halves and shifted by 0
+    // and 4 bits, so that the register holds sub-blocks 2k and 2k + 1 in order, against 64 consecutive x codes. Their
+    // dots stay in sixteen int32 lanes (eight a sub-block), each lane scaled by its sub-block's d · scale_j · xscale_j:
+    // four multiply-adds a block and token, no horizontal adds.
+    private readonly struct Avx512Passes<TCodes> : IRowPasses<Job> where TCodes : struct, ICodes
+    {
+        [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
+        public static unsafe void Pass<TTokens>(Job job, int r, int t) where TTokens : struct, IPassCount
+        {
+            nint cols = job.Cols;
+            int subs = job.Subs;
+            job.Pass(r, t, out byte* row, out sbyte* x0, out float* xs0, out float* ss0);
+            Vector512<byte> nibble = Vector512.Create((byte)0x0F), one = Vector512.Create((byte)1);
+            Vector512<ulong> halves = Vector512.Create(0UL, 0, 0, 0, 4, 4, 4, 4);
+            // Lane i of pair k's register belongs to sub-block 2k + i / 8.
+            Vector512<int> firstPair = Vector512.Create(Vector256<int>.Zero, Vector256.Create(1)), nextPair = Vector512.Create(2);
+            Vector512<int> p0 = firstPair, p1 = p0 + nextPair, p2 = p1 + nextPair, p3 = p2 + nextPair;
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            Vector256<float> m0 = default, m1 = default, m2 = default, m3 = default;
+            for (int b = 0; b < job.Blocks; b++)
+            {
+                byte* block = row + b * TCodes.BlockBytes;
+                WeightPrefetch.Ahead(block);
+                WeightPrefetch.Ahead(block + 64);
+                WeightPrefetch.Ahead(block + 128);
+                if (TCodes.FifthBit)
+                    WeightPrefetch.Ahead(block + 172);
+                Vector128<float> dd = SuperScaleVector(block);
+                (ulong six, ulong sixMins) = SixBitFields(block + 4);
+                Vector256<float> scales = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Vector128.CreateScalar(six).AsByte())) * Vector256.Create(dd.ToScalar());
+                Vector256<float> mins = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Vector128.CreateScalar(sixMins).AsByte())) * Vector256.Create(-dd.GetElement(1));
+                Vector512<float> wide = Vector512.Create(scales, scales);
+                Scales4 s = new(Avx512F.PermuteVar16x32(wide, p0), Avx512F.PermuteVar16x32(wide, p1), Avx512F.PermuteVar16x32(wide, p2), Avx512F.PermuteVar16x32(wide, p3));
+                byte* nibbles = block + TCodes.Nibbles;
+                Vector512<byte> c0 = Codes(nibbles, halves, nibble), c1 = Codes(nibbles + 32, halves, nibble);
+                Vector512<byte> c2 = Codes(nibbles + 64, halves, nibble), c3 = Codes(nibbles + 96, halves, nibble);
+                if (TCodes.FifthBit)
+                {
+                    Vector512<ulong> plane = Avx512F.BroadcastVector256ToVector512((ulong*)(block + 16));
+                    c0 |= Fifth(plane, 0, one);
+                    c1 |= Fifth(plane, 2, one);
+                    c2 |= Fifth(plane, 4, one);
+                    c3 |= Fifth(plane, 6, one);
+                }
+                var lanes = new Lanes(p0, p1, p2, p3);
+                int s0 = b * SubsPerBlock;
+                nint at = b * KBlockLayout.BlockValues;
+                Token(c0, c1, c2, c3, s, lanes, mins, x0 + at, xs0 + s0, ss0 + s0, ref a0, ref m0);
+                if (TTokens.Value > 1)
+                    Token(c0, c1, c2, c3, s, lanes, mins, x0 + cols + at, xs0 + subs + s0, ss0 + subs + s0, ref a1, ref m1);
+                if (TTokens.Value > 2)
+                {
+                    Token(c0, c1, c2, c3, s, lanes, mins, x0 + 2 * cols + at, xs0 + 2 * subs + s0, ss0 + 2 * subs + s0, ref a2, ref m2);
+                    Token(c0, c1, c2, c3, s, lanes, mins, x0 + 3 * cols + at, xs0 + 3 * subs + s0, ss0 + 3 * subs + s0, ref a3, ref m3);
+                }
+            }
+            job.Store<TTokens>(r, t, Vector512.Sum(a0) + Vector256.Sum(m0), Vector512.Sum(a1) + Vector256.Sum(m1),
+                Vector512.Sum(a2) + Vector256.Sum(m2), Vector512.Sum(a3) + Vector256.Sum(m3));
+        }
+
+        // Sub-blocks 2k (low nibbles) and 2k + 1 (high nibbles) of a 32-byte run, in order.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static unsafe Vector512<byte> Codes(byte* run, Vector512<ulong> halves, Vector512<byte> nibble) =>
+            Avx512F.ShiftRightLogicalVariable(Avx512F.BroadcastVector256ToVector512((ulong*)run), halves).AsByte() & nibble;
+
+        // Sub-blocks j and j + 1's fifth bits as 16 or 0 per byte, in the halves their codes take.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector512<byte> Fifth(Vector512<ulong> plane, int j, Vector512<byte> one) =>
+            ((Avx512F.ShiftRightLogicalVariable(plane, Vector512.Create(Vector256.Create((ulong)j), Vector256.Create((ulong)j + 1))).AsByte() & one).AsUInt64() << 4).AsByte();
+
+        // One token's block: each pair's dots in sixteen int32 lanes (vpmaddubsw, then vpmaddwd against ones), scaled
+        // lane by lane by d · scale_j · xscale_j (the token's eight sub-block scales permuted to the lanes); the mins by
+        // −dmin · min_j · xscale_j · Σ x in a sum of their own.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static unsafe void Token(Vector512<byte> c0, Vector512<byte> c1, Vector512<byte> c2, Vector512<byte> c3, in Scales4 s, in Lanes lanes,
+            Vector256<float> mins, sbyte* x, float* xScales, float* scaledSums, ref Vector512<float> a, ref Vector256<float> m)
+        {
+            Vector512<short> ones = Vector512.Create((short)1);
+            Vector512<float> xs = Vector512.Create(Vector256.Load(xScales), Vector256<float>.Zero);
+            Vector512<float> even = Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(c0, Vector512.Load(x)), ones)) * (s.S0 * Avx512F.PermuteVar16x32(xs, lanes.P0));
+            Vector512<float> odd = Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(c1, Vector512.Load(x + 64)), ones)) * (s.S1 * Avx512F.PermuteVar16x32(xs, lanes.P1));
+            even = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(c2, Vector512.Load(x + 128)), ones)), s.S2 * Avx512F.PermuteVar16x32(xs, lanes.P2), even);
+            odd = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(c3, Vector512.Load(x + 192)), ones)), s.S3 * Avx512F.PermuteVar16x32(xs, lanes.P3), odd);
+            a += even + odd;
+            m = Vector256.FusedMultiplyAdd(mins, Vector256.Load(scaledSums), m);
+        }
+    }
+
+    // A block's d · scale_j for each pair's sixteen lanes.
+    private readonly struct Scales4(Vector512<float> s0, Vector512<float> s1, Vector512<float> s2, Vector512<float> s3)
+    {
+        public readonly Vector512<float> S0 = s0, S1 = s1, S2 = s2, S3 = s3;
+    }
+
+    // Each pair's lane-to-sub-block permutation.
+    private readonly struct Lanes(Vector512<int> p0, Vector512<int> p1, Vector512<int> p2, Vector512<int> p3)
+    {
+        public readonly Vector512<int> P0 = p0, P1 = p1, P2 = p2, P3 = p3;
+    }
 
     /// <summary>A block's eight sub-block scales d · scale_j into <paramref name="scales"/> and negated mins −dmin · min_j into <paramref name="negMins"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -8,7 +8,7 @@ namespace Ftransformers.Tests.Kernels;
 [TestFixture]
 public class Q4KRowsTests
 {
-    private static readonly KernelPath[] Paths = [KernelPath.Scalar, KernelPath.Vector128, KernelPath.Dp, KernelPath.Avx2, KernelPath.AvxVnni];
+    private static readonly KernelPath[] Paths = [KernelPath.Scalar, KernelPath.Vector128, KernelPath.Dp, KernelPath.Avx2, KernelPath.AvxVnni, KernelPath.Avx512];
 
     // A block's fields as drawn: super-scales, 6-bit scales and mins per sub-block, 4-bit codes per value.
     private sealed record Fields(float D, float Dmin, int[] Scales, int[] Mins, int[] Codes);
@@ -79,18 +79,20 @@ public class Q4KRowsTests
             }
     }
 
-    // Every F16, subnormals included (small blocks' super-scales are), converts to the library's value; infinities
-    // stay infinite and NaNs NaN, so a corrupt block computes as llama.cpp's decoding reads it.
+    // Every F16, subnormals included (small blocks' super-scales are), converts to the library's value, in a scalar
+    // and in a vector lane; infinities stay infinite and NaNs NaN, so a corrupt block computes as llama.cpp's decoding
+    // reads it.
     [Test]
     public void SuperScales_ConvertEveryF16AsTheLibraryDoes()
     {
         for (int bits = 0; bits < 0x10000; bits++)
         {
-            float expected = (float)BitConverter.UInt16BitsToHalf((ushort)bits), actual = Float16.ToSingle((ushort)bits);
-            if (float.IsNaN(expected))
-                Assert.That(actual, Is.NaN, $"0x{bits:X4}");
-            else
-                Assert.That(BitConverter.SingleToUInt32Bits(actual), Is.EqualTo(BitConverter.SingleToUInt32Bits(expected)), $"0x{bits:X4}");
+            float expected = (float)BitConverter.UInt16BitsToHalf((ushort)bits);
+            foreach (float actual in new[] { Float16.ToSingle((ushort)bits), System.Runtime.Intrinsics.Vector128.GetElement(Float16.ToSingle(System.Runtime.Intrinsics.Vector128.Create((uint)bits)), 3) })
+                if (float.IsNaN(expected))
+                    Assert.That(actual, Is.NaN, $"0x{bits:X4}");
+                else
+                    Assert.That(BitConverter.SingleToUInt32Bits(actual), Is.EqualTo(BitConverter.SingleToUInt32Bits(expected)), $"0x{bits:X4}");
         }
     }
 
@@ -152,13 +154,13 @@ public class Q4KRowsTests
 
     [Test]
     public void Rows_RefuseMismatchedOperands() =>
-        KBlockRowsRefusals.AssertRefused(RandomRows(2, 256, new Random(1)).Layout, KBlockFormat.Q6K, KernelPath.Avx512,
+        KBlockRowsRefusals.AssertRefused(RandomRows(2, 256, new Random(1)).Layout, KBlockFormat.Q6K, KernelPath.AdvSimd,
             (path, layout, start, end, x, y) => Q4KRows.RowsOn(path, layout, start, end, x, y));
 
     [Test]
     public void Dispatch_TakesTheFastestPath()
     {
-        KernelPath expected = new[] { KernelPath.AvxVnni, KernelPath.Avx2, KernelPath.Dp, KernelPath.Vector128 }.FirstOrDefault(KernelPaths.IsSupported, KernelPath.Scalar);
+        KernelPath expected = new[] { KernelPath.Avx512, KernelPath.AvxVnni, KernelPath.Avx2, KernelPath.Dp, KernelPath.Vector128 }.FirstOrDefault(KernelPaths.IsSupported, KernelPath.Scalar);
         Assert.That(Q4KRows.ActivePath, Is.EqualTo(expected));
     }
 }
