@@ -10,14 +10,16 @@ namespace Ftransformers.Kernels;
 /// (<see cref="KBlockLayout"/>) against activations quantized to INT8 per block of 32:
 /// y[t * rows + r] = Σ over sub-blocks j of (d · scale_j) · xscale_tj · (codes_j · x codes_tj) − (dmin · min_j) · xscale_tj · Σ x codes_tj,
 /// each sub-block's dot exact in integers (codes 0..15, or 0..31, are the unsigned operand as they are). A block's eight scales
-/// and mins are unpacked once per pass, a 32-bit word at a time, and shared by the pass's tokens. On x86 a token's
-/// eight sub-block dots are folded by horizontal adds into one vector (lane j: sub-block j), on ARM64 SDOT by pairwise
-/// adds into two, and scaled in one or two multiply-adds per block; on the portable Vector128 path each sub-block's
-/// four lanes are scaled into the float sums. The mins enter as a multiply-add per block, in a sum of their own.
-/// Measured on one Zen5 core, one token, 2048 x 7168 matrices streamed from memory: 17-19 GB/s (about a quarter of the
-/// time unpacks scales), where INT4 g32 row groups stream at about 32.
-/// Paths: AVX-VNNI (vpdpbusd), AVX2 (vpmaddubsw + vpmaddwd), ARM64 SDOT, portable Vector128 (widening multiplies) and
-/// scalar; no 512-bit path (a block's sub-blocks are 32 values, half a 512-bit register). A row is one sequential stream;
+/// and mins are unpacked once per pass, a 32-bit word at a time, and shared by the pass's tokens. With AVX-512 two
+/// sub-blocks fill a register and their dots stay in int32 lanes, each lane scaled by its sub-block's scale; with
+/// AVX-VNNI or AVX2 a token's eight sub-block dots are folded by horizontal adds into one vector (lane j: sub-block j),
+/// on ARM64 SDOT by pairwise adds into two, and scaled in one or two multiply-adds per block; on the portable
+/// Vector128 path each sub-block's four lanes are scaled into the float sums. The mins enter as a multiply-add per
+/// block, in a sum of their own. Measured on one Zen5 core, 2048 x 7168 matrices streamed from memory: one token
+/// 16-17 GB/s on either x86 path (the per-block unpacking bounds it), where INT4 g32 row groups stream at about 32;
+/// four tokens a pass, AVX-512 1.2x AVX-VNNI.
+/// Paths: AVX-512 (BW), AVX-VNNI (vpdpbusd), AVX2 (vpmaddubsw + vpmaddwd), ARM64 SDOT, portable Vector128 (widening
+/// multiplies) and scalar. A row is one sequential stream;
 /// tokens go four a pass, then two, then one, and a (row, token) result takes the same operations in the same order
 /// whichever tokens share its pass.
 /// </summary>
