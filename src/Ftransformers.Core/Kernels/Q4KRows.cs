@@ -207,7 +207,7 @@ public static class Q4KRows
                 Vector512<byte> c2 = Codes(nibbles + 64, halves, nibble), c3 = Codes(nibbles + 96, halves, nibble);
                 if (TCodes.FifthBit)
                 {
-                    Vector512<ulong> plane = Avx512F.BroadcastVector256ToVector512((ulong*)(block + 16));
+                    Vector512<ulong> plane = Vector512.Create(Vector256.Load((ulong*)(block + 16)));
                     c0 |= Fifth(plane, 0, one);
                     c1 |= Fifth(plane, 2, one);
                     c2 |= Fifth(plane, 4, one);
@@ -229,10 +229,12 @@ public static class Q4KRows
                 Vector512.Sum(a2) + Vector256.Sum(m2), Vector512.Sum(a3) + Vector256.Sum(m3));
         }
 
-        // Sub-blocks 2k (low nibbles) and 2k + 1 (high nibbles) of a 32-byte run, in order.
+        // Sub-blocks 2k (low nibbles) and 2k + 1 (high nibbles) of a 32-byte run, in order. The run is loaded and inserted
+        // twice: .NET 10's optimizer gets Avx512F.BroadcastVector256ToVector512 from memory wrong (wrong sums, caught by
+        // .ci/optimized-kernel-tests).
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static unsafe Vector512<byte> Codes(byte* run, Vector512<ulong> halves, Vector512<byte> nibble) =>
-            Avx512F.ShiftRightLogicalVariable(Avx512F.BroadcastVector256ToVector512((ulong*)run), halves).AsByte() & nibble;
+            Avx512F.ShiftRightLogicalVariable(Vector512.Create(Vector256.Load((ulong*)run)), halves).AsByte() & nibble;
 
         // Sub-blocks j and j + 1's fifth bits as 16 or 0 per byte, in the halves their codes take.
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
