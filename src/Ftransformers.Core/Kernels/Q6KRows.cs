@@ -11,13 +11,16 @@ namespace Ftransformers.Kernels;
 /// I_g = Σ over the group's two sub-blocks j of scale_j · Σ (code − 32) · x code, exact in integers. A block's codes
 /// (six bits, rebuilt from their two planes) and scales are unpacked once per pass and shared by the pass's tokens.
 /// On x86 a group's products are vpmaddubsw pairs (codes 0..63 as the unsigned operand) minus 32 · the x codes' pairs,
-/// scaled by vpmaddwd, and a token's eight groups folded by horizontal adds into one vector (lane g: group g), scaled by
-/// d · xscale in one multiply-add per block; on ARM64 SDOT each sub-block's dot of (code − 32) and x codes is scaled in
+/// scaled by vpmaddwd; with AVX-512 two groups fill a register and their sums stay in int32 lanes, each lane scaled by
+/// d · xscale of its group; with AVX2 a token's eight groups are folded by horizontal adds into one vector (lane g:
+/// group g), scaled by d · xscale in one multiply-add per block. On ARM64 SDOT each sub-block's dot of (code − 32) and x codes is scaled in
 /// int32 and the groups are folded by pairwise adds; the portable Vector128 path widens to int16 and scales each group
 /// into the float sums.
-/// Paths: AVX2 (also taken on AVX-VNNI CPUs: vpdpbusd's 4-byte sums would need an int32 multiply per sub-block scale,
-/// where vpmaddubsw + vpmaddwd apply it for free), ARM64 SDOT, portable Vector128 and scalar; no 512-bit path (a
-/// block's groups are 32 values). A row is one sequential stream; tokens go four a pass, then two, then one, and a
+/// Measured on one Zen5 core, 16384 x 7168 matrices streamed from memory: AVX-512 against AVX2 1.1x at one token
+/// (about 21 GB/s), 1.5x at four tokens a pass.
+/// Paths: AVX-512 (BW), AVX2 (also taken on AVX-VNNI CPUs: vpdpbusd's 4-byte sums would need an int32 multiply per
+/// sub-block scale, where vpmaddubsw + vpmaddwd apply it for free), ARM64 SDOT, portable Vector128 and scalar. A row is
+/// one sequential stream; tokens go four a pass, then two, then one, and a
 /// (row, token) result takes the same operations in the same order whichever tokens share its pass.
 /// </summary>
 public static class Q6KRows
@@ -26,7 +29,7 @@ public static class Q6KRows
 
     /// <summary>The path <see cref="Rows"/> takes on this CPU.</summary>
     public static KernelPath ActivePath { get; } =
-        Avx2.IsSupported ? KernelPath.Avx2 : Dp.IsSupported ? KernelPath.Dp : Vector128.IsHardwareAccelerated ? KernelPath.Vector128 : KernelPath.Scalar;
+        Avx512BW.IsSupported ? KernelPath.Avx512 : Avx2.IsSupported ? KernelPath.Avx2 : Dp.IsSupported ? KernelPath.Dp : Vector128.IsHardwareAccelerated ? KernelPath.Vector128 : KernelPath.Scalar;
 
     /// <summary>Rows [<paramref name="start"/>, <paramref name="end"/>) for every token of <paramref name="x"/> (quantized per block of 32).</summary>
     public static void Rows(in KBlockLayout weights, int start, int end, Int8Activations x, Span<float> y) => RowsOn(ActivePath, weights, start, end, x, y);
@@ -44,6 +47,7 @@ public static class Q6KRows
             throw new ArgumentOutOfRangeException(nameof(end), $"Rows [{start}, {end}) are not within the {rows} rows.");
         bool supported = path switch
         {
+            KernelPath.Avx512 => Avx512BW.IsSupported,
             KernelPath.Avx2 => Avx2.IsSupported,
             KernelPath.Dp => Dp.IsSupported,
             KernelPath.Vector128 or KernelPath.Scalar => true,
@@ -59,6 +63,7 @@ public static class Q6KRows
             for (int r = start; r < end; r++)
                 switch (path)
                 {
+                    case KernelPath.Avx512: RowPasses.Tile<Avx512Passes, Job>(job, r, tokens); break;
                     case KernelPath.Avx2: RowPasses.Tile<Avx2Passes, Job>(job, r, tokens); break;
                     case KernelPath.Dp: RowPasses.Tile<DpPasses, Job>(job, r, tokens); break;
                     case KernelPath.Vector128: RowPasses.Tile<Vector128Passes, Job>(job, r, tokens); break;
@@ -94,6 +99,96 @@ public static class Q6KRows
     // A block's super-scale d, stored after its codes and scales.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe float SuperScale(byte* block) => Float16.ToSingle(Unsafe.ReadUnaligned<ushort>(block + 208));
+
+    // AVX-512: two groups of 32 a 512-bit register (a half block's 64 low-plane bytes, low nibbles then high, with the
+    // high plane's bit pairs shifted into place), each 16-value sub-block's scale in its eight int16 lanes. The groups'
+    // sums stay in int32 lanes (eight a group), each lane scaled by d · xscale of its group: four multiply-adds a block
+    // and token, no horizontal adds, and half the integer multiplies of the 256-bit pass.
+    private readonly struct Avx512Passes : IRowPasses<Job>
+    {
+        [MethodImpl(MethodImplOptions.NoInlining)] // a compilation of its own (docs/ARCHITECTURE.md, "Kernel passes")
+        public static unsafe void Pass<TTokens>(Job job, int r, int t) where TTokens : struct, IPassCount
+        {
+            nint cols = job.Cols;
+            int groups = job.Groups;
+            job.Pass(r, t, out byte* row, out sbyte* x0, out float* xs0);
+            Vector512<byte> low4 = Vector512.Create((byte)0x0F), top2 = Vector512.Create((byte)0x30);
+            // Bit pairs 0-1 and 2-3 of the high plane go up by 4 and 2 bits, pairs 4-5 and 6-7 down by 0 and 2.
+            Vector512<ulong> up = Vector512.Create(4UL, 4, 4, 4, 2, 2, 2, 2), down = Vector512.Create(0UL, 0, 0, 0, 2, 2, 2, 2);
+            // Word w of a register of four sub-blocks takes sub-block w / 8; int32 lane i of register p takes group 2p + i / 8.
+            Vector512<short> quarter = Vector512.Create(Vector256.Create((short)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), Vector256.Create((short)2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+            Vector512<short> four = Vector512.Create((short)4);
+            Vector512<int> g0 = Vector512.Create(Vector256<int>.Zero, Vector256.Create(1)), two = Vector512.Create(2);
+            var lanes = new GroupLanes(g0, g0 + two, g0 + two + two, g0 + two + two + two);
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (int b = 0; b < job.Blocks; b++)
+            {
+                byte* block = row + b * KBlockLayout.Q6KBlockBytes;
+                WeightPrefetch.Ahead(block);
+                WeightPrefetch.Ahead(block + 64);
+                WeightPrefetch.Ahead(block + 128);
+                WeightPrefetch.Ahead(block + 192);
+                float d = SuperScale(block);
+                Vector256<short> scales = Avx2.ConvertToVector256Int16((sbyte*)block + 192);
+                Vector512<short> scale16 = Vector512.Create(scales, scales);
+                var s = new Quarters(Avx512BW.PermuteVar32x16(scale16, quarter), Avx512BW.PermuteVar32x16(scale16, quarter + four),
+                    Avx512BW.PermuteVar32x16(scale16, quarter + four + four), Avx512BW.PermuteVar32x16(scale16, quarter + four + four + four));
+                // Half h's groups 0, 1 (low nibbles) in c(2h), groups 2, 3 (high nibbles) in c(2h + 1). The high plane is
+                // loaded and inserted twice (not broadcast from memory: .NET 10's optimizer gets that wrong).
+                Vector512<byte> l0 = Vector512.Load(block), l1 = Vector512.Load(block + 64);
+                Vector512<ulong> h0 = Vector512.Create(Vector256.Load((ulong*)(block + 128))), h1 = Vector512.Create(Vector256.Load((ulong*)(block + 160)));
+                Vector512<byte> c0 = (l0 & low4) | (Avx512F.ShiftLeftLogicalVariable(h0, up).AsByte() & top2);
+                Vector512<byte> c1 = (Avx512F.ShiftRightLogical(l0.AsUInt64(), 4).AsByte() & low4) | (Avx512F.ShiftRightLogicalVariable(h0, down).AsByte() & top2);
+                Vector512<byte> c2 = (l1 & low4) | (Avx512F.ShiftLeftLogicalVariable(h1, up).AsByte() & top2);
+                Vector512<byte> c3 = (Avx512F.ShiftRightLogical(l1.AsUInt64(), 4).AsByte() & low4) | (Avx512F.ShiftRightLogicalVariable(h1, down).AsByte() & top2);
+                int gb = b * GroupsPerBlock;
+                nint at = b * KBlockLayout.BlockValues;
+                Token(c0, c1, c2, c3, s, lanes, x0 + at, d, xs0 + gb, ref a0);
+                if (TTokens.Value > 1)
+                    Token(c0, c1, c2, c3, s, lanes, x0 + cols + at, d, xs0 + groups + gb, ref a1);
+                if (TTokens.Value > 2)
+                {
+                    Token(c0, c1, c2, c3, s, lanes, x0 + 2 * cols + at, d, xs0 + 2 * groups + gb, ref a2);
+                    Token(c0, c1, c2, c3, s, lanes, x0 + 3 * cols + at, d, xs0 + 3 * groups + gb, ref a3);
+                }
+            }
+            job.Store<TTokens>(r, t, Vector512.Sum(a0), Vector512.Sum(a1), Vector512.Sum(a2), Vector512.Sum(a3));
+        }
+
+        // One token's block: each register's code pairs minus 32 · x pairs (int16, exact as on the 256-bit path), scaled
+        // and paired by vpmaddwd into int32 lanes, and each lane scaled by d · xscale of its group.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static unsafe void Token(Vector512<byte> c0, Vector512<byte> c1, Vector512<byte> c2, Vector512<byte> c3, in Quarters s, in GroupLanes lanes,
+            sbyte* x, float d, float* xScales, ref Vector512<float> a)
+        {
+            Vector512<float> scaled = Vector512.Create(Vector256.Load(xScales) * Vector256.Create(d), Vector256<float>.Zero);
+            Vector512<float> even = Vector512.ConvertToSingle(Quarter(c0, s.S0, x)) * Avx512F.PermuteVar16x32(scaled, lanes.P0);
+            Vector512<float> odd = Vector512.ConvertToSingle(Quarter(c1, s.S1, x + 64)) * Avx512F.PermuteVar16x32(scaled, lanes.P1);
+            even = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(Quarter(c2, s.S2, x + 128)), Avx512F.PermuteVar16x32(scaled, lanes.P2), even);
+            odd = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(Quarter(c3, s.S3, x + 192)), Avx512F.PermuteVar16x32(scaled, lanes.P3), odd);
+            a += even + odd;
+        }
+
+        // Two groups' Σ scale · (code − 32) · x in sixteen int32 lanes.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static unsafe Vector512<int> Quarter(Vector512<byte> codes, Vector512<short> scales, sbyte* x)
+        {
+            Vector512<sbyte> xv = Vector512.Load(x);
+            return Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(codes, xv) - Avx512BW.MultiplyAddAdjacent(Vector512.Create((byte)32), xv), scales);
+        }
+    }
+
+    // A block's scale words for each register of four sub-blocks.
+    private readonly struct Quarters(Vector512<short> s0, Vector512<short> s1, Vector512<short> s2, Vector512<short> s3)
+    {
+        public readonly Vector512<short> S0 = s0, S1 = s1, S2 = s2, S3 = s3;
+    }
+
+    // Each register's int32-lane-to-group permutation.
+    private readonly struct GroupLanes(Vector512<int> p0, Vector512<int> p1, Vector512<int> p2, Vector512<int> p3)
+    {
+        public readonly Vector512<int> P0 = p0, P1 = p1, P2 = p2, P3 = p3;
+    }
 
     private readonly struct Avx2Passes : IRowPasses<Job>
     {

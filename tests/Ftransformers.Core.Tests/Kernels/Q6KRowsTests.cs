@@ -8,7 +8,7 @@ namespace Ftransformers.Tests.Kernels;
 [TestFixture]
 public class Q6KRowsTests
 {
-    private static readonly KernelPath[] Paths = [KernelPath.Scalar, KernelPath.Vector128, KernelPath.Dp, KernelPath.Avx2];
+    private static readonly KernelPath[] Paths = [KernelPath.Scalar, KernelPath.Vector128, KernelPath.Dp, KernelPath.Avx2, KernelPath.Avx512];
 
     // A block's fields as drawn: the super-scale, a signed 8-bit scale per sub-block of 16, a 6-bit code per value.
     private sealed record Fields(float D, int[] Scales, int[] Codes);
@@ -149,7 +149,7 @@ public class Q6KRowsTests
     [Test]
     public void Dispatch_TakesTheFastestPath()
     {
-        KernelPath expected = new[] { KernelPath.Avx2, KernelPath.Dp, KernelPath.Vector128 }.FirstOrDefault(KernelPaths.IsSupported, KernelPath.Scalar);
+        KernelPath expected = new[] { KernelPath.Avx512, KernelPath.Avx2, KernelPath.Dp, KernelPath.Vector128 }.FirstOrDefault(KernelPaths.IsSupported, KernelPath.Scalar);
         Assert.That(Q6KRows.ActivePath, Is.EqualTo(expected));
     }
 }
