@@ -17,7 +17,7 @@ namespace Ftransformers.Kernels;
 /// Vector128 path each sub-block's four lanes are scaled into the float sums. The mins enter as a multiply-add per
 /// block, in a sum of their own. Measured on one Zen5 core, 2048 x 7168 matrices streamed from memory: one token
 /// 16-17 GB/s on either x86 path (the per-block unpacking bounds it), where INT4 g32 row groups stream at about 32;
-/// four tokens a pass, AVX-512 1.2x AVX-VNNI.
+/// four tokens a pass, AVX-512 1.1x AVX-VNNI.
 /// Paths: AVX-512 (BW), AVX-VNNI (vpdpbusd), AVX2 (vpmaddubsw + vpmaddwd), ARM64 SDOT, portable Vector128 (widening
 /// multiplies) and scalar. A row is one sequential stream;
 /// tokens go four a pass, then two, then one, and a (row, token) result takes the same operations in the same order
