@@ -183,9 +183,7 @@ public static class Q4KRows
             job.Pass(r, t, out byte* row, out sbyte* x0, out float* xs0, out float* ss0);
             Vector512<byte> nibble = Vector512.Create((byte)0x0F), one = Vector512.Create((byte)1);
             Vector512<ulong> halves = Vector512.Create(0UL, 0, 0, 0, 4, 4, 4, 4);
-            // Lane i of pair k's register belongs to sub-block 2k + i / 8.
-            Vector512<int> firstPair = Vector512.Create(Vector256<int>.Zero, Vector256.Create(1)), nextPair = Vector512.Create(2);
-            Vector512<int> p0 = firstPair, p1 = p0 + nextPair, p2 = p1 + nextPair, p3 = p2 + nextPair;
+            var lanes = new PairLanes(); // lane i of pair k's register belongs to sub-block 2k + i / 8
             Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
             Vector256<float> m0 = default, m1 = default, m2 = default, m3 = default;
             for (int b = 0; b < job.Blocks; b++)
@@ -201,7 +199,7 @@ public static class Q4KRows
                 Vector256<float> scales = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Vector128.CreateScalar(six).AsByte())) * Vector256.Create(dd.ToScalar());
                 Vector256<float> mins = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Vector128.CreateScalar(sixMins).AsByte())) * Vector256.Create(-dd.GetElement(1));
                 Vector512<float> wide = Vector512.Create(scales, scales);
-                Scales4 s = new(Avx512F.PermuteVar16x32(wide, p0), Avx512F.PermuteVar16x32(wide, p1), Avx512F.PermuteVar16x32(wide, p2), Avx512F.PermuteVar16x32(wide, p3));
+                Scales4 s = new(Avx512F.PermuteVar16x32(wide, lanes.P0), Avx512F.PermuteVar16x32(wide, lanes.P1), Avx512F.PermuteVar16x32(wide, lanes.P2), Avx512F.PermuteVar16x32(wide, lanes.P3));
                 byte* nibbles = block + TCodes.Nibbles;
                 Vector512<byte> c0 = Codes(nibbles, halves, nibble), c1 = Codes(nibbles + 32, halves, nibble);
                 Vector512<byte> c2 = Codes(nibbles + 64, halves, nibble), c3 = Codes(nibbles + 96, halves, nibble);
@@ -213,7 +211,6 @@ public static class Q4KRows
                     c2 |= Fifth(plane, 4, one);
                     c3 |= Fifth(plane, 6, one);
                 }
-                var lanes = new Lanes(p0, p1, p2, p3);
                 int s0 = b * SubsPerBlock;
                 nint at = b * KBlockLayout.BlockValues;
                 Token(c0, c1, c2, c3, s, lanes, mins, x0 + at, xs0 + s0, ss0 + s0, ref a0, ref m0);
@@ -245,7 +242,7 @@ public static class Q4KRows
         // lane by lane by d · scale_j · xscale_j (the token's eight sub-block scales permuted to the lanes); the mins by
         // −dmin · min_j · xscale_j · Σ x in a sum of their own.
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static unsafe void Token(Vector512<byte> c0, Vector512<byte> c1, Vector512<byte> c2, Vector512<byte> c3, in Scales4 s, in Lanes lanes,
+        private static unsafe void Token(Vector512<byte> c0, Vector512<byte> c1, Vector512<byte> c2, Vector512<byte> c3, in Scales4 s, in PairLanes lanes,
             Vector256<float> mins, sbyte* x, float* xScales, float* scaledSums, ref Vector512<float> a, ref Vector256<float> m)
         {
             Vector512<short> ones = Vector512.Create((short)1);
@@ -263,12 +260,6 @@ public static class Q4KRows
     private readonly struct Scales4(Vector512<float> s0, Vector512<float> s1, Vector512<float> s2, Vector512<float> s3)
     {
         public readonly Vector512<float> S0 = s0, S1 = s1, S2 = s2, S3 = s3;
-    }
-
-    // Each pair's lane-to-sub-block permutation.
-    private readonly struct Lanes(Vector512<int> p0, Vector512<int> p1, Vector512<int> p2, Vector512<int> p3)
-    {
-        public readonly Vector512<int> P0 = p0, P1 = p1, P2 = p2, P3 = p3;
     }
 
     /// <summary>A block's eight sub-block scales d · scale_j into <paramref name="scales"/> and negated mins −dmin · min_j into <paramref name="negMins"/>.</summary>

@@ -13,15 +13,15 @@ namespace Ftransformers.Kernels;
 /// On x86 a group's products are vpmaddubsw pairs (codes 0..63 as the unsigned operand) minus 32 · the x codes' pairs,
 /// scaled by vpmaddwd; with AVX-512 two groups fill a register and their sums stay in int32 lanes, each lane scaled by
 /// d · xscale of its group; with AVX2 a token's eight groups are folded by horizontal adds into one vector (lane g:
-/// group g), scaled by d · xscale in one multiply-add per block. On ARM64 SDOT each sub-block's dot of (code − 32) and x codes is scaled in
-/// int32 and the groups are folded by pairwise adds; the portable Vector128 path widens to int16 and scales each group
-/// into the float sums.
+/// group g), scaled by d · xscale in one multiply-add per block. On ARM64 SDOT each sub-block's dot of (code − 32) and
+/// x codes is scaled in int32 and the groups are folded by pairwise adds; the portable Vector128 path widens to int16
+/// and scales each group into the float sums.
 /// Measured on one Zen5 core, 16384 x 7168 matrices streamed from memory: AVX-512 against AVX2 1.1x at one token
 /// (about 21 GB/s), 1.5x at four tokens a pass.
 /// Paths: AVX-512 (BW), AVX2 (also taken on AVX-VNNI CPUs: vpdpbusd's 4-byte sums would need an int32 multiply per
 /// sub-block scale, where vpmaddubsw + vpmaddwd apply it for free), ARM64 SDOT, portable Vector128 and scalar. A row is
-/// one sequential stream; tokens go four a pass, then two, then one, and a
-/// (row, token) result takes the same operations in the same order whichever tokens share its pass.
+/// one sequential stream; tokens go four a pass, then two, then one, and a (row, token) result takes the same
+/// operations in the same order whichever tokens share its pass.
 /// </summary>
 public static class Q6KRows
 {
@@ -115,11 +115,10 @@ public static class Q6KRows
             Vector512<byte> low4 = Vector512.Create((byte)0x0F), top2 = Vector512.Create((byte)0x30);
             // Bit pairs 0-1 and 2-3 of the high plane go up by 4 and 2 bits, pairs 4-5 and 6-7 down by 0 and 2.
             Vector512<ulong> up = Vector512.Create(4UL, 4, 4, 4, 2, 2, 2, 2), down = Vector512.Create(0UL, 0, 0, 0, 2, 2, 2, 2);
-            // Word w of a register of four sub-blocks takes sub-block w / 8; int32 lane i of register p takes group 2p + i / 8.
+            // Word w of a register of four sub-blocks takes sub-block w / 8; int32 lane i of register k takes group 2k + i / 8.
             Vector512<short> quarter = Vector512.Create(Vector256.Create((short)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), Vector256.Create((short)2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
             Vector512<short> four = Vector512.Create((short)4);
-            Vector512<int> g0 = Vector512.Create(Vector256<int>.Zero, Vector256.Create(1)), two = Vector512.Create(2);
-            var lanes = new GroupLanes(g0, g0 + two, g0 + two + two, g0 + two + two + two);
+            var lanes = new PairLanes();
             Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
             for (int b = 0; b < job.Blocks; b++)
             {
@@ -158,7 +157,7 @@ public static class Q6KRows
         // One token's block: each register's code pairs minus 32 · x pairs (int16, exact as on the 256-bit path), scaled
         // and paired by vpmaddwd into int32 lanes, and each lane scaled by d · xscale of its group.
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static unsafe void Token(Vector512<byte> c0, Vector512<byte> c1, Vector512<byte> c2, Vector512<byte> c3, in Quarters s, in GroupLanes lanes,
+        private static unsafe void Token(Vector512<byte> c0, Vector512<byte> c1, Vector512<byte> c2, Vector512<byte> c3, in Quarters s, in PairLanes lanes,
             sbyte* x, float d, float* xScales, ref Vector512<float> a)
         {
             Vector512<float> scaled = Vector512.Create(Vector256.Load(xScales) * Vector256.Create(d), Vector256<float>.Zero);
@@ -182,12 +181,6 @@ public static class Q6KRows
     private readonly struct Quarters(Vector512<short> s0, Vector512<short> s1, Vector512<short> s2, Vector512<short> s3)
     {
         public readonly Vector512<short> S0 = s0, S1 = s1, S2 = s2, S3 = s3;
-    }
-
-    // Each register's int32-lane-to-group permutation.
-    private readonly struct GroupLanes(Vector512<int> p0, Vector512<int> p1, Vector512<int> p2, Vector512<int> p3)
-    {
-        public readonly Vector512<int> P0 = p0, P1 = p1, P2 = p2, P3 = p3;
     }
 
     private readonly struct Avx2Passes : IRowPasses<Job>
