@@ -21,8 +21,8 @@ public enum GemmKernel
 
 /// <summary>
 /// The multi-token kernels at a DeepSeek-V3 shape (2048 x 7168: a routed expert's gate in INT4, 9.2 MB, Q4_K, 8.3 MB,
-/// or Q6_K, 12.0 MB, or the shared expert's in W8A8, 14.7 MB) for 1 to 256 tokens on all threads, per kernel path, against the compute peak of the
-/// same path measured in the same run (<see cref="ComputePeakProbe"/>). The weights stay in the L3 cache between
+/// or Q6_K, 12.0 MB, or the shared expert's in W8A8, 14.7 MB) for 1 to 256 tokens on all threads, per kernel path,
+/// against the compute peak of the same path measured in the same run (<see cref="ComputePeakProbe"/>). The weights stay in the L3 cache between
 /// calls, so this measures compute, not memory (the streaming case is <see cref="MoeLayerBenchmark"/>). Activations
 /// are quantized once, in set-up, as the engine does once per input and layer.
 /// </summary>
